@@ -1,0 +1,26 @@
+"""unrolled: recurrent sequence models from the single cell up, on PyTorch.
+
+Public API (everything else is an implementation detail):
+
+- cells: :class:`RNNCell`, :class:`LSTMCell`, :class:`GRUCell`, :class:`LSTMState`
+- layers: :class:`Recurrent` (any cell -> multi-layer, bidirectional layer),
+  :class:`RNN`, :class:`LSTM`, :class:`GRU` (drop-in for torch.nn's)
+"""
+
+from .cells import Cell, GRUCell, LSTMCell, LSTMState, RNNCell
+from .layers import GRU, LSTM, RNN, Recurrent
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "GRU",
+    "LSTM",
+    "RNN",
+    "Cell",
+    "GRUCell",
+    "LSTMCell",
+    "LSTMState",
+    "RNNCell",
+    "Recurrent",
+    "__version__",
+]

@@ -1,0 +1,8 @@
+"""Cells: the math of one time step, one family per file."""
+
+from .base import Cell, LSTMState
+from .elman import RNNCell
+from .gru import GRUCell
+from .lstm import LSTMCell
+
+__all__ = ["Cell", "GRUCell", "LSTMCell", "LSTMState", "RNNCell"]

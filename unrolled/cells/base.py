@@ -1,0 +1,74 @@
+"""The cell protocol: the contract between one time step and the loops that run it.
+
+A *cell* computes one step of a recurrence,
+
+    h_t, state_t = cell(x_t, state_{t-1})
+
+with ``x_t`` of shape ``(B, input_size)`` and ``h_t`` of shape ``(B, output_size)``.
+``state`` is a tensor (Elman RNN, GRU) or a NamedTuple of tensors (``LSTMState(h, c)``),
+each of shape ``(B, ...)``. Any ``torch.nn.Module`` with these members can be turned into
+a multi-layer, bidirectional sequence layer by :class:`unrolled.Recurrent`:
+
+- ``input_size: int`` and ``hidden_size: int``;
+- ``output_size: int`` (optional; defaults to ``hidden_size``), the width of ``h_t``;
+- ``forward(x_t, state) -> (h_t, new_state)``;
+- ``init_state(batch, *, device, dtype) -> state`` (zeros for the cells of this package).
+
+A layer stacks the states of its cells along a new first dimension, component by component,
+which gives torch's ``h_0`` (D*num_layers, B, H) for a tensor state and ``(h_0, c_0)`` for an
+LSTM.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor
+
+
+class LSTMState(NamedTuple):
+    """State of an LSTM cell: hidden ``h`` (B, P or H) and memory cell ``c`` (B, H)."""
+
+    h: Tensor
+    c: Tensor
+
+
+@runtime_checkable
+class Cell(Protocol):
+    """What :class:`unrolled.Recurrent` needs of a cell (see the module docstring)."""
+
+    input_size: int
+    hidden_size: int
+
+    def forward(self, x: Tensor, state: Any) -> tuple[Tensor, Any]: ...
+
+    def init_state(
+        self, batch: int, *, device: torch.device | None = None, dtype: torch.dtype | None = None
+    ) -> Any: ...
+
+
+def check_step_input(x: Tensor, input_size: int, name: str = "input") -> None:
+    """Raise a clear error unless ``x`` is (B, input_size) or (input_size,)."""
+    if x.dim() not in (1, 2):
+        raise ValueError(
+            f"{name} must be 1-D (input_size,) or 2-D (batch, input_size); "
+            f"got {x.dim()}-D with shape {tuple(x.shape)}"
+        )
+    if x.size(-1) != input_size:
+        raise ValueError(
+            f"{name}.size(-1) must be equal to input_size. Expected {input_size}, got {x.size(-1)}"
+        )
+
+
+def check_state(t: Tensor, expected: tuple[int, ...], name: str) -> None:
+    """Raise a clear error unless tensor ``t`` has shape ``expected``."""
+    if tuple(t.shape) != expected:
+        raise ValueError(f"{name} has the wrong shape: expected {expected}, got {tuple(t.shape)}")
+
+
+def uniform_init_(module: torch.nn.Module, hidden_size: int) -> None:
+    """torch.nn's default RNN initialisation: every parameter ~ U(-1/sqrt(H), 1/sqrt(H))."""
+    bound = 1.0 / hidden_size**0.5 if hidden_size > 0 else 0.0
+    for p in module.parameters():
+        torch.nn.init.uniform_(p, -bound, bound)

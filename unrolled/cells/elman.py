@@ -1,0 +1,94 @@
+"""The Elman RNN cell (Elman 1990), the recurrence every other cell refines.
+
+    h_t = act(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh),   act = tanh or relu
+
+Parameters use torch.nn.RNNCell's names and shapes: ``weight_ih`` (H, I), ``weight_hh`` (H, H),
+``bias_ih`` (H,), ``bias_hh`` (H,).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .base import check_state, check_step_input, uniform_init_
+
+_ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu}
+
+
+class RNNCell(nn.Module):
+    """One step of an Elman RNN.
+
+    Args:
+        input_size: I, features of ``x_t``.
+        hidden_size: H, features of ``h_t``.
+        bias: whether to learn ``bias_ih`` and ``bias_hh``.
+        nonlinearity: ``"tanh"`` or ``"relu"``.
+
+    Shapes: ``x`` (B, I) or (I,); ``h`` (B, H) or (H,); returns ``(h_t, h_t)``.
+
+    Example:
+        >>> cell = RNNCell(5, 6)
+        >>> h, state = cell(torch.randn(3, 5))
+        >>> h.shape
+        torch.Size([3, 6])
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        nonlinearity: str = "tanh",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        if nonlinearity not in _ACTIVATIONS:
+            raise ValueError(
+                f"unknown nonlinearity {nonlinearity!r}: expected one of {sorted(_ACTIVATIONS)}"
+            )
+        kw = {"device": device, "dtype": dtype}
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.bias = bias
+        self.nonlinearity = nonlinearity
+        self.weight_ih = nn.Parameter(torch.empty(hidden_size, input_size, **kw))
+        self.weight_hh = nn.Parameter(torch.empty(hidden_size, hidden_size, **kw))
+        if bias:
+            self.bias_ih = nn.Parameter(torch.empty(hidden_size, **kw))
+            self.bias_hh = nn.Parameter(torch.empty(hidden_size, **kw))
+        else:
+            self.register_parameter("bias_ih", None)
+            self.register_parameter("bias_hh", None)
+        uniform_init_(self, hidden_size)
+
+    def init_state(
+        self, batch: int, *, device: torch.device | None = None, dtype: torch.dtype | None = None
+    ) -> Tensor:
+        """Zero hidden state of shape (batch, H)."""
+        return self.weight_hh.new_zeros(batch, self.hidden_size, device=device, dtype=dtype)
+
+    def forward(self, x: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        check_step_input(x, self.input_size)
+        unbatched = x.dim() == 1
+        if unbatched:
+            x = x.unsqueeze(0)
+            state = None if state is None else state.unsqueeze(0)
+        if state is None:
+            state = self.init_state(x.size(0), dtype=x.dtype)
+        check_state(state, (x.size(0), self.hidden_size), "hx")
+        act = _ACTIVATIONS[self.nonlinearity]
+        h = act(F.linear(x, self.weight_ih, self.bias_ih) + F.linear(state, self.weight_hh, self.bias_hh))
+        if unbatched:
+            h = h.squeeze(0)
+        return h, h
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        if not self.bias:
+            s += ", bias=False"
+        if self.nonlinearity != "tanh":
+            s += f", nonlinearity={self.nonlinearity!r}"
+        return s

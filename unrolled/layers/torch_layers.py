@@ -1,0 +1,129 @@
+"""``RNN``, ``LSTM`` and ``GRU``: drop-in replacements for torch.nn's, built on our cells.
+
+Same constructor arguments, forward signature, shapes and ``state_dict`` keys as
+torch.nn.RNN/LSTM/GRU, so that weights load both ways::
+
+    ours = unrolled.LSTM(10, 20, num_layers=2, bidirectional=True)
+    ours.load_state_dict(torch.nn.LSTM(10, 20, num_layers=2, bidirectional=True).state_dict())
+
+The cells underneath are plain tensor ops (:mod:`unrolled.cells`) run by :class:`Recurrent`.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+from ..cells import GRUCell, LSTMCell, RNNCell
+from .recurrent import Recurrent
+
+
+def _check_sizes(input_size: int, hidden_size: int) -> None:
+    for name, value in (("input_size", input_size), ("hidden_size", hidden_size)):
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+class RNN(Recurrent):
+    """Elman RNN layer with torch.nn.RNN's interface (see :class:`unrolled.RNNCell`).
+
+    Example:
+        >>> rnn = RNN(10, 20, num_layers=2)
+        >>> out, h_n = rnn(torch.randn(5, 3, 10))
+        >>> out.shape, h_n.shape
+        (torch.Size([5, 3, 20]), torch.Size([2, 3, 20]))
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        nonlinearity: str = "tanh",
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        _check_sizes(input_size, hidden_size)
+        cell = functools.partial(
+            RNNCell, hidden_size=hidden_size, bias=bias, nonlinearity=nonlinearity,
+            device=device, dtype=dtype,
+        )
+        super().__init__(cell, input_size, num_layers, bidirectional, dropout, batch_first)
+        self.nonlinearity = nonlinearity
+        self.bias = bias
+
+
+class LSTM(Recurrent):
+    """LSTM layer with torch.nn.LSTM's interface (see :class:`unrolled.LSTMCell`).
+
+    ``forward(input, (h_0, c_0))`` returns ``output, (h_n, c_n)``.
+
+    Example:
+        >>> lstm = LSTM(10, 20, batch_first=True)
+        >>> out, (h_n, c_n) = lstm(torch.randn(3, 5, 10))
+        >>> out.shape, c_n.shape
+        (torch.Size([3, 5, 20]), torch.Size([1, 3, 20]))
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        _check_sizes(input_size, hidden_size)
+        cell = functools.partial(
+            LSTMCell, hidden_size=hidden_size, bias=bias, proj_size=proj_size,
+            device=device, dtype=dtype,
+        )
+        super().__init__(cell, input_size, num_layers, bidirectional, dropout, batch_first)
+        self.bias = bias
+        self.proj_size = proj_size
+
+
+class GRU(Recurrent):
+    """GRU layer with torch.nn.GRU's interface (see :class:`unrolled.GRUCell`).
+
+    ``reset_after=False`` (not in torch) gives the form of Cho et al. and the d2l lectures.
+
+    Example:
+        >>> gru = GRU(10, 20, bidirectional=True)
+        >>> out, h_n = gru(torch.randn(5, 3, 10))
+        >>> out.shape, h_n.shape
+        (torch.Size([5, 3, 40]), torch.Size([2, 3, 20]))
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        *,
+        reset_after: bool = True,
+    ) -> None:
+        _check_sizes(input_size, hidden_size)
+        cell = functools.partial(
+            GRUCell, hidden_size=hidden_size, bias=bias, reset_after=reset_after,
+            device=device, dtype=dtype,
+        )
+        super().__init__(cell, input_size, num_layers, bidirectional, dropout, batch_first)
+        self.bias = bias
+        self.reset_after = reset_after

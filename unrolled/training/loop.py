@@ -1,0 +1,267 @@
+"""The training loop: forward, loss, backward, clip, step, carry the state, evaluate, save.
+
+The loop knows nothing about any task. A task hands it
+
+- ``data``: a sequence of ``(x, y)`` chunks making up one epoch, in order; when chunks are
+  consecutive pieces of long streams (truncated BPTT) the recurrent state is carried from one
+  chunk to the next and detached there, and reset at the start of every epoch;
+- ``loss_fn(model, x, y, state) -> (mean loss, new state, tokens)``;
+- ``evaluate(model) -> {"val_loss": ..., ...}``, whose ``val_loss`` picks the best weights.
+
+A run directory receives ``model.safetensors`` (latest), ``best.safetensors``, ``resume.pt``
+(optimizer, RNG and carried state), ``trainer_state.json`` and ``metrics.jsonl``; see
+:mod:`unrolled.training.checkpoint`. Ctrl-C stops at the end of the current step and saves.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from . import checkpoint as ckpt
+from .config import LoopConfig, OptimConfig
+
+log = logging.getLogger(__name__)
+
+LossFn = Callable[[nn.Module, Tensor, Tensor, Any], tuple[Tensor, Any, int]]
+EvalFn = Callable[[nn.Module], dict[str, float]]
+EventFn = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass
+class TrainerState:
+    """Where a run stands; saved as ``trainer_state.json``."""
+
+    step: int = 0  # optimizer steps taken over the whole run
+    epoch: int = 0  # completed passes over the training chunks
+    chunk: int = 0  # index of the next chunk within the current epoch
+    tokens: int = 0  # training tokens seen
+    elapsed: float = 0.0  # seconds spent training, over all invocations
+    best_val: float | None = None
+    best_step: int | None = None
+    last_val: float | None = None
+
+
+def detach_state(state: Any) -> Any:
+    """Cut the graph at a chunk boundary (truncated BPTT), keeping the values."""
+    if state is None:
+        return None
+    if isinstance(state, Tensor):
+        return state.detach()
+    parts = [detach_state(s) for s in state]
+    return state._make(parts) if hasattr(state, "_make") else type(state)(parts)
+
+
+def _state_to_list(state: Any) -> list[Tensor] | None:
+    if state is None:
+        return None
+    return [state] if isinstance(state, Tensor) else list(state)
+
+
+class Trainer:
+    """Runs the loop described in the module docstring. See :meth:`run`."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        data: Sequence[tuple[Tensor, Tensor]],
+        loss_fn: LossFn,
+        evaluate: EvalFn,
+        optim: OptimConfig,
+        loop: LoopConfig,
+        run_dir: Path,
+        *,
+        carry_state: bool = True,
+        on_event: EventFn | None = None,
+        make_state: Callable[[list[Tensor]], Any] | None = None,
+    ) -> None:
+        if len(data) == 0:
+            raise ValueError("no training chunks: the training text is too short for one batch")
+        self.model = model
+        self.data = data
+        self.loss_fn = loss_fn
+        self.evaluate = evaluate
+        self.optim_cfg = optim
+        self.loop = loop
+        self.run_dir = Path(run_dir)
+        self.carry_state = carry_state
+        self.on_event = on_event or (lambda kind, record: None)
+        self.make_state = make_state or (lambda parts: parts[0] if len(parts) == 1 else tuple(parts))
+        self.optimizer = torch.optim.AdamW(
+            model.parameters(), lr=optim.lr, weight_decay=optim.weight_decay
+        )
+        self.state = TrainerState()
+        self.carry: Any = None
+        self._stop_requested = False
+
+    # ---- resume ---------------------------------------------------------------------------
+    def load(self) -> None:
+        """Restore weights, optimizer, RNG, carried state and position from ``run_dir``."""
+        raw = ckpt.read_json(self.run_dir / ckpt.STATE, "trainer state")
+        try:
+            state = TrainerState(**raw)
+        except TypeError as e:
+            raise ValueError(f"trainer state in {str(self.run_dir)!r} is not valid: {e}") from None
+        weights, meta = ckpt.load_weights(self.run_dir / ckpt.WEIGHTS)
+        extra = ckpt.load_resume(self.run_dir / ckpt.RESUME)
+        steps = {"trainer_state.json": state.step, "model.safetensors": int(meta.get("step", -1)),
+                 "resume.pt": int(extra.get("step", -1))}
+        if len(set(steps.values())) != 1:
+            raise ValueError(f"checkpoint files disagree on the step ({steps}): the run dir is inconsistent")
+        self.model.load_state_dict(weights)
+        self.optimizer.load_state_dict(extra["optimizer"])
+        torch.set_rng_state(extra["rng"])
+        carry = extra.get("carry")
+        self.carry = None if carry is None else self.make_state(list(carry))
+        self.state = state
+
+    # ---- saving ---------------------------------------------------------------------------
+    def save(self) -> None:
+        """Write latest weights, then resume data, then the trainer state (the commit point)."""
+        meta = {"step": str(self.state.step)}
+        ckpt.save_weights(self.run_dir / ckpt.WEIGHTS, self.model.state_dict(), meta)
+        ckpt.save_resume(
+            self.run_dir / ckpt.RESUME,
+            {"step": self.state.step, "optimizer": self.optimizer.state_dict(),
+             "rng": torch.get_rng_state(), "carry": _state_to_list(self.carry)},
+        )
+        ckpt.atomic_write_json(self.run_dir / ckpt.STATE, asdict(self.state))
+
+    def _log(self, kind: str, record: dict[str, Any]) -> None:
+        record = {"kind": kind, **record}
+        with open(self.run_dir / ckpt.METRICS, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        self.on_event(kind, record)
+
+    # ---- schedule -------------------------------------------------------------------------
+    def lr_at(self, step: int, elapsed: float, plan_steps: int | None, plan_seconds: float | None) -> float:
+        """Learning rate for ``step``: warm-up, then constant or cosine to the planned end.
+
+        The planned end is the nearer of the step and the time limit, so a run stopped by
+        ``--max-minutes`` still ends its schedule at the floor.
+        """
+        o = self.optim_cfg
+        warm = min(1.0, (step + 1) / o.warmup_steps) if o.warmup_steps else 1.0
+        if o.schedule == "constant":
+            return o.lr * warm
+        fractions = []
+        if plan_steps:
+            fractions.append(step / plan_steps)
+        if plan_seconds:
+            fractions.append(elapsed / plan_seconds)
+        p = min(1.0, max(fractions)) if fractions else 0.0
+        r = o.min_lr_ratio
+        return o.lr * warm * (r + (1 - r) * 0.5 * (1 + math.cos(math.pi * p)))
+
+    # ---- the loop -------------------------------------------------------------------------
+    def run(self) -> TrainerState:
+        """Train until a limit of ``LoopConfig`` is reached (or Ctrl-C); return the final state."""
+        loop, st = self.loop, self.state
+        plan_steps = None if loop.max_steps is None else st.step + loop.max_steps
+        if loop.max_epochs is not None:
+            epoch_steps = st.step + math.ceil(loop.max_epochs * len(self.data))
+            plan_steps = epoch_steps if plan_steps is None else min(plan_steps, epoch_steps)
+        budget = None if loop.max_minutes is None else loop.max_minutes * 60.0
+        plan_seconds = None if budget is None else st.elapsed + budget
+
+        t0 = time.perf_counter()
+        elapsed0 = st.elapsed
+        window_tokens, window_t = 0, t0
+        last_eval_step = st.step if st.last_val is not None else -1
+        previous_handler = self._install_sigint()
+        self.on_event("start", {"step": st.step, "plan_steps": plan_steps, "plan_seconds": plan_seconds})
+        try:
+            while True:
+                now = time.perf_counter()
+                st.elapsed = elapsed0 + (now - t0)
+                if plan_steps is not None and st.step >= plan_steps:
+                    break
+                if budget is not None and now - t0 >= budget:
+                    break
+                if self._stop_requested:
+                    log.info("stopping at step %d on request", st.step)
+                    break
+                lr = self.lr_at(st.step, st.elapsed, plan_steps, plan_seconds)
+                loss, tokens = self._train_step(lr)
+                window_tokens += tokens
+                if st.step % loop.log_every == 0:
+                    t = time.perf_counter()
+                    self._log("train", {"step": st.step, "epoch": st.epoch, "loss": loss, "lr": lr,
+                                        "tokens_per_s": window_tokens / max(t - window_t, 1e-9),
+                                        "elapsed": st.elapsed})
+                    window_tokens, window_t = 0, t
+                if st.step % loop.eval_every == 0:
+                    self._validate_and_save()
+                    last_eval_step = st.step
+        finally:
+            signal_restore = previous_handler
+            if signal_restore is not None:
+                signal.signal(signal.SIGINT, signal_restore)
+        st.elapsed = elapsed0 + (time.perf_counter() - t0)
+        if last_eval_step != st.step:
+            self._validate_and_save()
+        self.on_event("end", asdict(st))
+        return st
+
+    def _train_step(self, lr: float) -> tuple[float, int]:
+        st = self.state
+        if st.chunk == 0:
+            self.carry = None  # a new epoch starts every stream afresh
+        x, y = self.data[st.chunk]
+        self.model.train()
+        loss, new_state, tokens = self.loss_fn(self.model, x, y, self.carry if self.carry_state else None)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.optim_cfg.clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.optim_cfg.clip)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.step()
+        self.carry = detach_state(new_state) if self.carry_state else None
+        st.step += 1
+        st.tokens += tokens
+        st.chunk += 1
+        if st.chunk == len(self.data):
+            st.chunk, st.epoch = 0, st.epoch + 1
+        return loss.item(), tokens
+
+    def _validate_and_save(self) -> None:
+        st = self.state
+        self.model.eval()
+        with torch.no_grad():
+            metrics = self.evaluate(self.model)
+        val = metrics["val_loss"]
+        st.last_val = val
+        improved = st.best_val is None or val < st.best_val
+        if improved:
+            st.best_val, st.best_step = val, st.step
+            ckpt.save_weights(self.run_dir / ckpt.BEST, self.model.state_dict(), {"step": str(st.step)})
+        self.save()
+        self._log("val", {"step": st.step, "epoch": st.epoch, **metrics, "best": improved,
+                          "elapsed": st.elapsed})
+
+    def _install_sigint(self) -> Any:
+        """First Ctrl-C: finish the step, save, stop. Second: stop at once."""
+        if threading.current_thread() is not threading.main_thread():
+            return None
+
+        def handler(signum: int, frame: Any) -> None:
+            if self._stop_requested:
+                raise KeyboardInterrupt
+            self._stop_requested = True
+            log.warning("interrupted: finishing this step and saving (Ctrl-C again to abort)")
+
+        previous = signal.getsignal(signal.SIGINT)
+        signal.signal(signal.SIGINT, handler)
+        return previous
