@@ -16,7 +16,6 @@ import logging
 import os
 import sys
 import time
-from dataclasses import fields
 from typing import Any, NoReturn
 
 EXIT_USAGE = 2
@@ -98,13 +97,15 @@ _MAPPING = {  # flag dest -> (config section, field)
 
 
 class _Progress:
-    """A tqdm bar on stderr: steps, training loss, last validation loss, chars/s."""
+    """A tqdm bar on stderr: steps (or seconds, under a time limit only), training loss, last
+    validation loss, chars/s; validation results are printed above it."""
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
         self.bar: Any = None
         self.val: str = "-"
-        self.start_step = 0
+        self.by_time = False
+        self.origin = 0.0
 
     def __call__(self, kind: str, record: dict[str, Any]) -> None:
         if not self.enabled:
@@ -112,15 +113,22 @@ class _Progress:
         from tqdm import tqdm
 
         if kind == "start":
-            self.start_step = record["step"]
-            total = record["plan_steps"]
-            self.bar = tqdm(total=None if total is None else total - record["step"], unit="step",
-                            file=sys.stderr, dynamic_ncols=True, leave=True)
+            steps, seconds = record["plan_steps"], record["plan_seconds"]
+            self.by_time = steps is None and seconds is not None
+            if self.by_time:
+                self.origin = record["elapsed"]
+                total, unit = round(seconds - self.origin), "s"
+            else:
+                self.origin = record["step"]
+                total, unit = (None if steps is None else steps - self.origin), "step"
+            self.bar = tqdm(total=total, unit=unit, file=sys.stderr, dynamic_ncols=True, leave=True,
+                            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} {unit} [{elapsed}<{remaining}{postfix}]")
         elif kind == "train" and self.bar is not None:
-            self.bar.n = record["step"] - self.start_step
+            done = record["elapsed"] - self.origin if self.by_time else record["step"] - self.origin
+            self.bar.n = min(round(done), self.bar.total) if self.bar.total else round(done)
             self.bar.set_postfix_str(
-                f"loss {record['loss']:.3f} val {self.val} {record['tokens_per_s']:,.0f} chars/s "
-                f"{record['elapsed'] / 60:.1f} min", refresh=True)
+                f"step {record['step']} loss {record['loss']:.3f} val {self.val} "
+                f"{record['tokens_per_s']:,.0f} chars/s", refresh=True)
         elif kind == "val":
             self.val = f"{record['val_loss']:.3f}"
             if self.bar is not None:
@@ -134,33 +142,25 @@ def _cmd_train_charlm(args: argparse.Namespace) -> int:
     from .tasks import charlm
 
     given = {k for k in _MAPPING if getattr(args, k, None) is not None}
+    loop_keys = {k for k in given if _MAPPING[k][0] == "loop"}
+    overrides = {_MAPPING[k][1]: getattr(args, k) for k in loop_keys}
+    if not any(k in given for k in _LIMITS):
+        overrides["max_minutes"] = 10.0  # never train forever by accident
     cfg = charlm.CharLMConfig()
     if args.resume:
-        extra = sorted(given - set(_LIMITS) - {"eval_every", "log_every"})
-        if args.out:
-            extra.append("out")
-        if extra:
-            flags = ", ".join("--" + e.replace("_", "-") for e in extra)
+        fixed = sorted((given - loop_keys) | ({"seed"} & given)) + (["out"] if args.out else [])
+        if fixed:
+            flags = ", ".join("--" + e.replace("_", "-") for e in fixed)
             raise ValueError(f"{flags} cannot be changed on --resume (the run's config.json fixes them)")
         out = args.resume
     else:
         out = args.out or time.strftime("runs/charlm-%Y%m%d-%H%M%S")
-    for key in given:
-        section, name = _MAPPING[key]
-        setattr(getattr(cfg, section), name, getattr(args, key))
-    if not any(k in given for k in _LIMITS):
-        cfg.loop.max_minutes = 10.0
-    if args.resume:
-        # eval/log cadence stay the run's unless given again
-        from .tasks.charlm import CharLMConfig, open_run
-
-        saved: CharLMConfig = open_run(args.resume, weights=None).config
-        for name in ("eval_every", "log_every", "seed"):
-            if name not in given:
-                setattr(cfg.loop, name, getattr(saved.loop, name))
+        for key in given - loop_keys:
+            section, name = _MAPPING[key]
+            setattr(getattr(cfg, section), name, getattr(args, key))
 
     progress = _Progress(enabled=not args.no_progress)
-    run, state = charlm.train(cfg, out, resume=bool(args.resume), on_event=progress)
+    run, state = charlm.train(cfg, out, resume=bool(args.resume), loop_overrides=overrides, on_event=progress)
     best = f"{state.best_val:.4f}" if state.best_val is not None else "-"
     print(f"run: {run.path}  steps: {state.step}  epochs: {state.epoch}"
           f"  best val: {best} nats/char (step {state.best_step})  time: {state.elapsed / 60:.1f} min",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -252,19 +252,20 @@ def train(
     out: str | Path = "runs/charlm",
     *,
     resume: bool = False,
+    loop_overrides: dict[str, Any] | None = None,
     on_event: Any = None,
 ) -> tuple[Run, TrainerState]:
     """Train a new run into ``out`` (which must not hold a run), or continue one (``resume``).
 
-    On resume, ``config.loop`` supplies this invocation's limits; everything else comes from
-    the run's config.json. Returns the run (with its latest weights) and the final state.
+    On resume the run's config.json fixes everything; ``loop_overrides`` may change fields of
+    its :class:`LoopConfig` (this invocation's limits, how often to evaluate and log). Returns
+    the run (with its latest weights) and the final trainer state.
     """
     out = Path(out)
     if resume:
         run = open_run(out, weights=None)
         cfg = run.config
-        if config is not None:
-            cfg.loop = config.loop
+        cfg.loop = replace(cfg.loop, **(loop_overrides or {}))
         cfg.validate()
         corpus = load_corpus(cfg.data, run.vocab)
         if run.info.get("text_sha256") not in (None, corpus.sha256):
@@ -273,6 +274,7 @@ def train(
         model = run.model
     else:
         cfg = config or CharLMConfig()
+        cfg.loop = replace(cfg.loop, **(loop_overrides or {}))
         cfg.validate()
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
             raise ValueError(f"{str(out)!r} already exists and is not empty; "

@@ -104,6 +104,7 @@ class Trainer:
         self.state = TrainerState()
         self.carry: Any = None
         self._stop_requested = False
+        self._eval_seconds = 0.0  # duration of the last validation + checkpoint
 
     # ---- resume ---------------------------------------------------------------------------
     def load(self) -> None:
@@ -180,14 +181,16 @@ class Trainer:
         window_tokens, window_t = 0, t0
         last_eval_step = st.step if st.last_val is not None else -1
         previous_handler = self._install_sigint()
-        self.on_event("start", {"step": st.step, "plan_steps": plan_steps, "plan_seconds": plan_seconds})
+        self.on_event("start", {"step": st.step, "elapsed": st.elapsed, "plan_steps": plan_steps,
+                                "plan_seconds": plan_seconds})
         try:
             while True:
                 now = time.perf_counter()
                 st.elapsed = elapsed0 + (now - t0)
                 if plan_steps is not None and st.step >= plan_steps:
                     break
-                if budget is not None and now - t0 >= budget:
+                # stop early enough that the final validation fits in the budget too
+                if budget is not None and now - t0 + self._eval_seconds >= budget:
                     break
                 if self._stop_requested:
                     log.info("stopping at step %d on request", st.step)
@@ -238,6 +241,7 @@ class Trainer:
 
     def _validate_and_save(self) -> None:
         st = self.state
+        started = time.perf_counter()
         self.model.eval()
         with torch.no_grad():
             metrics = self.evaluate(self.model)
@@ -248,6 +252,7 @@ class Trainer:
             st.best_val, st.best_step = val, st.step
             ckpt.save_weights(self.run_dir / ckpt.BEST, self.model.state_dict(), {"step": str(st.step)})
         self.save()
+        self._eval_seconds = time.perf_counter() - started
         self._log("val", {"step": st.step, "epoch": st.epoch, **metrics, "best": improved,
                           "elapsed": st.elapsed})
 
