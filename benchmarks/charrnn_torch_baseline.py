@@ -52,12 +52,16 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--text", required=True)
     p.add_argument("--minutes", type=float, default=10.0)
-    p.add_argument("--lecture", action="store_true", help="the lecture's settings (2x512, b128, p0.5, lr1e-3)")
+    p.add_argument(
+        "--lecture", action="store_true", help="the lecture's settings (2x512, b128, p0.5, lr1e-3)"
+    )
     p.add_argument("--eval-every", type=int, default=200)
     p.add_argument("--json", help="write the result here")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
-    hidden, layers, batch, seq, lr, dropout = (512, 2, 128, 100, 1e-3, 0.5) if a.lecture else (256, 2, 64, 100, 3e-3, 0.1)
+    hidden, layers, batch, seq, lr, dropout = (
+        (512, 2, 128, 100, 1e-3, 0.5) if a.lecture else (256, 2, 64, 100, 3e-3, 0.1)
+    )
     torch.manual_seed(a.seed)
     text = open(a.text, encoding="utf-8").read()
     chars = sorted(set(text))
@@ -98,13 +102,22 @@ def main() -> None:
             if step % a.eval_every == 0:
                 v = validate()
                 history.append({"step": step, "val_loss": v, "elapsed": time.perf_counter() - t0})
-                print(f"step {step}: train {loss.item():.4f} val {v:.4f} ({time.perf_counter() - t0:.0f} s)", flush=True)
+                print(
+                    f"step {step}: train {loss.item():.4f} val {v:.4f} ({time.perf_counter() - t0:.0f} s)",
+                    flush=True,
+                )
     train_time = time.perf_counter() - t0
     v = validate()
-    result = {"settings": dict(hidden=hidden, layers=layers, batch=batch, seq=seq, lr=lr, dropout=dropout),
-              "steps": step, "val_loss": v, "val_bpc": v / math.log(2),
-              "best_val_loss": min([v] + [r["val_loss"] for r in history]),
-              "chars_per_s": chars_seen / train_time, "minutes": a.minutes, "history": history}
+    result = {
+        "settings": dict(hidden=hidden, layers=layers, batch=batch, seq=seq, lr=lr, dropout=dropout),
+        "steps": step,
+        "val_loss": v,
+        "val_bpc": v / math.log(2),
+        "best_val_loss": min([v] + [r["val_loss"] for r in history]),
+        "chars_per_s": chars_seen / train_time,
+        "minutes": a.minutes,
+        "history": history,
+    }
     print(json.dumps({k: v for k, v in result.items() if k != "history"}))
     if a.json:
         with open(a.json, "w") as f:

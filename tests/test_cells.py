@@ -116,8 +116,14 @@ def test_unbatched_cell_step_matches_batched() -> None:
     [
         (lambda c: c(torch.randn(B, I + 1)), "Expected 5, got 6"),
         (lambda c: c(torch.randn(B, 2, I)), "got 3-D"),
-        (lambda c: c(torch.randn(B, I), (torch.randn(B, H + 1), torch.randn(B, H))), r"expected \(3, 6\), got \(3, 7\)"),
-        (lambda c: c(torch.randn(B, I), (torch.randn(B, H), torch.randn(B + 1, H))), r"cx has the wrong shape"),
+        (
+            lambda c: c(torch.randn(B, I), (torch.randn(B, H + 1), torch.randn(B, H))),
+            r"expected \(3, 6\), got \(3, 7\)",
+        ),
+        (
+            lambda c: c(torch.randn(B, I), (torch.randn(B, H), torch.randn(B + 1, H))),
+            r"cx has the wrong shape",
+        ),
     ],
 )
 def test_cell_errors_name_expected_and_got(call, message) -> None:

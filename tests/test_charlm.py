@@ -8,11 +8,25 @@ import pytest
 import torch
 
 from unrolled.cli import main
+from unrolled.data import BPTTChunks
 from unrolled.tasks import charlm
 from unrolled.training import checkpoint as ckpt
 
-SMALL = ["--hidden", "16", "--layers", "2", "--embedding-dim", "8", "--batch-size", "4", "--seq-len", "16",
-         "--no-progress", "--sample-length", "0"]
+SMALL = [
+    "--hidden",
+    "16",
+    "--layers",
+    "2",
+    "--embedding-dim",
+    "8",
+    "--batch-size",
+    "4",
+    "--seq-len",
+    "16",
+    "--no-progress",
+    "--sample-length",
+    "0",
+]
 
 
 def _train(text, out, *extra):
@@ -27,7 +41,9 @@ def test_train_writes_a_complete_run_directory(tiny_text_file, tmp_path) -> None
     out = tmp_path / "run"
     assert _train(tiny_text_file, out, "--max-steps", "12", "--eval-every", "5", "--dropout", "0.1") == 0
     names = sorted(p.name for p in out.iterdir())
-    assert names == sorted([ckpt.CONFIG, ckpt.VOCAB, ckpt.WEIGHTS, ckpt.BEST, ckpt.RESUME, ckpt.STATE, ckpt.METRICS])
+    assert names == sorted(
+        [ckpt.CONFIG, ckpt.VOCAB, ckpt.WEIGHTS, ckpt.BEST, ckpt.RESUME, ckpt.STATE, ckpt.METRICS]
+    )
     state = json.loads((out / ckpt.STATE).read_text())
     assert state["step"] == 12 and state["best_val"] is not None
     records = [json.loads(line) for line in (out / ckpt.METRICS).read_text().splitlines()]
@@ -35,12 +51,14 @@ def test_train_writes_a_complete_run_directory(tiny_text_file, tmp_path) -> None
     assert [r["step"] for r in vals] == [5, 10, 12]  # every eval_every, and at the end
     assert all(abs(r["val_bpc"] - r["val_loss"] / 0.6931471805599453) < 1e-9 for r in vals)
     config = json.loads((out / ckpt.CONFIG).read_text())
-    assert config["model"]["hidden"] == 16 and config["info"]["vocab_size"] == len(set(tiny_text_file.read_text()))
+    assert config["model"]["hidden"] == 16 and config["info"]["vocab_size"] == len(
+        set(tiny_text_file.read_text())
+    )
 
 
 def test_training_learns_the_tiny_corpus(tiny_text_file, tmp_path) -> None:
     out = tmp_path / "run"
-    _train(tiny_text_file, out, "--max-steps", "150", "--eval-every", "150", "--lr", "1e-2")
+    _train(tiny_text_file, out, "--max-steps", "150", "--eval-every", "150", "--lr", "1e-2", "--hidden", "64")
     vals = [json.loads(x) for x in (out / ckpt.METRICS).read_text().splitlines()]
     first_train = next(r for r in vals if r["kind"] == "train")
     final_val = [r for r in vals if r["kind"] == "val"][-1]["val_loss"]
@@ -59,8 +77,22 @@ def test_resume_equals_an_unbroken_run(tiny_text_file, tmp_path) -> None:
     whole, split = tmp_path / "whole", tmp_path / "split"
     assert _train(tiny_text_file, whole, "--max-steps", "10", *args) == 0
     assert _train(tiny_text_file, split, "--max-steps", "6", *args) == 0
-    assert main(["train", "charlm", "--resume", str(split), "--max-steps", "4", "--no-progress",
-                 "--sample-length", "0"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "charlm",
+                "--resume",
+                str(split),
+                "--max-steps",
+                "4",
+                "--no-progress",
+                "--sample-length",
+                "0",
+            ]
+        )
+        == 0
+    )
     a, b = _weights(whole), _weights(split)
     assert a.keys() == b.keys()
     for k in a:
@@ -69,12 +101,25 @@ def test_resume_equals_an_unbroken_run(tiny_text_file, tmp_path) -> None:
 
 
 def test_resume_crosses_an_epoch_boundary(tiny_text_file, tmp_path) -> None:
-    n = len(charlm.ChunkList(charlm.load_corpus(charlm.DataConfig(str(tiny_text_file), batch_size=4, seq_len=16)).train, 4, 16))
+    corpus = charlm.load_corpus(charlm.DataConfig(str(tiny_text_file), batch_size=4, seq_len=16))
+    n = len(BPTTChunks(corpus.train, 4, 16))
     whole, split = tmp_path / "whole", tmp_path / "split"
     args = ["--lr-schedule", "constant", "--eval-every", "1000"]
     _train(tiny_text_file, whole, "--max-steps", str(n + 3), *args)
     _train(tiny_text_file, split, "--max-steps", str(n - 2), *args)
-    main(["train", "charlm", "--resume", str(split), "--max-steps", "5", "--no-progress", "--sample-length", "0"])
+    main(
+        [
+            "train",
+            "charlm",
+            "--resume",
+            str(split),
+            "--max-steps",
+            "5",
+            "--no-progress",
+            "--sample-length",
+            "0",
+        ]
+    )
     a, b = _weights(whole), _weights(split)
     for k in a:
         torch.testing.assert_close(a[k], b[k], atol=0, rtol=0)
@@ -88,7 +133,7 @@ def trained_run(tmp_path_factory):
     text = root / "tiny.txt"
     text.write_text(TINY_TEXT, encoding="utf-8")
     out = root / "run"
-    assert _train(text, out, "--max-steps", "40", "--eval-every", "20", "--lr", "1e-2") == 0
+    assert _train(text, out, "--max-steps", "60", "--eval-every", "20", "--lr", "1e-2", "--hidden", "64") == 0
     return out, text
 
 
@@ -139,3 +184,13 @@ def test_best_weights_are_those_of_the_best_validation(trained_run) -> None:
     state = json.loads((out / ckpt.STATE).read_text())
     _, meta = ckpt.load_weights(out / ckpt.BEST)
     assert int(meta["step"]) == state["best_step"]
+
+
+def test_resume_limits_are_those_of_the_new_invocation(tiny_text_file, tmp_path) -> None:
+    out = tmp_path / "run"
+    assert _train(tiny_text_file, out, "--max-minutes", "0.0001") == 0  # stops almost at once
+    first = json.loads((out / ckpt.STATE).read_text())["step"]
+    argv = ["train", "charlm", "--resume", str(out), "--max-steps", "7", "--no-progress"]
+    argv += ["--sample-length", "0"]
+    assert main(argv) == 0
+    assert json.loads((out / ckpt.STATE).read_text())["step"] == first + 7

@@ -27,9 +27,11 @@ def _fails(capsys, argv, pattern):
 
 
 @pytest.fixture
-def run_dir(tiny_text_file, tmp_path):
+def run_dir(tiny_text_file, tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["train", "charlm", "--text", str(tiny_text_file), "--out", str(out), "--max-steps", "3", *SMALL]) == 0
+    argv = ["train", "charlm", "--text", str(tiny_text_file), "--out", str(out), "--max-steps", "3", *SMALL]
+    assert main(argv) == 0
+    capsys.readouterr()  # the tests look only at what their own command prints
     return out
 
 
@@ -40,7 +42,7 @@ def run_dir(tiny_text_file, tmp_path):
         ("DIR", "got a directory"),
         (b"", "text file is empty"),
         ("caf\xe9".encode("latin-1"), "is not UTF-8 text"),
-        (b"too short for a batch", "text is too short for one batch"),
+        (b"too short", "text is too short for one batch"),
     ],
 )
 def test_bad_text_files(capsys, tmp_path, content, pattern) -> None:
@@ -67,7 +69,9 @@ def test_bad_text_files(capsys, tmp_path, content, pattern) -> None:
 )
 def test_bad_numbers_and_choices(capsys, tiny_text_file, tmp_path, flags, pattern) -> None:
     out = tmp_path / "out"
-    _fails(capsys, ["train", "charlm", "--text", str(tiny_text_file), "--out", str(out), *SMALL, *flags], pattern)
+    _fails(
+        capsys, ["train", "charlm", "--text", str(tiny_text_file), "--out", str(out), *SMALL, *flags], pattern
+    )
     assert not out.exists()
 
 
@@ -77,11 +81,19 @@ def test_resume_of_a_directory_that_is_not_a_run(capsys, tmp_path) -> None:
 
 
 def test_resume_refuses_to_change_the_model(capsys, run_dir) -> None:
-    _fails(capsys, ["train", "charlm", "--resume", str(run_dir), "--hidden", "32"], "--hidden cannot be changed on --resume")
+    _fails(
+        capsys,
+        ["train", "charlm", "--resume", str(run_dir), "--hidden", "32"],
+        "--hidden cannot be changed on --resume",
+    )
 
 
 def test_out_dir_that_holds_a_run_is_not_overwritten(capsys, run_dir, tiny_text_file) -> None:
-    _fails(capsys, ["train", "charlm", "--text", str(tiny_text_file), "--out", str(run_dir), *SMALL], "already exists")
+    _fails(
+        capsys,
+        ["train", "charlm", "--text", str(tiny_text_file), "--out", str(run_dir), *SMALL],
+        "already exists",
+    )
 
 
 @pytest.mark.parametrize("cmd", ["sample", "eval"])
@@ -89,7 +101,9 @@ def test_out_dir_that_holds_a_run_is_not_overwritten(capsys, run_dir, tiny_text_
 def test_damaged_weights(capsys, run_dir, tiny_text_file, cmd, damage) -> None:
     for name in (ckpt.BEST, ckpt.WEIGHTS):
         data = (run_dir / name).read_bytes()
-        (run_dir / name).write_bytes(data[: len(data) // 3] if damage == "truncate" else data[:8] + b"{" * (len(data) - 8))
+        (run_dir / name).write_bytes(
+            data[: len(data) // 3] if damage == "truncate" else data[:8] + b"{" * (len(data) - 8)
+        )
     argv = [cmd, str(run_dir)] + (["--text", str(tiny_text_file)] if cmd == "eval" else [])
     _fails(capsys, argv, "truncated or corrupted")
 
@@ -115,13 +129,23 @@ def test_eval_of_text_with_unknown_characters(capsys, run_dir, tmp_path) -> None
 
 
 def test_console_script_exit_code_and_single_line() -> None:
-    proc = subprocess.run([sys.executable, "-m", "unrolled", "sample", "/no/such/run"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "unrolled", "sample", "/no/such/run"], capture_output=True, text=True
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip() == "unrolled: error: not a run directory (no such directory): '/no/such/run'"
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["train", "charlm", "--help"],
-                                  ["sample", "--help"], ["eval", "--help"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["train", "--help"],
+        ["train", "charlm", "--help"],
+        ["sample", "--help"],
+        ["eval", "--help"],
+    ],
+)
 def test_help_everywhere(capsys, argv) -> None:
     with pytest.raises(SystemExit) as e:
         main(argv)

@@ -5,27 +5,30 @@ from __future__ import annotations
 import pytest
 import torch
 
-from unrolled.data import CharVocab, chunks, load_shakespeare, num_chunks, read_text, stream_rows
+from unrolled.data import BPTTChunks, CharVocab, load_shakespeare, num_chunks, read_text, stream_rows
 from unrolled.data.shakespeare import render_play
 
 
 def test_chunk_k_plus_1_continues_chunk_k_in_every_row() -> None:
     B, T = 3, 5
     ids = torch.arange(100)
-    got = list(chunks(ids, B, T))
+    got = list(BPTTChunks(ids, B, T))
     assert len(got) == num_chunks(ids, B, T) == (100 // B - 1) // T
     rows = stream_rows(ids, B)  # row b is the contiguous slice [b*33, (b+1)*33)
     assert torch.equal(rows[1], torch.arange(33, 66))
-    for (x0, y0), (x1, _) in zip(got, got[1:]):
+    for (x0, y0), (x1, _) in zip(got, got[1:], strict=False):
         assert x0.shape == y0.shape == (B, T)
         assert torch.equal(y0[:, :-1], x0[:, 1:])  # targets are the inputs shifted by one
         assert torch.equal(x1[:, 0], x0[:, -1] + 1)  # next chunk starts right after, row by row
         assert torch.equal(x1[:, 0], y0[:, -1])
 
 
-def test_chunks_can_start_mid_epoch() -> None:
-    ids = torch.arange(200)
-    assert [x.tolist() for x, _ in chunks(ids, 2, 7, start=3)] == [x.tolist() for x, _ in list(chunks(ids, 2, 7))[3:]]
+def test_chunks_are_indexable_for_resuming_mid_epoch() -> None:
+    c = BPTTChunks(torch.arange(200), 2, 7)
+    assert len(c) == (100 - 1) // 7
+    assert torch.equal(c[3][0], torch.stack([torch.arange(21, 28), torch.arange(121, 128)]))
+    with pytest.raises(IndexError):
+        c[len(c)]
 
 
 def test_batching_rejects_nonpositive_sizes() -> None:

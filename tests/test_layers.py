@@ -15,8 +15,11 @@ import unrolled
 
 B, T, I, H = 3, 4, 5, 6
 ATOL = 1e-5
-KINDS = {"RNN": (unrolled.RNN, torch.nn.RNN), "LSTM": (unrolled.LSTM, torch.nn.LSTM),
-         "GRU": (unrolled.GRU, torch.nn.GRU)}
+KINDS = {
+    "RNN": (unrolled.RNN, torch.nn.RNN),
+    "LSTM": (unrolled.LSTM, torch.nn.LSTM),
+    "GRU": (unrolled.GRU, torch.nn.GRU),
+}
 CONFIGS = list(itertools.product(KINDS, [1, 2, 3], [False, True], [False, True], [True, False]))
 
 
@@ -47,8 +50,8 @@ def _compare(ours, ref, x, hx=None):
     # one scalar that depends on the output and on every final state
     gen = torch.Generator().manual_seed(1)
     weights = [torch.randn(t.shape, generator=gen) for t in [out1, *_flat(s1)]]
-    loss1 = sum((w * t).sum() for w, t in zip(weights, [out1, *_flat(s1)]))
-    loss2 = sum((w * t).sum() for w, t in zip(weights, [out2, *_flat(s2)]))
+    loss1 = sum((w * t).sum() for w, t in zip(weights, [out1, *_flat(s1)], strict=True))
+    loss2 = sum((w * t).sum() for w, t in zip(weights, [out2, *_flat(s2)], strict=True))
     loss1.backward()
     loss2.backward()
     torch.testing.assert_close(x1.grad, x2.grad, atol=ATOL, rtol=0)
@@ -59,8 +62,13 @@ def _compare(ours, ref, x, hx=None):
     ours_sd_names = list(ours.state_dict())
     assert ours_sd_names == list(ref.state_dict())
     for name in ours_sd_names:
-        torch.testing.assert_close(getattr(ours, name).grad, ref_params[name].grad, atol=ATOL, rtol=0,
-                                   msg=lambda m, name=name: f"{name}: {m}")
+        torch.testing.assert_close(
+            getattr(ours, name).grad,
+            ref_params[name].grad,
+            atol=ATOL,
+            rtol=0,
+            msg=lambda m, name=name: f"{name}: {m}",
+        )
 
 
 def _clone_state(hx):
@@ -145,21 +153,28 @@ def test_torch_attribute_names_are_the_cells_parameters() -> None:
     lstm = unrolled.LSTM(I, H, num_layers=2, bidirectional=True)
     assert lstm.weight_hh_l1_reverse is lstm.cells[3].weight_hh
     with pytest.raises(AttributeError):
-        lstm.weight_hh_l2
+        _ = lstm.weight_hh_l2
     with pytest.raises(AttributeError):
-        unrolled.LSTM(I, H).weight_ih_l0_reverse
+        _ = unrolled.LSTM(I, H).weight_ih_l0_reverse
 
 
 @pytest.mark.parametrize(
     "call, message",
     [
-        (lambda m: m(torch.randn(T, B, I + 2)), "input.size\\(-1\\) must be equal to input_size. Expected 5, got 7"),
+        (
+            lambda m: m(torch.randn(T, B, I + 2)),
+            "input.size\\(-1\\) must be equal to input_size. Expected 5, got 7",
+        ),
         (lambda m: m(torch.randn(T, B, 1, I)), "got 4-D"),
-        (lambda m: m(torch.randn(T, B, I), (torch.randn(2, B, H), torch.randn(4, B, H))),
-         r"hx\[0\] for input must have shape \(4, 3, 6\).*got \(2, 3, 6\)"),
+        (
+            lambda m: m(torch.randn(T, B, I), (torch.randn(2, B, H), torch.randn(4, B, H))),
+            r"hx\[0\] for input must have shape \(4, 3, 6\).*got \(2, 3, 6\)",
+        ),
         (lambda m: m(torch.randn(T, B, I), torch.randn(4, B, H)), "a tuple of 2 tensors"),
-        (lambda m: m(torch.randn(T, I), (torch.randn(4, B, H), torch.randn(4, B, H))),
-         r"hx\[0\] for unbatched input must have shape \(4, 6\)"),
+        (
+            lambda m: m(torch.randn(T, I), (torch.randn(4, B, H), torch.randn(4, B, H))),
+            r"hx\[0\] for unbatched input must have shape \(4, 6\)",
+        ),
     ],
 )
 def test_layer_errors_name_expected_and_got(call, message) -> None:
@@ -194,8 +209,9 @@ def test_custom_cell_through_recurrent() -> None:
             h = f * h + (1 - f) * torch.tanh(c)
             return h, h
 
-    layer = unrolled.Recurrent(functools.partial(MinimalGated, hidden_size=H), I, num_layers=2,
-                               bidirectional=True, batch_first=True)
+    layer = unrolled.Recurrent(
+        functools.partial(MinimalGated, hidden_size=H), I, num_layers=2, bidirectional=True, batch_first=True
+    )
     out, h_n = layer(torch.randn(B, T, I))
     assert out.shape == (B, T, 2 * H) and h_n.shape == (4, B, H)
     assert "weight_l1_reverse" not in layer.state_dict()

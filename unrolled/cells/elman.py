@@ -46,9 +46,7 @@ class RNNCell(nn.Module):
     ) -> None:
         super().__init__()
         if nonlinearity not in _ACTIVATIONS:
-            raise ValueError(
-                f"unknown nonlinearity {nonlinearity!r}: expected one of {sorted(_ACTIVATIONS)}"
-            )
+            raise ValueError(f"unknown nonlinearity {nonlinearity!r}: expected one of {sorted(_ACTIVATIONS)}")
         kw = {"device": device, "dtype": dtype}
         self.input_size = input_size
         self.hidden_size = hidden_size

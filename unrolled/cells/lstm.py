@@ -53,8 +53,7 @@ class LSTMCell(nn.Module):
         super().__init__()
         if proj_size < 0 or (proj_size and proj_size >= hidden_size):
             raise ValueError(
-                f"proj_size must be 0 or between 1 and hidden_size - 1 ({hidden_size - 1}); "
-                f"got {proj_size}"
+                f"proj_size must be 0 or between 1 and hidden_size - 1 ({hidden_size - 1}); got {proj_size}"
             )
         kw = {"device": device, "dtype": dtype}
         self.input_size = input_size
@@ -84,9 +83,7 @@ class LSTMCell(nn.Module):
         c = self.weight_hh.new_zeros(batch, self.hidden_size, device=device, dtype=dtype)
         return LSTMState(h, c)
 
-    def forward(
-        self, x: Tensor, state: tuple[Tensor, Tensor] | None = None
-    ) -> tuple[Tensor, LSTMState]:
+    def forward(self, x: Tensor, state: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, LSTMState]:
         check_step_input(x, self.input_size)
         unbatched = x.dim() == 1
         if unbatched:

@@ -13,7 +13,7 @@ Targets are the inputs shifted by one token.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Sequence
 
 from torch import Tensor
 
@@ -34,13 +34,24 @@ def num_chunks(ids: Tensor, batch_size: int, seq_len: int) -> int:
     return max(0, (L - 1) // seq_len)
 
 
-def chunks(ids: Tensor, batch_size: int, seq_len: int, start: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
-    """Yield ``(x, y)`` chunks of shape (B, seq_len), beginning at chunk ``start``.
+class BPTTChunks(Sequence[tuple[Tensor, Tensor]]):
+    """The ``(x, y)`` chunks of one pass over a stream, each of shape (B, seq_len).
 
-    ``y[b, t] == x[b, t + 1]`` within a chunk, and chunk k+1 of row b begins where chunk k of
-    row b ended (``x_{k+1}[b, 0] == y_k[b, -1]``).
+    Indexable, so that a resumed run can start mid-epoch. ``y[b, t] == x[b, t + 1]`` within a
+    chunk, and chunk k+1 of row b begins where chunk k of row b ended
+    (``chunk[k + 1].x[b, 0] == chunk[k].y[b, -1]``).
     """
-    rows = stream_rows(ids, batch_size)
-    for k in range(start, num_chunks(ids, batch_size, seq_len)):
-        i = k * seq_len
-        yield rows[:, i : i + seq_len], rows[:, i + 1 : i + 1 + seq_len]
+
+    def __init__(self, ids: Tensor, batch_size: int, seq_len: int) -> None:
+        self.n = num_chunks(ids, batch_size, seq_len)
+        self.rows = stream_rows(ids, batch_size)  # (B, L)
+        self.seq_len = seq_len
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, k: int) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+        if not 0 <= k < self.n:
+            raise IndexError(f"chunk {k} out of range (0..{self.n - 1})")
+        i = k * self.seq_len
+        return self.rows[:, i : i + self.seq_len], self.rows[:, i + 1 : i + 1 + self.seq_len]

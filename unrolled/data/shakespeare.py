@@ -46,7 +46,7 @@ def render_play(markdown: str) -> str:
     speeches: list[list[str]] = []
     in_direction = False
     for raw in markdown.splitlines():
-        line = raw.strip()
+        line = _INLINE_DIRECTION.sub("", raw).strip()  # "_\\[Aside]_ Farewell." -> "Farewell."
         if in_direction:  # a stage direction that spans lines ends with '_'
             in_direction = not line.endswith("_")
             continue
@@ -59,7 +59,7 @@ def render_play(markdown: str) -> str:
         if m:
             speeches.append([m["name"].strip() + ":"])
             continue
-        line = _ESCAPE.sub(r"\1", _INLINE_DIRECTION.sub("", line)).strip()
+        line = _ESCAPE.sub(r"\1", line)
         if line and speeches:
             speeches[-1].append(line)
     return "\n\n".join("\n".join(s) for s in speeches if len(s) > 1) + "\n"

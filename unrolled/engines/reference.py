@@ -14,9 +14,7 @@ import torch
 from torch import Tensor, nn
 
 
-def run_reference(
-    cell: nn.Module, x: Tensor, state: Any, *, reverse: bool = False
-) -> tuple[Tensor, Any]:
+def run_reference(cell: nn.Module, x: Tensor, state: Any, *, reverse: bool = False) -> tuple[Tensor, Any]:
     """Run ``cell`` over a time-major sequence.
 
     Args:

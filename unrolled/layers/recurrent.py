@@ -189,7 +189,7 @@ class Recurrent(nn.Module):
             )
         names = ["hx"] if len(protos) == 1 else [f"hx[{i}]" for i in range(len(protos))]
         checked = []
-        for name, part, p in zip(names, parts, protos):
+        for name, part, p in zip(names, parts, protos, strict=True):
             expected = (n, *p.shape[1:]) if unbatched else (n, *p.shape)
             if tuple(part.shape) != expected:
                 kind = "unbatched " if unbatched else ""
@@ -229,9 +229,7 @@ def _to_torch_keys(module: Recurrent, state_dict: dict, prefix: str, local_metad
         state_dict[prefix + module._torch_name(int(index), name)] = state_dict.pop(key)
 
 
-def _from_torch_keys(
-    module: Recurrent, state_dict: dict, prefix: str, *args: Any
-) -> None:
+def _from_torch_keys(module: Recurrent, state_dict: dict, prefix: str, *args: Any) -> None:
     """load_state_dict pre-hook: torch's flat names -> ``cells.{i}.{name}``."""
     for key in [k for k in state_dict if k.startswith(prefix)]:
         rest = key[len(prefix) :]

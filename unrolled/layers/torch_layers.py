@@ -50,8 +50,12 @@ class RNN(Recurrent):
     ) -> None:
         _check_sizes(input_size, hidden_size)
         cell = functools.partial(
-            RNNCell, hidden_size=hidden_size, bias=bias, nonlinearity=nonlinearity,
-            device=device, dtype=dtype,
+            RNNCell,
+            hidden_size=hidden_size,
+            bias=bias,
+            nonlinearity=nonlinearity,
+            device=device,
+            dtype=dtype,
         )
         super().__init__(cell, input_size, num_layers, bidirectional, dropout, batch_first)
         self.nonlinearity = nonlinearity
@@ -85,8 +89,12 @@ class LSTM(Recurrent):
     ) -> None:
         _check_sizes(input_size, hidden_size)
         cell = functools.partial(
-            LSTMCell, hidden_size=hidden_size, bias=bias, proj_size=proj_size,
-            device=device, dtype=dtype,
+            LSTMCell,
+            hidden_size=hidden_size,
+            bias=bias,
+            proj_size=proj_size,
+            device=device,
+            dtype=dtype,
         )
         super().__init__(cell, input_size, num_layers, bidirectional, dropout, batch_first)
         self.bias = bias
@@ -121,8 +129,12 @@ class GRU(Recurrent):
     ) -> None:
         _check_sizes(input_size, hidden_size)
         cell = functools.partial(
-            GRUCell, hidden_size=hidden_size, bias=bias, reset_after=reset_after,
-            device=device, dtype=dtype,
+            GRUCell,
+            hidden_size=hidden_size,
+            bias=bias,
+            reset_after=reset_after,
+            device=device,
+            dtype=dtype,
         )
         super().__init__(cell, input_size, num_layers, bidirectional, dropout, batch_first)
         self.bias = bias

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from .. import layers
 from ..cells import LSTMState
-from ..data import CharVocab, chunks, load_shakespeare, num_chunks, read_text, stream_rows
+from ..data import BPTTChunks, CharVocab, load_shakespeare, num_chunks, read_text, stream_rows
 from ..models import LanguageModel
 from ..training import LoopConfig, OptimConfig, Trainer, TrainerState
 from ..training import checkpoint as ckpt
@@ -97,8 +97,12 @@ class CharLMConfig:
         if not isinstance(obj, dict) or obj.get("task") != TASK:
             raise ValueError("config.json is not that of a charlm run")
         try:
-            return cls(ModelConfig(**obj["model"]), DataConfig(**obj["data"]),
-                       OptimConfig(**obj["optim"]), LoopConfig(**obj["loop"]))
+            return cls(
+                ModelConfig(**obj["model"]),
+                DataConfig(**obj["data"]),
+                OptimConfig(**obj["optim"]),
+                LoopConfig(**obj["loop"]),
+            )
         except (KeyError, TypeError) as e:
             raise ValueError(f"config.json is not valid: {e}") from None
 
@@ -142,30 +146,15 @@ def load_corpus(cfg: DataConfig, vocab: CharVocab | None = None) -> Corpus:
     return Corpus(text, vocab, train, val, source)
 
 
-class ChunkList(Sequence[tuple[Tensor, Tensor]]):
-    """The (x, y) chunks of one epoch, indexable so that a resumed run can start mid-epoch."""
-
-    def __init__(self, ids: Tensor, batch_size: int, seq_len: int) -> None:
-        self.rows = stream_rows(ids, batch_size)  # (B, L)
-        self.seq_len = seq_len
-        self.n = num_chunks(ids, batch_size, seq_len)
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, k: int) -> tuple[Tensor, Tensor]:  # type: ignore[override]
-        if not 0 <= k < self.n:
-            raise IndexError(k)
-        i = k * self.seq_len
-        return self.rows[:, i : i + self.seq_len], self.rows[:, i + 1 : i + 1 + self.seq_len]
-
-
 # ---- model, loss, metrics ------------------------------------------------------------------
 def build_model(cfg: ModelConfig, vocab_size: int) -> LanguageModel:
     cfg.validate()
     rnn = CELLS[cfg.cell](
-        cfg.embedding_dim or vocab_size, cfg.hidden, num_layers=cfg.layers,
-        dropout=cfg.dropout if cfg.layers > 1 else 0.0, batch_first=True,
+        cfg.embedding_dim or vocab_size,
+        cfg.hidden,
+        num_layers=cfg.layers,
+        dropout=cfg.dropout if cfg.layers > 1 else 0.0,
+        batch_first=True,
     )
     return LanguageModel(vocab_size, rnn, embedding_dim=cfg.embedding_dim, dropout=cfg.dropout)
 
@@ -242,7 +231,9 @@ def open_run(path: str | Path, weights: str | None = ckpt.BEST) -> Run:
             model.load_state_dict(tensors)
         except RuntimeError as e:
             first = str(e).splitlines()[0:2]
-            raise ValueError(f"weights in {str(file)!r} do not fit the run's config: {' '.join(first)}") from None
+            raise ValueError(
+                f"weights in {str(file)!r} do not fit the run's config: {' '.join(first)}"
+            ) from None
     model.eval()
     return Run(p, config, vocab, model, raw.get("info", {}))
 
@@ -269,32 +260,48 @@ def train(
         cfg.validate()
         corpus = load_corpus(cfg.data, run.vocab)
         if run.info.get("text_sha256") not in (None, corpus.sha256):
-            raise ValueError(f"the training text {corpus.source!r} has changed since the run began; "
-                             "resume needs the same text")
+            raise ValueError(
+                f"the training text {corpus.source!r} has changed since the run began; "
+                "resume needs the same text"
+            )
         model = run.model
     else:
         cfg = config or CharLMConfig()
         cfg.loop = replace(cfg.loop, **(loop_overrides or {}))
         cfg.validate()
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
-            raise ValueError(f"{str(out)!r} already exists and is not empty; "
-                             "use --resume to continue it or choose another --out")
+            raise ValueError(
+                f"{str(out)!r} already exists and is not empty; "
+                "use --resume to continue it or choose another --out"
+            )
         corpus = load_corpus(cfg.data)  # every input check happens before anything is written
         torch.manual_seed(cfg.loop.seed)
         model = build_model(cfg.model, len(corpus.vocab))
         out.mkdir(parents=True, exist_ok=True)
-        info = {"source": corpus.source, "text_sha256": corpus.sha256, "chars": len(corpus.text),
-                "vocab_size": len(corpus.vocab),
-                "parameters": sum(p.numel() for p in model.parameters())}
+        info = {
+            "source": corpus.source,
+            "text_sha256": corpus.sha256,
+            "chars": len(corpus.text),
+            "vocab_size": len(corpus.vocab),
+            "parameters": sum(p.numel() for p in model.parameters()),
+        }
         ckpt.atomic_write_json(out / ckpt.VOCAB, {"kind": "char", "chars": corpus.vocab.chars})
         ckpt.atomic_write_json(out / ckpt.CONFIG, {**cfg.to_json(), "info": info})
         run = Run(out, cfg, corpus.vocab, model, info)
 
     d = cfg.data
     trainer = Trainer(
-        model, ChunkList(corpus.train, d.batch_size, d.seq_len), lm_loss,
-        lambda m: {f"val_{k}": v for k, v in metrics(stream_loss(m, corpus.val, d.batch_size, d.seq_len)).items()},
-        cfg.optim, cfg.loop, out, on_event=on_event, make_state=make_state(cfg.model.cell),
+        model,
+        BPTTChunks(corpus.train, d.batch_size, d.seq_len),
+        lm_loss,
+        lambda m: {
+            f"val_{k}": v for k, v in metrics(stream_loss(m, corpus.val, d.batch_size, d.seq_len)).items()
+        },
+        cfg.optim,
+        cfg.loop,
+        out,
+        on_event=on_event,
+        make_state=make_state(cfg.model.cell),
     )
     if resume:
         trainer.load()

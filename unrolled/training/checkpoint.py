@@ -84,8 +84,7 @@ def load_weights(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
         meta = json.loads(data[8 : 8 + n]).get("__metadata__", {}) or {}
     except (SafetensorError, ValueError, json.JSONDecodeError, UnicodeDecodeError, OverflowError) as e:
         raise ValueError(
-            f"weights file {str(path)!r} is truncated or corrupted ({e}); "
-            "restore it or train again"
+            f"weights file {str(path)!r} is truncated or corrupted ({e}); restore it or train again"
         ) from None
     return tensors, meta
 

@@ -98,9 +98,7 @@ class Trainer:
         self.carry_state = carry_state
         self.on_event = on_event or (lambda kind, record: None)
         self.make_state = make_state or (lambda parts: parts[0] if len(parts) == 1 else tuple(parts))
-        self.optimizer = torch.optim.AdamW(
-            model.parameters(), lr=optim.lr, weight_decay=optim.weight_decay
-        )
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=optim.lr, weight_decay=optim.weight_decay)
         self.state = TrainerState()
         self.carry: Any = None
         self._stop_requested = False
@@ -116,8 +114,11 @@ class Trainer:
             raise ValueError(f"trainer state in {str(self.run_dir)!r} is not valid: {e}") from None
         weights, meta = ckpt.load_weights(self.run_dir / ckpt.WEIGHTS)
         extra = ckpt.load_resume(self.run_dir / ckpt.RESUME)
-        steps = {"trainer_state.json": state.step, "model.safetensors": int(meta.get("step", -1)),
-                 "resume.pt": int(extra.get("step", -1))}
+        steps = {
+            "trainer_state.json": state.step,
+            "model.safetensors": int(meta.get("step", -1)),
+            "resume.pt": int(extra.get("step", -1)),
+        }
         if len(set(steps.values())) != 1:
             raise ValueError(f"checkpoint files disagree on the step ({steps}): the run dir is inconsistent")
         self.model.load_state_dict(weights)
@@ -134,8 +135,12 @@ class Trainer:
         ckpt.save_weights(self.run_dir / ckpt.WEIGHTS, self.model.state_dict(), meta)
         ckpt.save_resume(
             self.run_dir / ckpt.RESUME,
-            {"step": self.state.step, "optimizer": self.optimizer.state_dict(),
-             "rng": torch.get_rng_state(), "carry": _state_to_list(self.carry)},
+            {
+                "step": self.state.step,
+                "optimizer": self.optimizer.state_dict(),
+                "rng": torch.get_rng_state(),
+                "carry": _state_to_list(self.carry),
+            },
         )
         ckpt.atomic_write_json(self.run_dir / ckpt.STATE, asdict(self.state))
 
@@ -181,8 +186,10 @@ class Trainer:
         window_tokens, window_t = 0, t0
         last_eval_step = st.step if st.last_val is not None else -1
         previous_handler = self._install_sigint()
-        self.on_event("start", {"step": st.step, "elapsed": st.elapsed, "plan_steps": plan_steps,
-                                "plan_seconds": plan_seconds})
+        self.on_event(
+            "start",
+            {"step": st.step, "elapsed": st.elapsed, "plan_steps": plan_steps, "plan_seconds": plan_seconds},
+        )
         try:
             while True:
                 now = time.perf_counter()
@@ -200,9 +207,17 @@ class Trainer:
                 window_tokens += tokens
                 if st.step % loop.log_every == 0:
                     t = time.perf_counter()
-                    self._log("train", {"step": st.step, "epoch": st.epoch, "loss": loss, "lr": lr,
-                                        "tokens_per_s": window_tokens / max(t - window_t, 1e-9),
-                                        "elapsed": st.elapsed})
+                    self._log(
+                        "train",
+                        {
+                            "step": st.step,
+                            "epoch": st.epoch,
+                            "loss": loss,
+                            "lr": lr,
+                            "tokens_per_s": window_tokens / max(t - window_t, 1e-9),
+                            "elapsed": st.elapsed,
+                        },
+                    )
                     window_tokens, window_t = 0, t
                 if st.step % loop.eval_every == 0:
                     self._validate_and_save()
@@ -253,8 +268,9 @@ class Trainer:
             ckpt.save_weights(self.run_dir / ckpt.BEST, self.model.state_dict(), {"step": str(st.step)})
         self.save()
         self._eval_seconds = time.perf_counter() - started
-        self._log("val", {"step": st.step, "epoch": st.epoch, **metrics, "best": improved,
-                          "elapsed": st.elapsed})
+        self._log(
+            "val", {"step": st.step, "epoch": st.epoch, **metrics, "best": improved, "elapsed": st.elapsed}
+        )
 
     def _install_sigint(self) -> Any:
         """First Ctrl-C: finish the step, save, stop. Second: stop at once."""
