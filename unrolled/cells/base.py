@@ -21,6 +21,7 @@ LSTM.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import torch
@@ -46,6 +47,14 @@ class Cell(Protocol):
     def init_state(
         self, batch: int, *, device: torch.device | None = None, dtype: torch.dtype | None = None
     ) -> Any: ...
+
+
+def map_state(state: Any, fn: Callable[[Tensor], Tensor]) -> Any:
+    """Apply ``fn`` to every tensor of a state (a tensor or a NamedTuple/tuple of tensors)."""
+    if isinstance(state, Tensor):
+        return fn(state)
+    parts = [fn(t) for t in state]
+    return state._make(parts) if hasattr(state, "_make") else tuple(parts)
 
 
 def check_step_input(x: Tensor, input_size: int, name: str = "input") -> None:

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..cells.base import map_state
 from ..engines import run_reference
 
 _TORCH_KEY = re.compile(r"^(?P<name>.+)_l(?P<layer>\d+)(?P<rev>_reverse)?$")
@@ -175,7 +176,7 @@ class Recurrent(nn.Module):
 
         h_n = _stack_states(finals)
         if unbatched:
-            return x.squeeze(1), _map_state(h_n, lambda t: t.squeeze(1))
+            return x.squeeze(1), map_state(h_n, lambda t: t.squeeze(1))
         return (x.transpose(0, 1) if self.batch_first else x), h_n
 
     def _check_hx(self, hx: Any, proto: Any, unbatched: bool) -> Any:
@@ -212,13 +213,6 @@ class Recurrent(nn.Module):
         if self.batch_first:
             s += ", batch_first=True"
         return s
-
-
-def _map_state(state: Any, fn: Callable[[Tensor], Tensor]) -> Any:
-    if isinstance(state, Tensor):
-        return fn(state)
-    parts = [fn(t) for t in state]
-    return state._make(parts) if hasattr(state, "_make") else tuple(parts)
 
 
 def _to_torch_keys(module: Recurrent, state_dict: dict, prefix: str, local_metadata: Any) -> None:

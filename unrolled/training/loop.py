@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..cells.base import map_state
 from . import checkpoint as ckpt
 from .config import LoopConfig, OptimConfig
 
@@ -55,12 +56,7 @@ class TrainerState:
 
 def detach_state(state: Any) -> Any:
     """Cut the graph at a chunk boundary (truncated BPTT), keeping the values."""
-    if state is None:
-        return None
-    if isinstance(state, Tensor):
-        return state.detach()
-    parts = [detach_state(s) for s in state]
-    return state._make(parts) if hasattr(state, "_make") else type(state)(parts)
+    return None if state is None else map_state(state, Tensor.detach)
 
 
 def _state_to_list(state: Any) -> list[Tensor] | None:
