@@ -232,42 +232,44 @@ def _cmd_train_charlm(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     if args.sample_length > 0:
-        best_run = charlm.open_run(run.path)
-        prime = "\n" if "\n" in best_run.vocab.index else best_run.vocab.chars[0]
-        for ch in charlm.generate(
-            best_run.model, best_run.vocab, prime, args.sample_length, temperature=0.8, seed=args.seed or 0
-        ):
-            sys.stdout.write(ch)
-        sys.stdout.write("\n")
+        _write_sample(charlm.open_run(run.path), None, args.sample_length, False, temperature=0.8, seed=0)
     return 0
 
 
-def _cmd_sample(args: argparse.Namespace) -> int:
+def _open(args: argparse.Namespace) -> Any:
+    from .tasks import charlm
+    from .training import checkpoint as ckpt
+
+    return charlm.open_run(args.run, weights=ckpt.WEIGHTS if args.latest else ckpt.BEST)
+
+
+def _write_sample(run: Any, prime: str | None, length: int, echo_prime: bool, **options: Any) -> None:
+    """Stream ``length`` characters of ``run``'s model to stdout (nothing if an option is bad)."""
     from .tasks import charlm
 
-    run = charlm.open_run(args.run, weights="model.safetensors" if args.latest else "best.safetensors")
-    prime = (
-        args.prime if args.prime is not None else ("\n" if "\n" in run.vocab.index else run.vocab.chars[0])
-    )
-    stream = charlm.generate(
-        run.model,
-        run.vocab,
-        prime,
-        args.length,
-        temperature=args.temperature,
-        top_k=args.top_k,
-        seed=args.seed,
-    )
-    first = next(stream, None)  # validate everything before writing anything
-    if args.prime is not None and not args.no_prime:
-        sys.stdout.write(prime)
-    if first is not None:
-        sys.stdout.write(first)
+    vocab = run.vocab
+    warm = prime if prime is not None else ("\n" if "\n" in vocab.index else vocab.chars[0])
+    stream = charlm.generate(run.model, vocab, warm, length, **options)
+    first = next(stream, "")  # the generator checks every option before its first character
+    sys.stdout.write((warm if echo_prime and prime is not None else "") + first)
     for ch in stream:
         sys.stdout.write(ch)
         if ch == "\n":
             sys.stdout.flush()
     sys.stdout.write("\n")
+    sys.stdout.flush()
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
+    _write_sample(
+        _open(args),
+        args.prime,
+        args.length,
+        not args.no_prime,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        seed=args.seed,
+    )
     return 0
 
 
@@ -275,30 +277,17 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from .data import read_text
     from .tasks import charlm
 
-    run = charlm.open_run(args.run, weights="model.safetensors" if args.latest else "best.safetensors")
-    text = read_text(args.text)
-    ids = run.vocab.encode(text)
+    run = _open(args)
+    ids = run.vocab.encode(read_text(args.text))
     if len(ids) < 2:
         raise ValueError(f"{args.text!r} has fewer than 2 characters: nothing to evaluate")
-    d = run.config.data
-    nats = charlm.stream_loss(run.model, ids, d.batch_size, d.seq_len)
-    result = {"run": str(run.path), "text": args.text, "chars": len(ids), **charlm.metrics(nats)}
+    nats = charlm.stream_loss(run.model, ids, run.config.data.batch_size, run.config.data.seq_len)
+    bits = charlm.metrics(nats)["bpc"]
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "nats_per_char": nats,
-                    "bits_per_char": result["bpc"],
-                    "chars": len(ids),
-                    "run": str(run.path),
-                    "text": args.text,
-                }
-            )
-        )
+        result = {"nats_per_char": nats, "bits_per_char": bits, "chars": len(ids), "run": str(run.path)}
+        print(json.dumps({**result, "text": args.text}))
     else:
-        print(
-            f"{args.text}: {nats:.4f} nats/char, {result['bpc']:.4f} bits/char over {len(ids):,} characters"
-        )
+        print(f"{args.text}: {nats:.4f} nats/char, {bits:.4f} bits/char over {len(ids):,} characters")
     return 0
 
 

@@ -306,6 +306,8 @@ def train(
     if resume:
         trainer.load()
         ckpt.atomic_write_json(out / ckpt.CONFIG, {**cfg.to_json(), "info": run.info})
+    else:
+        trainer.save()  # step 0: the directory is a complete, resumable run from the start
     state = trainer.run()
     model.eval()
     return run, state

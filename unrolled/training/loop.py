@@ -219,9 +219,8 @@ class Trainer:
                     self._validate_and_save()
                     last_eval_step = st.step
         finally:
-            signal_restore = previous_handler
-            if signal_restore is not None:
-                signal.signal(signal.SIGINT, signal_restore)
+            if previous_handler is not None:
+                signal.signal(signal.SIGINT, previous_handler)
         st.elapsed = elapsed0 + (time.perf_counter() - t0)
         if last_eval_step != st.step:
             self._validate_and_save()
