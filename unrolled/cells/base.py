@@ -76,6 +76,47 @@ def check_state(t: Tensor, expected: tuple[int, ...], name: str) -> None:
         raise ValueError(f"{name} has the wrong shape: expected {expected}, got {tuple(t.shape)}")
 
 
+def add_gate_parameters(
+    cell: torch.nn.Module,
+    gates: int,
+    input_size: int,
+    hidden_size: int,
+    bias: bool,
+    *,
+    recurrent_size: int | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+) -> None:
+    """Register torch.nn's stacked gate parameters on ``cell``.
+
+    ``weight_ih`` (G*H, I), ``weight_hh`` (G*H, R) with R = ``recurrent_size`` (default H), and
+    with ``bias`` ``bias_ih`` and ``bias_hh`` (G*H,); otherwise both biases are None.
+    """
+    kw: dict[str, Any] = {"device": device, "dtype": dtype}
+    rows, R = gates * hidden_size, recurrent_size or hidden_size
+    cell.weight_ih = torch.nn.Parameter(torch.empty(rows, input_size, **kw))
+    cell.weight_hh = torch.nn.Parameter(torch.empty(rows, R, **kw))
+    for name in ("bias_ih", "bias_hh"):
+        cell.register_parameter(name, torch.nn.Parameter(torch.empty(rows, **kw)) if bias else None)
+
+
+def tensor_state_step_input(cell: Any, x: Tensor, state: Tensor | None) -> tuple[Tensor, Tensor, bool]:
+    """Check and batch the inputs of a cell whose state is one (B, H) tensor.
+
+    Returns ``(x (B, I), h (B, H), unbatched)``: unbatched input gains a batch dimension of 1
+    (the caller removes it again) and a missing state becomes zeros.
+    """
+    check_step_input(x, cell.input_size)
+    unbatched = x.dim() == 1
+    if unbatched:
+        x = x.unsqueeze(0)
+        state = None if state is None else state.unsqueeze(0)
+    if state is None:
+        state = cell.init_state(x.size(0), dtype=x.dtype)
+    check_state(state, (x.size(0), cell.hidden_size), "hx")
+    return x, state, unbatched
+
+
 def uniform_init_(module: torch.nn.Module, hidden_size: int) -> None:
     """torch.nn's default RNN initialisation: every parameter ~ U(-1/sqrt(H), 1/sqrt(H))."""
     bound = 1.0 / hidden_size**0.5 if hidden_size > 0 else 0.0

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import check_state, check_step_input, uniform_init_
+from .base import add_gate_parameters, tensor_state_step_input, uniform_init_
 
 _ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu}
 
@@ -47,19 +47,11 @@ class RNNCell(nn.Module):
         super().__init__()
         if nonlinearity not in _ACTIVATIONS:
             raise ValueError(f"unknown nonlinearity {nonlinearity!r}: expected one of {sorted(_ACTIVATIONS)}")
-        kw = {"device": device, "dtype": dtype}
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.bias = bias
         self.nonlinearity = nonlinearity
-        self.weight_ih = nn.Parameter(torch.empty(hidden_size, input_size, **kw))
-        self.weight_hh = nn.Parameter(torch.empty(hidden_size, hidden_size, **kw))
-        if bias:
-            self.bias_ih = nn.Parameter(torch.empty(hidden_size, **kw))
-            self.bias_hh = nn.Parameter(torch.empty(hidden_size, **kw))
-        else:
-            self.register_parameter("bias_ih", None)
-            self.register_parameter("bias_hh", None)
+        add_gate_parameters(self, 1, input_size, hidden_size, bias, device=device, dtype=dtype)
         uniform_init_(self, hidden_size)
 
     def init_state(
@@ -69,14 +61,7 @@ class RNNCell(nn.Module):
         return self.weight_hh.new_zeros(batch, self.hidden_size, device=device, dtype=dtype)
 
     def forward(self, x: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        check_step_input(x, self.input_size)
-        unbatched = x.dim() == 1
-        if unbatched:
-            x = x.unsqueeze(0)
-            state = None if state is None else state.unsqueeze(0)
-        if state is None:
-            state = self.init_state(x.size(0), dtype=x.dtype)
-        check_state(state, (x.size(0), self.hidden_size), "hx")
+        x, state, unbatched = tensor_state_step_input(self, x, state)
         act = _ACTIVATIONS[self.nonlinearity]
         h = act(F.linear(x, self.weight_ih, self.bias_ih) + F.linear(state, self.weight_hh, self.bias_hh))
         if unbatched:

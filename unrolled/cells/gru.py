@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import check_state, check_step_input, uniform_init_
+from .base import add_gate_parameters, tensor_state_step_input, uniform_init_
 
 
 class GRUCell(nn.Module):
@@ -51,19 +51,11 @@ class GRUCell(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        kw = {"device": device, "dtype": dtype}
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.bias = bias
         self.reset_after = reset_after
-        self.weight_ih = nn.Parameter(torch.empty(3 * hidden_size, input_size, **kw))
-        self.weight_hh = nn.Parameter(torch.empty(3 * hidden_size, hidden_size, **kw))
-        if bias:
-            self.bias_ih = nn.Parameter(torch.empty(3 * hidden_size, **kw))
-            self.bias_hh = nn.Parameter(torch.empty(3 * hidden_size, **kw))
-        else:
-            self.register_parameter("bias_ih", None)
-            self.register_parameter("bias_hh", None)
+        add_gate_parameters(self, 3, input_size, hidden_size, bias, device=device, dtype=dtype)
         uniform_init_(self, hidden_size)
 
     def init_state(
@@ -73,17 +65,8 @@ class GRUCell(nn.Module):
         return self.weight_hh.new_zeros(batch, self.hidden_size, device=device, dtype=dtype)
 
     def forward(self, x: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        check_step_input(x, self.input_size)
-        unbatched = x.dim() == 1
-        if unbatched:
-            x = x.unsqueeze(0)
-            state = None if state is None else state.unsqueeze(0)
+        x, h, unbatched = tensor_state_step_input(self, x, state)
         H = self.hidden_size
-        if state is None:
-            state = self.init_state(x.size(0), dtype=x.dtype)
-        h = state
-        check_state(h, (x.size(0), H), "hx")
-
         xr, xz, xn = F.linear(x, self.weight_ih, self.bias_ih).chunk(3, dim=1)  # each (B, H)
         if self.reset_after:
             hr, hz, hn = F.linear(h, self.weight_hh, self.bias_hh).chunk(3, dim=1)

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import LSTMState, check_state, check_step_input, uniform_init_
+from .base import LSTMState, add_gate_parameters, check_state, check_step_input, uniform_init_
 
 
 class LSTMCell(nn.Module):
@@ -55,20 +55,14 @@ class LSTMCell(nn.Module):
             raise ValueError(
                 f"proj_size must be 0 or between 1 and hidden_size - 1 ({hidden_size - 1}); got {proj_size}"
             )
-        kw = {"device": device, "dtype": dtype}
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.proj_size = proj_size
         self.output_size = proj_size or hidden_size
         self.bias = bias
-        self.weight_ih = nn.Parameter(torch.empty(4 * hidden_size, input_size, **kw))
-        self.weight_hh = nn.Parameter(torch.empty(4 * hidden_size, self.output_size, **kw))
-        if bias:
-            self.bias_ih = nn.Parameter(torch.empty(4 * hidden_size, **kw))
-            self.bias_hh = nn.Parameter(torch.empty(4 * hidden_size, **kw))
-        else:
-            self.register_parameter("bias_ih", None)
-            self.register_parameter("bias_hh", None)
+        R = self.output_size  # the recurrent input is h: P wide with a projection, else H
+        kw = {"device": device, "dtype": dtype}
+        add_gate_parameters(self, 4, input_size, hidden_size, bias, recurrent_size=R, **kw)
         if proj_size:
             self.weight_hr = nn.Parameter(torch.empty(proj_size, hidden_size, **kw))
         else:
