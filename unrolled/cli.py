@@ -182,8 +182,7 @@ class _Progress:
                 bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} {unit} [{elapsed}<{remaining}{postfix}]",
             )
         elif kind == "train" and self.bar is not None:
-            done = record["elapsed"] - self.origin if self.by_time else record["step"] - self.origin
-            self.bar.n = min(round(done), self.bar.total) if self.bar.total else round(done)
+            self._move_to(record)
             self.bar.set_postfix_str(
                 f"step {record['step']} loss {record['loss']:.3f} val {self.val} "
                 f"{record['tokens_per_s']:,.0f} chars/s",
@@ -197,7 +196,13 @@ class _Progress:
                     f"({record['val_bpc']:.4f} bits/char){' *best*' if record['best'] else ''}"
                 )
         elif kind == "end" and self.bar is not None:
+            self._move_to(record)
+            self.bar.refresh()
             self.bar.close()
+
+    def _move_to(self, record: dict[str, Any]) -> None:
+        done = round((record["elapsed"] if self.by_time else record["step"]) - self.origin)
+        self.bar.n = min(done, self.bar.total) if self.bar.total else done
 
 
 def _cmd_train_charlm(args: argparse.Namespace) -> int:
