@@ -65,6 +65,23 @@ def test_training_learns_the_tiny_corpus(tiny_text_file, tmp_path) -> None:
     assert final_val < 0.6 * first_train["loss"]  # far below the ~ln(V) loss of an untrained model
 
 
+def _resume(run_dir, *extra: str) -> int:
+    quiet = ["--no-progress", "--sample-length", "0"]
+    return main(["train", "charlm", "--resume", str(run_dir), *quiet, *extra])
+
+
+def _assert_split_run_equals_whole(text, tmp_path, total: int, first: int, args: list[str]) -> None:
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    assert _train(text, whole, "--max-steps", str(total), *args) == 0
+    assert _train(text, split, "--max-steps", str(first), *args) == 0
+    assert _resume(split, "--max-steps", str(total - first)) == 0
+    a, b = _weights(whole), _weights(split)
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=0, rtol=0, msg=lambda m, k=k: f"{k}: {m}")
+    assert json.loads((split / ckpt.STATE).read_text())["step"] == total
+
+
 def test_resume_equals_an_unbroken_run(tiny_text_file, tmp_path) -> None:
     """A run split in two by --resume ends with the same weights as one unbroken run.
 
@@ -74,55 +91,14 @@ def test_resume_equals_an_unbroken_run(tiny_text_file, tmp_path) -> None:
     first plans 6 steps cannot follow the schedule of one that planned 10.
     """
     args = ["--dropout", "0.2", "--lr-schedule", "constant", "--eval-every", "4"]
-    whole, split = tmp_path / "whole", tmp_path / "split"
-    assert _train(tiny_text_file, whole, "--max-steps", "10", *args) == 0
-    assert _train(tiny_text_file, split, "--max-steps", "6", *args) == 0
-    assert (
-        main(
-            [
-                "train",
-                "charlm",
-                "--resume",
-                str(split),
-                "--max-steps",
-                "4",
-                "--no-progress",
-                "--sample-length",
-                "0",
-            ]
-        )
-        == 0
-    )
-    a, b = _weights(whole), _weights(split)
-    assert a.keys() == b.keys()
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], atol=0, rtol=0)
-    assert json.loads((split / ckpt.STATE).read_text())["step"] == 10
+    _assert_split_run_equals_whole(tiny_text_file, tmp_path, 10, 6, args)
 
 
 def test_resume_crosses_an_epoch_boundary(tiny_text_file, tmp_path) -> None:
     corpus = charlm.load_corpus(charlm.DataConfig(str(tiny_text_file), batch_size=4, seq_len=16))
     n = len(BPTTChunks(corpus.train, 4, 16))
-    whole, split = tmp_path / "whole", tmp_path / "split"
     args = ["--lr-schedule", "constant", "--eval-every", "1000"]
-    _train(tiny_text_file, whole, "--max-steps", str(n + 3), *args)
-    _train(tiny_text_file, split, "--max-steps", str(n - 2), *args)
-    main(
-        [
-            "train",
-            "charlm",
-            "--resume",
-            str(split),
-            "--max-steps",
-            "5",
-            "--no-progress",
-            "--sample-length",
-            "0",
-        ]
-    )
-    a, b = _weights(whole), _weights(split)
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], atol=0, rtol=0)
+    _assert_split_run_equals_whole(tiny_text_file, tmp_path, n + 3, n - 2, args)
 
 
 @pytest.fixture(scope="module")
@@ -190,7 +166,5 @@ def test_resume_limits_are_those_of_the_new_invocation(tiny_text_file, tmp_path)
     out = tmp_path / "run"
     assert _train(tiny_text_file, out, "--max-minutes", "0.0001") == 0  # stops almost at once
     first = json.loads((out / ckpt.STATE).read_text())["step"]
-    argv = ["train", "charlm", "--resume", str(out), "--max-steps", "7", "--no-progress"]
-    argv += ["--sample-length", "0"]
-    assert main(argv) == 0
+    assert _resume(out, "--max-steps", "7") == 0
     assert json.loads((out / ckpt.STATE).read_text())["step"] == first + 7

@@ -184,15 +184,16 @@ def stream_loss(model: nn.Module, ids: Tensor, batch_size: int, seq_len: int) ->
     model.eval()
     rows_n = max(1, min(batch_size, (len(ids) - 1) // (seq_len + 1)))
     rows = stream_rows(ids, rows_n)  # (R, L)
-    total, count, state = 0.0, 0, None
+    total, count, state = torch.zeros((), dtype=torch.float64), 0, None
     for i in range(0, rows.size(1) - 1, seq_len):
         x = rows[:, i : min(i + seq_len, rows.size(1) - 1)]
         y = rows[:, i + 1 : i + 1 + x.size(1)]
         logits, state = model(x, state)
-        total += F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1), reduction="sum").item()
+        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1), reduction="sum")
+        total += loss.double().cpu()
         count += y.numel()
     model.train(was_training)
-    return total / count
+    return total.item() / count
 
 
 def metrics(loss_nats: float) -> dict[str, float]:

@@ -201,14 +201,14 @@ class Trainer:
                 lr = self.lr_at(st.step, st.elapsed, plan_steps, plan_seconds)
                 loss, tokens = self._train_step(lr)
                 window_tokens += tokens
-                if st.step % loop.log_every == 0:
+                if st.step % loop.log_every == 0:  # .item() waits for the device: only when logging
                     t = time.perf_counter()
                     self._log(
                         "train",
                         {
                             "step": st.step,
                             "epoch": st.epoch,
-                            "loss": loss,
+                            "loss": loss.item(),
                             "lr": lr,
                             "tokens_per_s": window_tokens / max(t - window_t, 1e-9),
                             "elapsed": st.elapsed,
@@ -227,7 +227,7 @@ class Trainer:
         self.on_event("end", asdict(st))
         return st
 
-    def _train_step(self, lr: float) -> tuple[float, int]:
+    def _train_step(self, lr: float) -> tuple[Tensor, int]:
         st = self.state
         if st.chunk == 0:
             self.carry = None  # a new epoch starts every stream afresh
@@ -247,7 +247,7 @@ class Trainer:
         st.chunk += 1
         if st.chunk == len(self.data):
             st.chunk, st.epoch = 0, st.epoch + 1
-        return loss.item(), tokens
+        return loss.detach(), tokens
 
     def _validate_and_save(self) -> None:
         st = self.state
