@@ -1,19 +1,37 @@
-"""The LSTM cell (Hochreiter & Schmidhuber 1997, with the forget gate of Gers et al. 2000).
+"""The LSTM cell (Hochreiter & Schmidhuber 1997, with the forget gate of Gers et al. 2000),
+and the variants compared by Greff et al., "LSTM: A Search Space Odyssey" (2017).
 
-Gate order and parameter layout follow torch.nn.LSTM (the four gates stacked in the rows of
-one matrix, in the order i, f, g, o):
+Gate order and parameter layout follow torch.nn.LSTM: the gates are stacked in the rows of one
+matrix in the order i, f, g, o (a variant that drops a gate drops its rows, keeping the order):
 
     [i; f; g; o] = x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh        # (B, 4H)
-    i = sigmoid(i),  f = sigmoid(f),  g = tanh(g),  o = sigmoid(o)
+    i = sigmoid(i + p_i * c_{t-1})          peephole terms p_* only with ``peephole=True``
+    f = sigmoid(f + p_f * c_{t-1})          (Gers & Schmidhuber 2000)
+    g = tanh(g)
     c_t = f * c_{t-1} + i * g
+    o = sigmoid(o + p_o * c_t)
     h_t = o * tanh(c_t)                      (proj_size = 0)
     h_t = (o * tanh(c_t)) W_hr^T             (proj_size = P > 0, Sak et al. 2014)
 
-Parameters: ``weight_ih`` (4H, I), ``weight_hh`` (4H, P or H), ``bias_ih`` and ``bias_hh``
-(4H,), and ``weight_hr`` (P, H) when ``proj_size > 0``.
+Greff et al.'s variants, by abbreviation (``variant="CIFG"``) or by the flags they set:
+
+    vanilla  peepholes on (the paper's baseline)          peephole=True
+    NIG      no input gate: i = 1                         peephole=True, input_gate=False
+    NFG      no forget gate: f = 1                        peephole=True, forget_gate=False
+    NOG      no output gate: o = 1                        peephole=True, output_gate=False
+    NIAF     no input activation: g = g (no tanh)         peephole=True, input_activation=False
+    NOAF     no output activation: h = o * c              peephole=True, output_activation=False
+    NP       no peepholes: torch.nn.LSTM's cell           (the defaults)
+    CIFG     coupled input and forget gate: f = 1 - i     peephole=True, coupled=True
+
+Parameters: ``weight_ih`` (G*H, I), ``weight_hh`` (G*H, P or H), ``bias_ih`` and ``bias_hh``
+(G*H,) with G the number of gates kept (4 for torch's cell); ``weight_peephole`` (K, H), one
+row per peephole gate kept among i, f, o; ``weight_hr`` (P, H) when ``proj_size > 0``.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -21,24 +39,82 @@ from torch import Tensor, nn
 
 from .base import LSTMState, add_gate_parameters, check_state, check_step_input, uniform_init_
 
+_FLAGS = (
+    "peephole",
+    "input_gate",
+    "forget_gate",
+    "output_gate",
+    "input_activation",
+    "output_activation",
+    "coupled",
+)
+_DEFAULTS: dict[str, bool] = {
+    "peephole": False,
+    "input_gate": True,
+    "forget_gate": True,
+    "output_gate": True,
+    "input_activation": True,
+    "output_activation": True,
+    "coupled": False,
+}
+VARIANTS: dict[str, dict[str, bool]] = {
+    "vanilla": {"peephole": True},
+    "NIG": {"peephole": True, "input_gate": False},
+    "NFG": {"peephole": True, "forget_gate": False},
+    "NOG": {"peephole": True, "output_gate": False},
+    "NIAF": {"peephole": True, "input_activation": False},
+    "NOAF": {"peephole": True, "output_activation": False},
+    "NP": {},
+    "CIFG": {"peephole": True, "coupled": True},
+}
+
+
+def resolve_variant(variant: str | None, **flags: bool | None) -> dict[str, bool]:
+    """The full set of flags for ``variant`` (a Greff et al. abbreviation) or explicit flags.
+
+    A variant and explicit flags may be combined only where they agree.
+    """
+    resolved = dict(_DEFAULTS)
+    if variant is not None:
+        key = {k.lower(): k for k in VARIANTS}.get(variant.lower())
+        if key is None:
+            raise ValueError(f"unknown LSTM variant {variant!r}: expected one of {', '.join(VARIANTS)}")
+        resolved.update(VARIANTS[key])
+    for name, value in flags.items():
+        if name not in _DEFAULTS:
+            raise TypeError(f"unknown LSTM option {name!r}: expected one of {', '.join(_FLAGS)}")
+        if value is None:
+            continue
+        if variant is not None and value != resolved[name]:
+            raise ValueError(
+                f"variant {variant!r} sets {name}={resolved[name]}, but {name}={value} was given"
+            )
+        resolved[name] = bool(value)
+    if resolved["coupled"] and not (resolved["input_gate"] and resolved["forget_gate"]):
+        raise ValueError("coupled=True (CIFG) needs both the input and the forget gate")
+    return resolved
+
 
 class LSTMCell(nn.Module):
-    """One step of an LSTM.
+    """One step of an LSTM, torch's cell by default, or any of Greff et al.'s variants.
 
     Args:
         input_size: I, features of ``x_t``.
         hidden_size: H, features of the memory cell ``c_t``.
         bias: whether to learn ``bias_ih`` and ``bias_hh``.
         proj_size: P; if > 0, ``h_t`` is projected to P features by ``weight_hr``.
+        variant: a Greff et al. abbreviation (see the module docstring), or None.
+        peephole, input_gate, forget_gate, output_gate, input_activation, output_activation,
+        coupled: the variant's flags, to set one by one (None = the variant's or the default).
 
     Shapes: ``x`` (B, I) or (I,); state ``LSTMState(h (B, P or H), c (B, H))``;
     returns ``(h_t, LSTMState(h_t, c_t))``.
 
     Example:
-        >>> cell = LSTMCell(5, 6)
+        >>> cell = LSTMCell(5, 6, variant="CIFG")
         >>> h, (h_again, c) = cell(torch.randn(3, 5))
-        >>> c.shape
-        torch.Size([3, 6])
+        >>> c.shape, cell.weight_ih.shape
+        (torch.Size([3, 6]), torch.Size([18, 5]))
     """
 
     def __init__(
@@ -49,20 +125,61 @@ class LSTMCell(nn.Module):
         proj_size: int = 0,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        *,
+        variant: str | None = None,
+        peephole: bool | None = None,
+        input_gate: bool | None = None,
+        forget_gate: bool | None = None,
+        output_gate: bool | None = None,
+        input_activation: bool | None = None,
+        output_activation: bool | None = None,
+        coupled: bool | None = None,
     ) -> None:
         super().__init__()
         if proj_size < 0 or (proj_size and proj_size >= hidden_size):
             raise ValueError(
                 f"proj_size must be 0 or between 1 and hidden_size - 1 ({hidden_size - 1}); got {proj_size}"
             )
+        flags = resolve_variant(
+            variant,
+            peephole=peephole,
+            input_gate=input_gate,
+            forget_gate=forget_gate,
+            output_gate=output_gate,
+            input_activation=input_activation,
+            output_activation=output_activation,
+            coupled=coupled,
+        )
+        self.variant = variant
+        self.flags = flags
+        for name, value in flags.items():
+            setattr(self, name, value)
+        # rows of the stacked matrices, in torch's order; CIFG computes f from i
+        self.gate_names: tuple[str, ...] = tuple(
+            g
+            for g, kept in (
+                ("i", self.input_gate),
+                ("f", self.forget_gate and not self.coupled),
+                ("g", True),
+                ("o", self.output_gate),
+            )
+            if kept
+        )
+        self.peephole_names: tuple[str, ...] = (
+            tuple(g for g in self.gate_names if g != "g") if self.peephole else ()
+        )
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.proj_size = proj_size
         self.output_size = proj_size or hidden_size
         self.bias = bias
         R = self.output_size  # the recurrent input is h: P wide with a projection, else H
-        kw = {"device": device, "dtype": dtype}
-        add_gate_parameters(self, 4, input_size, hidden_size, bias, recurrent_size=R, **kw)
+        kw: dict[str, Any] = {"device": device, "dtype": dtype}
+        add_gate_parameters(self, len(self.gate_names), input_size, hidden_size, bias, recurrent_size=R, **kw)
+        if self.peephole_names:
+            self.weight_peephole = nn.Parameter(torch.empty(len(self.peephole_names), hidden_size, **kw))
+        else:
+            self.register_parameter("weight_peephole", None)
         if proj_size:
             self.weight_hr = nn.Parameter(torch.empty(proj_size, hidden_size, **kw))
         else:
@@ -92,9 +209,23 @@ class LSTMCell(nn.Module):
         check_state(c, (B, self.hidden_size), "cx")
 
         gates = F.linear(x, self.weight_ih, self.bias_ih) + F.linear(h, self.weight_hh, self.bias_hh)
-        i, f, g, o = gates.chunk(4, dim=1)  # each (B, H)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        h = torch.sigmoid(o) * torch.tanh(c)
+        pre = dict(zip(self.gate_names, gates.chunk(len(self.gate_names), dim=1), strict=True))  # (B, H) each
+        peep = (
+            {}
+            if self.weight_peephole is None
+            else dict(zip(self.peephole_names, self.weight_peephole, strict=True))
+        )
+        i = torch.sigmoid(pre["i"] + peep["i"] * c if "i" in peep else pre["i"]) if "i" in pre else None
+        if self.coupled:
+            f = 1 - i
+        else:
+            f = torch.sigmoid(pre["f"] + peep["f"] * c if "f" in peep else pre["f"]) if "f" in pre else None
+        g = torch.tanh(pre["g"]) if self.input_activation else pre["g"]
+        ig = g if i is None else i * g
+        c = ig + (c if f is None else f * c)
+        h = torch.tanh(c) if self.output_activation else c
+        if "o" in pre:
+            h = torch.sigmoid(pre["o"] + peep["o"] * c if "o" in peep else pre["o"]) * h
         if self.weight_hr is not None:
             h = F.linear(h, self.weight_hr)  # (B, P)
         if unbatched:
@@ -107,4 +238,8 @@ class LSTMCell(nn.Module):
             s += ", bias=False"
         if self.proj_size:
             s += f", proj_size={self.proj_size}"
+        if self.variant is not None:
+            s += f", variant={self.variant!r}"
+        else:
+            s += "".join(f", {k}={v}" for k, v in self.flags.items() if v != _DEFAULTS[k])
         return s

@@ -16,6 +16,7 @@ import functools
 import torch
 
 from ..cells import GRUCell, LSTMCell, RNNCell
+from ..cells.lstm import resolve_variant
 from .recurrent import Recurrent
 
 
@@ -65,7 +66,9 @@ class RNN(Recurrent):
 class LSTM(Recurrent):
     """LSTM layer with torch.nn.LSTM's interface (see :class:`unrolled.LSTMCell`).
 
-    ``forward(input, (h_0, c_0))`` returns ``output, (h_n, c_n)``.
+    ``forward(input, (h_0, c_0))`` returns ``output, (h_n, c_n)``. Not in torch: ``variant``
+    (a Greff et al. abbreviation such as ``"CIFG"``) and the cell's flags (``peephole=True``,
+    ``forget_gate=False``, ...), passed to every :class:`unrolled.LSTMCell` of the layer.
 
     Example:
         >>> lstm = LSTM(10, 20, batch_first=True)
@@ -86,8 +89,12 @@ class LSTM(Recurrent):
         proj_size: int = 0,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        *,
+        variant: str | None = None,
+        **cell_flags: bool,
     ) -> None:
         _check_sizes(input_size, hidden_size)
+        resolve_variant(variant, **cell_flags)  # a clear error before any cell is built
         cell = functools.partial(
             LSTMCell,
             hidden_size=hidden_size,
@@ -95,6 +102,8 @@ class LSTM(Recurrent):
             proj_size=proj_size,
             device=device,
             dtype=dtype,
+            variant=variant,
+            **cell_flags,
         )
         super().__init__(cell, input_size, num_layers, bidirectional, dropout, batch_first)
         self.bias = bias

@@ -1,0 +1,178 @@
+"""Greff et al.'s LSTM variants: each defining equation pinned, gradcheck, torch for NP."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import unrolled
+from unrolled.cells.lstm import VARIANTS, resolve_variant
+
+B, I, H = 3, 5, 6
+DT = torch.float64
+
+
+def _inputs():
+    x = torch.randn(B, I, dtype=DT)
+    h, c = torch.randn(B, H, dtype=DT), torch.randn(B, H, dtype=DT)
+    return x, h, c
+
+
+def _pre(cell, x, h):
+    """The gate pre-activations, by gate name."""
+    gates = x @ cell.weight_ih.T + cell.bias_ih + h @ cell.weight_hh.T + cell.bias_hh
+    return dict(zip(cell.gate_names, gates.chunk(len(cell.gate_names), 1), strict=True))
+
+
+def _peep(cell):
+    return dict(zip(cell.peephole_names, cell.weight_peephole, strict=True))
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_variant_gradcheck(variant) -> None:
+    cell = unrolled.LSTMCell(I, H, variant=variant).to(DT)
+    x, h, c = (t.requires_grad_() for t in _inputs())
+
+    def f(x, h, c, *params):
+        out, (h1, c1) = cell(x, (h, c))
+        return out, c1
+
+    assert torch.autograd.gradcheck(f, (x, h, c, *cell.parameters()), eps=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "variant, gates, peepholes",
+    [
+        ("vanilla", "ifgo", "ifo"),
+        ("NIG", "fgo", "fo"),
+        ("NFG", "igo", "io"),
+        ("NOG", "ifg", "if"),
+        ("NIAF", "ifgo", "ifo"),
+        ("NOAF", "ifgo", "ifo"),
+        ("NP", "ifgo", ""),
+        ("CIFG", "igo", "io"),
+    ],
+)
+def test_variant_parameters(variant, gates, peepholes) -> None:
+    cell = unrolled.LSTMCell(I, H, variant=variant)
+    assert cell.gate_names == tuple(gates) and cell.peephole_names == tuple(peepholes)
+    assert cell.weight_ih.shape == (len(gates) * H, I)
+    assert (cell.weight_peephole is None) == (not peepholes)
+
+
+def test_np_is_torch_lstm_cell() -> None:
+    ref = torch.nn.LSTMCell(I, H)
+    ours = unrolled.LSTMCell(I, H, variant="NP")
+    ours.load_state_dict(ref.state_dict())
+    x, h, c = (t.float() for t in _inputs())
+    out, (h1, c1) = ours(x, (h, c))
+    h2, c2 = ref(x, (h, c))
+    torch.testing.assert_close(h1, h2, atol=1e-6, rtol=0)
+    torch.testing.assert_close(c1, c2, atol=1e-6, rtol=0)
+
+
+def test_vanilla_with_zero_peepholes_is_np() -> None:
+    vanilla = unrolled.LSTMCell(I, H, variant="vanilla").to(DT)
+    np_cell = unrolled.LSTMCell(I, H, variant="NP").to(DT)
+    np_cell.load_state_dict({k: v for k, v in vanilla.state_dict().items() if k != "weight_peephole"})
+    x, h, c = _inputs()
+    with torch.no_grad():
+        vanilla.weight_peephole.zero_()
+    # equal up to rounding (a strided and a contiguous tensor may take different SIMD paths)
+    torch.testing.assert_close(vanilla(x, (h, c))[1], np_cell(x, (h, c))[1], atol=1e-15, rtol=0)
+    with torch.no_grad():
+        vanilla.weight_peephole.fill_(0.5)
+    assert not torch.allclose(vanilla(x, (h, c))[1].c, np_cell(x, (h, c))[1].c)
+
+
+def test_vanilla_equations() -> None:
+    cell = unrolled.LSTMCell(I, H, variant="vanilla").to(DT)
+    x, h, c = _inputs()
+    pre, p = _pre(cell, x, h), _peep(cell)
+    i = torch.sigmoid(pre["i"] + p["i"] * c)
+    f = torch.sigmoid(pre["f"] + p["f"] * c)
+    c_new = f * c + i * torch.tanh(pre["g"])
+    o = torch.sigmoid(pre["o"] + p["o"] * c_new)  # the output gate peeks at the new cell
+    out, (h1, c1) = cell(x, (h, c))
+    torch.testing.assert_close(c1, c_new, atol=1e-12, rtol=0)
+    torch.testing.assert_close(h1, o * torch.tanh(c_new), atol=1e-12, rtol=0)
+
+
+def test_cifg_forget_gate_is_one_minus_input_gate() -> None:
+    cell = unrolled.LSTMCell(I, H, variant="CIFG").to(DT)
+    x, h, c = _inputs()
+    pre, p = _pre(cell, x, h), _peep(cell)
+    i = torch.sigmoid(pre["i"] + p["i"] * c)
+    expected = (1 - i) * c + i * torch.tanh(pre["g"])
+    torch.testing.assert_close(cell(x, (h, c))[1].c, expected, atol=1e-12, rtol=0)
+
+
+def test_nfg_cell_is_previous_plus_input() -> None:
+    cell = unrolled.LSTMCell(I, H, variant="NFG").to(DT)
+    x, h, c = _inputs()
+    pre, p = _pre(cell, x, h), _peep(cell)
+    i = torch.sigmoid(pre["i"] + p["i"] * c)
+    torch.testing.assert_close(cell(x, (h, c))[1].c, c + i * torch.tanh(pre["g"]), atol=1e-12, rtol=0)
+
+
+def test_nig_has_no_input_gate() -> None:
+    cell = unrolled.LSTMCell(I, H, variant="NIG").to(DT)
+    x, h, c = _inputs()
+    pre, p = _pre(cell, x, h), _peep(cell)
+    f = torch.sigmoid(pre["f"] + p["f"] * c)
+    torch.testing.assert_close(cell(x, (h, c))[1].c, f * c + torch.tanh(pre["g"]), atol=1e-12, rtol=0)
+
+
+def test_nog_output_is_tanh_of_cell() -> None:
+    cell = unrolled.LSTMCell(I, H, variant="NOG").to(DT)
+    x, h, c = _inputs()
+    out, (_, c1) = cell(x, (h, c))
+    torch.testing.assert_close(out, torch.tanh(c1), atol=0, rtol=0)
+
+
+def test_noaf_output_is_o_times_c() -> None:
+    cell = unrolled.LSTMCell(I, H, variant="NOAF").to(DT)
+    x, h, c = _inputs()
+    pre, p = _pre(cell, x, h), _peep(cell)
+    out, (_, c1) = cell(x, (h, c))
+    torch.testing.assert_close(out, torch.sigmoid(pre["o"] + p["o"] * c1) * c1, atol=1e-12, rtol=0)
+
+
+def test_niaf_candidate_has_no_tanh() -> None:
+    cell = unrolled.LSTMCell(I, H, variant="NIAF").to(DT)
+    x, h, c = _inputs()
+    pre, p = _pre(cell, x, h), _peep(cell)
+    i = torch.sigmoid(pre["i"] + p["i"] * c)
+    f = torch.sigmoid(pre["f"] + p["f"] * c)
+    torch.testing.assert_close(cell(x, (h, c))[1].c, f * c + i * pre["g"], atol=1e-12, rtol=0)
+
+
+def test_variant_by_name_equals_explicit_flags() -> None:
+    torch.manual_seed(3)
+    by_name = unrolled.LSTMCell(I, H, variant="cifg")
+    torch.manual_seed(3)
+    by_flags = unrolled.LSTMCell(I, H, peephole=True, coupled=True)
+    x = torch.randn(B, I)
+    torch.testing.assert_close(by_name(x)[0], by_flags(x)[0], atol=0, rtol=0)
+    mixed = unrolled.LSTMCell(I, H, peephole=True, output_activation=False, forget_gate=False)
+    assert mixed.gate_names == ("i", "g", "o")
+
+
+def test_variant_errors() -> None:
+    with pytest.raises(ValueError, match="unknown LSTM variant 'XYZ'"):
+        resolve_variant("XYZ")
+    with pytest.raises(ValueError, match="variant 'CIFG' sets coupled=True, but coupled=False"):
+        resolve_variant("CIFG", coupled=False)
+    with pytest.raises(ValueError, match="needs both the input and the forget gate"):
+        resolve_variant(None, coupled=True, input_gate=False)
+    with pytest.raises(TypeError, match="unknown LSTM option 'peepholes'"):
+        unrolled.LSTM(I, H, peepholes=True)
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_variant_layers_are_bidirectional_and_stackable(variant) -> None:
+    layer = unrolled.LSTM(I, H, num_layers=2, bidirectional=True, variant=variant)
+    out, (h_n, c_n) = layer(torch.randn(4, B, I))
+    assert out.shape == (4, B, 2 * H) and h_n.shape == c_n.shape == (4, B, H)
+    keys = layer.state_dict().keys()
+    assert ("weight_peephole_l1_reverse" in keys) == (variant not in ("NP",))
