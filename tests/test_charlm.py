@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from unrolled.cells.lstm import VARIANTS
 from unrolled.cli import main
 from unrolled.data import BPTTChunks
 from unrolled.tasks import charlm
@@ -168,3 +169,22 @@ def test_resume_limits_are_those_of_the_new_invocation(tiny_text_file, tmp_path)
     first = json.loads((out / ckpt.STATE).read_text())["step"]
     assert _resume(out, "--max-steps", "7") == 0
     assert json.loads((out / ckpt.STATE).read_text())["step"] == first + 7
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_every_lstm_variant_trains_and_samples_from_the_command_line(
+    tiny_text_file, tmp_path, capsys, variant
+):
+    out = tmp_path / "run"
+    extra = ["--cell", "lstm", "--variant", variant, "--max-steps", "3"]
+    if variant not in ("CIFG", "NFG"):
+        extra += ["--forget-bias", "1"]
+    assert _train(tiny_text_file, out, *extra) == 0
+    config = json.loads((out / ckpt.CONFIG).read_text())
+    assert config["model"]["variant"] == variant
+    run = charlm.open_run(out)  # rebuilt from config.json: the variant's parameters must fit
+    assert run.model.rnn.cells[0].variant == variant
+    capsys.readouterr()
+    assert main(["sample", str(out), "--length", "20", "--seed", "1"]) == 0
+    assert len(capsys.readouterr().out) == 21
+    assert _resume(out, "--max-steps", "2") == 0

@@ -65,6 +65,8 @@ def test_bad_text_files(capsys, tmp_path, content, pattern) -> None:
         (["--cell", "transformer"], "invalid choice: 'transformer'"),
         (["--val-frac", "1.5"], "--val-frac must be between 0 and 1"),
         (["--lr", "-1"], "--lr must be positive"),
+        (["--cell", "gru", "--variant", "CIFG"], "--variant applies to --cell lstm only, got --cell gru"),
+        (["--cell", "lstm", "--variant", "CIFG", "--forget-bias", "1"], "forget_bias needs a forget gate"),
     ],
 )
 def test_bad_numbers_and_choices(capsys, tiny_text_file, tmp_path, flags, pattern) -> None:

@@ -176,3 +176,16 @@ def test_variant_layers_are_bidirectional_and_stackable(variant) -> None:
     assert out.shape == (4, B, 2 * H) and h_n.shape == c_n.shape == (4, B, H)
     keys = layer.state_dict().keys()
     assert ("weight_peephole_l1_reverse" in keys) == (variant not in ("NP",))
+
+
+def test_forget_bias_sets_the_total_forget_bias() -> None:
+    cell = unrolled.LSTMCell(I, H, variant="vanilla", forget_bias=1.0)
+    f_rows = slice(H, 2 * H)  # gates i, f, g, o
+    assert torch.equal(cell.bias_ih[f_rows] + cell.bias_hh[f_rows], torch.ones(H))
+    assert not torch.equal(cell.bias_ih[:H], torch.ones(H))  # the other gates keep their init
+    layer = unrolled.LSTM(I, H, num_layers=2, forget_bias=2.0)
+    assert torch.equal(layer.bias_ih_l1[f_rows] + layer.bias_hh_l1[f_rows], torch.full((H,), 2.0))
+    with pytest.raises(ValueError, match="forget_bias needs a forget gate"):
+        unrolled.LSTMCell(I, H, variant="CIFG", forget_bias=1.0)
+    with pytest.raises(ValueError, match="forget_bias needs a forget gate"):
+        unrolled.LSTMCell(I, H, bias=False, forget_bias=1.0)

@@ -39,6 +39,7 @@ def _positive_int(text: str) -> int:
 
 
 def _add_train_charlm(sub: Any) -> None:
+    from .cells.lstm import VARIANTS
     from .tasks.charlm import CELLS, DataConfig, ModelConfig
     from .training import LoopConfig, OptimConfig
 
@@ -70,6 +71,12 @@ def _add_train_charlm(sub: Any) -> None:
         metavar="N",
         type=int,
         help=f"character embedding size, 0 = one-hot [{m.embedding_dim}]",
+    )
+    g.add_argument(
+        "--variant", choices=list(VARIANTS), help="LSTM variant of Greff et al. (with --cell lstm)"
+    )
+    g.add_argument(
+        "--forget-bias", metavar="X", type=float, help="initial forget-gate bias (with --cell lstm)"
     )
     g.add_argument(
         "--dropout",
@@ -134,6 +141,8 @@ _MAPPING = {  # flag dest -> (config section, field)
     "layers": ("model", "layers"),
     "embedding_dim": ("model", "embedding_dim"),
     "dropout": ("model", "dropout"),
+    "variant": ("model", "variant"),
+    "forget_bias": ("model", "forget_bias"),
     "lr": ("optim", "lr"),
     "lr_schedule": ("optim", "schedule"),
     "warmup_steps": ("optim", "warmup_steps"),

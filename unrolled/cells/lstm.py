@@ -106,6 +106,7 @@ class LSTMCell(nn.Module):
         variant: a Greff et al. abbreviation (see the module docstring), or None.
         peephole, input_gate, forget_gate, output_gate, input_activation, output_activation,
         coupled: the variant's flags, to set one by one (None = the variant's or the default).
+        forget_bias: if given, the forget gate's initial bias (see :meth:`init_forget_bias_`).
 
     Shapes: ``x`` (B, I) or (I,); state ``LSTMState(h (B, P or H), c (B, H))``;
     returns ``(h_t, LSTMState(h_t, c_t))``.
@@ -134,6 +135,7 @@ class LSTMCell(nn.Module):
         input_activation: bool | None = None,
         output_activation: bool | None = None,
         coupled: bool | None = None,
+        forget_bias: float | None = None,
     ) -> None:
         super().__init__()
         if proj_size < 0 or (proj_size and proj_size >= hidden_size):
@@ -185,6 +187,24 @@ class LSTMCell(nn.Module):
         else:
             self.register_parameter("weight_hr", None)
         uniform_init_(self, hidden_size)
+        if forget_bias is not None:
+            self.init_forget_bias_(forget_bias)
+
+    def init_forget_bias_(self, value: float) -> None:
+        """Start the forget gate's bias at ``value`` (Jozefowicz et al. 2015 recommend 1.0).
+
+        ``bias_ih``'s forget rows are set to ``value`` and ``bias_hh``'s to 0, so that the gate's
+        total bias is ``value``: early in training the cell then keeps what it holds.
+        """
+        if "f" not in self.gate_names or self.bias_ih is None:
+            raise ValueError(
+                "forget_bias needs a forget gate of its own and bias=True "
+                f"(this cell has gates {''.join(self.gate_names)}, bias={self.bias})"
+            )
+        k, H = self.gate_names.index("f"), self.hidden_size
+        with torch.no_grad():
+            self.bias_ih[k * H : (k + 1) * H].fill_(value)
+            self.bias_hh[k * H : (k + 1) * H].zero_()
 
     def init_state(
         self, batch: int, *, device: torch.device | None = None, dtype: torch.dtype | None = None

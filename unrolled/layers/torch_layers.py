@@ -67,8 +67,8 @@ class LSTM(Recurrent):
     """LSTM layer with torch.nn.LSTM's interface (see :class:`unrolled.LSTMCell`).
 
     ``forward(input, (h_0, c_0))`` returns ``output, (h_n, c_n)``. Not in torch: ``variant``
-    (a Greff et al. abbreviation such as ``"CIFG"``) and the cell's flags (``peephole=True``,
-    ``forget_gate=False``, ...), passed to every :class:`unrolled.LSTMCell` of the layer.
+    (a Greff et al. abbreviation such as ``"CIFG"``), the cell's flags (``peephole=True``,
+    ``forget_gate=False``, ...) and ``forget_bias``, passed to every :class:`unrolled.LSTMCell`.
 
     Example:
         >>> lstm = LSTM(10, 20, batch_first=True)
@@ -91,6 +91,7 @@ class LSTM(Recurrent):
         dtype: torch.dtype | None = None,
         *,
         variant: str | None = None,
+        forget_bias: float | None = None,
         **cell_flags: bool,
     ) -> None:
         _check_sizes(input_size, hidden_size)
@@ -103,6 +104,7 @@ class LSTM(Recurrent):
             device=device,
             dtype=dtype,
             variant=variant,
+            forget_bias=forget_bias,
             **cell_flags,
         )
         super().__init__(cell, input_size, num_layers, bidirectional, dropout, batch_first)

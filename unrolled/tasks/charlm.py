@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from .. import layers
 from ..cells import LSTMState
+from ..cells.lstm import resolve_variant
 from ..data import BPTTChunks, CharVocab, load_shakespeare, num_chunks, read_text, stream_rows
 from ..models import LanguageModel
 from ..training import LoopConfig, OptimConfig, Trainer, TrainerState
@@ -39,10 +40,18 @@ class ModelConfig:
     layers: int = 2  # stacked recurrent layers
     embedding_dim: int = 64  # learned character embedding (0 = one-hot, as in the lecture)
     dropout: float = 0.1  # between layers and before the decoder; narrows the train/val gap
+    variant: str | None = None  # an LSTM variant of Greff et al. (vanilla, NIG, ..., CIFG); lstm only
+    forget_bias: float | None = None  # initial forget-gate bias (1.0 per Jozefowicz et al.); lstm only
 
     def validate(self) -> None:
         if self.cell not in CELLS:
             raise ValueError(f"unknown --cell {self.cell!r}: expected one of {', '.join(CELLS)}")
+        for name in ("variant", "forget_bias"):
+            if getattr(self, name) is not None and self.cell != "lstm":
+                flag = "--" + name.replace("_", "-")
+                raise ValueError(f"{flag} applies to --cell lstm only, got --cell {self.cell}")
+        if self.cell == "lstm":
+            resolve_variant(self.variant)
         for name in ("hidden", "layers"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"--{name} must be positive, got {getattr(self, name)}")
@@ -149,12 +158,14 @@ def load_corpus(cfg: DataConfig, vocab: CharVocab | None = None) -> Corpus:
 # ---- model, loss, metrics ------------------------------------------------------------------
 def build_model(cfg: ModelConfig, vocab_size: int) -> LanguageModel:
     cfg.validate()
+    lstm_options = {"variant": cfg.variant, "forget_bias": cfg.forget_bias} if cfg.cell == "lstm" else {}
     rnn = CELLS[cfg.cell](
         cfg.embedding_dim or vocab_size,
         cfg.hidden,
         num_layers=cfg.layers,
         dropout=cfg.dropout if cfg.layers > 1 else 0.0,
         batch_first=True,
+        **lstm_options,
     )
     return LanguageModel(vocab_size, rnn, embedding_dim=cfg.embedding_dim, dropout=cfg.dropout)
 
