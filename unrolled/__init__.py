@@ -2,12 +2,13 @@
 
 Public API (everything else is an implementation detail):
 
-- cells: :class:`RNNCell`, :class:`LSTMCell`, :class:`GRUCell`, :class:`LSTMState`
+- cells: :class:`RNNCell`, :class:`LSTMCell` (and Greff et al.'s variants), :class:`GRUCell`,
+  :class:`MUTCell` (MUT1-3), :class:`LSTMState`
 - layers: :class:`Recurrent` (any cell -> multi-layer, bidirectional layer),
   :class:`RNN`, :class:`LSTM`, :class:`GRU` (drop-in for torch.nn's)
 """
 
-from .cells import Cell, GRUCell, LSTMCell, LSTMState, RNNCell
+from .cells import Cell, GRUCell, LSTMCell, LSTMState, MUTCell, RNNCell
 from .layers import GRU, LSTM, RNN, Recurrent
 
 __version__ = "0.1.0"
@@ -20,6 +21,7 @@ __all__ = [
     "GRUCell",
     "LSTMCell",
     "LSTMState",
+    "MUTCell",
     "RNNCell",
     "Recurrent",
     "__version__",

@@ -4,5 +4,6 @@ from .base import Cell, LSTMState
 from .elman import RNNCell
 from .gru import GRUCell
 from .lstm import LSTMCell
+from .mut import MUTCell
 
-__all__ = ["Cell", "GRUCell", "LSTMCell", "LSTMState", "RNNCell"]
+__all__ = ["Cell", "GRUCell", "LSTMCell", "LSTMState", "MUTCell", "RNNCell"]

@@ -7,9 +7,10 @@ an :class:`unrolled.RNN`/``LSTM``/``GRU``), loss (cross-entropy in nats per char
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -18,15 +19,23 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .. import layers
-from ..cells import LSTMState
+from ..cells import GRUCell, LSTMCell, LSTMState, MUTCell, RNNCell
 from ..cells.lstm import resolve_variant
 from ..data import BPTTChunks, CharVocab, load_shakespeare, num_chunks, read_text, stream_rows
+from ..layers import Recurrent
 from ..models import LanguageModel
 from ..training import LoopConfig, OptimConfig, Trainer, TrainerState
 from ..training import checkpoint as ckpt
 
-CELLS: dict[str, type[layers.Recurrent]] = {"rnn": layers.RNN, "lstm": layers.LSTM, "gru": layers.GRU}
+# --cell NAME -> the cell class (and fixed arguments) that every layer of the model is built from
+CELLS: dict[str, Callable[..., nn.Module]] = {
+    "rnn": RNNCell,
+    "lstm": LSTMCell,
+    "gru": GRUCell,
+    "mut1": functools.partial(MUTCell, arch=1),
+    "mut2": functools.partial(MUTCell, arch=2),
+    "mut3": functools.partial(MUTCell, arch=3),
+}
 TASK = "charlm"
 FORMAT_VERSION = 1
 
@@ -35,7 +44,7 @@ FORMAT_VERSION = 1
 class ModelConfig:
     """The network: embedding -> recurrent layers -> linear to the vocabulary."""
 
-    cell: str = "gru"  # rnn | lstm | gru; 3 gates, not 4: ~1.4x the chars/s of our LSTM on 2 cores
+    cell: str = "gru"  # rnn|lstm|gru|mut1-3; GRU: 3 gates, not 4: ~1.4x the chars/s of our LSTM here
     hidden: int = 256  # units per layer; 2x256 is the CPU sweet spot for 10-minute runs
     layers: int = 2  # stacked recurrent layers
     embedding_dim: int = 64  # learned character embedding (0 = one-hot, as in the lecture)
@@ -158,14 +167,14 @@ def load_corpus(cfg: DataConfig, vocab: CharVocab | None = None) -> Corpus:
 # ---- model, loss, metrics ------------------------------------------------------------------
 def build_model(cfg: ModelConfig, vocab_size: int) -> LanguageModel:
     cfg.validate()
-    lstm_options = {"variant": cfg.variant, "forget_bias": cfg.forget_bias} if cfg.cell == "lstm" else {}
-    rnn = CELLS[cfg.cell](
+    options = {"variant": cfg.variant, "forget_bias": cfg.forget_bias} if cfg.cell == "lstm" else {}
+    cell = functools.partial(CELLS[cfg.cell], hidden_size=cfg.hidden, **options)
+    rnn = Recurrent(
+        cell,
         cfg.embedding_dim or vocab_size,
-        cfg.hidden,
         num_layers=cfg.layers,
         dropout=cfg.dropout if cfg.layers > 1 else 0.0,
         batch_first=True,
-        **lstm_options,
     )
     return LanguageModel(vocab_size, rnn, embedding_dim=cfg.embedding_dim, dropout=cfg.dropout)
 
