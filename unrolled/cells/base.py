@@ -49,6 +49,19 @@ class Cell(Protocol):
     ) -> Any: ...
 
 
+class TensorStateMixin:
+    """``init_state`` for a cell whose state is one (B, H) tensor (Elman, GRU, MUT)."""
+
+    hidden_size: int
+    weight_hh: Tensor
+
+    def init_state(
+        self, batch: int, *, device: torch.device | None = None, dtype: torch.dtype | None = None
+    ) -> Tensor:
+        """Zero hidden state of shape (batch, H)."""
+        return self.weight_hh.new_zeros(batch, self.hidden_size, device=device, dtype=dtype)
+
+
 def map_state(state: Any, fn: Callable[[Tensor], Tensor]) -> Any:
     """Apply ``fn`` to every tensor of a state (a tensor or a NamedTuple/tuple of tensors)."""
     if isinstance(state, Tensor):

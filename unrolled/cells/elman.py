@@ -12,12 +12,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import add_gate_parameters, tensor_state_step_input, uniform_init_
+from .base import TensorStateMixin, add_gate_parameters, tensor_state_step_input, uniform_init_
 
 _ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu}
 
 
-class RNNCell(nn.Module):
+class RNNCell(TensorStateMixin, nn.Module):
     """One step of an Elman RNN.
 
     Args:
@@ -53,12 +53,6 @@ class RNNCell(nn.Module):
         self.nonlinearity = nonlinearity
         add_gate_parameters(self, 1, input_size, hidden_size, bias, device=device, dtype=dtype)
         uniform_init_(self, hidden_size)
-
-    def init_state(
-        self, batch: int, *, device: torch.device | None = None, dtype: torch.dtype | None = None
-    ) -> Tensor:
-        """Zero hidden state of shape (batch, H)."""
-        return self.weight_hh.new_zeros(batch, self.hidden_size, device=device, dtype=dtype)
 
     def forward(self, x: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
         x, state, unbatched = tensor_state_step_input(self, x, state)

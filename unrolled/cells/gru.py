@@ -20,10 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import add_gate_parameters, tensor_state_step_input, uniform_init_
+from .base import TensorStateMixin, add_gate_parameters, tensor_state_step_input, uniform_init_
 
 
-class GRUCell(nn.Module):
+class GRUCell(TensorStateMixin, nn.Module):
     """One step of a GRU.
 
     Args:
@@ -57,12 +57,6 @@ class GRUCell(nn.Module):
         self.reset_after = reset_after
         add_gate_parameters(self, 3, input_size, hidden_size, bias, device=device, dtype=dtype)
         uniform_init_(self, hidden_size)
-
-    def init_state(
-        self, batch: int, *, device: torch.device | None = None, dtype: torch.dtype | None = None
-    ) -> Tensor:
-        """Zero hidden state of shape (batch, H)."""
-        return self.weight_hh.new_zeros(batch, self.hidden_size, device=device, dtype=dtype)
 
     def forward(self, x: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
         x, h, unbatched = tensor_state_step_input(self, x, state)

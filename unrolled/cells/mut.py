@@ -28,10 +28,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import tensor_state_step_input, uniform_init_
+from .base import TensorStateMixin, tensor_state_step_input, uniform_init_
 
 
-class MUTCell(nn.Module):
+class MUTCell(TensorStateMixin, nn.Module):
     """One step of MUT1, MUT2 or MUT3 (see the module docstring for the equations).
 
     Args:
@@ -73,12 +73,6 @@ class MUTCell(nn.Module):
         self.weight_hh = nn.Parameter(torch.empty(len(self.h_terms) * H, H, **kw))
         self.register_parameter("bias_ih", nn.Parameter(torch.empty(3 * H, **kw)) if bias else None)
         uniform_init_(self, hidden_size)
-
-    def init_state(
-        self, batch: int, *, device: torch.device | None = None, dtype: torch.dtype | None = None
-    ) -> Tensor:
-        """Zero hidden state of shape (batch, H)."""
-        return self.weight_hh.new_zeros(batch, self.hidden_size, device=device, dtype=dtype)
 
     def forward(self, x: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
         x, h, unbatched = tensor_state_step_input(self, x, state)
