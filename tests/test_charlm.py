@@ -179,11 +179,14 @@ def test_every_lstm_variant_trains_and_samples_from_the_command_line(
     extra = ["--cell", "lstm", "--variant", variant, "--max-steps", "3"]
     if variant not in ("CIFG", "NFG"):
         extra += ["--forget-bias", "1"]
+    if variant in ("vanilla", "NOAF"):
+        extra += ["--layer-norm"]
     assert _train(tiny_text_file, out, *extra) == 0
     config = json.loads((out / ckpt.CONFIG).read_text())
     assert config["model"]["variant"] == variant
     run = charlm.open_run(out)  # rebuilt from config.json: the variant's parameters must fit
     assert run.model.rnn.cells[0].variant == variant
+    assert run.model.rnn.cells[0].layer_norm == (variant in ("vanilla", "NOAF"))
     capsys.readouterr()
     assert main(["sample", str(out), "--length", "20", "--seed", "1"]) == 0
     assert len(capsys.readouterr().out) == 21

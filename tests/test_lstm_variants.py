@@ -189,3 +189,61 @@ def test_forget_bias_sets_the_total_forget_bias() -> None:
         unrolled.LSTMCell(I, H, variant="CIFG", forget_bias=1.0)
     with pytest.raises(ValueError, match="forget_bias needs a forget gate"):
         unrolled.LSTMCell(I, H, bias=False, forget_bias=1.0)
+
+
+@pytest.mark.parametrize("variant", ["NP", "vanilla", "CIFG", "NOAF"])
+def test_layer_norm_gradcheck(variant) -> None:
+    cell = unrolled.LSTMCell(I, H, variant=variant, layer_norm=True).to(DT)
+    with torch.no_grad():  # move gains and shifts off their initial 1 and 0
+        for name in ("ln_ih_weight", "ln_hh_weight", "ln_c_weight", "ln_c_bias"):
+            getattr(cell, name).uniform_(0.5, 1.5)
+    x, h, c = (t.requires_grad_() for t in _inputs())
+    assert torch.autograd.gradcheck(
+        lambda x, h, c, *p: cell(x, (h, c))[1], (x, h, c, *cell.parameters()), eps=1e-6, atol=1e-5
+    )
+
+
+def test_layer_norm_equations() -> None:
+    cell = unrolled.LSTMCell(I, H, layer_norm=True).to(DT)
+    with torch.no_grad():
+        for name in ("ln_ih_weight", "ln_hh_weight", "ln_c_weight", "ln_c_bias"):
+            getattr(cell, name).uniform_(0.5, 1.5)
+    x, h, c = _inputs()
+
+    def ln(v, gain, shift=0.0):
+        return (v - v.mean(-1, keepdim=True)) / torch.sqrt(
+            v.var(-1, unbiased=False, keepdim=True) + 1e-5
+        ) * gain + shift
+
+    gates = ln(x @ cell.weight_ih.T, cell.ln_ih_weight) + ln(h @ cell.weight_hh.T, cell.ln_hh_weight)
+    i, f, g, o = (gates + cell.bias_ih + cell.bias_hh).chunk(4, 1)
+    c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    h_new = torch.sigmoid(o) * torch.tanh(ln(c_new, cell.ln_c_weight, cell.ln_c_bias))
+    out, (h1, c1) = cell(x, (h, c))
+    torch.testing.assert_close(c1, c_new, atol=1e-12, rtol=0)  # the carried cell is not normalised
+    torch.testing.assert_close(h1, h_new, atol=1e-12, rtol=0)
+
+
+def test_layer_norm_is_invariant_to_scaling_the_weight_matrices() -> None:
+    """LN(a W x) = LN(W x) for a > 0, up to LN's epsilon (made negligible by large weights)."""
+    cell = unrolled.LSTMCell(I, H, layer_norm=True).to(DT)
+    with torch.no_grad():
+        cell.weight_ih.mul_(100.0)
+        cell.weight_hh.mul_(100.0)
+    x, h, c = _inputs()
+    before = cell(x, (h, c))[0]
+    with torch.no_grad():
+        cell.weight_ih.mul_(7.0)
+        cell.weight_hh.mul_(0.2)
+    torch.testing.assert_close(cell(x, (h, c))[0], before, atol=1e-6, rtol=0)
+    plain = unrolled.LSTMCell(I, H).to(DT)  # without layer norm the same scaling changes everything
+    plain.load_state_dict({k: v for k, v in cell.state_dict().items() if not k.startswith("ln_")})
+    assert not torch.allclose(plain(x, (h, c))[0], before, atol=1e-3)
+
+
+def test_layer_norm_layer_keys() -> None:
+    layer = unrolled.LSTM(I, H, num_layers=2, bidirectional=True, layer_norm=True)
+    keys = set(layer.state_dict())
+    assert {"ln_ih_weight_l0", "ln_hh_weight_l1_reverse", "ln_c_weight_l1", "ln_c_bias_l0_reverse"} <= keys
+    out, _ = layer(torch.randn(4, B, I))
+    assert out.shape == (4, B, 2 * H)

@@ -79,6 +79,9 @@ def _add_train_charlm(sub: Any) -> None:
         "--forget-bias", metavar="X", type=float, help="initial forget-gate bias (with --cell lstm)"
     )
     g.add_argument(
+        "--layer-norm", action="store_true", default=None, help="layer-normalised LSTM (with --cell lstm)"
+    )
+    g.add_argument(
         "--dropout",
         metavar="P",
         type=float,
@@ -143,6 +146,7 @@ _MAPPING = {  # flag dest -> (config section, field)
     "dropout": ("model", "dropout"),
     "variant": ("model", "variant"),
     "forget_bias": ("model", "forget_bias"),
+    "layer_norm": ("model", "layer_norm"),
     "lr": ("optim", "lr"),
     "lr_schedule": ("optim", "schedule"),
     "warmup_steps": ("optim", "warmup_steps"),

@@ -24,9 +24,16 @@ Greff et al.'s variants, by abbreviation (``variant="CIFG"``) or by the flags th
     NP       no peepholes: torch.nn.LSTM's cell           (the defaults)
     CIFG     coupled input and forget gate: f = 1 - i     peephole=True, coupled=True
 
+Layer normalisation (Ba et al. 2016, "Layer Normalization", section 3.1; as in haste's and
+pytorch fastrnns' LayerNormLSTM), with ``layer_norm=True``:
+
+    gates = LN(x_t W_ih^T; a_ih) + LN(h_{t-1} W_hh^T; a_hh) + b_ih + b_hh
+    h_t = o * tanh(LN(c_t; a_c, b_c))           c_t itself is carried un-normalised
+
 Parameters: ``weight_ih`` (G*H, I), ``weight_hh`` (G*H, P or H), ``bias_ih`` and ``bias_hh``
 (G*H,) with G the number of gates kept (4 for torch's cell); ``weight_peephole`` (K, H), one
-row per peephole gate kept among i, f, o; ``weight_hr`` (P, H) when ``proj_size > 0``.
+row per peephole gate kept among i, f, o; ``weight_hr`` (P, H) when ``proj_size > 0``; with
+layer norm the gains ``ln_ih_weight``, ``ln_hh_weight`` (G*H,) and ``ln_c_weight``, ``ln_c_bias`` (H,).
 """
 
 from __future__ import annotations
@@ -107,6 +114,8 @@ class LSTMCell(nn.Module):
         peephole, input_gate, forget_gate, output_gate, input_activation, output_activation,
         coupled: the variant's flags, to set one by one (None = the variant's or the default).
         forget_bias: if given, the forget gate's initial bias (see :meth:`init_forget_bias_`).
+        layer_norm: normalise the input and recurrent gate pre-activations and, for the output,
+            the cell (Ba et al. 2016; see the module docstring).
 
     Shapes: ``x`` (B, I) or (I,); state ``LSTMState(h (B, P or H), c (B, H))``;
     returns ``(h_t, LSTMState(h_t, c_t))``.
@@ -136,6 +145,7 @@ class LSTMCell(nn.Module):
         output_activation: bool | None = None,
         coupled: bool | None = None,
         forget_bias: float | None = None,
+        layer_norm: bool = False,
     ) -> None:
         super().__init__()
         if proj_size < 0 or (proj_size and proj_size >= hidden_size):
@@ -186,7 +196,19 @@ class LSTMCell(nn.Module):
             self.weight_hr = nn.Parameter(torch.empty(proj_size, hidden_size, **kw))
         else:
             self.register_parameter("weight_hr", None)
+        self.layer_norm = layer_norm
+        if layer_norm:  # gains for LN(x W_ih^T) and LN(h W_hh^T); gain and shift for LN(c_t)
+            G = len(self.gate_names) * hidden_size
+            self.ln_ih_weight = nn.Parameter(torch.empty(G, **kw))
+            self.ln_hh_weight = nn.Parameter(torch.empty(G, **kw))
+            self.ln_c_weight = nn.Parameter(torch.empty(hidden_size, **kw))
+            self.ln_c_bias = nn.Parameter(torch.empty(hidden_size, **kw))
         uniform_init_(self, hidden_size)
+        if layer_norm:
+            with torch.no_grad():
+                for p in (self.ln_ih_weight, self.ln_hh_weight, self.ln_c_weight):
+                    p.fill_(1.0)
+                self.ln_c_bias.zero_()
         if forget_bias is not None:
             self.init_forget_bias_(forget_bias)
 
@@ -228,7 +250,15 @@ class LSTMCell(nn.Module):
         check_state(h, (B, self.output_size), "hx")
         check_state(c, (B, self.hidden_size), "cx")
 
-        gates = F.linear(x, self.weight_ih, self.bias_ih) + F.linear(h, self.weight_hh, self.bias_hh)
+        if self.layer_norm:  # biases after normalisation, so that they still set the gates' offsets
+            G = self.ln_ih_weight.numel()
+            gates = F.layer_norm(F.linear(x, self.weight_ih), (G,), self.ln_ih_weight) + F.layer_norm(
+                F.linear(h, self.weight_hh), (G,), self.ln_hh_weight
+            )
+            if self.bias_ih is not None:
+                gates = gates + self.bias_ih + self.bias_hh
+        else:
+            gates = F.linear(x, self.weight_ih, self.bias_ih) + F.linear(h, self.weight_hh, self.bias_hh)
         pre = dict(zip(self.gate_names, gates.chunk(len(self.gate_names), dim=1), strict=True))  # (B, H) each
         peep = (
             {}
@@ -243,7 +273,10 @@ class LSTMCell(nn.Module):
         g = torch.tanh(pre["g"]) if self.input_activation else pre["g"]
         ig = g if i is None else i * g
         c = ig + (c if f is None else f * c)
-        h = torch.tanh(c) if self.output_activation else c
+        c_out = (
+            F.layer_norm(c, (self.hidden_size,), self.ln_c_weight, self.ln_c_bias) if self.layer_norm else c
+        )
+        h = torch.tanh(c_out) if self.output_activation else c_out
         if "o" in pre:
             h = torch.sigmoid(pre["o"] + peep["o"] * c if "o" in peep else pre["o"]) * h
         if self.weight_hr is not None:
@@ -258,6 +291,8 @@ class LSTMCell(nn.Module):
             s += ", bias=False"
         if self.proj_size:
             s += f", proj_size={self.proj_size}"
+        if self.layer_norm:
+            s += ", layer_norm=True"
         if self.variant is not None:
             s += f", variant={self.variant!r}"
         else:

@@ -68,7 +68,8 @@ class LSTM(Recurrent):
 
     ``forward(input, (h_0, c_0))`` returns ``output, (h_n, c_n)``. Not in torch: ``variant``
     (a Greff et al. abbreviation such as ``"CIFG"``), the cell's flags (``peephole=True``,
-    ``forget_gate=False``, ...) and ``forget_bias``, passed to every :class:`unrolled.LSTMCell`.
+    ``forget_gate=False``, ...), ``forget_bias`` and ``layer_norm``, passed to every
+    :class:`unrolled.LSTMCell`.
 
     Example:
         >>> lstm = LSTM(10, 20, batch_first=True)
@@ -92,6 +93,7 @@ class LSTM(Recurrent):
         *,
         variant: str | None = None,
         forget_bias: float | None = None,
+        layer_norm: bool = False,
         **cell_flags: bool,
     ) -> None:
         _check_sizes(input_size, hidden_size)
@@ -105,6 +107,7 @@ class LSTM(Recurrent):
             dtype=dtype,
             variant=variant,
             forget_bias=forget_bias,
+            layer_norm=layer_norm,
             **cell_flags,
         )
         super().__init__(cell, input_size, num_layers, bidirectional, dropout, batch_first)
