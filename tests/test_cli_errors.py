@@ -66,7 +66,7 @@ def test_bad_text_files(capsys, tmp_path, content, pattern) -> None:
         (["--val-frac", "1.5"], "--val-frac must be between 0 and 1"),
         (["--lr", "-1"], "--lr must be positive"),
         (["--cell", "gru", "--variant", "CIFG"], "--variant applies to --cell lstm only, got --cell gru"),
-        (["--cell", "rnn", "--layer-norm"], "--layer-norm applies to --cell lstm only, got --cell rnn"),
+        (["--cell", "rnn", "--layer-norm"], "--layer-norm applies to --cell lstm or gru, got --cell rnn"),
         (["--cell", "lstm", "--variant", "CIFG", "--forget-bias", "1"], "forget_bias needs a forget gate"),
     ],
 )

@@ -79,7 +79,10 @@ def _add_train_charlm(sub: Any) -> None:
         "--forget-bias", metavar="X", type=float, help="initial forget-gate bias (with --cell lstm)"
     )
     g.add_argument(
-        "--layer-norm", action="store_true", default=None, help="layer-normalised LSTM (with --cell lstm)"
+        "--layer-norm",
+        action="store_true",
+        default=None,
+        help="layer-normalised gates (with --cell lstm or gru)",
     )
     g.add_argument(
         "--dropout",

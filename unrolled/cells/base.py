@@ -130,8 +130,12 @@ def tensor_state_step_input(cell: Any, x: Tensor, state: Tensor | None) -> tuple
     return x, state, unbatched
 
 
-def uniform_init_(module: torch.nn.Module, hidden_size: int) -> None:
-    """torch.nn's default RNN initialisation: every parameter ~ U(-1/sqrt(H), 1/sqrt(H))."""
+def uniform_init_(module: torch.nn.Module, hidden_size: int, skip: tuple[str, ...] = ()) -> None:
+    """torch.nn's default RNN initialisation: every parameter ~ U(-1/sqrt(H), 1/sqrt(H)).
+
+    Parameters named in ``skip`` (e.g. layer-norm gains) keep their values.
+    """
     bound = 1.0 / hidden_size**0.5 if hidden_size > 0 else 0.0
-    for p in module.parameters():
-        torch.nn.init.uniform_(p, -bound, bound)
+    for name, p in module.named_parameters():
+        if name not in skip:
+            torch.nn.init.uniform_(p, -bound, bound)

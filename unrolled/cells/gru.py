@@ -12,6 +12,11 @@ The two forms differ only in where the reset gate acts: after the recurrent matm
 three recurrent products come from one GEMM) or on ``h`` before it, as in the original paper
 and the lecture notes. Parameters: ``weight_ih`` (3H, I), ``weight_hh`` (3H, H),
 ``bias_ih`` and ``bias_hh`` (3H,).
+
+With ``layer_norm=True`` (Ba et al. 2016) every product is layer-normalised before its bias:
+LN(x W_ih^T; a_ih) for all three gates; LN(h W_hh^T; a_hh) over all three (reset_after) or,
+reset before, LN over the r, z rows of h W_hh^T and separately LN((r * h) W_hn^T). The gains
+``ln_ih_weight`` and ``ln_hh_weight`` (3H,) start at 1.
 """
 
 from __future__ import annotations
@@ -49,32 +54,53 @@ class GRUCell(TensorStateMixin, nn.Module):
         reset_after: bool = True,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        *,
+        layer_norm: bool = False,
     ) -> None:
         super().__init__()
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.bias = bias
         self.reset_after = reset_after
+        self.layer_norm = layer_norm
         add_gate_parameters(self, 3, input_size, hidden_size, bias, device=device, dtype=dtype)
-        uniform_init_(self, hidden_size)
+        for name in ("ln_ih_weight", "ln_hh_weight"):  # gains of LN(x W_ih^T) and of the recurrent products
+            gain = (
+                nn.Parameter(torch.ones(3 * hidden_size, device=device, dtype=dtype)) if layer_norm else None
+            )
+            self.register_parameter(name, gain)
+        uniform_init_(self, hidden_size, skip=("ln_ih_weight", "ln_hh_weight"))
+
+    @staticmethod
+    def _project(v: Tensor, weight: Tensor, bias: Tensor | None, gain: Tensor | None) -> Tensor:
+        """``v weight^T + bias``, layer-normalised (before the bias) when a ``gain`` is given."""
+        if gain is None:
+            return F.linear(v, weight, bias)
+        out = F.layer_norm(F.linear(v, weight), (weight.size(0),), gain)
+        return out if bias is None else out + bias
 
     def forward(self, x: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
         x, h, unbatched = tensor_state_step_input(self, x, state)
         H = self.hidden_size
-        xr, xz, xn = F.linear(x, self.weight_ih, self.bias_ih).chunk(3, dim=1)  # each (B, H)
+        xr, xz, xn = self._project(x, self.weight_ih, self.bias_ih, self.ln_ih_weight).chunk(3, dim=1)
         if self.reset_after:
-            hr, hz, hn = F.linear(h, self.weight_hh, self.bias_hh).chunk(3, dim=1)
+            hr, hz, hn = self._project(h, self.weight_hh, self.bias_hh, self.ln_hh_weight).chunk(3, dim=1)
             r = torch.sigmoid(xr + hr)
             z = torch.sigmoid(xz + hz)
             n = torch.tanh(xn + r * hn)
         else:
             # r and z from the first 2H rows; the candidate sees r * h before its matmul.
-            b_rz = None if self.bias_hh is None else self.bias_hh[: 2 * H]
-            b_n = None if self.bias_hh is None else self.bias_hh[2 * H :]
-            hr, hz = F.linear(h, self.weight_hh[: 2 * H], b_rz).chunk(2, dim=1)
+            rz, cand = slice(0, 2 * H), slice(2 * H, 3 * H)
+            b, g = self.bias_hh, self.ln_hh_weight
+            hr, hz = self._project(
+                h, self.weight_hh[rz], None if b is None else b[rz], None if g is None else g[rz]
+            ).chunk(2, dim=1)
             r = torch.sigmoid(xr + hr)
             z = torch.sigmoid(xz + hz)
-            n = torch.tanh(xn + F.linear(r * h, self.weight_hh[2 * H :], b_n))
+            hn = self._project(
+                r * h, self.weight_hh[cand], None if b is None else b[cand], None if g is None else g[cand]
+            )
+            n = torch.tanh(xn + hn)
         h = n + z * (h - n)  # == (1 - z) * n + z * h, one op fewer
         if unbatched:
             h = h.squeeze(0)
@@ -86,4 +112,6 @@ class GRUCell(TensorStateMixin, nn.Module):
             s += ", bias=False"
         if not self.reset_after:
             s += ", reset_after=False"
+        if self.layer_norm:
+            s += ", layer_norm=True"
         return s

@@ -118,7 +118,8 @@ class LSTM(Recurrent):
 class GRU(Recurrent):
     """GRU layer with torch.nn.GRU's interface (see :class:`unrolled.GRUCell`).
 
-    ``reset_after=False`` (not in torch) gives the form of Cho et al. and the d2l lectures.
+    ``reset_after=False`` (not in torch) gives the form of Cho et al. and the d2l lectures;
+    ``layer_norm=True`` (not in torch) layer-normalises the gate products (Ba et al. 2016).
 
     Example:
         >>> gru = GRU(10, 20, bidirectional=True)
@@ -140,6 +141,7 @@ class GRU(Recurrent):
         dtype: torch.dtype | None = None,
         *,
         reset_after: bool = True,
+        layer_norm: bool = False,
     ) -> None:
         _check_sizes(input_size, hidden_size)
         cell = functools.partial(
@@ -147,6 +149,7 @@ class GRU(Recurrent):
             hidden_size=hidden_size,
             bias=bias,
             reset_after=reset_after,
+            layer_norm=layer_norm,
             device=device,
             dtype=dtype,
         )

@@ -51,12 +51,14 @@ class ModelConfig:
     dropout: float = 0.1  # between layers and before the decoder; narrows the train/val gap
     variant: str | None = None  # an LSTM variant of Greff et al. (vanilla, NIG, ..., CIFG); lstm only
     forget_bias: float | None = None  # initial forget-gate bias (1.0 per Jozefowicz et al.); lstm only
-    layer_norm: bool = False  # layer-normalised gates and cell output (Ba et al. 2016); lstm only
+    layer_norm: bool = False  # layer-normalised gate products (Ba et al. 2016); lstm and gru
 
     def validate(self) -> None:
         if self.cell not in CELLS:
             raise ValueError(f"unknown --cell {self.cell!r}: expected one of {', '.join(CELLS)}")
-        for name in ("variant", "forget_bias", "layer_norm"):
+        if self.layer_norm and self.cell not in ("lstm", "gru"):
+            raise ValueError(f"--layer-norm applies to --cell lstm or gru, got --cell {self.cell}")
+        for name in ("variant", "forget_bias"):
             if getattr(self, name) not in (None, False) and self.cell != "lstm":
                 flag = "--" + name.replace("_", "-")
                 raise ValueError(f"{flag} applies to --cell lstm only, got --cell {self.cell}")
@@ -168,9 +170,9 @@ def load_corpus(cfg: DataConfig, vocab: CharVocab | None = None) -> Corpus:
 # ---- model, loss, metrics ------------------------------------------------------------------
 def build_model(cfg: ModelConfig, vocab_size: int) -> LanguageModel:
     cfg.validate()
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = {"layer_norm": True} if cfg.layer_norm else {}
     if cfg.cell == "lstm":
-        options = {"variant": cfg.variant, "forget_bias": cfg.forget_bias, "layer_norm": cfg.layer_norm}
+        options |= {"variant": cfg.variant, "forget_bias": cfg.forget_bias}
     cell = functools.partial(CELLS[cfg.cell], hidden_size=cfg.hidden, **options)
     rnn = Recurrent(
         cell,
