@@ -44,7 +44,7 @@ FORMAT_VERSION = 1
 class ModelConfig:
     """The network: embedding -> recurrent layers -> linear to the vocabulary."""
 
-    cell: str = "gru"  # rnn|lstm|gru|mut1-3; GRU: 3 gates, not 4: ~1.4x the chars/s of our LSTM here
+    cell: str = "gru"  # rnn|lstm|gru|mut1-3; GRU: 3 gates, not 4: ~1.3x the chars/s of our LSTM here
     hidden: int = 256  # units per layer; 2x256 is the CPU sweet spot for 10-minute runs
     layers: int = 2  # stacked recurrent layers
     embedding_dim: int = 64  # learned character embedding (0 = one-hot, as in the lecture)
