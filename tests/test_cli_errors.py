@@ -67,6 +67,8 @@ def test_bad_text_files(capsys, tmp_path, content, pattern) -> None:
         (["--lr", "-1"], "--lr must be positive"),
         (["--cell", "gru", "--variant", "CIFG"], "--variant applies to --cell lstm only, got --cell gru"),
         (["--cell", "rnn", "--layer-norm"], "--layer-norm applies to --cell lstm or gru, got --cell rnn"),
+        (["--cell", "mut1", "--zoneout", "0.1"], "--zoneout applies to --cell lstm or gru, got --cell mut1"),
+        (["--recurrent-dropout", "1.2"], "--recurrent-dropout must be in [0, 1), got 1.2"),
         (["--cell", "lstm", "--variant", "CIFG", "--forget-bias", "1"], "forget_bias needs a forget gate"),
     ],
 )

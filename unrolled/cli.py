@@ -79,6 +79,10 @@ def _add_train_charlm(sub: Any) -> None:
         "--forget-bias", metavar="X", type=float, help="initial forget-gate bias (with --cell lstm)"
     )
     g.add_argument(
+        "--recurrent-dropout", metavar="P", type=float, help="variational dropout on h (lstm, gru) [0]"
+    )
+    g.add_argument("--zoneout", metavar="P", type=float, help="zoneout probability (lstm, gru) [0]")
+    g.add_argument(
         "--layer-norm",
         action="store_true",
         default=None,
@@ -150,6 +154,8 @@ _MAPPING = {  # flag dest -> (config section, field)
     "variant": ("model", "variant"),
     "forget_bias": ("model", "forget_bias"),
     "layer_norm": ("model", "layer_norm"),
+    "recurrent_dropout": ("model", "recurrent_dropout"),
+    "zoneout": ("model", "zoneout"),
     "lr": ("optim", "lr"),
     "lr_schedule": ("optim", "schedule"),
     "warmup_steps": ("optim", "warmup_steps"),

@@ -12,7 +12,9 @@ a multi-layer, bidirectional sequence layer by :class:`unrolled.Recurrent`:
 - ``input_size: int`` and ``hidden_size: int``;
 - ``output_size: int`` (optional; defaults to ``hidden_size``), the width of ``h_t``;
 - ``forward(x_t, state) -> (h_t, new_state)``;
-- ``init_state(batch, *, device, dtype) -> state`` (zeros for the cells of this package).
+- ``init_state(batch, *, device, dtype) -> state`` (zeros for the cells of this package);
+- ``start_sequence(batch, *, device, dtype)`` (optional): called before the first step of each
+  sequence, for per-sequence randomness such as a variational dropout mask.
 
 A layer stacks the states of its cells along a new first dimension, component by component,
 which gives torch's ``h_0`` (D*num_layers, B, H) for a tensor state and ``(h_0, c_0)`` for an

@@ -26,9 +26,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .base import TensorStateMixin, add_gate_parameters, tensor_state_step_input, uniform_init_
+from .regularizers import RecurrentRegularizersMixin
 
 
-class GRUCell(TensorStateMixin, nn.Module):
+class GRUCell(RecurrentRegularizersMixin, TensorStateMixin, nn.Module):
     """One step of a GRU.
 
     Args:
@@ -36,6 +37,8 @@ class GRUCell(TensorStateMixin, nn.Module):
         hidden_size: H, features of ``h_t``.
         bias: whether to learn ``bias_ih`` and ``bias_hh``.
         reset_after: ``True`` for torch's form, ``False`` for the form of Cho et al. / d2l.
+        layer_norm: layer-normalise the gate products (see the module docstring).
+        recurrent_dropout, zoneout: probabilities, training only (:mod:`unrolled.cells.regularizers`).
 
     Shapes: ``x`` (B, I) or (I,); ``h`` (B, H) or (H,); returns ``(h_t, h_t)``.
 
@@ -56,6 +59,8 @@ class GRUCell(TensorStateMixin, nn.Module):
         dtype: torch.dtype | None = None,
         *,
         layer_norm: bool = False,
+        recurrent_dropout: float = 0.0,
+        zoneout: float = 0.0,
     ) -> None:
         super().__init__()
         self.input_size = input_size
@@ -63,6 +68,7 @@ class GRUCell(TensorStateMixin, nn.Module):
         self.bias = bias
         self.reset_after = reset_after
         self.layer_norm = layer_norm
+        self._init_regularizers(recurrent_dropout, zoneout)
         add_gate_parameters(self, 3, input_size, hidden_size, bias, device=device, dtype=dtype)
         for name in ("ln_ih_weight", "ln_hh_weight"):  # gains of LN(x W_ih^T) and of the recurrent products
             gain = (
@@ -82,9 +88,10 @@ class GRUCell(TensorStateMixin, nn.Module):
     def forward(self, x: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
         x, h, unbatched = tensor_state_step_input(self, x, state)
         H = self.hidden_size
+        hd = self._recurrent_input(h)  # enters the products; the carried h is not masked
         xr, xz, xn = self._project(x, self.weight_ih, self.bias_ih, self.ln_ih_weight).chunk(3, dim=1)
         if self.reset_after:
-            hr, hz, hn = self._project(h, self.weight_hh, self.bias_hh, self.ln_hh_weight).chunk(3, dim=1)
+            hr, hz, hn = self._project(hd, self.weight_hh, self.bias_hh, self.ln_hh_weight).chunk(3, dim=1)
             r = torch.sigmoid(xr + hr)
             z = torch.sigmoid(xz + hz)
             n = torch.tanh(xn + r * hn)
@@ -93,15 +100,15 @@ class GRUCell(TensorStateMixin, nn.Module):
             rz, cand = slice(0, 2 * H), slice(2 * H, 3 * H)
             b, g = self.bias_hh, self.ln_hh_weight
             hr, hz = self._project(
-                h, self.weight_hh[rz], None if b is None else b[rz], None if g is None else g[rz]
+                hd, self.weight_hh[rz], None if b is None else b[rz], None if g is None else g[rz]
             ).chunk(2, dim=1)
             r = torch.sigmoid(xr + hr)
             z = torch.sigmoid(xz + hz)
             hn = self._project(
-                r * h, self.weight_hh[cand], None if b is None else b[cand], None if g is None else g[cand]
+                r * hd, self.weight_hh[cand], None if b is None else b[cand], None if g is None else g[cand]
             )
             n = torch.tanh(xn + hn)
-        h = n + z * (h - n)  # == (1 - z) * n + z * h, one op fewer
+        h = self._zone(h, n + z * (h - n), self.zoneout)  # n + z (h - n) == (1 - z) n + z h
         if unbatched:
             h = h.squeeze(0)
         return h, h

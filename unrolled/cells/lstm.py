@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .base import LSTMState, add_gate_parameters, check_state, check_step_input, uniform_init_
+from .regularizers import RecurrentRegularizersMixin
 
 _FLAGS = (
     "peephole",
@@ -102,7 +103,7 @@ def resolve_variant(variant: str | None, **flags: bool | None) -> dict[str, bool
     return resolved
 
 
-class LSTMCell(nn.Module):
+class LSTMCell(RecurrentRegularizersMixin, nn.Module):
     """One step of an LSTM, torch's cell by default, or any of Greff et al.'s variants.
 
     Args:
@@ -116,6 +117,7 @@ class LSTMCell(nn.Module):
         forget_bias: if given, the forget gate's initial bias (see :meth:`init_forget_bias_`).
         layer_norm: normalise the input and recurrent gate pre-activations and, for the output,
             the cell (Ba et al. 2016; see the module docstring).
+        recurrent_dropout, zoneout: probabilities, training only (:mod:`unrolled.cells.regularizers`).
 
     Shapes: ``x`` (B, I) or (I,); state ``LSTMState(h (B, P or H), c (B, H))``;
     returns ``(h_t, LSTMState(h_t, c_t))``.
@@ -146,6 +148,8 @@ class LSTMCell(nn.Module):
         coupled: bool | None = None,
         forget_bias: float | None = None,
         layer_norm: bool = False,
+        recurrent_dropout: float = 0.0,
+        zoneout: float = 0.0,
     ) -> None:
         super().__init__()
         if proj_size < 0 or (proj_size and proj_size >= hidden_size):
@@ -197,6 +201,7 @@ class LSTMCell(nn.Module):
         else:
             self.register_parameter("weight_hr", None)
         self.layer_norm = layer_norm
+        self._init_regularizers(recurrent_dropout, zoneout)
         if layer_norm:  # gains for LN(x W_ih^T) and LN(h W_hh^T); gain and shift for LN(c_t)
             G = len(self.gate_names) * hidden_size
             self.ln_ih_weight = nn.Parameter(torch.empty(G, **kw))
@@ -250,6 +255,8 @@ class LSTMCell(nn.Module):
         check_state(h, (B, self.output_size), "hx")
         check_state(c, (B, self.hidden_size), "cx")
 
+        h_prev, c_prev = h, c
+        h = self._recurrent_input(h)  # variational recurrent dropout (training only)
         if self.layer_norm:  # biases after normalisation, so that they still set the gates' offsets
             G = self.ln_ih_weight.numel()
             gates = F.layer_norm(F.linear(x, self.weight_ih), (G,), self.ln_ih_weight) + F.layer_norm(
@@ -281,6 +288,8 @@ class LSTMCell(nn.Module):
             h = torch.sigmoid(pre["o"] + peep["o"] * c if "o" in peep else pre["o"]) * h
         if self.weight_hr is not None:
             h = F.linear(h, self.weight_hr)  # (B, P)
+        if self.zoneout:  # zoneout on both h and c (Krueger et al. 2017)
+            h, c = self._zone(h_prev, h, self.zoneout), self._zone(c_prev, c, self.zoneout)
         if unbatched:
             h, c = h.squeeze(0), c.squeeze(0)
         return h, LSTMState(h, c)

@@ -33,6 +33,9 @@ def run_reference(cell: nn.Module, x: Tensor, state: Any, *, reverse: bool = Fal
     T = len(xs)
     outs: list[Tensor] = list(xs)  # placeholders, each overwritten below
     steps = range(T - 1, -1, -1) if reverse else range(T)
+    start = getattr(cell, "start_sequence", None)  # optional: per-sequence state such as dropout masks
+    if start is not None:
+        start(x.size(1), device=x.device, dtype=x.dtype)
     for t in steps:
         h, state = cell(xs[t], state)
         outs[t] = h

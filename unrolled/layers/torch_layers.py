@@ -68,8 +68,8 @@ class LSTM(Recurrent):
 
     ``forward(input, (h_0, c_0))`` returns ``output, (h_n, c_n)``. Not in torch: ``variant``
     (a Greff et al. abbreviation such as ``"CIFG"``), the cell's flags (``peephole=True``,
-    ``forget_gate=False``, ...), ``forget_bias`` and ``layer_norm``, passed to every
-    :class:`unrolled.LSTMCell`.
+    ``forget_gate=False``, ...), ``forget_bias``, ``layer_norm``, ``recurrent_dropout`` and
+    ``zoneout``, passed to every :class:`unrolled.LSTMCell`.
 
     Example:
         >>> lstm = LSTM(10, 20, batch_first=True)
@@ -94,6 +94,8 @@ class LSTM(Recurrent):
         variant: str | None = None,
         forget_bias: float | None = None,
         layer_norm: bool = False,
+        recurrent_dropout: float = 0.0,
+        zoneout: float = 0.0,
         **cell_flags: bool,
     ) -> None:
         _check_sizes(input_size, hidden_size)
@@ -108,6 +110,8 @@ class LSTM(Recurrent):
             variant=variant,
             forget_bias=forget_bias,
             layer_norm=layer_norm,
+            recurrent_dropout=recurrent_dropout,
+            zoneout=zoneout,
             **cell_flags,
         )
         super().__init__(cell, input_size, num_layers, bidirectional, dropout, batch_first)
@@ -119,7 +123,8 @@ class GRU(Recurrent):
     """GRU layer with torch.nn.GRU's interface (see :class:`unrolled.GRUCell`).
 
     ``reset_after=False`` (not in torch) gives the form of Cho et al. and the d2l lectures;
-    ``layer_norm=True`` (not in torch) layer-normalises the gate products (Ba et al. 2016).
+    ``layer_norm=True`` (not in torch) layer-normalises the gate products (Ba et al. 2016);
+    ``recurrent_dropout`` and ``zoneout`` regularise the recurrence (training only).
 
     Example:
         >>> gru = GRU(10, 20, bidirectional=True)
@@ -142,6 +147,8 @@ class GRU(Recurrent):
         *,
         reset_after: bool = True,
         layer_norm: bool = False,
+        recurrent_dropout: float = 0.0,
+        zoneout: float = 0.0,
     ) -> None:
         _check_sizes(input_size, hidden_size)
         cell = functools.partial(
@@ -150,6 +157,8 @@ class GRU(Recurrent):
             bias=bias,
             reset_after=reset_after,
             layer_norm=layer_norm,
+            recurrent_dropout=recurrent_dropout,
+            zoneout=zoneout,
             device=device,
             dtype=dtype,
         )

@@ -52,12 +52,19 @@ class ModelConfig:
     variant: str | None = None  # an LSTM variant of Greff et al. (vanilla, NIG, ..., CIFG); lstm only
     forget_bias: float | None = None  # initial forget-gate bias (1.0 per Jozefowicz et al.); lstm only
     layer_norm: bool = False  # layer-normalised gate products (Ba et al. 2016); lstm and gru
+    recurrent_dropout: float = 0.0  # variational dropout on h in the recurrence (Gal 2016); lstm, gru
+    zoneout: float = 0.0  # probability of a unit keeping its value (Krueger et al. 2017); lstm, gru
 
     def validate(self) -> None:
         if self.cell not in CELLS:
             raise ValueError(f"unknown --cell {self.cell!r}: expected one of {', '.join(CELLS)}")
-        if self.layer_norm and self.cell not in ("lstm", "gru"):
-            raise ValueError(f"--layer-norm applies to --cell lstm or gru, got --cell {self.cell}")
+        for name in ("layer_norm", "recurrent_dropout", "zoneout"):
+            if getattr(self, name) and self.cell not in ("lstm", "gru"):
+                flag = "--" + name.replace("_", "-")
+                raise ValueError(f"{flag} applies to --cell lstm or gru, got --cell {self.cell}")
+        for name in ("recurrent_dropout", "zoneout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(self, name)}")
         for name in ("variant", "forget_bias"):
             if getattr(self, name) not in (None, False) and self.cell != "lstm":
                 flag = "--" + name.replace("_", "-")
@@ -170,7 +177,13 @@ def load_corpus(cfg: DataConfig, vocab: CharVocab | None = None) -> Corpus:
 # ---- model, loss, metrics ------------------------------------------------------------------
 def build_model(cfg: ModelConfig, vocab_size: int) -> LanguageModel:
     cfg.validate()
-    options: dict[str, Any] = {"layer_norm": True} if cfg.layer_norm else {}
+    options: dict[str, Any] = {}
+    if cfg.cell in ("lstm", "gru"):
+        options = {
+            "layer_norm": cfg.layer_norm,
+            "recurrent_dropout": cfg.recurrent_dropout,
+            "zoneout": cfg.zoneout,
+        }
     if cfg.cell == "lstm":
         options |= {"variant": cfg.variant, "forget_bias": cfg.forget_bias}
     cell = functools.partial(CELLS[cfg.cell], hidden_size=cfg.hidden, **options)
