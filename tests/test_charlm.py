@@ -196,9 +196,10 @@ def test_every_lstm_variant_trains_and_samples_from_the_command_line(
 @pytest.mark.parametrize("cell", list(charlm.CELLS))
 def test_every_cell_trains_and_resumes_from_the_command_line(tiny_text_file, tmp_path, cell):
     out = tmp_path / "run"
-    extra = {"gru": ["--layer-norm", "--zoneout", "0.1"], "lstm": ["--recurrent-dropout", "0.2"]}.get(
-        cell, []
-    )
+    extra = {
+        "gru": ["--layer-norm", "--zoneout", "0.1", "--init", "orthogonal"],
+        "lstm": ["--recurrent-dropout", "0.2", "--init", "xavier", "--forget-bias", "1"],
+    }.get(cell, [])
     assert _train(tiny_text_file, out, "--cell", cell, "--max-steps", "3", *extra) == 0
     assert charlm.open_run(out).config.model.cell == cell
     assert _resume(out, "--max-steps", "2") == 0

@@ -79,6 +79,9 @@ def _add_train_charlm(sub: Any) -> None:
         "--forget-bias", metavar="X", type=float, help="initial forget-gate bias (with --cell lstm)"
     )
     g.add_argument(
+        "--init", choices=["uniform", "xavier", "orthogonal"], help="weight initialisation [uniform]"
+    )
+    g.add_argument(
         "--recurrent-dropout", metavar="P", type=float, help="variational dropout on h (lstm, gru) [0]"
     )
     g.add_argument("--zoneout", metavar="P", type=float, help="zoneout probability (lstm, gru) [0]")
@@ -156,6 +159,7 @@ _MAPPING = {  # flag dest -> (config section, field)
     "layer_norm": ("model", "layer_norm"),
     "recurrent_dropout": ("model", "recurrent_dropout"),
     "zoneout": ("model", "zoneout"),
+    "init": ("model", "init"),
     "lr": ("optim", "lr"),
     "lr_schedule": ("optim", "schedule"),
     "warmup_steps": ("optim", "warmup_steps"),

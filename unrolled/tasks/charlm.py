@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..cells import GRUCell, LSTMCell, LSTMState, MUTCell, RNNCell
+from ..cells.init import SCHEMES, init_recurrent_
 from ..cells.lstm import resolve_variant
 from ..data import BPTTChunks, CharVocab, load_shakespeare, num_chunks, read_text, stream_rows
 from ..layers import Recurrent
@@ -54,10 +55,13 @@ class ModelConfig:
     layer_norm: bool = False  # layer-normalised gate products (Ba et al. 2016); lstm and gru
     recurrent_dropout: float = 0.0  # variational dropout on h in the recurrence (Gal 2016); lstm, gru
     zoneout: float = 0.0  # probability of a unit keeping its value (Krueger et al. 2017); lstm, gru
+    init: str = "uniform"  # uniform (torch's) | xavier | orthogonal (recurrent blocks), per gate block
 
     def validate(self) -> None:
         if self.cell not in CELLS:
             raise ValueError(f"unknown --cell {self.cell!r}: expected one of {', '.join(CELLS)}")
+        if self.init not in SCHEMES:
+            raise ValueError(f"unknown --init {self.init!r}: expected one of {', '.join(SCHEMES)}")
         for name in ("layer_norm", "recurrent_dropout", "zoneout"):
             if getattr(self, name) and self.cell not in ("lstm", "gru"):
                 flag = "--" + name.replace("_", "-")
@@ -194,6 +198,8 @@ def build_model(cfg: ModelConfig, vocab_size: int) -> LanguageModel:
         dropout=cfg.dropout if cfg.layers > 1 else 0.0,
         batch_first=True,
     )
+    if cfg.init != "uniform":  # uniform is what the cells start with; keep seeds reproducible
+        init_recurrent_(rnn, cfg.init, forget_bias=cfg.forget_bias)
     return LanguageModel(vocab_size, rnn, embedding_dim=cfg.embedding_dim, dropout=cfg.dropout)
 
 
