@@ -197,10 +197,12 @@ def test_every_lstm_variant_trains_and_samples_from_the_command_line(
 def test_every_cell_trains_and_resumes_from_the_command_line(tiny_text_file, tmp_path, cell):
     out = tmp_path / "run"
     extra = {
-        "gru": ["--layer-norm", "--zoneout", "0.1", "--init", "orthogonal"],
+        "gru": ["--layer-norm", "--zoneout", "0.1", "--init", "orthogonal", "--reset-before"],
         "lstm": ["--recurrent-dropout", "0.2", "--init", "xavier", "--forget-bias", "1"],
     }.get(cell, [])
     assert _train(tiny_text_file, out, "--cell", cell, "--max-steps", "3", *extra) == 0
     assert charlm.open_run(out).config.model.cell == cell
+    if cell == "gru":
+        assert not charlm.open_run(out).model.rnn.cells[0].reset_after
     assert _resume(out, "--max-steps", "2") == 0
     assert json.loads((out / ckpt.STATE).read_text())["step"] == 5

@@ -69,6 +69,7 @@ def test_bad_text_files(capsys, tmp_path, content, pattern) -> None:
         (["--cell", "rnn", "--layer-norm"], "--layer-norm applies to --cell lstm or gru, got --cell rnn"),
         (["--cell", "mut1", "--zoneout", "0.1"], "--zoneout applies to --cell lstm or gru, got --cell mut1"),
         (["--recurrent-dropout", "1.2"], "--recurrent-dropout must be in [0, 1), got 1.2"),
+        (["--cell", "lstm", "--reset-before"], "--reset-before applies to --cell gru only, got --cell lstm"),
         (["--cell", "lstm", "--variant", "CIFG", "--forget-bias", "1"], "forget_bias needs a forget gate"),
     ],
 )

@@ -86,6 +86,13 @@ def _add_train_charlm(sub: Any) -> None:
     )
     g.add_argument("--zoneout", metavar="P", type=float, help="zoneout probability (lstm, gru) [0]")
     g.add_argument(
+        "--reset-before",
+        dest="reset_after",
+        action="store_false",
+        default=None,
+        help="GRU of Cho et al./d2l: reset gate on h before the product (with --cell gru)",
+    )
+    g.add_argument(
         "--layer-norm",
         action="store_true",
         default=None,
@@ -160,6 +167,7 @@ _MAPPING = {  # flag dest -> (config section, field)
     "recurrent_dropout": ("model", "recurrent_dropout"),
     "zoneout": ("model", "zoneout"),
     "init": ("model", "init"),
+    "reset_after": ("model", "reset_after"),
     "lr": ("optim", "lr"),
     "lr_schedule": ("optim", "schedule"),
     "warmup_steps": ("optim", "warmup_steps"),

@@ -56,6 +56,7 @@ class ModelConfig:
     recurrent_dropout: float = 0.0  # variational dropout on h in the recurrence (Gal 2016); lstm, gru
     zoneout: float = 0.0  # probability of a unit keeping its value (Krueger et al. 2017); lstm, gru
     init: str = "uniform"  # uniform (torch's) | xavier | orthogonal (recurrent blocks), per gate block
+    reset_after: bool = True  # GRU: reset after the recurrent product (torch) or before it (Cho, d2l)
 
     def validate(self) -> None:
         if self.cell not in CELLS:
@@ -69,6 +70,8 @@ class ModelConfig:
         for name in ("recurrent_dropout", "zoneout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(self, name)}")
+        if not self.reset_after and self.cell != "gru":
+            raise ValueError(f"--reset-before applies to --cell gru only, got --cell {self.cell}")
         for name in ("variant", "forget_bias"):
             if getattr(self, name) not in (None, False) and self.cell != "lstm":
                 flag = "--" + name.replace("_", "-")
@@ -190,6 +193,8 @@ def build_model(cfg: ModelConfig, vocab_size: int) -> LanguageModel:
         }
     if cfg.cell == "lstm":
         options |= {"variant": cfg.variant, "forget_bias": cfg.forget_bias}
+    if cfg.cell == "gru":
+        options["reset_after"] = cfg.reset_after
     cell = functools.partial(CELLS[cfg.cell], hidden_size=cfg.hidden, **options)
     rnn = Recurrent(
         cell,
