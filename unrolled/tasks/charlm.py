@@ -73,7 +73,7 @@ class ModelConfig:
         if not self.reset_after and self.cell != "gru":
             raise ValueError(f"--reset-before applies to --cell gru only, got --cell {self.cell}")
         for name in ("variant", "forget_bias"):
-            if getattr(self, name) not in (None, False) and self.cell != "lstm":
+            if getattr(self, name) is not None and self.cell != "lstm":
                 flag = "--" + name.replace("_", "-")
                 raise ValueError(f"{flag} applies to --cell lstm only, got --cell {self.cell}")
         if self.cell == "lstm":
