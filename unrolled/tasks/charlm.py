@@ -233,15 +233,17 @@ def stream_loss(model: nn.Module, ids: Tensor, batch_size: int, seq_len: int) ->
     model.eval()
     rows_n = max(1, min(batch_size, (len(ids) - 1) // (seq_len + 1)))
     rows = stream_rows(ids, rows_n)  # (R, L)
-    total, count, state = torch.zeros((), dtype=torch.float64), 0, None
+    total: Tensor | None = None  # summed on the model's device: one host sync at the end
+    count, state = 0, None
     for i in range(0, rows.size(1) - 1, seq_len):
         x = rows[:, i : min(i + seq_len, rows.size(1) - 1)]
         y = rows[:, i + 1 : i + 1 + x.size(1)]
         logits, state = model(x, state)
         loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1), reduction="sum")
-        total += loss.double().cpu()
+        total = loss.double() if total is None else total + loss.double()
         count += y.numel()
     model.train(was_training)
+    assert total is not None  # at least one chunk: len(ids) >= 2 is checked by the callers
     return total.item() / count
 
 
