@@ -28,16 +28,25 @@ def _peep(cell):
     return dict(zip(cell.peephole_names, cell.weight_peephole, strict=True))
 
 
+def _state(cell, h, c):
+    """(h, c), plus random previous gate activations for an FGR cell."""
+    if cell.weight_gate_hh is None:
+        return unrolled.LSTMState(h, c)
+    a = torch.rand(h.size(0), cell.weight_gate_hh.size(0), dtype=h.dtype, requires_grad=h.requires_grad)
+    return unrolled.LSTMGateState(h, c, a)
+
+
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_variant_gradcheck(variant) -> None:
     cell = unrolled.LSTMCell(I, H, variant=variant).to(DT)
     x, h, c = (t.requires_grad_() for t in _inputs())
+    state = _state(cell, h, c)
 
-    def f(x, h, c, *params):
-        out, (h1, c1) = cell(x, (h, c))
-        return out, c1
+    def f(x, *state_and_params):
+        out, new = cell(x, state_and_params[: len(state)])
+        return (out, *new[1:])
 
-    assert torch.autograd.gradcheck(f, (x, h, c, *cell.parameters()), eps=1e-6, atol=1e-5)
+    assert torch.autograd.gradcheck(f, (x, *state, *cell.parameters()), eps=1e-6, atol=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -51,6 +60,7 @@ def test_variant_gradcheck(variant) -> None:
         ("NOAF", "ifgo", "ifo"),
         ("NP", "ifgo", ""),
         ("CIFG", "igo", "io"),
+        ("FGR", "ifgo", "ifo"),
     ],
 )
 def test_variant_parameters(variant, gates, peepholes) -> None:
@@ -58,6 +68,7 @@ def test_variant_parameters(variant, gates, peepholes) -> None:
     assert cell.gate_names == tuple(gates) and cell.peephole_names == tuple(peepholes)
     assert cell.weight_ih.shape == (len(gates) * H, I)
     assert (cell.weight_peephole is None) == (not peepholes)
+    assert (cell.weight_gate_hh is None) == (variant != "FGR")
 
 
 def test_np_is_torch_lstm_cell() -> None:
@@ -147,6 +158,59 @@ def test_niaf_candidate_has_no_tanh() -> None:
     torch.testing.assert_close(cell(x, (h, c))[1].c, f * c + i * pre["g"], atol=1e-12, rtol=0)
 
 
+def test_fgr_gates_read_all_previous_gate_activations() -> None:
+    cell = unrolled.LSTMCell(I, H, variant="FGR").to(DT)
+    x, h, c = _inputs()
+    a = torch.rand(B, 3 * H, dtype=DT)
+    pre, p = _pre(cell, x, h), _peep(cell)
+    R = {g: rows for g, rows in zip("ifo", cell.weight_gate_hh.chunk(3, 0), strict=True)}  # (H, 3H) each
+    i = torch.sigmoid(pre["i"] + a @ R["i"].T + p["i"] * c)
+    f = torch.sigmoid(pre["f"] + a @ R["f"].T + p["f"] * c)
+    c_new = f * c + i * torch.tanh(pre["g"])
+    o = torch.sigmoid(pre["o"] + a @ R["o"].T + p["o"] * c_new)
+    out, (h1, c1, a1) = cell(x, unrolled.LSTMGateState(h, c, a))
+    torch.testing.assert_close(c1, c_new, atol=1e-12, rtol=0)
+    torch.testing.assert_close(h1, o * torch.tanh(c_new), atol=1e-12, rtol=0)
+    torch.testing.assert_close(a1, torch.cat([i, f, o], 1), atol=1e-12, rtol=0)
+
+
+def test_fgr_extra_weights_change_the_result_only_when_non_zero() -> None:
+    fgr = unrolled.LSTMCell(I, H, variant="FGR").to(DT)
+    vanilla = unrolled.LSTMCell(I, H, variant="vanilla").to(DT)
+    vanilla.load_state_dict({k: v for k, v in fgr.state_dict().items() if k != "weight_gate_hh"})
+    xs = torch.randn(5, B, I, dtype=DT)
+    _, _, c = _inputs()
+
+    def run(cell, state):
+        outs = []
+        for x in xs:
+            out, state = cell(x, state)
+            outs.append(out)
+        return torch.stack(outs)
+
+    with torch.no_grad():
+        fgr.weight_gate_hh.zero_()
+    h0 = torch.randn(B, H, dtype=DT)
+    a0 = torch.rand(B, 3 * H, dtype=DT)  # any previous activations: with R = 0 they are ignored
+    expected = run(vanilla, unrolled.LSTMState(h0, c))
+    torch.testing.assert_close(run(fgr, unrolled.LSTMGateState(h0, c, a0)), expected, atol=1e-14, rtol=0)
+    for block in range(9):  # each of the paper's nine matrices R_ii, R_fi, ..., R_oo matters alone
+        row, col = divmod(block, 3)
+        with torch.no_grad():
+            fgr.weight_gate_hh.zero_()
+            fgr.weight_gate_hh[row * H : (row + 1) * H, col * H : (col + 1) * H].uniform_(-0.5, 0.5)
+        got = run(fgr, fgr.init_state(B, dtype=DT)._replace(h=h0, c=c))
+        assert not torch.allclose(got, expected, atol=1e-6), f"block {block} had no effect"
+
+
+def test_fgr_state_errors() -> None:
+    cell = unrolled.LSTMCell(I, H, variant="FGR")
+    with pytest.raises(ValueError, match=r"state is \(h, c, a\): expected 3 tensors, got 2"):
+        cell(torch.randn(B, I), (torch.zeros(B, H), torch.zeros(B, H)))
+    with pytest.raises(ValueError, match=r"gate state has the wrong shape: expected \(3, 18\)"):
+        cell(torch.randn(B, I), (torch.zeros(B, H), torch.zeros(B, H), torch.zeros(B, H)))
+
+
 def test_variant_by_name_equals_explicit_flags() -> None:
     torch.manual_seed(3)
     by_name = unrolled.LSTMCell(I, H, variant="cifg")
@@ -172,10 +236,12 @@ def test_variant_errors() -> None:
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_variant_layers_are_bidirectional_and_stackable(variant) -> None:
     layer = unrolled.LSTM(I, H, num_layers=2, bidirectional=True, variant=variant)
-    out, (h_n, c_n) = layer(torch.randn(4, B, I))
+    out, (h_n, c_n, *gates_n) = layer(torch.randn(4, B, I))
     assert out.shape == (4, B, 2 * H) and h_n.shape == c_n.shape == (4, B, H)
+    assert [a.shape for a in gates_n] == ([(4, B, 3 * H)] if variant == "FGR" else [])
     keys = layer.state_dict().keys()
     assert ("weight_peephole_l1_reverse" in keys) == (variant not in ("NP",))
+    assert ("weight_gate_hh_l1_reverse" in keys) == (variant == "FGR")
 
 
 def test_forget_bias_sets_the_total_forget_bias() -> None:

@@ -3,13 +3,13 @@
 Public API (everything else is an implementation detail):
 
 - cells: :class:`RNNCell`, :class:`LSTMCell` (and Greff et al.'s variants), :class:`GRUCell`,
-  :class:`MUTCell` (MUT1-3), :class:`LSTMState`
+  :class:`MUTCell` (MUT1-3), :class:`LSTMState`, :class:`LSTMGateState`
 - :func:`init_recurrent_`: uniform / xavier / orthogonal initialisation, per gate block
 - layers: :class:`Recurrent` (any cell -> multi-layer, bidirectional layer),
   :class:`RNN`, :class:`LSTM`, :class:`GRU` (drop-in for torch.nn's)
 """
 
-from .cells import Cell, GRUCell, LSTMCell, LSTMState, MUTCell, RNNCell
+from .cells import Cell, GRUCell, LSTMCell, LSTMGateState, LSTMState, MUTCell, RNNCell
 from .cells.init import init_recurrent_
 from .layers import GRU, LSTM, RNN, Recurrent
 
@@ -22,6 +22,7 @@ __all__ = [
     "Cell",
     "GRUCell",
     "LSTMCell",
+    "LSTMGateState",
     "LSTMState",
     "MUTCell",
     "RNNCell",

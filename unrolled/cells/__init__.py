@@ -1,9 +1,9 @@
 """Cells: the math of one time step, one family per file."""
 
-from .base import Cell, LSTMState
+from .base import Cell, LSTMGateState, LSTMState
 from .elman import RNNCell
 from .gru import GRUCell
 from .lstm import LSTMCell
 from .mut import MUTCell
 
-__all__ = ["Cell", "GRUCell", "LSTMCell", "LSTMState", "MUTCell", "RNNCell"]
+__all__ = ["Cell", "GRUCell", "LSTMCell", "LSTMGateState", "LSTMState", "MUTCell", "RNNCell"]

@@ -37,6 +37,15 @@ class LSTMState(NamedTuple):
     c: Tensor
 
 
+class LSTMGateState(NamedTuple):
+    """State of an LSTM with full gate recurrence (Greff et al.'s FGR): ``h``, ``c`` and the
+    previous activations ``a`` (B, K*H) of its K sigmoid gates, in the order i, f, o."""
+
+    h: Tensor
+    c: Tensor
+    a: Tensor
+
+
 @runtime_checkable
 class Cell(Protocol):
     """What :class:`unrolled.Recurrent` needs of a cell (see the module docstring)."""

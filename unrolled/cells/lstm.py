@@ -23,6 +23,16 @@ Greff et al.'s variants, by abbreviation (``variant="CIFG"``) or by the flags th
     NOAF     no output activation: h = o * c              peephole=True, output_activation=False
     NP       no peepholes: torch.nn.LSTM's cell           (the defaults)
     CIFG     coupled input and forget gate: f = 1 - i     peephole=True, coupled=True
+    FGR      full gate recurrence (see below)             peephole=True, full_gate_recurrence=True
+
+Full gate recurrence (Greff et al.'s FGR, after the original LSTM of Hochreiter & Schmidhuber):
+every sigmoid gate also reads the activations of all sigmoid gates at the previous step,
+a_{t-1} = [i_{t-1}; f_{t-1}; o_{t-1}] (B, K*H), through one more recurrent matrix R (K*H, K*H):
+
+    [i; f; o] += a_{t-1} R^T                 before the peepholes and the sigmoids
+
+so the state becomes ``LSTMGateState(h, c, a)`` with ``a_0 = 0``. The paper's nine extra H x H
+matrices R_ii, R_fi, ..., R_oo are the blocks of ``weight_gate_hh``.
 
 Layer normalisation (Ba et al. 2016, "Layer Normalization", section 3.1; as in haste's and
 pytorch fastrnns' LayerNormLSTM), with ``layer_norm=True``:
@@ -32,8 +42,9 @@ pytorch fastrnns' LayerNormLSTM), with ``layer_norm=True``:
 
 Parameters: ``weight_ih`` (G*H, I), ``weight_hh`` (G*H, P or H), ``bias_ih`` and ``bias_hh``
 (G*H,) with G the number of gates kept (4 for torch's cell); ``weight_peephole`` (K, H), one
-row per peephole gate kept among i, f, o; ``weight_hr`` (P, H) when ``proj_size > 0``; with
-layer norm the gains ``ln_ih_weight``, ``ln_hh_weight`` (G*H,) and ``ln_c_weight``, ``ln_c_bias`` (H,).
+row per peephole gate kept among i, f, o; ``weight_gate_hh`` (K*H, K*H) for FGR; ``weight_hr``
+(P, H) when ``proj_size > 0``; with layer norm the gains ``ln_ih_weight``, ``ln_hh_weight``
+(G*H,) and ``ln_c_weight``, ``ln_c_bias`` (H,).
 """
 
 from __future__ import annotations
@@ -44,7 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import LSTMState, add_gate_parameters, check_state, check_step_input, uniform_init_
+from .base import LSTMGateState, LSTMState, add_gate_parameters, check_state, check_step_input, uniform_init_
 from .regularizers import RecurrentRegularizersMixin
 
 _FLAGS = (
@@ -55,6 +66,7 @@ _FLAGS = (
     "input_activation",
     "output_activation",
     "coupled",
+    "full_gate_recurrence",
 )
 _DEFAULTS: dict[str, bool] = {
     "peephole": False,
@@ -64,6 +76,7 @@ _DEFAULTS: dict[str, bool] = {
     "input_activation": True,
     "output_activation": True,
     "coupled": False,
+    "full_gate_recurrence": False,
 }
 VARIANTS: dict[str, dict[str, bool]] = {
     "vanilla": {"peephole": True},
@@ -74,6 +87,7 @@ VARIANTS: dict[str, dict[str, bool]] = {
     "NOAF": {"peephole": True, "output_activation": False},
     "NP": {},
     "CIFG": {"peephole": True, "coupled": True},
+    "FGR": {"peephole": True, "full_gate_recurrence": True},
 }
 
 
@@ -113,14 +127,16 @@ class LSTMCell(RecurrentRegularizersMixin, nn.Module):
         proj_size: P; if > 0, ``h_t`` is projected to P features by ``weight_hr``.
         variant: a Greff et al. abbreviation (see the module docstring), or None.
         peephole, input_gate, forget_gate, output_gate, input_activation, output_activation,
-        coupled: the variant's flags, to set one by one (None = the variant's or the default).
+        coupled, full_gate_recurrence: the variant's flags, to set one by one (None = the
+            variant's or the default).
         forget_bias: if given, the forget gate's initial bias (see :meth:`init_forget_bias_`).
         layer_norm: normalise the input and recurrent gate pre-activations and, for the output,
             the cell (Ba et al. 2016; see the module docstring).
         recurrent_dropout, zoneout: probabilities, training only (:mod:`unrolled.cells.regularizers`).
 
     Shapes: ``x`` (B, I) or (I,); state ``LSTMState(h (B, P or H), c (B, H))``;
-    returns ``(h_t, LSTMState(h_t, c_t))``.
+    returns ``(h_t, LSTMState(h_t, c_t))``. With ``full_gate_recurrence`` the state is
+    ``LSTMGateState(h, c, a (B, K*H))``, ``a`` the K sigmoid gates' activations.
 
     Example:
         >>> cell = LSTMCell(5, 6, variant="CIFG")
@@ -146,6 +162,7 @@ class LSTMCell(RecurrentRegularizersMixin, nn.Module):
         input_activation: bool | None = None,
         output_activation: bool | None = None,
         coupled: bool | None = None,
+        full_gate_recurrence: bool | None = None,
         forget_bias: float | None = None,
         layer_norm: bool = False,
         recurrent_dropout: float = 0.0,
@@ -165,6 +182,7 @@ class LSTMCell(RecurrentRegularizersMixin, nn.Module):
             input_activation=input_activation,
             output_activation=output_activation,
             coupled=coupled,
+            full_gate_recurrence=full_gate_recurrence,
         )
         self.variant = variant
         self.flags = flags
@@ -181,9 +199,9 @@ class LSTMCell(RecurrentRegularizersMixin, nn.Module):
             )
             if kept
         )
-        self.peephole_names: tuple[str, ...] = (
-            tuple(g for g in self.gate_names if g != "g") if self.peephole else ()
-        )
+        # the sigmoid gates with rows of their own: what peepholes and FGR connect to
+        self.sigmoid_names: tuple[str, ...] = tuple(g for g in self.gate_names if g != "g")
+        self.peephole_names: tuple[str, ...] = self.sigmoid_names if self.peephole else ()
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.proj_size = proj_size
@@ -196,6 +214,11 @@ class LSTMCell(RecurrentRegularizersMixin, nn.Module):
             self.weight_peephole = nn.Parameter(torch.empty(len(self.peephole_names), hidden_size, **kw))
         else:
             self.register_parameter("weight_peephole", None)
+        if self.full_gate_recurrence:
+            K = len(self.sigmoid_names) * hidden_size
+            self.weight_gate_hh = nn.Parameter(torch.empty(K, K, **kw))
+        else:
+            self.register_parameter("weight_gate_hh", None)
         if proj_size:
             self.weight_hr = nn.Parameter(torch.empty(proj_size, hidden_size, **kw))
         else:
@@ -235,25 +258,38 @@ class LSTMCell(RecurrentRegularizersMixin, nn.Module):
 
     def init_state(
         self, batch: int, *, device: torch.device | None = None, dtype: torch.dtype | None = None
-    ) -> LSTMState:
-        """Zero state: h (batch, P or H), c (batch, H)."""
+    ) -> LSTMState | LSTMGateState:
+        """Zero state: h (batch, P or H), c (batch, H) and, with FGR, a (batch, K*H)."""
         h = self.weight_hh.new_zeros(batch, self.output_size, device=device, dtype=dtype)
         c = self.weight_hh.new_zeros(batch, self.hidden_size, device=device, dtype=dtype)
-        return LSTMState(h, c)
+        if self.weight_gate_hh is None:
+            return LSTMState(h, c)
+        return LSTMGateState(h, c, c.new_zeros(batch, self.weight_gate_hh.size(0)))
 
-    def forward(self, x: Tensor, state: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, LSTMState]:
+    def forward(
+        self, x: Tensor, state: tuple[Tensor, ...] | None = None
+    ) -> tuple[Tensor, LSTMState | LSTMGateState]:
         check_step_input(x, self.input_size)
         unbatched = x.dim() == 1
+        fgr = self.weight_gate_hh is not None
         if unbatched:
             x = x.unsqueeze(0)
             if state is not None:
-                state = LSTMState(state[0].unsqueeze(0), state[1].unsqueeze(0))
+                state = tuple(s.unsqueeze(0) for s in state)
         B = x.size(0)
         if state is None:
             state = self.init_state(B, dtype=x.dtype)
-        h, c = state
+        n_parts = 3 if fgr else 2
+        if len(state) != n_parts:
+            raise ValueError(
+                f"this LSTM cell's state is {'(h, c, a)' if fgr else '(h, c)'}: expected {n_parts} "
+                f"tensors, got {len(state)}"
+            )
+        h, c = state[0], state[1]
         check_state(h, (B, self.output_size), "hx")
         check_state(c, (B, self.hidden_size), "cx")
+        if fgr:
+            check_state(state[2], (B, self.weight_gate_hh.size(0)), "gate state")
 
         h_prev, c_prev = h, c
         h = self._recurrent_input(h)  # variational recurrent dropout (training only)
@@ -267,6 +303,9 @@ class LSTMCell(RecurrentRegularizersMixin, nn.Module):
         else:
             gates = F.linear(x, self.weight_ih, self.bias_ih) + F.linear(h, self.weight_hh, self.bias_hh)
         pre = dict(zip(self.gate_names, gates.chunk(len(self.gate_names), dim=1), strict=True))  # (B, H) each
+        if fgr:  # the gates read all gates' previous activations
+            recurrent = F.linear(state[2], self.weight_gate_hh).chunk(len(self.sigmoid_names), dim=1)
+            pre |= {g: pre[g] + r for g, r in zip(self.sigmoid_names, recurrent, strict=True)}
         peep = (
             {}
             if self.weight_peephole is None
@@ -284,15 +323,22 @@ class LSTMCell(RecurrentRegularizersMixin, nn.Module):
             F.layer_norm(c, (self.hidden_size,), self.ln_c_weight, self.ln_c_bias) if self.layer_norm else c
         )
         h = torch.tanh(c_out) if self.output_activation else c_out
-        if "o" in pre:
-            h = torch.sigmoid(pre["o"] + peep["o"] * c if "o" in peep else pre["o"]) * h
+        o = torch.sigmoid(pre["o"] + peep["o"] * c if "o" in peep else pre["o"]) if "o" in pre else None
+        if o is not None:
+            h = o * h
         if self.weight_hr is not None:
             h = F.linear(h, self.weight_hr)  # (B, P)
         if self.zoneout:  # zoneout on both h and c (Krueger et al. 2017)
             h, c = self._zone(h_prev, h, self.zoneout), self._zone(c_prev, c, self.zoneout)
+        new: LSTMState | LSTMGateState
+        if fgr:
+            act = {"i": i, "f": f, "o": o}
+            new = LSTMGateState(h, c, torch.cat([act[g] for g in self.sigmoid_names], dim=1))
+        else:
+            new = LSTMState(h, c)
         if unbatched:
-            h, c = h.squeeze(0), c.squeeze(0)
-        return h, LSTMState(h, c)
+            new = new._make(s.squeeze(0) for s in new)
+        return new.h, new
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..cells import GRUCell, LSTMCell, LSTMState, MUTCell, RNNCell
+from ..cells import GRUCell, LSTMCell, MUTCell, RNNCell
 from ..cells.init import SCHEMES, init_recurrent_
 from ..cells.lstm import resolve_variant
 from ..data import BPTTChunks, CharVocab, load_shakespeare, num_chunks, read_text, stream_rows
@@ -208,11 +208,12 @@ def build_model(cfg: ModelConfig, vocab_size: int) -> LanguageModel:
     return LanguageModel(vocab_size, rnn, embedding_dim=cfg.embedding_dim, dropout=cfg.dropout)
 
 
-def make_state(cell: str) -> Any:
-    """Rebuild a carried state from the list of tensors saved in resume.pt."""
-    if cell == "lstm":
-        return lambda parts: LSTMState(*parts)
-    return lambda parts: parts[0]
+def make_state(model: LanguageModel) -> Any:
+    """Rebuild a carried state, shaped like the model's cells' state, from the tensors saved in resume.pt."""
+    proto = model.rnn.cells[0].init_state(1)
+    if isinstance(proto, Tensor):
+        return lambda parts: parts[0]
+    return proto._make
 
 
 def lm_loss(model: nn.Module, x: Tensor, y: Tensor, state: Any) -> tuple[Tensor, Any, int]:
@@ -353,7 +354,7 @@ def train(
         cfg.loop,
         out,
         on_event=on_event,
-        make_state=make_state(cfg.model.cell),
+        make_state=make_state(model),
     )
     if resume:
         trainer.load()
