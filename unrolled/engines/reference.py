@@ -4,6 +4,13 @@ This is the lectures' code path and the oracle every faster engine is tested aga
 
     for t in 0..T-1 (or T-1..0 for the reverse direction):
         h_t, state = cell(x_t, state)
+
+Variable-length batches (``lengths``) are padded batches with a mask: at a step past the end
+of sequence b, row b keeps its state and outputs zero, so that
+
+- the final state of row b is its state after step ``lengths[b] - 1``;
+- the reverse direction, which walks t = T-1 .. 0, leaves row b at its initial state until
+  t = ``lengths[b] - 1``: it starts at each sequence's own end.
 """
 
 from __future__ import annotations
@@ -14,7 +21,22 @@ import torch
 from torch import Tensor, nn
 
 
-def run_reference(cell: nn.Module, x: Tensor, state: Any, *, reverse: bool = False) -> tuple[Tensor, Any]:
+def step_mask(lengths: Tensor, steps: int) -> Tensor:
+    """``mask[t, b, 0] = t < lengths[b]``: (T, B, 1) bool, on the device of ``lengths``."""
+    return (torch.arange(steps, device=lengths.device)[:, None] < lengths[None, :]).unsqueeze(-1)
+
+
+def _keep(mask: Tensor, new: Any, old: Any) -> Any:
+    """``new`` where ``mask`` (B, 1) is true, else ``old``, for every tensor of a state."""
+    if isinstance(new, Tensor):
+        return torch.where(mask, new, old)
+    parts = [torch.where(mask, n, o) for n, o in zip(new, old, strict=True)]
+    return new._make(parts) if hasattr(new, "_make") else tuple(parts)
+
+
+def run_reference(
+    cell: nn.Module, x: Tensor, state: Any, *, reverse: bool = False, lengths: Tensor | None = None
+) -> tuple[Tensor, Any]:
     """Run ``cell`` over a time-major sequence.
 
     Args:
@@ -22,21 +44,29 @@ def run_reference(cell: nn.Module, x: Tensor, state: Any, *, reverse: bool = Fal
         x: (T, B, I) input.
         state: the cell's state before the first step processed.
         reverse: run from t = T-1 down to 0 (the backward direction of a bidirectional layer).
+        lengths: (B,) valid steps of each row, on ``x``'s device, 0 <= lengths[b] <= T; None
+            when every row has all T steps (see the module docstring).
 
     Returns:
-        ``(out, state)``: ``out`` (T, B, O) with ``out[t]`` the cell output at time t, and the
-        state after the last step processed.
+        ``(out, state)``: ``out`` (T, B, O) with ``out[t]`` the cell output at time t (zero past
+        a row's length), and the state after the last valid step of each row.
     """
     # unbind, not x[t]: the backward of one unbind is one stack, while the backward of T
     # separate x[t] selects writes T full-size (T, B, I) zero tensors (quadratic in T).
     xs = x.unbind(0)
     T = len(xs)
+    masks = None if lengths is None else step_mask(lengths, T).unbind(0)
     outs: list[Tensor] = list(xs)  # placeholders, each overwritten below
     steps = range(T - 1, -1, -1) if reverse else range(T)
     start = getattr(cell, "start_sequence", None)  # optional: per-sequence state such as dropout masks
     if start is not None:
         start(x.size(1), device=x.device, dtype=x.dtype)
     for t in steps:
-        h, state = cell(xs[t], state)
+        h, new = cell(xs[t], state)
+        if masks is None:
+            state = new
+        else:
+            state = _keep(masks[t], new, state)
+            h = h.masked_fill(~masks[t], 0.0)
         outs[t] = h
     return torch.stack(outs), state

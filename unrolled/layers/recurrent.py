@@ -20,6 +20,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from ..cells.base import map_state
 from ..engines import run_reference
@@ -58,11 +59,20 @@ class Recurrent(nn.Module):
         batch_first: input and output are (B, T, features) instead of (T, B, features).
 
     Shapes (D = 2 if bidirectional else 1, O = the cells' output size):
-        input: (T, B, I), (B, T, I) with ``batch_first``, or (T, I) unbatched.
+        input: (T, B, I), (B, T, I) with ``batch_first``, (T, I) unbatched, or a
+            :class:`torch.nn.utils.rnn.PackedSequence` of variable-length sequences.
         hx: the cells' state stacked to (D * num_layers, B, ...) per component, or None for
             zeros; (D * num_layers, ...) for unbatched input.
-        output: (T, B, D * O) (or batch first / unbatched as the input).
+        lengths: optional (B,) integer tensor (or list) for a padded batch: row b holds
+            ``lengths[b]`` valid steps, 0 <= lengths[b] <= T.
+        output: (T, B, D * O) (or batch first / unbatched as the input); a PackedSequence
+            (same batch sizes and order) for packed input.
         h_n: same layout as ``hx``, the state after each cell's last step.
+
+    Variable lengths (packed input or ``lengths``): outputs past a sequence's end are zero, the
+    final state of each sequence is its state after its last valid step, and the reverse
+    direction starts at each sequence's own end. States are in the batch's original order,
+    as in torch.nn.
 
     Example:
         >>> import functools, unrolled
@@ -135,7 +145,26 @@ class Recurrent(nn.Module):
             raise
 
     # ---- forward --------------------------------------------------------------------------
-    def forward(self, input: Tensor, hx: Any = None) -> tuple[Tensor, Any]:
+    def forward(
+        self, input: Tensor | PackedSequence, hx: Any = None, lengths: Tensor | list[int] | None = None
+    ) -> tuple[Tensor | PackedSequence, Any]:
+        if isinstance(input, PackedSequence):
+            if lengths is not None:
+                raise ValueError(
+                    "lengths is for a padded tensor; a PackedSequence carries its own lengths: pass one or "
+                    "the other"
+                )
+            if input.data.size(-1) != self.input_size:
+                raise ValueError(
+                    f"input.size(-1) must be equal to input_size. Expected {self.input_size}, "
+                    f"got {input.data.size(-1)}"
+                )
+            padded, lengths = pad_packed_sequence(input)  # (T, B, I), original batch order
+            out, h_n = self._run(padded, hx, lengths.to(padded.device), unbatched=False)
+            order = input.sorted_indices
+            out_sorted = out if order is None else out.index_select(1, order)
+            data = pack_padded_sequence(out_sorted, lengths if order is None else lengths[order.cpu()]).data
+            return PackedSequence(data, input.batch_sizes, input.sorted_indices, input.unsorted_indices), h_n
         if input.dim() not in (2, 3):
             raise ValueError(
                 "input must be 2-D (seq_len, input_size) for unbatched input or 3-D "
@@ -149,10 +178,25 @@ class Recurrent(nn.Module):
             )
         unbatched = input.dim() == 2
         if unbatched:
+            if lengths is not None:
+                raise ValueError(
+                    "lengths needs a batch: give input as (T, B, I) (or (B, T, I) with batch_first)"
+                )
             x = input.unsqueeze(1)  # (T, 1, I)
         else:
             x = input.transpose(0, 1) if self.batch_first else input  # (T, B, I)
+        if lengths is not None:
+            lengths = self._check_lengths(lengths, x.size(1), x.size(0), x.device)
+        x, h_n = self._run(x, hx, lengths, unbatched)
+        if unbatched:
+            return x.squeeze(1), map_state(h_n, lambda t: t.squeeze(1))
+        return (x.transpose(0, 1) if self.batch_first else x), h_n
+
+    def _run(self, x: Tensor, hx: Any, lengths: Tensor | None, unbatched: bool) -> tuple[Tensor, Any]:
+        """Every layer and direction over time-major ``x`` (T, B, I); ``hx`` as given by the user."""
         B = x.size(1)
+        if lengths is not None and bool((lengths == x.size(0)).all()):
+            lengths = None  # every row is full: no masking needed
         proto = self.cells[0].init_state(B, device=x.device, dtype=x.dtype)
         if hx is not None:
             hx = self._check_hx(hx, proto, unbatched)
@@ -167,17 +211,32 @@ class Recurrent(nn.Module):
                     state = cell.init_state(B, device=x.device, dtype=x.dtype)
                 else:
                     state = _pick_state(hx, index, proto)
-                out, state = run_reference(cell, x, state, reverse=d == 1)
+                out, state = run_reference(cell, x, state, reverse=d == 1, lengths=lengths)
                 outs.append(out)
                 finals.append(state)
             x = outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)  # (T, B, D*O)
             if self.dropout and self.training and layer < self.num_layers - 1:
                 x = F.dropout(x, self.dropout, training=True)
 
-        h_n = _stack_states(finals)
-        if unbatched:
-            return x.squeeze(1), map_state(h_n, lambda t: t.squeeze(1))
-        return (x.transpose(0, 1) if self.batch_first else x), h_n
+        return x, _stack_states(finals)
+
+    @staticmethod
+    def _check_lengths(lengths: Any, batch: int, steps: int, device: torch.device) -> Tensor:
+        lengths = torch.as_tensor(lengths)
+        if lengths.dtype.is_floating_point or lengths.dtype.is_complex or lengths.dtype == torch.bool:
+            raise TypeError(f"lengths must hold integers, got dtype {lengths.dtype}")
+        if tuple(lengths.shape) != (batch,):
+            raise ValueError(
+                f"lengths must have shape (batch,) = ({batch},), one length per sequence; "
+                f"got {tuple(lengths.shape)}"
+            )
+        low, high = int(lengths.min()), int(lengths.max())
+        if low < 0 or high > steps:
+            raise ValueError(
+                f"lengths must lie in [0, {steps}] (the padded number of steps); "
+                f"got values in [{low}, {high}]"
+            )
+        return lengths.to(device=device, dtype=torch.long)
 
     def _check_hx(self, hx: Any, proto: Any, unbatched: bool) -> Any:
         n = self.num_layers * self.num_directions
