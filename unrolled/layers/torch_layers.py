@@ -69,7 +69,8 @@ class LSTM(Recurrent):
     ``forward(input, (h_0, c_0))`` returns ``output, (h_n, c_n)``. Not in torch: ``variant``
     (a Greff et al. abbreviation such as ``"CIFG"``), the cell's flags (``peephole=True``,
     ``forget_gate=False``, ...), ``forget_bias``, ``layer_norm``, ``recurrent_dropout`` and
-    ``zoneout``, passed to every :class:`unrolled.LSTMCell`.
+    ``zoneout``, passed to every :class:`unrolled.LSTMCell`. With ``variant="FGR"`` the state
+    is ``(h, c, a)``, ``a`` (D*num_layers, B, 3*H) the gates' previous activations.
 
     Example:
         >>> lstm = LSTM(10, 20, batch_first=True)
