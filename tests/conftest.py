@@ -24,3 +24,9 @@ def tiny_text_file(tmp_path):
     path = tmp_path / "tiny.txt"
     path.write_text(TINY_TEXT, encoding="utf-8")
     return path
+
+
+@pytest.fixture(params=["reference", "native"])
+def impl(request) -> str:
+    """Every engine that runs the cells torch.nn has: each is checked against torch.nn."""
+    return request.param

@@ -23,9 +23,10 @@ KINDS = {
 CONFIGS = list(itertools.product(KINDS, [1, 2, 3], [False, True], [False, True], [True, False]))
 
 
-def _pair(kind: str, from_torch: bool, **kw):
+def _pair(kind: str, from_torch: bool, impl: str = "auto", **kw):
     ours_cls, ref_cls = KINDS[kind]
-    ref, ours = ref_cls(I, H, **kw), ours_cls(I, H, **kw)
+    ref, ours = ref_cls(I, H, **kw), ours_cls(I, H, impl=impl, **kw)
+    assert ours.engine == impl or impl == "auto"
     if from_torch:
         ours.load_state_dict(ref.state_dict())
     else:
@@ -78,12 +79,12 @@ def _clone_state(hx):
 
 
 @pytest.mark.parametrize("kind, layers, bidirectional, batch_first, bias", CONFIGS)
-def test_layer_matches_torch(kind, layers, bidirectional, batch_first, bias) -> None:
+def test_layer_matches_torch(kind, layers, bidirectional, batch_first, bias, impl) -> None:
     kw = dict(num_layers=layers, bidirectional=bidirectional, batch_first=batch_first, bias=bias)
     D = 2 if bidirectional else 1
     x = torch.randn(B, T, I) if batch_first else torch.randn(T, B, I)
     for from_torch in (True, False):
-        ours, ref = _pair(kind, from_torch, **kw)
+        ours, ref = _pair(kind, from_torch, impl, **kw)
         _compare(ours, ref, x)
     h0 = torch.randn(D * layers, B, H)
     hx = (h0, torch.randn(D * layers, B, H)) if kind == "LSTM" else h0
@@ -92,8 +93,8 @@ def test_layer_matches_torch(kind, layers, bidirectional, batch_first, bias) -> 
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("bidirectional", [False, True])
-def test_unbatched_input_matches_torch(kind, bidirectional) -> None:
-    ours, ref = _pair(kind, True, num_layers=2, bidirectional=bidirectional)
+def test_unbatched_input_matches_torch(kind, bidirectional, impl) -> None:
+    ours, ref = _pair(kind, True, impl, num_layers=2, bidirectional=bidirectional)
     D = 2 if bidirectional else 1
     x = torch.randn(T, I)
     _compare(ours, ref, x)
@@ -102,18 +103,18 @@ def test_unbatched_input_matches_torch(kind, bidirectional) -> None:
 
 
 @pytest.mark.filterwarnings("ignore:LSTM with projections is not supported with oneDNN")
-def test_lstm_projection_matches_torch() -> None:
-    ours, ref = _pair("LSTM", True, num_layers=2, bidirectional=True, proj_size=3)
+def test_lstm_projection_matches_torch(impl) -> None:
+    ours, ref = _pair("LSTM", True, impl, num_layers=2, bidirectional=True, proj_size=3)
     _compare(ours, ref, torch.randn(T, B, I))
 
 
-def test_nonlinearity_relu_matches_torch() -> None:
-    ours, ref = _pair("RNN", True, num_layers=2, nonlinearity="relu")
+def test_nonlinearity_relu_matches_torch(impl) -> None:
+    ours, ref = _pair("RNN", True, impl, num_layers=2, nonlinearity="relu")
     _compare(ours, ref, torch.randn(T, B, I))
 
 
-def test_dropout_between_layers_only_in_training() -> None:
-    ours, ref = _pair("LSTM", True, num_layers=2, dropout=0.5)
+def test_dropout_between_layers_only_in_training(impl) -> None:
+    ours, ref = _pair("LSTM", True, impl, num_layers=2, dropout=0.5)
     x = torch.randn(T, B, I)
     ours.eval()
     ref.eval()

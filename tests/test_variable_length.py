@@ -60,10 +60,10 @@ def _leaf(state):
     "kind, layers, bidirectional, enforce_sorted",
     list(itertools.product(TORCH, [1, 2], [False, True], [False, True])),
 )
-def test_packed_input_matches_torch(kind, layers, bidirectional, enforce_sorted) -> None:
+def test_packed_input_matches_torch(kind, layers, bidirectional, enforce_sorted, impl) -> None:
     ours_cls, ref_cls, kw = TORCH[kind]
     ref = ref_cls(I, H, num_layers=layers, bidirectional=bidirectional, **kw)
-    ours = ours_cls(I, H, num_layers=layers, bidirectional=bidirectional, **kw)
+    ours = ours_cls(I, H, num_layers=layers, bidirectional=bidirectional, impl=impl, **kw)
     ours.load_state_dict(ref.state_dict())
     lengths = sorted(LENGTHS, reverse=True) if enforce_sorted else LENGTHS
     data = pack_sequence(_sequences(lengths), enforce_sorted=enforce_sorted).data
@@ -103,10 +103,10 @@ def test_packed_input_matches_torch(kind, layers, bidirectional, enforce_sorted)
 
 @pytest.mark.parametrize("kind", ["LSTM", "GRU"])
 @pytest.mark.parametrize("batch_first", [False, True])
-def test_padded_input_with_lengths_matches_torch_packed(kind, batch_first) -> None:
+def test_padded_input_with_lengths_matches_torch_packed(kind, batch_first, impl) -> None:
     ours_cls, ref_cls, kw = TORCH[kind]
     ref = ref_cls(I, H, num_layers=2, bidirectional=True, batch_first=batch_first, **kw)
-    ours = ours_cls(I, H, num_layers=2, bidirectional=True, batch_first=batch_first, **kw)
+    ours = ours_cls(I, H, num_layers=2, bidirectional=True, batch_first=batch_first, impl=impl, **kw)
     ours.load_state_dict(ref.state_dict())
     padded = pad_sequence(_sequences(), batch_first=batch_first, padding_value=7.0)  # junk in the padding
     lengths = torch.tensor(LENGTHS)
@@ -158,8 +158,8 @@ def test_every_cell_runs_a_padded_batch_as_if_each_sequence_ran_alone(name) -> N
         torch.testing.assert_close(a, e, atol=0, rtol=0)
 
 
-def test_zero_length_rows_keep_their_initial_state() -> None:
-    layer = unrolled.LSTM(I, H, num_layers=2, bidirectional=True)
+def test_zero_length_rows_keep_their_initial_state(impl) -> None:
+    layer = unrolled.LSTM(I, H, num_layers=2, bidirectional=True, impl=impl)
     hx = _hx(layer, 3)
     out, (h_n, c_n) = layer(torch.randn(4, 3, I), hx, lengths=[4, 0, 2])
     assert torch.equal(out[:, 1], torch.zeros(4, 2 * H))

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from ..cells.base import map_state
-from ..engines import run_reference
+from ..engines import IMPLS, native_supports, run_native, run_reference
 
 _TORCH_KEY = re.compile(r"^(?P<name>.+)_l(?P<layer>\d+)(?P<rev>_reverse)?$")
 
@@ -57,6 +57,10 @@ class Recurrent(nn.Module):
         dropout: dropout probability on the outputs of every layer but the last (training
             mode only).
         batch_first: input and output are (B, T, features) instead of (T, B, features).
+        impl: the engine that runs the time loop (:mod:`unrolled.engines`): ``"reference"``
+            (the autograd loop over the cell), ``"native"`` (torch's fused kernel; only for the
+            cells torch has, without options) or ``"auto"`` (the fastest engine that supports
+            the cells). Every engine computes the same function.
 
     Shapes (D = 2 if bidirectional else 1, O = the cells' output size):
         input: (T, B, I), (B, T, I) with ``batch_first``, (T, I) unbatched, or a
@@ -91,6 +95,8 @@ class Recurrent(nn.Module):
         bidirectional: bool = False,
         dropout: float = 0.0,
         batch_first: bool = False,
+        *,
+        impl: str = "auto",
     ) -> None:
         super().__init__()
         for name, value in (("input_size", input_size), ("num_layers", num_layers)):
@@ -114,6 +120,15 @@ class Recurrent(nn.Module):
         self.cells = nn.ModuleList(cells)
         self.hidden_size: int = cells[0].hidden_size
         self.output_size: int = layer_in  # D * O, the features of the output
+        if impl not in IMPLS:
+            raise ValueError(f"impl must be one of {', '.join(map(repr, IMPLS))}; got {impl!r}")
+        if impl == "native" and not native_supports(self.cells):
+            raise ValueError(
+                "impl='native' runs only the cells torch fuses (RNN, LSTM without options, GRU with "
+                "reset_after=True; no layer norm, recurrent dropout or zoneout): use impl='auto' for "
+                "these cells"
+            )
+        self.impl = impl
         self.register_state_dict_post_hook(_to_torch_keys)
         self.register_load_state_dict_pre_hook(_from_torch_keys)
 
@@ -192,6 +207,13 @@ class Recurrent(nn.Module):
             return x.squeeze(1), map_state(h_n, lambda t: t.squeeze(1))
         return (x.transpose(0, 1) if self.batch_first else x), h_n
 
+    @property
+    def engine(self) -> str:
+        """The engine that runs this layer: ``impl`` with ``"auto"`` resolved."""
+        if self.impl != "auto":
+            return self.impl
+        return "native" if native_supports(self.cells) else "reference"
+
     def _run(self, x: Tensor, hx: Any, lengths: Tensor | None, unbatched: bool) -> tuple[Tensor, Any]:
         """Every layer and direction over time-major ``x`` (T, B, I); ``hx`` as given by the user."""
         B = x.size(1)
@@ -200,6 +222,17 @@ class Recurrent(nn.Module):
         proto = self.cells[0].init_state(B, device=x.device, dtype=x.dtype)
         if hx is not None:
             hx = self._check_hx(hx, proto, unbatched)
+        if self.engine == "native":
+            return run_native(
+                self.cells,
+                x,
+                hx,
+                num_layers=self.num_layers,
+                bidirectional=self.bidirectional,
+                dropout=self.dropout,
+                training=self.training,
+                lengths=lengths,
+            )
 
         finals: list[Any] = []
         for layer in range(self.num_layers):
@@ -271,6 +304,8 @@ class Recurrent(nn.Module):
             s += f", dropout={self.dropout}"
         if self.batch_first:
             s += ", batch_first=True"
+        if self.impl != "auto":
+            s += f", impl={self.impl!r}"
         return s
 
 

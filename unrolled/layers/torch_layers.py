@@ -6,7 +6,9 @@ torch.nn.RNN/LSTM/GRU, so that weights load both ways::
     ours = unrolled.LSTM(10, 20, num_layers=2, bidirectional=True)
     ours.load_state_dict(torch.nn.LSTM(10, 20, num_layers=2, bidirectional=True).state_dict())
 
-The cells underneath are plain tensor ops (:mod:`unrolled.cells`) run by :class:`Recurrent`.
+The cells underneath are plain tensor ops (:mod:`unrolled.cells`) run by :class:`Recurrent`;
+``impl=`` (keyword only, not in torch) picks the engine that runs them (``"auto"``: torch's own
+kernel where the cell is torch's, see :mod:`unrolled.engines`).
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ class RNN(Recurrent):
         bidirectional: bool = False,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        *,
+        impl: str = "auto",
     ) -> None:
         _check_sizes(input_size, hidden_size)
         cell = functools.partial(
@@ -58,7 +62,7 @@ class RNN(Recurrent):
             device=device,
             dtype=dtype,
         )
-        super().__init__(cell, input_size, num_layers, bidirectional, dropout, batch_first)
+        super().__init__(cell, input_size, num_layers, bidirectional, dropout, batch_first, impl=impl)
         self.nonlinearity = nonlinearity
         self.bias = bias
 
@@ -97,6 +101,7 @@ class LSTM(Recurrent):
         layer_norm: bool = False,
         recurrent_dropout: float = 0.0,
         zoneout: float = 0.0,
+        impl: str = "auto",
         **cell_flags: bool,
     ) -> None:
         _check_sizes(input_size, hidden_size)
@@ -115,7 +120,7 @@ class LSTM(Recurrent):
             zoneout=zoneout,
             **cell_flags,
         )
-        super().__init__(cell, input_size, num_layers, bidirectional, dropout, batch_first)
+        super().__init__(cell, input_size, num_layers, bidirectional, dropout, batch_first, impl=impl)
         self.bias = bias
         self.proj_size = proj_size
 
@@ -150,6 +155,7 @@ class GRU(Recurrent):
         layer_norm: bool = False,
         recurrent_dropout: float = 0.0,
         zoneout: float = 0.0,
+        impl: str = "auto",
     ) -> None:
         _check_sizes(input_size, hidden_size)
         cell = functools.partial(
@@ -163,6 +169,6 @@ class GRU(Recurrent):
             device=device,
             dtype=dtype,
         )
-        super().__init__(cell, input_size, num_layers, bidirectional, dropout, batch_first)
+        super().__init__(cell, input_size, num_layers, bidirectional, dropout, batch_first, impl=impl)
         self.bias = bias
         self.reset_after = reset_after

@@ -1,0 +1,58 @@
+"""Engine selection: ``impl=`` on every layer, what ``auto`` picks, and clear errors."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+
+import unrolled
+
+I, H = 5, 6
+
+
+@pytest.mark.parametrize(
+    "make, expected",
+    [
+        (lambda **kw: unrolled.RNN(I, H, nonlinearity="relu", **kw), "native"),
+        (lambda **kw: unrolled.LSTM(I, H, proj_size=3, **kw), "native"),
+        (lambda **kw: unrolled.GRU(I, H, **kw), "native"),
+        (lambda **kw: unrolled.LSTM(I, H, variant="CIFG", **kw), "reference"),
+        (lambda **kw: unrolled.LSTM(I, H, layer_norm=True, **kw), "reference"),
+        (lambda **kw: unrolled.LSTM(I, H, zoneout=0.1, **kw), "reference"),
+        (lambda **kw: unrolled.GRU(I, H, reset_after=False, **kw), "reference"),
+        (lambda **kw: unrolled.GRU(I, H, recurrent_dropout=0.1, **kw), "reference"),
+        (
+            lambda **kw: unrolled.Recurrent(functools.partial(unrolled.MUTCell, hidden_size=H), I, **kw),
+            "reference",
+        ),
+    ],
+)
+def test_auto_picks_native_only_for_torchs_own_cells(make, expected) -> None:
+    assert make().engine == expected
+    assert make(impl="reference").engine == "reference"
+    if expected == "native":
+        assert make(impl="native").engine == "native"
+    else:
+        with pytest.raises(ValueError, match="impl='native' runs only the cells torch fuses"):
+            make(impl="native")
+
+
+def test_unknown_impl() -> None:
+    with pytest.raises(ValueError, match="impl must be one of 'auto', 'reference'.*got 'cudnn'"):
+        unrolled.LSTM(I, H, impl="cudnn")
+
+
+def test_native_trains_the_cells_own_parameters() -> None:
+    """No copies: the kernel's gradients land on the cells' parameters, and an update is seen."""
+    lstm = unrolled.LSTM(I, H, num_layers=2, bidirectional=True, impl="native")
+    x = torch.randn(4, 3, I)
+    out, _ = lstm(x)
+    out.sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in lstm.parameters())
+    with torch.no_grad():
+        lstm.cells[0].weight_ih.zero_()
+    reference = unrolled.LSTM(I, H, num_layers=2, bidirectional=True, impl="reference")
+    reference.load_state_dict(lstm.state_dict())
+    torch.testing.assert_close(lstm(x)[0], reference(x)[0], atol=1e-6, rtol=0)
