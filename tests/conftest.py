@@ -26,7 +26,7 @@ def tiny_text_file(tmp_path):
     return path
 
 
-@pytest.fixture(params=["reference", "native"])
+@pytest.fixture(params=["reference", "fused", "native"])
 def impl(request) -> str:
     """Every engine that runs the cells torch.nn has: each is checked against torch.nn."""
     return request.param

@@ -18,10 +18,11 @@ I, H = 5, 6
         (lambda **kw: unrolled.RNN(I, H, nonlinearity="relu", **kw), "native"),
         (lambda **kw: unrolled.LSTM(I, H, proj_size=3, **kw), "native"),
         (lambda **kw: unrolled.GRU(I, H, **kw), "native"),
-        (lambda **kw: unrolled.LSTM(I, H, variant="CIFG", **kw), "reference"),
+        (lambda **kw: unrolled.LSTM(I, H, variant="CIFG", **kw), "fused"),
+        (lambda **kw: unrolled.RNN(I, H, num_layers=2, **kw).float(), "native"),
         (lambda **kw: unrolled.LSTM(I, H, layer_norm=True, **kw), "reference"),
         (lambda **kw: unrolled.LSTM(I, H, zoneout=0.1, **kw), "reference"),
-        (lambda **kw: unrolled.GRU(I, H, reset_after=False, **kw), "reference"),
+        (lambda **kw: unrolled.GRU(I, H, reset_after=False, **kw), "fused"),
         (lambda **kw: unrolled.GRU(I, H, recurrent_dropout=0.1, **kw), "reference"),
         (
             lambda **kw: unrolled.Recurrent(functools.partial(unrolled.MUTCell, hidden_size=H), I, **kw),
@@ -29,12 +30,17 @@ I, H = 5, 6
         ),
     ],
 )
-def test_auto_picks_native_only_for_torchs_own_cells(make, expected) -> None:
+def test_auto_picks_native_then_fused_then_reference(make, expected) -> None:
     assert make().engine == expected
     assert make(impl="reference").engine == "reference"
     if expected == "native":
         assert make(impl="native").engine == "native"
+    if expected in ("native", "fused"):
+        assert make(impl="fused").engine == "fused"
     else:
+        with pytest.raises(ValueError, match="impl='fused' does not support"):
+            make(impl="fused")
+    if expected != "native":
         with pytest.raises(ValueError, match="impl='native' runs only the cells torch fuses"):
             make(impl="native")
 

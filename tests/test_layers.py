@@ -126,7 +126,8 @@ def test_dropout_between_layers_only_in_training(impl) -> None:
 
 def test_layer_equals_python_loop_over_its_cell() -> None:
     """A 1-layer Recurrent is exactly the loop `for x_t in x: h, s = cell(x_t, s)`."""
-    layer = unrolled.Recurrent(functools.partial(unrolled.GRUCell, hidden_size=H, reset_after=False), I)
+    cell = functools.partial(unrolled.GRUCell, hidden_size=H, reset_after=False)
+    layer = unrolled.Recurrent(cell, I, impl="reference")
     cell = layer.cells[0]
     x = torch.randn(T, B, I)
     state = cell.init_state(B)

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from ..cells.base import map_state
-from ..engines import IMPLS, native_supports, run_native, run_reference
+from ..engines import IMPLS, fused_supports, native_supports, run_fused, run_native, run_reference
 
 _TORCH_KEY = re.compile(r"^(?P<name>.+)_l(?P<layer>\d+)(?P<rev>_reverse)?$")
 
@@ -58,9 +58,10 @@ class Recurrent(nn.Module):
             mode only).
         batch_first: input and output are (B, T, features) instead of (T, B, features).
         impl: the engine that runs the time loop (:mod:`unrolled.engines`): ``"reference"``
-            (the autograd loop over the cell), ``"native"`` (torch's fused kernel; only for the
-            cells torch has, without options) or ``"auto"`` (the fastest engine that supports
-            the cells). Every engine computes the same function.
+            (the autograd loop over the cell), ``"fused"`` (one recurrent GEMM per step and a
+            hand-derived backward), ``"native"`` (torch's fused kernel; only for the cells torch
+            has, without options) or ``"auto"`` (the fastest engine that supports the cells).
+            Every engine computes the same function.
 
     Shapes (D = 2 if bidirectional else 1, O = the cells' output size):
         input: (T, B, I), (B, T, I) with ``batch_first``, (T, I) unbatched, or a
@@ -127,6 +128,11 @@ class Recurrent(nn.Module):
                 "impl='native' runs only the cells torch fuses (RNN, LSTM without options, GRU with "
                 "reset_after=True; no layer norm, recurrent dropout or zoneout): use impl='auto' for "
                 "these cells"
+            )
+        if impl == "fused" and not all(fused_supports(c) for c in self.cells):
+            raise ValueError(
+                f"impl='fused' does not support {self.cells[0]!r} yet (layer norm, recurrent dropout, "
+                "zoneout and MUT run on the reference engine): use impl='auto' or 'reference'"
             )
         self.impl = impl
         self.register_state_dict_post_hook(_to_torch_keys)
@@ -212,7 +218,9 @@ class Recurrent(nn.Module):
         """The engine that runs this layer: ``impl`` with ``"auto"`` resolved."""
         if self.impl != "auto":
             return self.impl
-        return "native" if native_supports(self.cells) else "reference"
+        if native_supports(self.cells):
+            return "native"
+        return "fused" if all(fused_supports(c) for c in self.cells) else "reference"
 
     def _run(self, x: Tensor, hx: Any, lengths: Tensor | None, unbatched: bool) -> tuple[Tensor, Any]:
         """Every layer and direction over time-major ``x`` (T, B, I); ``hx`` as given by the user."""
@@ -234,6 +242,7 @@ class Recurrent(nn.Module):
                 lengths=lengths,
             )
 
+        run = run_fused if self.engine == "fused" else run_reference
         finals: list[Any] = []
         for layer in range(self.num_layers):
             outs = []
@@ -244,7 +253,7 @@ class Recurrent(nn.Module):
                     state = cell.init_state(B, device=x.device, dtype=x.dtype)
                 else:
                     state = _pick_state(hx, index, proto)
-                out, state = run_reference(cell, x, state, reverse=d == 1, lengths=lengths)
+                out, state = run(cell, x, state, reverse=d == 1, lengths=lengths)
                 outs.append(out)
                 finals.append(state)
             x = outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)  # (T, B, D*O)

@@ -1,0 +1,255 @@
+"""Fused LSTM family: torch's cell and Greff et al.'s variants (peepholes, missing gates, no
+activations, CIFG, FGR) and projections, with a hand-derived BPTT backward.
+
+Per step, with the gates stacked in the cell's order (a subset of i, f, g, o) and the sigmoid
+gates s in {i, f, o} reading peepholes p_s and, for FGR, the previous activations a through R:
+
+    A_t = P_t + h_{t-1} W_hh^T (+ a_{t-1} R^T on the sigmoid rows)
+    i = σ(A_i + p_i c_{t-1}),  f = σ(A_f + p_f c_{t-1}) (or 1 - i, or 1),  g = tanh(A_g) (or A_g)
+    c_t = f c_{t-1} + i g,     o = σ(A_o + p_o c_t),    y = tanh(c_t) (or c_t)
+    m_t = o y,                 h_t = m_t (or m_t W_hr^T)
+
+and backward, from dh_t (output and future) and dc_t (future):
+
+    dm = dh W_hr (or dh);  dA_o = dm y σ'(o) (+ da_o σ');  dc = dc_t + dm o y' + dA_o p_o
+    dA_g = dc i g';  dA_i = dc (g - c_{t-1} if coupled else g) σ';  dA_f = dc c_{t-1} σ'
+    dc_{t-1} = dc f + dA_i p_i + dA_f p_f;  dh_{t-1} = dA W_hh;  da_{t-1} = dA_sig R
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor
+
+from .common import input_grads, input_projection, keep, outer_sum, step_order
+
+
+class LSTMSpec(NamedTuple):
+    """The static shape of one LSTM variant."""
+
+    gates: tuple[str, ...]  # rows of the stacked matrices, e.g. ("i", "f", "g", "o")
+    sigmoid: tuple[str, ...]  # the sigmoid gates with rows of their own, in order
+    peephole: bool
+    coupled: bool
+    input_activation: bool
+    output_activation: bool
+
+
+def lstm_spec(cell: Any) -> LSTMSpec:
+    return LSTMSpec(
+        cell.gate_names,
+        cell.sigmoid_names,
+        cell.peephole,
+        cell.coupled,
+        cell.input_activation,
+        cell.output_activation,
+    )
+
+
+def _dsigmoid(s: Tensor) -> Tensor:
+    return s * (1 - s)
+
+
+class FusedLSTM(torch.autograd.Function):
+    @staticmethod
+    def forward(
+        ctx: Any,
+        spec: LSTMSpec,
+        reverse: bool,
+        mask: Tensor | None,
+        x: Tensor,
+        h0: Tensor,
+        c0: Tensor,
+        a0: Tensor,
+        w_ih: Tensor,
+        w_hh: Tensor,
+        b_ih: Tensor | None,
+        b_hh: Tensor | None,
+        w_peep: Tensor | None,
+        w_hr: Tensor | None,
+        w_gate: Tensor | None,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        T, B, _ = x.shape
+        G, H = len(spec.gates), c0.size(1)
+        R = h0.size(1)
+        col = {name: j for j, name in enumerate(spec.gates)}
+        sig_cols = [col[s] for s in spec.sigmoid]
+        peep = dict(zip(spec.sigmoid, w_peep, strict=True)) if spec.peephole else {}
+        acts = input_projection(x, w_ih, None if b_ih is None else b_ih + b_hh)  # (T, B, G*H), in place
+        h_in, c_in, c_out = x.new_empty(T, B, R), x.new_empty(T, B, H), x.new_empty(T, B, H)
+        m_all = x.new_empty(T, B, H) if w_hr is not None else None
+        a_in = x.new_empty(T, B, a0.size(1)) if w_gate is not None else None
+        out = x.new_empty(T, B, R)
+        w_hh_t = w_hh.t()
+        h, c, a = h0, c0, a0
+        for t in step_order(T, reverse):
+            h_in[t], c_in[t] = h, c
+            pre = acts[t].addmm_(h, w_hh_t)  # (B, G*H): the step's one recurrent GEMM
+            v = pre.view(B, G, H)
+            if a_in is not None:
+                a_in[t] = a
+                v[:, sig_cols] += (a @ w_gate.t()).view(B, len(sig_cols), H)
+            gi = _gate(v, col, "i", peep, c)
+            gf = _gate(v, col, "f", peep, c)
+            gg = v[:, col["g"]]
+            if spec.input_activation:
+                gg.tanh_()
+            ig = gg if gi is None else gi * gg
+            if spec.coupled:
+                c_new = torch.addcmul(ig, 1 - gi, c)
+            elif gf is not None:
+                c_new = torch.addcmul(ig, gf, c)
+            else:
+                c_new = c + ig
+            go = _gate(v, col, "o", peep, c_new)
+            y = torch.tanh(c_new) if spec.output_activation else c_new
+            m = y if go is None else go * y
+            h_new = m if w_hr is None else m @ w_hr.t()
+            if m_all is not None:
+                m_all[t] = m
+            c_out[t] = c_new
+            step_mask = None if mask is None else mask[t]
+            out[t] = h_new if step_mask is None else h_new.masked_fill(~step_mask, 0.0)
+            h, c = keep(step_mask, h_new, h), keep(step_mask, c_new, c)
+            if a_in is not None:
+                a = keep(step_mask, v[:, sig_cols].reshape(B, -1), a)
+        ctx.spec, ctx.reverse = spec, reverse
+        ctx.save_for_backward(
+            mask, x, h_in, c_in, c_out, acts, m_all, a_in, w_ih, w_hh, b_ih, w_peep, w_hr, w_gate
+        )
+        return out, h, c, a
+
+    @staticmethod
+    def backward(ctx: Any, d_out: Tensor, d_h: Tensor, d_c: Tensor, d_a: Tensor) -> tuple[Any, ...]:
+        spec: LSTMSpec = ctx.spec
+        mask, x, h_in, c_in, c_out, acts, m_all, a_in, w_ih, w_hh, b_ih, w_peep, w_hr, w_gate = (
+            ctx.saved_tensors
+        )
+        T, B, _ = x.shape
+        G, H = len(spec.gates), c_in.size(2)
+        col = {name: j for j, name in enumerate(spec.gates)}
+        sig_cols = [col[s] for s in spec.sigmoid]
+        peep = dict(zip(spec.sigmoid, w_peep, strict=True)) if spec.peephole else {}
+        d_pre = torch.empty_like(acts)
+        dh_all = torch.empty_like(d_out) if w_hr is not None else None
+        dh_state, dc_state, da_state = d_h, d_c, d_a
+        for t in step_order(T, not ctx.reverse):
+            step_mask = None if mask is None else mask[t]
+            dh, dc = dh_state + d_out[t], dc_state
+            da = da_state if w_gate is not None else None
+            if step_mask is not None:  # rows past their end: no gradient through this step
+                dh, dc = dh * step_mask, dc * step_mask
+                da = None if da is None else da * step_mask
+            if dh_all is not None:
+                dh_all[t] = dh
+            dm = dh if w_hr is None else dh @ w_hr
+            v, dv = acts[t].view(B, G, H), d_pre[t].view(B, G, H)
+            da_gate = {} if da is None else dict(zip(spec.sigmoid, da.view(B, -1, H).unbind(1), strict=True))
+            c_new, c_prev = c_out[t], c_in[t]
+            y = torch.tanh(c_new) if spec.output_activation else c_new
+            if "o" in col:
+                go = v[:, col["o"]]
+                do = dm * y
+                if "o" in da_gate:
+                    do = do + da_gate["o"]
+                dpo = torch.mul(do, _dsigmoid(go), out=dv[:, col["o"]])
+                dy = dm * go
+            else:
+                dy = dm
+            dc = dc + (dy * (1 - y * y) if spec.output_activation else dy)
+            if "o" in peep:
+                dc = dc + dpo * peep["o"]
+            gg = v[:, col["g"]]
+            gi = v[:, col["i"]] if "i" in col else None
+            dg = dc if gi is None else dc * gi
+            if spec.input_activation:
+                torch.mul(dg, 1 - gg * gg, out=dv[:, col["g"]])
+            else:
+                dv[:, col["g"]] = dg
+            dc_prev = dc
+            if gi is not None:
+                di = dc * (gg - c_prev) if spec.coupled else dc * gg
+                if "i" in da_gate:
+                    di = di + da_gate["i"]
+                dpi = torch.mul(di, _dsigmoid(gi), out=dv[:, col["i"]])
+                if spec.coupled:
+                    dc_prev = dc * (1 - gi)
+            if "f" in col:
+                gf = v[:, col["f"]]
+                df = dc * c_prev
+                if "f" in da_gate:
+                    df = df + da_gate["f"]
+                dpf = torch.mul(df, _dsigmoid(gf), out=dv[:, col["f"]])
+                dc_prev = dc * gf
+            if "i" in peep:
+                dc_prev = dc_prev + dpi * peep["i"]
+            if "f" in peep:
+                dc_prev = dc_prev + dpf * peep["f"]
+            dh_prev = d_pre[t] @ w_hh
+            dh_state, dc_state = keep(step_mask, dh_prev, dh_state), keep(step_mask, dc_prev, dc_state)
+            if w_gate is not None:
+                da_prev = dv[:, sig_cols].reshape(B, -1) @ w_gate
+                da_state = keep(step_mask, da_prev, da_state)
+        need = ctx.needs_input_grad
+        dx, dw_ih, db = input_grads(d_pre, x, w_ih, need[3], need[7], b_ih is not None)
+        dw_hh = outer_sum(d_pre, h_in) if need[8] else None
+        d_peep = None
+        if w_peep is not None:
+            dv_all = d_pre.view(T, B, G, H)
+            d_peep = torch.stack(
+                [(dv_all[:, :, col[s]] * (c_out if s == "o" else c_in)).sum((0, 1)) for s in spec.sigmoid]
+            )
+        dw_hr = outer_sum(dh_all, m_all) if dh_all is not None else None
+        dw_gate = None
+        if w_gate is not None:
+            dw_gate = outer_sum(d_pre.view(T, B, G, H)[:, :, sig_cols].reshape(T, B, -1), a_in)
+        return (
+            None,
+            None,
+            None,
+            dx,
+            dh_state,
+            dc_state,
+            da_state,
+            dw_ih,
+            dw_hh,
+            db,
+            db,
+            d_peep,
+            dw_hr,
+            dw_gate,
+        )
+
+
+def _gate(v: Tensor, col: dict[str, int], name: str, peep: dict[str, Tensor], c: Tensor) -> Tensor | None:
+    """Sigmoid gate ``name`` in place in ``v`` (B, G, H), with its peephole on ``c``; None if absent."""
+    if name not in col:
+        return None
+    gate = v[:, col[name]]
+    if name in peep:
+        gate.addcmul_(peep[name], c)
+    return gate.sigmoid_()
+
+
+def run_lstm(cell: Any, x: Tensor, state: Any, reverse: bool, mask: Tensor | None) -> tuple[Tensor, Any]:
+    fgr = cell.weight_gate_hh is not None
+    a0 = state[2] if fgr else x.new_zeros(x.size(1), 0)
+    out, h, c, a = FusedLSTM.apply(
+        lstm_spec(cell),
+        reverse,
+        mask,
+        x,
+        state[0],
+        state[1],
+        a0,
+        cell.weight_ih,
+        cell.weight_hh,
+        cell.bias_ih,
+        cell.bias_hh,
+        cell.weight_peephole,
+        cell.weight_hr,
+        cell.weight_gate_hh,
+    )
+    return out, (state._make((h, c, a)) if fgr else state._make((h, c)))
