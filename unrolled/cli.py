@@ -4,6 +4,7 @@
     unrolled train charlm --resume DIR [--max-steps N]        continue a run
     unrolled sample DIR [--prime TEXT] [--length N] [...]     stream text from a run
     unrolled eval DIR --text FILE [--json]                    loss of a run on a text
+    unrolled bench speed [--json FILE] [--smoke] [...]         every cell and engine vs torch.nn.LSTM
 
 Bad input gives one line on stderr and exit code 2 (set UNROLLED_DEBUG=1 for a traceback).
 """
@@ -330,6 +331,40 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_speed(args: argparse.Namespace) -> int:
+    import platform
+    from pathlib import Path
+
+    import torch
+
+    from .bench import speed
+    from .training.checkpoint import atomic_write_json
+
+    if args.json is not None and not Path(args.json).parent.resolve().is_dir():
+        raise ValueError(f"cannot write {args.json}: its folder does not exist")
+    sizes = speed.SMOKE_SIZES if args.smoke else speed.FULL_SIZES
+    results = speed.run_speed(
+        sizes,
+        repeats=args.repeats,
+        generate_steps=5 if args.smoke else 50,
+        memory_steps=20 if args.smoke else 1000,
+        only=None if not args.only else (lambda name: any(s in name for s in args.only)),
+        progress=lambda message: print(message, file=sys.stderr, flush=True),
+    )
+    print(speed.format_table(results))
+    if args.json is not None:
+        meta = {
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "machine": platform.machine(),
+            "processor": platform.processor(),
+            "repeats": args.repeats,
+            "sizes": [list(s) for s in sizes],
+        }
+        atomic_write_json(Path(args.json), speed.to_json(results, meta))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -367,6 +402,30 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.add_argument("--latest", action="store_true", help="use the latest weights, not the best")
     e.set_defaults(func=_cmd_eval)
+
+    bench = cmds.add_parser("bench", help="benchmarks", description="Measure unrolled against torch.nn.")
+    kinds = bench.add_subparsers(dest="bench", required=True, metavar="BENCH", parser_class=_Parser)
+    b = kinds.add_parser(
+        "speed",
+        help="time every cell under every engine against torch.nn.LSTM",
+        description=(
+            "Time forward+backward, inference and step-by-step generation of torch.nn.LSTM/GRU and of "
+            "every unrolled cell under every engine that runs it, interleaved in one process (median of "
+            "--repeats rounds), at (B,T,I,H) = (32,100,256,256), (64,100,512,512), (1,200,128,128); print "
+            "each ratio to torch.nn.LSTM and the activation memory at T=1000. Slow: --only narrows it."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    b.add_argument("--json", metavar="FILE", help="also write the results to this JSON file")
+    b.add_argument("--repeats", type=_positive_int, default=5, help="rounds; the median is reported")
+    b.add_argument("--smoke", action="store_true", help="one tiny size (checks that everything runs)")
+    b.add_argument(
+        "--only",
+        nargs="+",
+        metavar="SUBSTR",
+        help="only layers whose name contains one of these (e.g. lstm/)",
+    )
+    b.set_defaults(func=_cmd_bench_speed)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""Benchmarks run by ``unrolled bench``: measured in one process, interleaved, written to JSON."""

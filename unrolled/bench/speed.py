@@ -1,0 +1,184 @@
+"""``unrolled bench speed``: every cell under every engine that runs it, against torch.nn.LSTM.
+
+For each size (B, T, I, H) every candidate layer (torch.nn.LSTM/GRU, and each unrolled cell
+under each engine that supports it) is timed for
+
+- ``train``: forward + backward of ``out.sum()`` from a fresh zero state;
+- ``infer``: forward under ``torch.no_grad()``;
+- ``generate``: B = 1, one step per call with the state carried (steps per second);
+
+in rounds, each round timing every candidate once in turn (interleaved, so that a slow spell
+of the machine hits all of them alike); the median over rounds is reported, with its ratio to
+torch.nn.LSTM of the same size. ``activation_bytes`` is the memory a training step keeps for
+backward at T = ``memory_steps`` (the bytes of every tensor saved by autograd, counted through
+``torch.autograd.graph.saved_tensors_hooks``), which shows whether memory grows linearly in T.
+"""
+
+from __future__ import annotations
+
+import functools
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..cells import GRUCell, LSTMCell, MUTCell, RNNCell
+from ..cells.lstm import VARIANTS
+from ..layers import Recurrent
+
+FULL_SIZES = ((32, 100, 256, 256), (64, 100, 512, 512), (1, 200, 128, 128))
+SMOKE_SIZES = ((2, 5, 8, 8),)
+
+# name -> cell factory taking (input_size, hidden_size)
+CELLS: dict[str, Callable[[int, int], nn.Module]] = {
+    "rnn": lambda i, h: RNNCell(i, h),
+    "lstm": lambda i, h: LSTMCell(i, h),
+    "gru": lambda i, h: GRUCell(i, h),
+    "gru-reset-before": lambda i, h: GRUCell(i, h, reset_after=False),
+    **{
+        f"lstm-{v}": functools.partial(lambda i, h, v: LSTMCell(i, h, variant=v), v=v)
+        for v in VARIANTS
+        if v != "NP"
+    },
+    "lstm-layer-norm": lambda i, h: LSTMCell(i, h, layer_norm=True),
+    "gru-layer-norm": lambda i, h: GRUCell(i, h, layer_norm=True),
+    **{f"mut{a}": functools.partial(lambda i, h, a: MUTCell(i, h, arch=a), a=a) for a in (1, 2, 3)},
+}
+ENGINES = ("reference", "fused", "native")
+
+
+@dataclass
+class Result:
+    name: str  # "torch.nn.LSTM" or "<cell>/<engine>"
+    size: tuple[int, int, int, int]
+    train_ms: float = float("nan")
+    infer_ms: float = float("nan")
+    generate_steps_per_s: float = float("nan")
+    train_ratio: float = float("nan")  # to torch.nn.LSTM of the same size
+    infer_ratio: float = float("nan")
+    activation_bytes: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def candidates(input_size: int, hidden_size: int) -> Iterator[tuple[str, nn.Module]]:
+    """torch.nn.LSTM and GRU, then every cell under every engine that supports it."""
+    yield "torch.nn.LSTM", nn.LSTM(input_size, hidden_size)
+    yield "torch.nn.GRU", nn.GRU(input_size, hidden_size)
+    for name, make in CELLS.items():
+        for engine in ENGINES:
+            try:
+                layer = Recurrent(lambda i, make=make: make(i, hidden_size), input_size, impl=engine)
+            except ValueError:
+                continue  # this engine does not run this cell
+            yield f"{name}/{engine}", layer
+
+
+def _train(layer: nn.Module, x: torch.Tensor) -> None:
+    out, _ = layer(x)
+    out.sum().backward()
+
+
+def _infer(layer: nn.Module, x: torch.Tensor) -> None:
+    with torch.no_grad():
+        layer(x)
+
+
+def _generate(layer: nn.Module, x: torch.Tensor) -> None:
+    with torch.no_grad():
+        state = None
+        for t in range(x.size(0)):
+            _, state = layer(x[t : t + 1], state)
+
+
+def activation_bytes(layer: nn.Module, x: torch.Tensor) -> int:
+    """Bytes of every tensor autograd saves for backward in one forward pass (storage counted once)."""
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        seen[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out, _ = layer(x)
+    del out
+    return sum(seen.values())
+
+
+def _time(fn: Callable[[nn.Module, torch.Tensor], None], layer: nn.Module, x: torch.Tensor) -> float:
+    start = time.perf_counter()
+    fn(layer, x)
+    return time.perf_counter() - start
+
+
+def run_speed(
+    sizes: tuple[tuple[int, int, int, int], ...] = FULL_SIZES,
+    repeats: int = 5,
+    generate_steps: int = 50,
+    memory_steps: int = 1000,
+    only: Callable[[str], bool] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> list[Result]:
+    """Time every candidate at every size; see the module docstring."""
+    torch.manual_seed(0)
+    results: list[Result] = []
+    for size in sizes:
+        B, T, I, H = size
+        layers = [(n, m) for n, m in candidates(I, H) if only is None or only(n) or n == "torch.nn.LSTM"]
+        x = torch.randn(T, B, I)
+        x_gen = torch.randn(generate_steps, 1, I)
+        rows = {n: Result(n, size) for n, _ in layers}
+        times: dict[str, dict[str, list[float]]] = {
+            n: {"train": [], "infer": [], "gen": []} for n, _ in layers
+        }
+        for _, layer in layers:  # warm-up, and a first check that each one runs
+            _train(layer, x)
+            _infer(layer, x)
+        for r in range(repeats):
+            if progress:
+                progress(f"size {size}: round {r + 1}/{repeats}")
+            for name, layer in layers:
+                layer.zero_grad(set_to_none=True)
+                times[name]["train"].append(_time(_train, layer, x))
+                times[name]["infer"].append(_time(_infer, layer, x))
+                times[name]["gen"].append(_time(_generate, layer, x_gen))
+        for name, _ in layers:
+            row = rows[name]
+            row.train_ms = statistics.median(times[name]["train"]) * 1e3
+            row.infer_ms = statistics.median(times[name]["infer"]) * 1e3
+            row.generate_steps_per_s = generate_steps / statistics.median(times[name]["gen"])
+        base = rows["torch.nn.LSTM"]
+        for name, layer in layers:
+            row = rows[name]
+            row.train_ratio = row.train_ms / base.train_ms
+            row.infer_ratio = row.infer_ms / base.infer_ms
+            row.activation_bytes = activation_bytes(layer, torch.randn(memory_steps, B, I))
+            results.append(row)
+    return results
+
+
+def to_json(results: list[Result], meta: dict[str, Any]) -> dict[str, Any]:
+    return {"meta": meta, "results": [asdict(r) for r in results]}
+
+
+def format_table(results: list[Result]) -> str:
+    lines = []
+    size = None
+    for r in results:
+        if r.size != size:
+            size = r.size
+            lines.append(f"\n(B, T, I, H) = {size}")
+            lines.append(
+                f"  {'layer/engine':28s} {'train ms':>9s} {'x LSTM':>7s} {'infer ms':>9s} {'x LSTM':>7s} "
+                f"{'gen steps/s':>12s} {'saved MB@T':>10s}"
+            )
+        mem = "" if r.activation_bytes is None else f"{r.activation_bytes / 2**20:10.1f}"
+        lines.append(
+            f"  {r.name:28s} {r.train_ms:9.2f} {r.train_ratio:7.2f} {r.infer_ms:9.2f} {r.infer_ratio:7.2f} "
+            f"{r.generate_steps_per_s:12.0f} {mem}"
+        )
+    return "\n".join(lines).lstrip("\n")
