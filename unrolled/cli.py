@@ -39,6 +39,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _size(text: str) -> tuple[int, int, int, int]:
+    parts = text.split(",")
+    if len(parts) != 4 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise argparse.ArgumentTypeError(f"expected four positive integers B,T,I,H, got {text!r}")
+    return tuple(int(p) for p in parts)  # type: ignore[return-value]
+
+
 def _add_train_charlm(sub: Any) -> None:
     from .cells.lstm import VARIANTS
     from .tasks.charlm import CELLS, DataConfig, ModelConfig
@@ -342,7 +349,20 @@ def _cmd_bench_speed(args: argparse.Namespace) -> int:
 
     if args.json is not None and not Path(args.json).parent.resolve().is_dir():
         raise ValueError(f"cannot write {args.json}: its folder does not exist")
-    sizes = speed.SMOKE_SIZES if args.smoke else speed.FULL_SIZES
+    sizes = tuple(args.size) if args.size else speed.SMOKE_SIZES if args.smoke else speed.FULL_SIZES
+    meta = {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "repeats": args.repeats,
+        "sizes": [list(s) for s in sizes],
+    }
+
+    def save(results: list[speed.Result]) -> None:
+        if args.json is not None:  # after every size: a crash keeps what was measured
+            atomic_write_json(Path(args.json), speed.to_json(results, meta))
+
     results = speed.run_speed(
         sizes,
         repeats=args.repeats,
@@ -350,18 +370,9 @@ def _cmd_bench_speed(args: argparse.Namespace) -> int:
         memory_steps=20 if args.smoke else 1000,
         only=None if not args.only else (lambda name: any(s in name for s in args.only)),
         progress=lambda message: print(message, file=sys.stderr, flush=True),
+        on_size=save,
     )
     print(speed.format_table(results))
-    if args.json is not None:
-        meta = {
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-            "machine": platform.machine(),
-            "processor": platform.processor(),
-            "repeats": args.repeats,
-            "sizes": [list(s) for s in sizes],
-        }
-        atomic_write_json(Path(args.json), speed.to_json(results, meta))
     return 0
 
 
@@ -419,6 +430,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", metavar="FILE", help="also write the results to this JSON file")
     b.add_argument("--repeats", type=_positive_int, default=5, help="rounds; the median is reported")
     b.add_argument("--smoke", action="store_true", help="one tiny size (checks that everything runs)")
+    b.add_argument(
+        "--size",
+        type=_size,
+        action="append",
+        metavar="B,T,I,H",
+        help="a size to run instead of the default three (repeatable)",
+    )
     b.add_argument(
         "--only",
         nargs="+",

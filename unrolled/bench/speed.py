@@ -10,8 +10,9 @@ under each engine that supports it) is timed for
 in rounds, each round timing every candidate once in turn (interleaved, so that a slow spell
 of the machine hits all of them alike); the median over rounds is reported, with its ratio to
 torch.nn.LSTM of the same size. ``activation_bytes`` is the memory a training step keeps for
-backward at T = ``memory_steps`` (the bytes of every tensor saved by autograd, counted through
-``torch.autograd.graph.saved_tensors_hooks``), which shows whether memory grows linearly in T.
+backward at T = ``memory_steps`` and B = min(B, ``MEMORY_BATCH``) (the bytes of every tensor
+saved by autograd, counted through ``torch.autograd.graph.saved_tensors_hooks``), which shows
+whether memory grows linearly in T.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ CELLS: dict[str, Callable[[int, int], nn.Module]] = {
     **{f"mut{a}": functools.partial(lambda i, h, a: MUTCell(i, h, arch=a), a=a) for a in (1, 2, 3)},
 }
 ENGINES = ("reference", "fused", "native")
+MEMORY_BATCH = 4
 
 
 @dataclass
@@ -122,8 +124,10 @@ def run_speed(
     memory_steps: int = 1000,
     only: Callable[[str], bool] | None = None,
     progress: Callable[[str], None] | None = None,
+    on_size: Callable[[list[Result]], None] | None = None,
 ) -> list[Result]:
-    """Time every candidate at every size; see the module docstring."""
+    """Time every candidate at every size; see the module docstring. ``on_size`` receives the
+    results so far after each size (to save them as they come)."""
     torch.manual_seed(0)
     results: list[Result] = []
     for size in sizes:
@@ -156,8 +160,10 @@ def run_speed(
             row = rows[name]
             row.train_ratio = row.train_ms / base.train_ms
             row.infer_ratio = row.infer_ms / base.infer_ms
-            row.activation_bytes = activation_bytes(layer, torch.randn(memory_steps, B, I))
+            row.activation_bytes = activation_bytes(layer, torch.randn(memory_steps, min(B, MEMORY_BATCH), I))
             results.append(row)
+        if on_size is not None:
+            on_size(results)
     return results
 
 
