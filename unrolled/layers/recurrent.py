@@ -23,7 +23,15 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from ..cells.base import map_state
-from ..engines import IMPLS, fused_supports, native_supports, run_fused, run_native, run_reference
+from ..engines import (
+    IMPLS,
+    fused_supports,
+    native_mode,
+    native_supports,
+    run_fused,
+    run_native,
+    run_reference,
+)
 
 _TORCH_KEY = re.compile(r"^(?P<name>.+)_l(?P<layer>\d+)(?P<rev>_reverse)?$")
 
@@ -60,7 +68,8 @@ class Recurrent(nn.Module):
         impl: the engine that runs the time loop (:mod:`unrolled.engines`): ``"reference"``
             (the autograd loop over the cell), ``"fused"`` (one recurrent GEMM per step and a
             hand-derived backward), ``"native"`` (torch's fused kernel; only for the cells torch
-            has, without options) or ``"auto"`` (the fastest engine that supports the cells).
+            has, without options) or ``"auto"`` (the fastest engine that supports the cells, as
+            measured on CPU: native for torch's LSTM, fused for the other cells it supports).
             Every engine computes the same function.
 
     Shapes (D = 2 if bidirectional else 1, O = the cells' output size):
@@ -218,9 +227,14 @@ class Recurrent(nn.Module):
         """The engine that runs this layer: ``impl`` with ``"auto"`` resolved."""
         if self.impl != "auto":
             return self.impl
-        if native_supports(self.cells):
+        # measured by `unrolled bench speed` on CPU: torch's LSTM kernel beats our fused LSTM, while our
+        # fused Elman and GRU train faster than torch's kernels for them
+        native = native_supports(self.cells)
+        if native and native_mode(self.cells[0]) == "LSTM":
             return "native"
-        return "fused" if all(fused_supports(c) for c in self.cells) else "reference"
+        if all(fused_supports(c) for c in self.cells):
+            return "fused"
+        return "native" if native else "reference"
 
     def _run(self, x: Tensor, hx: Any, lengths: Tensor | None, unbatched: bool) -> tuple[Tensor, Any]:
         """Every layer and direction over time-major ``x`` (T, B, I); ``hx`` as given by the user."""
