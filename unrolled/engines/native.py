@@ -23,6 +23,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from ..cells import GRUCell, LSTMCell, RNNCell
 from ..cells.base import LSTMState
 from ..cells.lstm import resolve_variant
+from .support import has_step_options
 
 _PLAIN_LSTM = resolve_variant(None)
 
@@ -39,9 +40,9 @@ def native_mode(cell: nn.Module) -> str | None:
     """torch's name for the kernel that computes ``cell``'s step exactly, or None."""
     if type(cell) is RNNCell:
         return "RNN_TANH" if cell.nonlinearity == "tanh" else "RNN_RELU"
-    if type(cell) is LSTMCell and cell.flags == _PLAIN_LSTM and _plain(cell):
+    if type(cell) is LSTMCell and cell.flags == _PLAIN_LSTM and not has_step_options(cell):
         return "LSTM"
-    if type(cell) is GRUCell and cell.reset_after and _plain(cell):
+    if type(cell) is GRUCell and cell.reset_after and not has_step_options(cell):
         return "GRU"
     return None
 

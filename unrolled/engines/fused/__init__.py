@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from ...cells import GRUCell, LSTMCell, RNNCell
 from ..reference import step_mask
+from ..support import has_step_options
 from .elman import run_elman
 from .gru import run_gru
 from .lstm import run_lstm
@@ -28,11 +29,7 @@ def fused_supports(cell: nn.Module) -> bool:
     """Whether the fused engine has a hand-derived backward for ``cell`` as configured."""
     if type(cell) not in _RUNNERS:
         return False
-    return not (
-        getattr(cell, "layer_norm", False)
-        or getattr(cell, "recurrent_dropout", 0)
-        or getattr(cell, "zoneout", 0)
-    )
+    return not has_step_options(cell)
 
 
 def run_fused(

@@ -52,3 +52,8 @@ def outer_sum(d_rows: Tensor, inputs: Tensor) -> Tensor:
 def keep(mask: Tensor | None, new: Tensor, old: Tensor) -> Tensor:
     """``new`` on the rows where ``mask`` (B, 1) holds, ``old`` elsewhere; ``new`` if no mask."""
     return new if mask is None else torch.where(mask, new, old)
+
+
+def dsigmoid(s: Tensor) -> Tensor:
+    """The sigmoid's derivative from its value: σ' = σ (1 - σ)."""
+    return s * (1 - s)

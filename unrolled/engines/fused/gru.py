@@ -20,11 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .common import input_grads, input_projection, keep, outer_sum, step_order
-
-
-def _dsigmoid(s: Tensor) -> Tensor:
-    return s * (1 - s)
+from .common import dsigmoid, input_grads, input_projection, keep, outer_sum, step_order
 
 
 class FusedGRU(torch.autograd.Function):
@@ -98,18 +94,18 @@ class FusedGRU(torch.autograd.Function):
             r, z, n = acts[t].view(B, 3, H).unbind(1)
             h_prev = h_in[t]
             dv = d_pre[t].view(B, 3, H)
-            torch.mul(dh * (h_prev - n), _dsigmoid(z), out=dv[:, 1])
+            torch.mul(dh * (h_prev - n), dsigmoid(z), out=dv[:, 1])
             dpn = torch.mul(dh * (1 - z), 1 - n * n, out=dv[:, 2])
             dh_prev = dh * z
             if ctx.reset_after:
-                torch.mul(dpn * aux[t], _dsigmoid(r), out=dv[:, 0])
+                torch.mul(dpn * aux[t], dsigmoid(r), out=dv[:, 0])
                 dq = d_q[t].view(B, 3, H)
                 dq[:, :2] = dv[:, :2]
                 torch.mul(dpn, r, out=dq[:, 2])
                 dh_prev = dh_prev.addmm_(d_q[t], w_hh)
             else:
                 d_rh = dpn @ w_n
-                torch.mul(d_rh * h_prev, _dsigmoid(r), out=dv[:, 0])
+                torch.mul(d_rh * h_prev, dsigmoid(r), out=dv[:, 0])
                 d_q[t] = d_pre[t][:, : 2 * H]
                 dh_prev = dh_prev.addcmul_(d_rh, r).addmm_(d_q[t], w_rz)
             dh_state = keep(step_mask, dh_prev, dh_state)

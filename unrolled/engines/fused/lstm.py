@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from .common import input_grads, input_projection, keep, outer_sum, step_order
+from .common import dsigmoid, input_grads, input_projection, keep, outer_sum, step_order
 
 
 class LSTMSpec(NamedTuple):
@@ -46,10 +46,6 @@ def lstm_spec(cell: Any) -> LSTMSpec:
         cell.input_activation,
         cell.output_activation,
     )
-
-
-def _dsigmoid(s: Tensor) -> Tensor:
-    return s * (1 - s)
 
 
 class FusedLSTM(torch.autograd.Function):
@@ -154,7 +150,7 @@ class FusedLSTM(torch.autograd.Function):
                 do = dm * y
                 if "o" in da_gate:
                     do = do + da_gate["o"]
-                dpo = torch.mul(do, _dsigmoid(go), out=dv[:, col["o"]])
+                dpo = torch.mul(do, dsigmoid(go), out=dv[:, col["o"]])
                 dy = dm * go
             else:
                 dy = dm
@@ -173,7 +169,7 @@ class FusedLSTM(torch.autograd.Function):
                 di = dc * (gg - c_prev) if spec.coupled else dc * gg
                 if "i" in da_gate:
                     di = di + da_gate["i"]
-                dpi = torch.mul(di, _dsigmoid(gi), out=dv[:, col["i"]])
+                dpi = torch.mul(di, dsigmoid(gi), out=dv[:, col["i"]])
                 if spec.coupled:
                     dc_prev = dc * (1 - gi)
             if "f" in col:
@@ -181,7 +177,7 @@ class FusedLSTM(torch.autograd.Function):
                 df = dc * c_prev
                 if "f" in da_gate:
                     df = df + da_gate["f"]
-                dpf = torch.mul(df, _dsigmoid(gf), out=dv[:, col["f"]])
+                dpf = torch.mul(df, dsigmoid(gf), out=dv[:, col["f"]])
                 dc_prev = dc * gf
             if "i" in peep:
                 dc_prev = dc_prev + dpi * peep["i"]
