@@ -11,6 +11,7 @@ zoneout, MUT1-3 (:func:`fused_supports` says no, and ``impl="auto"`` uses the re
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from torch import Tensor, nn
@@ -18,11 +19,28 @@ from torch import Tensor, nn
 from ...cells import GRUCell, LSTMCell, RNNCell
 from ..reference import step_mask
 from ..support import has_step_options
-from .elman import run_elman
-from .gru import run_gru
+from .elman import FusedElman
+from .gru import FusedGRU
 from .lstm import run_lstm
 
-_RUNNERS = {RNNCell: run_elman, LSTMCell: run_lstm, GRUCell: run_gru}
+
+def _tensor_state(function: Any, flag: Callable[[nn.Module], bool]) -> Callable[..., tuple[Tensor, Tensor]]:
+    """The runner of a cell whose state is one tensor and whose parameters are torch's four."""
+
+    def run(
+        cell: nn.Module, x: Tensor, state: Tensor, reverse: bool, mask: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
+        weights = (cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)
+        return function.apply(flag(cell), reverse, mask, x, state, *weights)
+
+    return run
+
+
+_RUNNERS = {
+    RNNCell: _tensor_state(FusedElman, lambda cell: cell.nonlinearity == "relu"),
+    LSTMCell: run_lstm,
+    GRUCell: _tensor_state(FusedGRU, lambda cell: cell.reset_after),
+}
 
 
 def fused_supports(cell: nn.Module) -> bool:

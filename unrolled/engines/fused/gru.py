@@ -124,17 +124,3 @@ class FusedGRU(torch.autograd.Function):
             if b_hh is not None:
                 db_hh = torch.cat([d_q.sum((0, 1)), d_n.sum((0, 1))])
         return None, None, None, dx, dh_state, dw_ih, dw_hh, db_ih, db_hh
-
-
-def run_gru(cell: Any, x: Tensor, state: Tensor, reverse: bool, mask: Tensor | None) -> tuple[Tensor, Tensor]:
-    return FusedGRU.apply(
-        cell.reset_after,
-        reverse,
-        mask,
-        x,
-        state,
-        cell.weight_ih,
-        cell.weight_hh,
-        cell.bias_ih,
-        cell.bias_hh,
-    )
