@@ -30,3 +30,25 @@ def tiny_text_file(tmp_path):
 def impl(request) -> str:
     """Every engine that runs the cells torch.nn has: each is checked against torch.nn."""
     return request.param
+
+
+class DoublerCell(torch.nn.Module):
+    """A custom cell, h_t = tanh(x_t W^T + 2 h_{t-1}): only the reference engine knows it."""
+
+    def __init__(self, input_size: int, hidden_size: int = 6) -> None:
+        super().__init__()
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.weight = torch.nn.Parameter(torch.randn(hidden_size, input_size))
+
+    def forward(self, x, h):
+        h = torch.tanh(x @ self.weight.t() + 2 * h)
+        return h, h
+
+    def init_state(self, batch, *, device=None, dtype=None):
+        return self.weight.new_zeros(batch, self.hidden_size, device=device, dtype=dtype)
+
+
+@pytest.fixture
+def custom_cell() -> type[DoublerCell]:
+    """A cell class that no fast engine supports."""
+    return DoublerCell

@@ -6,6 +6,7 @@ import functools
 
 import pytest
 import torch
+from conftest import DoublerCell
 
 import unrolled
 
@@ -20,15 +21,16 @@ I, H = 5, 6
         (lambda **kw: unrolled.LSTM(I, H, proj_size=3, **kw), "native", True),
         (lambda **kw: unrolled.GRU(I, H, **kw), "fused", True),
         (lambda **kw: unrolled.LSTM(I, H, variant="CIFG", **kw), "fused", False),
-        (lambda **kw: unrolled.LSTM(I, H, layer_norm=True, **kw), "reference", False),
-        (lambda **kw: unrolled.LSTM(I, H, zoneout=0.1, **kw), "reference", False),
+        (lambda **kw: unrolled.LSTM(I, H, layer_norm=True, **kw), "fused", False),
+        (lambda **kw: unrolled.LSTM(I, H, zoneout=0.1, **kw), "fused", False),
         (lambda **kw: unrolled.GRU(I, H, reset_after=False, **kw), "fused", False),
-        (lambda **kw: unrolled.GRU(I, H, recurrent_dropout=0.1, **kw), "reference", False),
+        (lambda **kw: unrolled.GRU(I, H, recurrent_dropout=0.1, **kw), "fused", False),
         (
             lambda **kw: unrolled.Recurrent(functools.partial(unrolled.MUTCell, hidden_size=H), I, **kw),
-            "reference",
+            "fused",
             False,
         ),
+        (lambda **kw: unrolled.Recurrent(DoublerCell, I, **kw), "reference", False),
     ],
 )
 def test_auto_picks_the_fastest_engine_that_runs_the_cells(make, expected, native) -> None:

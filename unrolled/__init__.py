@@ -3,13 +3,24 @@
 Public API (everything else is an implementation detail):
 
 - cells: :class:`RNNCell`, :class:`LSTMCell` (and Greff et al.'s variants), :class:`GRUCell`,
-  :class:`MUTCell` (MUT1-3), :class:`LSTMState`, :class:`LSTMGateState`
+  :class:`MUTCell` (MUT1-3), :class:`MinGRUCell` and :class:`MinLSTMCell` (Feng et al. 2024, run
+  as a parallel scan), :class:`LSTMState`, :class:`LSTMGateState`
 - :func:`init_recurrent_`: uniform / xavier / orthogonal initialisation, per gate block
 - layers: :class:`Recurrent` (any cell -> multi-layer, bidirectional layer),
   :class:`RNN`, :class:`LSTM`, :class:`GRU` (drop-in for torch.nn's)
 """
 
-from .cells import Cell, GRUCell, LSTMCell, LSTMGateState, LSTMState, MUTCell, RNNCell
+from .cells import (
+    Cell,
+    GRUCell,
+    LSTMCell,
+    LSTMGateState,
+    LSTMState,
+    MinGRUCell,
+    MinLSTMCell,
+    MUTCell,
+    RNNCell,
+)
 from .cells.init import init_recurrent_
 from .layers import GRU, LSTM, RNN, Recurrent
 
@@ -25,6 +36,8 @@ __all__ = [
     "LSTMGateState",
     "LSTMState",
     "MUTCell",
+    "MinGRUCell",
+    "MinLSTMCell",
     "RNNCell",
     "Recurrent",
     "__version__",

@@ -373,6 +373,11 @@ def _cmd_bench_speed(args: argparse.Namespace) -> int:
         on_size=save,
     )
     print(speed.format_table(results))
+    if not args.only or any(s in "mingru/scan-vs-loop" for s in args.only):
+        scan = speed.scan_vs_loop(**(speed.SCAN_SMOKE if args.smoke else {}), repeats=args.repeats)
+        if args.json is not None:
+            atomic_write_json(Path(args.json), speed.to_json(results, meta, scan))
+        print("\n" + speed.format_scan(scan))
     return 0
 
 
@@ -423,7 +428,8 @@ def build_parser() -> argparse.ArgumentParser:
             "Time forward+backward, inference and step-by-step generation of torch.nn.LSTM/GRU and of "
             "every unrolled cell under every engine that runs it, interleaved in one process (median of "
             "--repeats rounds), at (B,T,I,H) = (32,100,256,256), (64,100,512,512), (1,200,128,128); print "
-            "each ratio to torch.nn.LSTM and the activation memory at T=1000. Slow: --only narrows it."
+            "each ratio to torch.nn.LSTM and the activation memory at T=1000; then minGRU's parallel scan "
+            "against its step-by-step loop at (B,T,I,H) = (8,4096,128,128). Slow: --only narrows it."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

@@ -13,6 +13,9 @@ torch.nn.LSTM of the same size. ``activation_bytes`` is the memory a training st
 backward at T = ``memory_steps`` and B = min(B, ``MEMORY_BATCH``) (the bytes of every tensor
 saved by autograd, counted through ``torch.autograd.graph.saved_tensors_hooks``), which shows
 whether memory grows linearly in T.
+
+:func:`scan_vs_loop` adds one long-sequence comparison (T = 4096): minGRU's parallel scan
+against its own step-by-step loop, the case the scan exists for (key ``scan_vs_loop`` of the JSON).
 """
 
 from __future__ import annotations
@@ -27,12 +30,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..cells import GRUCell, LSTMCell, MUTCell, RNNCell
+from ..cells import GRUCell, LSTMCell, MinGRUCell, MinLSTMCell, MUTCell, RNNCell
 from ..cells.lstm import VARIANTS
 from ..layers import Recurrent
 
 FULL_SIZES = ((32, 100, 256, 256), (64, 100, 512, 512), (1, 200, 128, 128))
 SMOKE_SIZES = ((2, 5, 8, 8),)
+SCAN_SMOKE = {"T": 16, "B": 2, "I": 8, "H": 8}  # scan_vs_loop's arguments under --smoke
 
 # name -> cell factory taking (input_size, hidden_size)
 CELLS: dict[str, Callable[[int, int], nn.Module]] = {
@@ -48,6 +52,8 @@ CELLS: dict[str, Callable[[int, int], nn.Module]] = {
     "lstm-layer-norm": lambda i, h: LSTMCell(i, h, layer_norm=True),
     "gru-layer-norm": lambda i, h: GRUCell(i, h, layer_norm=True),
     **{f"mut{a}": functools.partial(lambda i, h, a: MUTCell(i, h, arch=a), a=a) for a in (1, 2, 3)},
+    "mingru": lambda i, h: MinGRUCell(i, h),  # fused = the parallel scan
+    "minlstm": lambda i, h: MinLSTMCell(i, h),
 }
 ENGINES = ("reference", "fused", "native")
 MEMORY_BATCH = 4
@@ -167,8 +173,53 @@ def run_speed(
     return results
 
 
-def to_json(results: list[Result], meta: dict[str, Any]) -> dict[str, Any]:
-    return {"meta": meta, "results": [asdict(r) for r in results]}
+def scan_vs_loop(T: int = 4096, B: int = 8, I: int = 128, H: int = 128, repeats: int = 5) -> dict[str, Any]:
+    """minGRU over a long sequence: its parallel scan (``impl="fused"``) against its step-by-step
+    loop (``impl="reference"``), for ``train`` (forward + backward) and ``infer``, timed in
+    interleaved rounds as :func:`run_speed` does; medians in ms and the loop/scan speedups."""
+    torch.manual_seed(0)
+    loop = Recurrent(lambda i: MinGRUCell(i, H), I, impl="reference")
+    scan = Recurrent(lambda i: MinGRUCell(i, H), I, impl="fused")
+    scan.load_state_dict(loop.state_dict())
+    layers = {"scan": scan, "loop": loop}
+    x = torch.randn(T, B, I)
+    for layer in layers.values():  # warm-up on a short prefix: the loop at full T takes seconds
+        _train(layer, x[:64])
+        _infer(layer, x[:64])
+    times: dict[str, list[float]] = {f"{n}_{k}": [] for n in layers for k in ("train", "infer")}
+    for _ in range(repeats):
+        for name, layer in layers.items():
+            layer.zero_grad(set_to_none=True)
+            times[f"{name}_train"].append(_time(_train, layer, x))
+            times[f"{name}_infer"].append(_time(_infer, layer, x))
+    ms = {f"{k}_ms": statistics.median(v) * 1e3 for k, v in times.items()}
+    return {
+        "cell": "mingru",
+        "size": [B, T, I, H],
+        **ms,
+        "train_speedup": ms["loop_train_ms"] / ms["scan_train_ms"],
+        "infer_speedup": ms["loop_infer_ms"] / ms["scan_infer_ms"],
+    }
+
+
+def format_scan(scan: dict[str, Any]) -> str:
+    """One line per mode of a :func:`scan_vs_loop` result."""
+    lines = [f"minGRU parallel scan vs step-by-step loop, (B, T, I, H) = {tuple(scan['size'])}"]
+    for mode in ("train", "infer"):
+        lines.append(
+            f"  {mode:5s} scan {scan[f'scan_{mode}_ms']:9.1f} ms   loop {scan[f'loop_{mode}_ms']:9.1f} ms   "
+            f"speedup {scan[f'{mode}_speedup']:5.1f}x"
+        )
+    return "\n".join(lines)
+
+
+def to_json(
+    results: list[Result], meta: dict[str, Any], scan: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    report = {"meta": meta, "results": [asdict(r) for r in results]}
+    if scan is not None:
+        report["scan_vs_loop"] = scan  # from scan_vs_loop()
+    return report
 
 
 def format_table(results: list[Result]) -> str:

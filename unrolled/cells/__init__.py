@@ -4,6 +4,17 @@ from .base import Cell, LSTMGateState, LSTMState
 from .elman import RNNCell
 from .gru import GRUCell
 from .lstm import LSTMCell
+from .minimal import MinGRUCell, MinLSTMCell
 from .mut import MUTCell
 
-__all__ = ["Cell", "GRUCell", "LSTMCell", "LSTMGateState", "LSTMState", "MUTCell", "RNNCell"]
+__all__ = [
+    "Cell",
+    "GRUCell",
+    "LSTMCell",
+    "LSTMGateState",
+    "LSTMState",
+    "MUTCell",
+    "MinGRUCell",
+    "MinLSTMCell",
+    "RNNCell",
+]

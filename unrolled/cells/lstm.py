@@ -231,6 +231,9 @@ class LSTMCell(RecurrentRegularizersMixin, nn.Module):
             self.ln_hh_weight = nn.Parameter(torch.empty(G, **kw))
             self.ln_c_weight = nn.Parameter(torch.empty(hidden_size, **kw))
             self.ln_c_bias = nn.Parameter(torch.empty(hidden_size, **kw))
+        else:
+            for name in ("ln_ih_weight", "ln_hh_weight", "ln_c_weight", "ln_c_bias"):
+                self.register_parameter(name, None)
         uniform_init_(self, hidden_size)
         if layer_norm:
             with torch.no_grad():

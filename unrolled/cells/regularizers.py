@@ -41,21 +41,30 @@ class RecurrentRegularizersMixin:
         """Forget the previous sequence's recurrent-dropout mask (a new one is drawn on use)."""
         self._recurrent_mask = None
 
-    def _recurrent_input(self, h: Tensor) -> Tensor:
-        """``h`` as it enters the recurrent product: masked with the sequence's mask in training."""
+    def recurrent_mask(self, h: Tensor) -> Tensor | None:
+        """The sequence's recurrent-dropout mask for ``h`` (scaled by 1 / (1 - p)), drawn on first
+        use; None outside training or with p = 0. The fused engine draws it here as the cell does."""
         p = self.recurrent_dropout
         if not (self.training and p > 0):
-            return h
+            return None
         if self._recurrent_mask is None or self._recurrent_mask.shape != h.shape:
             keep = torch.full_like(h, 1 - p)
             self._recurrent_mask = torch.bernoulli(keep) / (1 - p)
-        return h * self._recurrent_mask
+        return self._recurrent_mask
+
+    def _recurrent_input(self, h: Tensor) -> Tensor:
+        """``h`` as it enters the recurrent product: masked with the sequence's mask in training."""
+        mask = self.recurrent_mask(h)
+        return h if mask is None else h * mask
+
+    def zoneout_keep(self, new: Tensor, p: float) -> Tensor | float:
+        """Which units of ``new`` keep their previous value: a Bernoulli(p) mask drawn now in
+        training, the expectation ``p`` in evaluation."""
+        return torch.bernoulli(torch.full_like(new, p)) if self.training else p
 
     def _zone(self, previous: Tensor, new: Tensor, p: float) -> Tensor:
         """Zoneout: keep each unit's previous value with probability ``p``."""
         if p == 0:
             return new
-        if self.training:
-            keep = torch.bernoulli(torch.full_like(new, p))
-            return keep * previous + (1 - keep) * new
-        return p * previous + (1 - p) * new
+        keep = self.zoneout_keep(new, p)
+        return keep * previous + (1 - keep) * new

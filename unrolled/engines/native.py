@@ -23,13 +23,13 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from ..cells import GRUCell, LSTMCell, RNNCell
 from ..cells.base import LSTMState
 from ..cells.lstm import resolve_variant
-from .support import has_step_options
 
 _PLAIN_LSTM = resolve_variant(None)
 
 
-def _plain(cell: nn.Module) -> bool:
-    return not (
+def has_step_options(cell: nn.Module) -> bool:
+    """Whether ``cell`` uses an option torch's kernels lack: layer norm, recurrent dropout or zoneout."""
+    return bool(
         getattr(cell, "layer_norm", False)
         or getattr(cell, "recurrent_dropout", 0)
         or getattr(cell, "zoneout", 0)

@@ -67,9 +67,10 @@ class Recurrent(nn.Module):
         batch_first: input and output are (B, T, features) instead of (T, B, features).
         impl: the engine that runs the time loop (:mod:`unrolled.engines`): ``"reference"``
             (the autograd loop over the cell), ``"fused"`` (one recurrent GEMM per step and a
-            hand-derived backward), ``"native"`` (torch's fused kernel; only for the cells torch
-            has, without options) or ``"auto"`` (the fastest engine that supports the cells, as
-            measured on CPU: native for torch's LSTM, fused for the other cells it supports).
+            hand-derived backward; for minGRU/minLSTM a parallel scan over time), ``"native"``
+            (torch's fused kernel; only for the cells torch has, without options) or ``"auto"``
+            (the fastest engine that supports the cells, as measured on CPU: native for torch's
+            LSTM, fused for the other cells it supports).
             Every engine computes the same function.
 
     Shapes (D = 2 if bidirectional else 1, O = the cells' output size):
@@ -140,8 +141,8 @@ class Recurrent(nn.Module):
             )
         if impl == "fused" and not all(fused_supports(c) for c in self.cells):
             raise ValueError(
-                f"impl='fused' does not support {self.cells[0]!r} yet (layer norm, recurrent dropout, "
-                "zoneout and MUT run on the reference engine): use impl='auto' or 'reference'"
+                f"impl='fused' does not support {self.cells[0]!r} (it runs the cells of this package, "
+                "not custom cells): use impl='auto' or 'reference'"
             )
         self.impl = impl
         self._engine = impl if impl != "auto" else self._fastest_engine()
@@ -230,7 +231,8 @@ class Recurrent(nn.Module):
 
     def _fastest_engine(self) -> str:
         # measured by `unrolled bench speed` on CPU: torch's LSTM kernel beats our fused LSTM, while our
-        # fused Elman and GRU train faster than torch's kernels for them
+        # fused Elman and GRU train faster than torch's kernels for them; every other cell of this
+        # package runs fused, custom cells on the reference loop
         native = native_supports(self.cells)
         if native and native_mode(self.cells[0]) == "LSTM":
             return "native"

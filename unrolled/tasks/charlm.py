@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..cells import GRUCell, LSTMCell, MUTCell, RNNCell
+from ..cells import GRUCell, LSTMCell, MinGRUCell, MinLSTMCell, MUTCell, RNNCell
 from ..cells.init import SCHEMES, init_recurrent_
 from ..cells.lstm import resolve_variant
 from ..data import BPTTChunks, CharVocab, load_shakespeare, num_chunks, read_text, stream_rows
@@ -36,6 +36,8 @@ CELLS: dict[str, Callable[..., nn.Module]] = {
     "mut1": functools.partial(MUTCell, arch=1),
     "mut2": functools.partial(MUTCell, arch=2),
     "mut3": functools.partial(MUTCell, arch=3),
+    "mingru": MinGRUCell,  # Feng et al. 2024: no recurrent weight, trained with a parallel scan
+    "minlstm": MinLSTMCell,
 }
 TASK = "charlm"
 FORMAT_VERSION = 1
@@ -45,7 +47,7 @@ FORMAT_VERSION = 1
 class ModelConfig:
     """The network: embedding -> recurrent layers -> linear to the vocabulary."""
 
-    cell: str = "gru"  # rnn|lstm|gru|mut1-3; GRU: 3 gates, not 4: ~1.3x the chars/s of our LSTM here
+    cell: str = "gru"  # a key of CELLS; GRU: 3 gates, not 4: ~1.3x the chars/s of our LSTM here
     hidden: int = 256  # units per layer; 2x256 is the CPU sweet spot for 10-minute runs
     layers: int = 2  # stacked recurrent layers
     embedding_dim: int = 64  # learned character embedding (0 = one-hot, as in the lecture)
@@ -63,6 +65,11 @@ class ModelConfig:
             raise ValueError(f"unknown --cell {self.cell!r}: expected one of {', '.join(CELLS)}")
         if self.init not in SCHEMES:
             raise ValueError(f"unknown --init {self.init!r}: expected one of {', '.join(SCHEMES)}")
+        if self.init != "uniform" and self.cell in ("mingru", "minlstm"):
+            raise ValueError(
+                f"--init {self.init} sets the recurrent weight blocks; --cell {self.cell} has no recurrent "
+                "weight: use --init uniform"
+            )
         for name in ("layer_norm", "recurrent_dropout", "zoneout"):
             if getattr(self, name) and self.cell not in ("lstm", "gru"):
                 flag = "--" + name.replace("_", "-")

@@ -4,50 +4,40 @@ in-place gate math per step, and an explicit, hand-derived BPTT backward (a
 See :mod:`.common` for the scheme and each family's module for its equations.
 
 Supported: the Elman cell (tanh, relu), the LSTM family (torch's cell, projections, every Greff
-et al. variant including FGR) and both GRU forms, each with or without bias, in either
-direction and with variable lengths. Not yet: layer normalisation, recurrent dropout and
-zoneout, MUT1-3 (:func:`fused_supports` says no, and ``impl="auto"`` uses the reference loop).
+et al. variant including FGR), both GRU forms and MUT1-3 (any input size), each with or without
+bias, in either direction and with variable lengths; the LSTM and GRU families also with layer
+normalisation, recurrent dropout and zoneout (drawing the same masks as the reference loop).
+minGRU and minLSTM, whose step is linear in the state, run as a parallel scan instead
+(:mod:`unrolled.engines.scan`: one input GEMM, a log-space scan along time, autograd's backward).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from torch import Tensor, nn
 
-from ...cells import GRUCell, LSTMCell, RNNCell
+from ...cells import GRUCell, LSTMCell, MinGRUCell, MinLSTMCell, MUTCell, RNNCell
 from ..reference import step_mask
-from ..support import has_step_options
-from .elman import FusedElman
-from .gru import FusedGRU
+from ..scan import run_scan
+from .elman import run_elman
+from .gru import run_gru
 from .lstm import run_lstm
-
-
-def _tensor_state(function: Any, flag: Callable[[nn.Module], bool]) -> Callable[..., tuple[Tensor, Tensor]]:
-    """The runner of a cell whose state is one tensor and whose parameters are torch's four."""
-
-    def run(
-        cell: nn.Module, x: Tensor, state: Tensor, reverse: bool, mask: Tensor | None
-    ) -> tuple[Tensor, Tensor]:
-        weights = (cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)
-        return function.apply(flag(cell), reverse, mask, x, state, *weights)
-
-    return run
-
+from .mut import run_mut
 
 _RUNNERS = {
-    RNNCell: _tensor_state(FusedElman, lambda cell: cell.nonlinearity == "relu"),
+    RNNCell: run_elman,
     LSTMCell: run_lstm,
-    GRUCell: _tensor_state(FusedGRU, lambda cell: cell.reset_after),
+    GRUCell: run_gru,
+    MUTCell: run_mut,
+    MinGRUCell: run_scan,
+    MinLSTMCell: run_scan,
 }
 
 
 def fused_supports(cell: nn.Module) -> bool:
     """Whether the fused engine has a hand-derived backward for ``cell`` as configured."""
-    if type(cell) not in _RUNNERS:
-        return False
-    return not has_step_options(cell)
+    return type(cell) in _RUNNERS
 
 
 def run_fused(

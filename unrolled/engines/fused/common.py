@@ -11,12 +11,72 @@ A fused recurrence splits a layer's work the way the lectures derive BPTT:
 Everything is stored by time index t, whichever direction the steps run in, so the final GEMMs
 line the saved rows up with ``x``. A mask (variable lengths) keeps a row's state and zeroes its
 output past the row's end; in backward such a row passes its state gradient straight through.
+
+The cells' step options enter the same scheme:
+
+- layer norm on the input products is applied to P outside the recurrence (one op over all
+  steps, differentiated by autograd); on the recurrent products it is computed per step, with
+  its backward (:func:`norm_grad`) per step and the gains' gradients one reduction at the end;
+- recurrent dropout multiplies the ``h_{t-1}`` that enters the recurrent GEMM by the sequence's
+  mask (and ``dh_{t-1}`` through that GEMM by the same mask);
+- zoneout's keep masks are drawn before the loop, in the order the cell draws them, so that a
+  fused layer and the reference loop see the same masks from the same random state.
 """
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 import torch
 from torch import Tensor
+
+LN_EPS = 1e-5  # torch.nn.functional.layer_norm's default, which the cells use
+
+
+class StepNoise(NamedTuple):
+    """A sequence's regularisation masks: recurrent dropout's (B, R) mask (already scaled by
+    1 / (1 - p)) and zoneout's keep masks (T, B, width), one per zoned state part; None if off."""
+
+    dropout: Tensor | None
+    zoneout: tuple[Tensor, ...] | None
+
+
+def draw_noise(cell: Any, x: Tensor, h0: Tensor, reverse: bool, widths: tuple[int, ...]) -> StepNoise:
+    """Draw what the cell would draw running over ``x`` from ``h0``: first the recurrent-dropout
+    mask (at the first step), then at each step, in the order the steps run, one zoneout mask
+    per state part of the given widths. In evaluation zoneout is its expectation p."""
+    start = getattr(cell, "start_sequence", None)
+    if start is not None:
+        start(x.size(1), device=x.device, dtype=x.dtype)
+    dropout = cell.recurrent_mask(h0) if getattr(cell, "recurrent_dropout", 0) else None
+    p = getattr(cell, "zoneout", 0)
+    if not p:
+        return StepNoise(dropout, None)
+    T, B = x.shape[:2]
+    if not cell.training:
+        return StepNoise(dropout, tuple(x.new_full((1, 1, 1), p).expand(T, B, w) for w in widths))
+    keeps = tuple(x.new_empty(T, B, w) for w in widths)
+    for t in step_order(T, reverse):
+        for k in keeps:
+            k[t] = cell.zoneout_keep(k[t], p)
+    return StepNoise(dropout, keeps)
+
+
+def norm(v: Tensor, gain: Tensor, bias: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """Layer norm over the last dimension: ``(v̂ gain + bias, mean, rstd)``, mean and rstd (B, 1)."""
+    return torch.native_layer_norm(v, (v.size(-1),), gain, bias, LN_EPS)
+
+
+def norm_grad(d_out: Tensor, v: Tensor, mean: Tensor, rstd: Tensor, gain: Tensor) -> Tensor:
+    """The gradient of :func:`norm`'s output with respect to its input ``v``."""
+    return torch.ops.aten.native_layer_norm_backward(
+        d_out, v, (v.size(-1),), mean, rstd, gain, None, [True, False, False]
+    )[0]
+
+
+def norm_gain_grad(d_out: Tensor, v: Tensor, mean: Tensor, rstd: Tensor) -> Tensor:
+    """``sum over steps and rows of d_out * v̂``: a gain's gradient, (T, B, N) -> (N,)."""
+    return (d_out * (v - mean) * rstd).sum((0, 1))
 
 
 def step_order(steps: int, reverse: bool) -> range:
@@ -24,8 +84,11 @@ def step_order(steps: int, reverse: bool) -> range:
     return range(steps - 1, -1, -1) if reverse else range(steps)
 
 
-def input_projection(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-    """``x W^T + b`` for all steps at once: (T, B, I) -> (T, B, rows)."""
+def input_projection(x: Tensor, weight: Tensor | None, bias: Tensor | None) -> Tensor:
+    """``x W^T + b`` for all steps at once: (T, B, I) -> (T, B, rows); a copy of ``x`` when
+    ``weight`` is None (the input was projected outside, e.g. to layer-normalise it)."""
+    if weight is None:
+        return x.clone(memory_format=torch.contiguous_format)
     T, B, I = x.shape
     flat = x.reshape(T * B, I)
     out = flat @ weight.t() if bias is None else torch.addmm(bias, flat, weight.t())
@@ -33,9 +96,11 @@ def input_projection(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
 
 
 def input_grads(
-    d_pre: Tensor, x: Tensor, weight: Tensor, need_x: bool, need_w: bool, need_b: bool
+    d_pre: Tensor, x: Tensor, weight: Tensor | None, need_x: bool, need_w: bool, need_b: bool
 ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
     """Gradients of :func:`input_projection` from ``d_pre`` (T, B, rows), one GEMM each."""
+    if weight is None:
+        return (d_pre if need_x else None), None, None
     T, B, I = x.shape
     flat = d_pre.reshape(T * B, -1)
     dx = (flat @ weight).view(T, B, I) if need_x else None

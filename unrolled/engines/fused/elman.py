@@ -66,3 +66,12 @@ class FusedElman(torch.autograd.Function):
         dx, dw_ih, db = input_grads(d_pre, x, w_ih, need[3], need[5], b_ih is not None)
         dw_hh = outer_sum(d_pre, h_in) if need[6] else None
         return None, None, None, dx, dh_state, dw_ih, dw_hh, db, db
+
+
+def run_elman(
+    cell: Any, x: Tensor, state: Tensor, reverse: bool, mask: Tensor | None
+) -> tuple[Tensor, Tensor]:
+    relu = cell.nonlinearity == "relu"
+    return FusedElman.apply(
+        relu, reverse, mask, x, state, cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh
+    )

@@ -14,6 +14,13 @@ and backward, from dh_t (output and future) and dc_t (future):
     dm = dh W_hr (or dh);  dA_o = dm y σ'(o) (+ da_o σ');  dc = dc_t + dm o y' + dA_o p_o
     dA_g = dc i g';  dA_i = dc (g - c_{t-1} if coupled else g) σ';  dA_f = dc c_{t-1} σ'
     dc_{t-1} = dc f + dA_i p_i + dA_f p_f;  dh_{t-1} = dA W_hh;  da_{t-1} = dA_sig R
+
+The cell's step options (see :mod:`.common`): with layer norm, ``A_t = LN(P_t) + LN(h_{t-1} W_hh^T)
++ b`` (the first term computed outside, over all steps) and ``y = tanh(LN(c_t))``, so that ``dA``
+passes through the recurrent LN's backward before ``W_hh`` and ``dy y'`` through the cell LN's
+before it reaches dc; recurrent dropout masks the ``h_{t-1}`` of the GEMM; zoneout carries
+``h_t = h_new + k_h (h_{t-1} - h_new)`` (and c likewise), so ``dh_new = dh (1 - k_h)`` and
+``dh_{t-1}`` gains ``dh k_h``.
 """
 
 from __future__ import annotations
@@ -21,9 +28,22 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-from .common import dsigmoid, input_grads, input_projection, keep, outer_sum, step_order
+from .common import (
+    StepNoise,
+    draw_noise,
+    dsigmoid,
+    input_grads,
+    input_projection,
+    keep,
+    norm,
+    norm_gain_grad,
+    norm_grad,
+    outer_sum,
+    step_order,
+)
 
 
 class LSTMSpec(NamedTuple):
@@ -55,17 +75,21 @@ class FusedLSTM(torch.autograd.Function):
         spec: LSTMSpec,
         reverse: bool,
         mask: Tensor | None,
+        noise: StepNoise,
         x: Tensor,
         h0: Tensor,
         c0: Tensor,
         a0: Tensor,
-        w_ih: Tensor,
+        w_ih: Tensor | None,
         w_hh: Tensor,
         b_ih: Tensor | None,
         b_hh: Tensor | None,
         w_peep: Tensor | None,
         w_hr: Tensor | None,
         w_gate: Tensor | None,
+        ln_hh: Tensor | None,
+        ln_c_w: Tensor | None,
+        ln_c_b: Tensor | None,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         T, B, _ = x.shape
         G, H = len(spec.gates), c0.size(1)
@@ -78,11 +102,20 @@ class FusedLSTM(torch.autograd.Function):
         m_all = x.new_empty(T, B, H) if w_hr is not None else None
         a_in = x.new_empty(T, B, a0.size(1)) if w_gate is not None else None
         out = x.new_empty(T, B, R)
+        q_raw = x.new_empty(T, B, G * H) if ln_hh is not None else None  # h W_hh^T before its LN
+        c_norm = x.new_empty(T, B, H) if ln_c_w is not None else None  # LN(c_t)
+        stats = x.new_empty(4, T, B, 1)  # mean and rstd of the recurrent LN, then of the cell LN
+        drop, zone = noise
         w_hh_t = w_hh.t()
         h, c, a = h0, c0, a0
         for t in step_order(T, reverse):
-            h_in[t], c_in[t] = h, c
-            pre = acts[t].addmm_(h, w_hh_t)  # (B, G*H): the step's one recurrent GEMM
+            c_in[t] = c
+            h_in[t] = h if drop is None else h * drop
+            if q_raw is None:
+                pre = acts[t].addmm_(h_in[t], w_hh_t)  # (B, G*H): the step's one recurrent GEMM
+            else:
+                q, stats[0, t], stats[1, t] = norm(torch.mm(h_in[t], w_hh_t, out=q_raw[t]), ln_hh)
+                pre = acts[t].add_(q)
             v = pre.view(B, G, H)
             if a_in is not None:
                 a_in[t] = a
@@ -100,21 +133,31 @@ class FusedLSTM(torch.autograd.Function):
             else:
                 c_new = c + ig
             go = _gate(v, col, "o", peep, c_new)
-            y = torch.tanh(c_new) if spec.output_activation else c_new
+            if c_norm is None:
+                y = c_new
+            else:
+                y, stats[2, t], stats[3, t] = norm(c_new, ln_c_w, ln_c_b)
+                c_norm[t] = y
+            if spec.output_activation:
+                y = torch.tanh(y)
             m = y if go is None else go * y
             h_new = m if w_hr is None else m @ w_hr.t()
             if m_all is not None:
                 m_all[t] = m
             c_out[t] = c_new
+            if zone is not None:  # zoneout: each unit keeps its previous value where its mask is 1
+                h_new = torch.addcmul(h_new, zone[0][t], h - h_new)
+                c_new = torch.addcmul(c_new, zone[1][t], c - c_new)
             step_mask = None if mask is None else mask[t]
             out[t] = h_new if step_mask is None else h_new.masked_fill(~step_mask, 0.0)
             h, c = keep(step_mask, h_new, h), keep(step_mask, c_new, c)
             if a_in is not None:
                 a = keep(step_mask, v[:, sig_cols].reshape(B, -1), a)
-        ctx.spec, ctx.reverse = spec, reverse
+        ctx.spec, ctx.reverse, ctx.noise = spec, reverse, noise
         ctx.save_for_backward(
             mask, x, h_in, c_in, c_out, acts, m_all, a_in, w_ih, w_hh, b_ih, w_peep, w_hr, w_gate
         )
+        ctx.layer_norm = (q_raw, c_norm, stats, ln_hh, ln_c_w)
         return out, h, c, a
 
     @staticmethod
@@ -128,7 +171,11 @@ class FusedLSTM(torch.autograd.Function):
         col = {name: j for j, name in enumerate(spec.gates)}
         sig_cols = [col[s] for s in spec.sigmoid]
         peep = dict(zip(spec.sigmoid, w_peep, strict=True)) if spec.peephole else {}
+        q_raw, c_norm, stats, ln_hh, ln_c_w = ctx.layer_norm
+        drop, zone = ctx.noise
         d_pre = torch.empty_like(acts)
+        d_q = torch.empty_like(acts) if q_raw is not None else d_pre  # d(h W_hh^T) before its LN
+        d_cn = torch.empty_like(c_out) if c_norm is not None else None  # d LN(c_t)
         dh_all = torch.empty_like(d_out) if w_hr is not None else None
         dh_state, dc_state, da_state = d_h, d_c, d_a
         for t in step_order(T, not ctx.reverse):
@@ -138,13 +185,18 @@ class FusedLSTM(torch.autograd.Function):
             if step_mask is not None:  # rows past their end: no gradient through this step
                 dh, dc = dh * step_mask, dc * step_mask
                 da = None if da is None else da * step_mask
+            if zone is not None:  # the part of dh, dc that reaches the kept previous units
+                dh_kept, dc_kept = dh * zone[0][t], dc * zone[1][t]
+                dh, dc = dh - dh_kept, dc - dc_kept
             if dh_all is not None:
                 dh_all[t] = dh
             dm = dh if w_hr is None else dh @ w_hr
             v, dv = acts[t].view(B, G, H), d_pre[t].view(B, G, H)
             da_gate = {} if da is None else dict(zip(spec.sigmoid, da.view(B, -1, H).unbind(1), strict=True))
             c_new, c_prev = c_out[t], c_in[t]
-            y = torch.tanh(c_new) if spec.output_activation else c_new
+            y = c_new if c_norm is None else c_norm[t]
+            if spec.output_activation:
+                y = torch.tanh(y)
             if "o" in col:
                 go = v[:, col["o"]]
                 do = dm * y
@@ -154,7 +206,11 @@ class FusedLSTM(torch.autograd.Function):
                 dy = dm * go
             else:
                 dy = dm
-            dc = dc + (dy * (1 - y * y) if spec.output_activation else dy)
+            dy = dy * (1 - y * y) if spec.output_activation else dy
+            if d_cn is not None:
+                d_cn[t] = dy
+                dy = norm_grad(dy, c_new, stats[2, t], stats[3, t], ln_c_w)
+            dc = dc + dy
             if "o" in peep:
                 dc = dc + dpo * peep["o"]
             gg = v[:, col["g"]]
@@ -183,14 +239,27 @@ class FusedLSTM(torch.autograd.Function):
                 dc_prev = dc_prev + dpi * peep["i"]
             if "f" in peep:
                 dc_prev = dc_prev + dpf * peep["f"]
-            dh_prev = d_pre[t] @ w_hh
+            if q_raw is not None:
+                d_q[t] = norm_grad(d_pre[t], q_raw[t], stats[0, t], stats[1, t], ln_hh)
+            dh_prev = d_q[t] @ w_hh
+            if drop is not None:
+                dh_prev *= drop
+            if zone is not None:
+                dh_prev += dh_kept
+                dc_prev = dc_prev + dc_kept
             dh_state, dc_state = keep(step_mask, dh_prev, dh_state), keep(step_mask, dc_prev, dc_state)
             if w_gate is not None:
                 da_prev = dv[:, sig_cols].reshape(B, -1) @ w_gate
                 da_state = keep(step_mask, da_prev, da_state)
         need = ctx.needs_input_grad
-        dx, dw_ih, db = input_grads(d_pre, x, w_ih, need[3], need[7], b_ih is not None)
-        dw_hh = outer_sum(d_pre, h_in) if need[8] else None
+        dx, dw_ih, db = input_grads(d_pre, x, w_ih, need[4], need[8], b_ih is not None)
+        dw_hh = outer_sum(d_q, h_in) if need[9] else None
+        d_ln_hh = d_ln_c_w = d_ln_c_b = None
+        if q_raw is not None:
+            d_ln_hh = norm_gain_grad(d_pre, q_raw, stats[0], stats[1])
+        if d_cn is not None:
+            d_ln_c_w = norm_gain_grad(d_cn, c_out, stats[2], stats[3])
+            d_ln_c_b = d_cn.sum((0, 1))
         d_peep = None
         if w_peep is not None:
             dv_all = d_pre.view(T, B, G, H)
@@ -205,6 +274,7 @@ class FusedLSTM(torch.autograd.Function):
             None,
             None,
             None,
+            None,
             dx,
             dh_state,
             dc_state,
@@ -216,6 +286,9 @@ class FusedLSTM(torch.autograd.Function):
             d_peep,
             dw_hr,
             dw_gate,
+            d_ln_hh,
+            d_ln_c_w,
+            d_ln_c_b,
         )
 
 
@@ -232,20 +305,31 @@ def _gate(v: Tensor, col: dict[str, int], name: str, peep: dict[str, Tensor], c:
 def run_lstm(cell: Any, x: Tensor, state: Any, reverse: bool, mask: Tensor | None) -> tuple[Tensor, Any]:
     fgr = cell.weight_gate_hh is not None
     a0 = state[2] if fgr else x.new_zeros(x.size(1), 0)
+    noise = draw_noise(cell, x, state[0], reverse, (state[0].size(1), state[1].size(1)))
+    w_ih, b_ih, b_hh = cell.weight_ih, cell.bias_ih, cell.bias_hh
+    if cell.layer_norm:  # LN(x W_ih^T) + b_ih + b_hh for all steps, differentiated by autograd
+        x = F.layer_norm(F.linear(x, w_ih), (w_ih.size(0),), cell.ln_ih_weight)
+        if b_ih is not None:
+            x = x + (b_ih + b_hh)
+        w_ih = b_ih = b_hh = None
     out, h, c, a = FusedLSTM.apply(
         lstm_spec(cell),
         reverse,
         mask,
+        noise,
         x,
         state[0],
         state[1],
         a0,
-        cell.weight_ih,
+        w_ih,
         cell.weight_hh,
-        cell.bias_ih,
-        cell.bias_hh,
+        b_ih,
+        b_hh,
         cell.weight_peephole,
         cell.weight_hr,
         cell.weight_gate_hh,
+        cell.ln_hh_weight,
+        cell.ln_c_weight,
+        cell.ln_c_bias,
     )
     return out, (state._make((h, c, a)) if fgr else state._make((h, c)))
