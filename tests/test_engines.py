@@ -9,6 +9,7 @@ import torch
 from conftest import DoublerCell
 
 import unrolled
+from unrolled.layers import recurrent
 
 I, H = 5, 6
 
@@ -66,3 +67,24 @@ def test_native_trains_the_cells_own_parameters() -> None:
     reference = unrolled.LSTM(I, H, num_layers=2, bidirectional=True, impl="reference")
     reference.load_state_dict(lstm.state_dict())
     torch.testing.assert_close(lstm(x)[0], reference(x)[0], atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "make", [lambda **kw: unrolled.GRU(I, H, **kw), lambda **kw: unrolled.RNN(I, H, num_layers=2, **kw)]
+)
+def test_auto_runs_torchs_kernel_out_of_autograd(make, monkeypatch) -> None:
+    """Under no_grad, auto runs the native engine where torch has the cells; in training, fused;
+    an explicit impl is kept under no_grad too."""
+    layer = make()
+    x = torch.randn(4, 3, I)
+    calls = []
+    real = recurrent.run_native
+    monkeypatch.setattr(recurrent, "run_native", lambda *a, **k: calls.append(1) or real(*a, **k))
+    trained, _ = layer(x)
+    assert calls == [] and layer.engine == "fused"
+    with torch.no_grad():
+        inferred, _ = layer(x)
+        assert calls == [1]
+        make(impl="fused")(x)
+        assert calls == [1]
+    torch.testing.assert_close(inferred, trained.detach(), atol=1e-6, rtol=0)

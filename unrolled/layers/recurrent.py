@@ -70,7 +70,8 @@ class Recurrent(nn.Module):
             hand-derived backward; for minGRU/minLSTM a parallel scan over time), ``"native"``
             (torch's fused kernel; only for the cells torch has, without options) or ``"auto"``
             (the fastest engine that supports the cells, as measured on CPU: native for torch's
-            LSTM, fused for the other cells it supports).
+            LSTM, fused for the other cells of this package, reference for custom cells; and
+            under ``torch.no_grad()`` native wherever torch has the cells).
             Every engine computes the same function.
 
     Shapes (D = 2 if bidirectional else 1, O = the cells' output size):
@@ -146,6 +147,9 @@ class Recurrent(nn.Module):
             )
         self.impl = impl
         self._engine = impl if impl != "auto" else self._fastest_engine()
+        # auto, out of autograd (inference, generation): torch's kernel wherever it runs the cells,
+        # measured faster there than the fused engine for every cell it has
+        self._inference_engine = "native" if impl == "auto" and native_supports(self.cells) else self._engine
         self.register_state_dict_post_hook(_to_torch_keys)
         self.register_load_state_dict_pre_hook(_from_torch_keys)
 
@@ -226,7 +230,8 @@ class Recurrent(nn.Module):
 
     @property
     def engine(self) -> str:
-        """The engine that runs this layer: ``impl`` with ``"auto"`` resolved (at construction)."""
+        """The engine that trains this layer: ``impl`` with ``"auto"`` resolved (at construction).
+        With ``"auto"``, calls under ``torch.no_grad()`` run torch's kernel where it has the cells."""
         return self._engine
 
     def _fastest_engine(self) -> str:
@@ -248,7 +253,8 @@ class Recurrent(nn.Module):
         proto = self.cells[0].init_state(B, device=x.device, dtype=x.dtype)
         if hx is not None:
             hx = self._check_hx(hx, proto, unbatched)
-        if self.engine == "native":
+        engine = self._engine if torch.is_grad_enabled() else self._inference_engine
+        if engine == "native":
             return run_native(
                 self.cells,
                 x,
@@ -260,7 +266,7 @@ class Recurrent(nn.Module):
                 lengths=lengths,
             )
 
-        run = run_fused if self.engine == "fused" else run_reference
+        run = run_fused if engine == "fused" else run_reference
         finals: list[Any] = []
         for layer in range(self.num_layers):
             outs = []
