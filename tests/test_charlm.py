@@ -201,7 +201,9 @@ def test_every_cell_trains_and_resumes_from_the_command_line(tiny_text_file, tmp
         "lstm": ["--recurrent-dropout", "0.2", "--init", "xavier", "--forget-bias", "1"],
     }.get(cell, [])
     assert _train(tiny_text_file, out, "--cell", cell, "--max-steps", "3", *extra) == 0
-    assert charlm.open_run(out).config.model.cell == cell
+    run = charlm.open_run(out)
+    assert run.config.model.cell == cell
+    assert run.model.rnn.engine == "fused"  # every cell of the package trains on the fused engine (or scan)
     if cell == "gru":
         assert not charlm.open_run(out).model.rnn.cells[0].reset_after
     assert _resume(out, "--max-steps", "2") == 0

@@ -17,7 +17,6 @@ from unrolled.cells.minimal import g, log_g
 from unrolled.cli import main
 from unrolled.engines import run_fused
 from unrolled.engines.scan import linear_scan, run_scan
-from unrolled.tasks import charlm
 
 B, T, I, H = 4, 70, 5, 6  # T > 64: the default scan runs two chunks
 CELLS = {"mingru": unrolled.MinGRUCell, "minlstm": unrolled.MinLSTMCell}
@@ -216,30 +215,6 @@ def test_single_steps_through_the_fused_engine_are_the_cell(name) -> None:
     step, _ = cell(x[0], h)
     torch.testing.assert_close(out[0, [0, 2, 3]], step[[0, 2, 3]])
     assert not out[0, 1].any() and torch.equal(h_n[1], h[1])
-
-
-@pytest.mark.parametrize("cell", ["mingru", "minlstm"])
-def test_charlm_trains_and_samples(tiny_text_file, tmp_path, capsys, cell) -> None:
-    out = tmp_path / "run"
-    args = ["train", "charlm", "--text", str(tiny_text_file), "--out", str(out), "--cell", cell]
-    args += [
-        "--hidden",
-        "16",
-        "--embedding-dim",
-        "8",
-        "--batch-size",
-        "4",
-        "--seq-len",
-        "16",
-        "--max-steps",
-        "4",
-    ]
-    assert main([*args, "--no-progress", "--sample-length", "0"]) == 0
-    run = charlm.open_run(out)
-    assert type(run.model.rnn.cells[0]) is CELLS[cell] and run.model.rnn.engine == "fused"
-    capsys.readouterr()
-    assert main(["sample", str(out), "--length", "20", "--seed", "1"]) == 0
-    assert len(capsys.readouterr().out) == 21
 
 
 @pytest.mark.parametrize("option", [["--layer-norm"], ["--zoneout", "0.1"], ["--init", "xavier"]])
