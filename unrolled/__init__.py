@@ -8,6 +8,8 @@ Public API (everything else is an implementation detail):
 - :func:`init_recurrent_`: uniform / xavier / orthogonal initialisation, per gate block
 - layers: :class:`Recurrent` (any cell -> multi-layer, bidirectional layer),
   :class:`RNN`, :class:`LSTM`, :class:`GRU` (drop-in for torch.nn's)
+- from dense to convolutional: :class:`Linear`, :class:`LocallyConnected1d`/``2d``, :class:`Conv1d`/``2d``
+  (patches and one matrix product; torch.nn's weights) and their parameter counts (:func:`conv_params`, ...)
 """
 
 from .cells import (
@@ -22,7 +24,21 @@ from .cells import (
     RNNCell,
 )
 from .cells.init import init_recurrent_
-from .layers import GRU, LSTM, RNN, Recurrent
+from .layers import (
+    GRU,
+    LSTM,
+    RNN,
+    Conv1d,
+    Conv2d,
+    Linear,
+    LocallyConnected1d,
+    LocallyConnected2d,
+    Recurrent,
+    conv_output_size,
+    conv_params,
+    fully_connected_params,
+    locally_connected_params,
+)
 
 __version__ = "0.1.0"
 
@@ -31,15 +47,24 @@ __all__ = [
     "LSTM",
     "RNN",
     "Cell",
+    "Conv1d",
+    "Conv2d",
     "GRUCell",
     "LSTMCell",
     "LSTMGateState",
     "LSTMState",
+    "Linear",
+    "LocallyConnected1d",
+    "LocallyConnected2d",
     "MUTCell",
     "MinGRUCell",
     "MinLSTMCell",
     "RNNCell",
     "Recurrent",
     "__version__",
+    "conv_output_size",
+    "conv_params",
+    "fully_connected_params",
     "init_recurrent_",
+    "locally_connected_params",
 ]

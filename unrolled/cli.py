@@ -3,7 +3,9 @@
     unrolled train charlm [--text FILE] [--out DIR] [...]     train a character-level LM
     unrolled train charlm --resume DIR [--max-steps N]        continue a run
     unrolled sample DIR [--prime TEXT] [--length N] [...]     stream text from a run
-    unrolled eval DIR --text FILE [--json]                    loss of a run on a text
+    unrolled eval DIR --text FILE | --data FILE [--json]      loss of a char-LM run / scores of a classifier
+    unrolled train classify --data FILE [--arch cnn|...]      train a text classifier on a CSV/TSV
+    unrolled predict DIR --text TEXT | --file FILE            label and probability of each text
     unrolled bench speed [--json FILE] [--smoke] [...]         every cell and engine vs torch.nn.LSTM
 
 Bad input gives one line on stderr and exit code 2 (set UNROLLED_DEBUG=1 for a traceback).
@@ -112,6 +114,79 @@ def _add_train_charlm(sub: Any) -> None:
         type=float,
         help=f"dropout between layers and before the decoder [{m.dropout}]",
     )
+    _add_optim_args(p, o)
+    g = _add_run_args(p, lc, "charlm")
+    g.add_argument(
+        "--sample-length",
+        metavar="N",
+        type=int,
+        default=400,
+        help="characters to print at the end, 0 = none [400]",
+    )
+    p.set_defaults(func=_cmd_train_charlm)
+
+
+def _widths(text: str) -> list[int]:
+    parts = text.split(",")
+    if not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise argparse.ArgumentTypeError(
+            f"expected positive integers separated by commas, e.g. 3,4,5; got {text!r}"
+        )
+    return [int(p) for p in parts]
+
+
+def _add_train_classify(sub: Any) -> None:
+    from .models.classifier import POOLS
+    from .tasks.classify import ARCHS, ClassifyConfig
+
+    c = ClassifyConfig()
+    m, d = c.model, c.data
+    p = sub.add_parser(
+        "classify",
+        help="text classifier (CNN or recurrent) on a CSV/TSV file",
+        description=(
+            "Train a text classifier on a CSV or TSV file with one labelled text per row. The rows are "
+            "split (stratified, by --seed) into training, validation (picks the best weights) and test "
+            "(scored once at the end) parts; accuracy and macro-F1 of the best weights go to "
+            "results.json in the run directory, next to config, vocabulary, labels, weights, resume "
+            "data and metrics.jsonl. Columns: a header row naming 'label' and 'text', or "
+            "--label-column/--text-column (header name or 0-based index); without a header the order "
+            "is label, text."
+        ),
+    )
+    g = p.add_argument_group("data")
+    g.add_argument("--data", metavar="FILE", help="CSV/TSV file of labelled texts (required)")
+    g.add_argument("--text-column", metavar="C", help="text column: header name or 0-based index [text / 1]")
+    g.add_argument(
+        "--label-column", metavar="C", help="label column: header name or 0-based index [label / 0]"
+    )
+    g.add_argument("--test-data", metavar="FILE", help="a separate test file (then no test split of --data)")
+    g.add_argument("--val-frac", metavar="X", type=float, help=f"validation fraction [{d.val_frac}]")
+    g.add_argument("--test-frac", metavar="X", type=float, help=f"test fraction, 0 = none [{d.test_frac}]")
+    g.add_argument("--batch-size", metavar="N", type=int, help=f"texts per step [{d.batch_size}]")
+    g.add_argument("--max-tokens", metavar="N", type=int, help=f"words kept per text [{d.max_tokens}]")
+    g.add_argument("--min-count", metavar="N", type=int, help=f"rarer words become <unk> [{d.min_count}]")
+    g.add_argument("--max-vocab", metavar="N", type=int, help=f"most frequent words kept [{d.max_vocab}]")
+    g = p.add_argument_group("model")
+    g.add_argument("--arch", choices=list(ARCHS), help=f"network [{m.arch}]")
+    g.add_argument("--embedding-dim", metavar="N", type=int, help=f"word embedding size [{m.embedding_dim}]")
+    g.add_argument(
+        "--widths",
+        metavar="W,W,...",
+        type=_widths,
+        help=f"cnn kernel widths [{','.join(map(str, m.widths))}]",
+    )
+    g.add_argument("--channels", metavar="N", type=int, help=f"cnn feature maps per width [{m.channels}]")
+    g.add_argument("--hidden", metavar="N", type=int, help=f"recurrent units per direction [{m.hidden}]")
+    g.add_argument("--layers", metavar="N", type=int, help=f"recurrent layers [{m.layers}]")
+    g.add_argument("--pool", choices=list(POOLS), help=f"recurrent: pooling over time [{m.pool}]")
+    g.add_argument("--dropout", metavar="P", type=float, help=f"dropout [{m.dropout}]")
+    _add_optim_args(p, c.optim)
+    _add_run_args(p, c.loop, "classify")
+    p.set_defaults(func=_cmd_train_classify)
+
+
+def _add_optim_args(p: Any, o: Any) -> None:
     g = p.add_argument_group("optimisation")
     g.add_argument("--lr", metavar="X", type=float, help=f"peak learning rate (Adam) [{o.lr}]")
     g.add_argument(
@@ -124,8 +199,11 @@ def _add_train_charlm(sub: Any) -> None:
         "--weight-decay", metavar="X", type=float, help=f"decoupled weight decay [{o.weight_decay}]"
     )
     g.add_argument("--clip", metavar="X", type=float, help=f"max gradient norm, 0 = off [{o.clip}]")
+
+
+def _add_run_args(p: Any, lc: Any, task: str) -> Any:
     g = p.add_argument_group("run")
-    g.add_argument("--out", metavar="DIR", help="run directory to create (default: runs/charlm-<time>)")
+    g.add_argument("--out", metavar="DIR", help=f"run directory to create (default: runs/{task}-<time>)")
     g.add_argument(
         "--resume", metavar="DIR", help="continue the run in DIR (only the limits below may change)"
     )
@@ -136,7 +214,7 @@ def _add_train_charlm(sub: Any) -> None:
         type=float,
         help="wall-clock budget of this invocation [10 if no limit is given]",
     )
-    g.add_argument("--max-epochs", metavar="X", type=float, help="passes over the training text")
+    g.add_argument("--max-epochs", metavar="X", type=float, help="passes over the training data")
     g.add_argument(
         "--eval-every",
         metavar="N",
@@ -147,35 +225,18 @@ def _add_train_charlm(sub: Any) -> None:
         "--log-every", metavar="N", type=int, help=f"steps between metrics.jsonl records [{lc.log_every}]"
     )
     g.add_argument("--seed", metavar="N", type=int, help=f"random seed [{lc.seed}]")
-    g.add_argument(
-        "--sample-length",
-        metavar="N",
-        type=int,
-        default=400,
-        help="characters to print at the end, 0 = none [400]",
-    )
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_train_charlm)
+    return g
 
 
 _LIMITS = ("max_steps", "max_minutes", "max_epochs")
-_MAPPING = {  # flag dest -> (config section, field)
-    "text": ("data", "text"),
-    "val_frac": ("data", "val_frac"),
-    "seq_len": ("data", "seq_len"),
+_SHARED = {  # flag dest -> (config section, field), for every training task
     "batch_size": ("data", "batch_size"),
-    "cell": ("model", "cell"),
+    "dropout": ("model", "dropout"),
+    "embedding_dim": ("model", "embedding_dim"),
     "hidden": ("model", "hidden"),
     "layers": ("model", "layers"),
-    "embedding_dim": ("model", "embedding_dim"),
-    "dropout": ("model", "dropout"),
-    "variant": ("model", "variant"),
-    "forget_bias": ("model", "forget_bias"),
-    "layer_norm": ("model", "layer_norm"),
-    "recurrent_dropout": ("model", "recurrent_dropout"),
-    "zoneout": ("model", "zoneout"),
-    "init": ("model", "init"),
-    "reset_after": ("model", "reset_after"),
+    "val_frac": ("data", "val_frac"),
     "lr": ("optim", "lr"),
     "lr_schedule": ("optim", "schedule"),
     "warmup_steps": ("optim", "warmup_steps"),
@@ -188,14 +249,41 @@ _MAPPING = {  # flag dest -> (config section, field)
     "log_every": ("loop", "log_every"),
     "seed": ("loop", "seed"),
 }
+_CHARLM = {
+    **_SHARED,
+    **{k: ("data", k) for k in ("text", "seq_len")},
+    **{
+        k: ("model", k)
+        for k in ("cell", "variant", "forget_bias", "layer_norm", "recurrent_dropout", "zoneout", "init")
+    },
+    "reset_after": ("model", "reset_after"),
+}
+_CLASSIFY = {
+    **_SHARED,
+    **{
+        k: ("data", k)
+        for k in (
+            "data",
+            "text_column",
+            "label_column",
+            "test_data",
+            "test_frac",
+            "max_tokens",
+            "min_count",
+            "max_vocab",
+        )
+    },
+    **{k: ("model", k) for k in ("arch", "widths", "channels", "pool")},
+}
 
 
 class _Progress:
     """A tqdm bar on stderr: steps (or seconds, under a time limit only), training loss, last
     validation loss, chars/s; validation results are printed above it."""
 
-    def __init__(self, enabled: bool) -> None:
+    def __init__(self, enabled: bool, unit: str) -> None:
         self.enabled = enabled
+        self.unit = unit  # what the loss is counted over: "chars", "tokens"
         self.bar: Any = None
         self.val: str = "-"
         self.by_time = False
@@ -227,16 +315,21 @@ class _Progress:
             self._move_to(record)
             self.bar.set_postfix_str(
                 f"step {record['step']} loss {record['loss']:.3f} val {self.val} "
-                f"{record['tokens_per_s']:,.0f} chars/s",
+                f"{record['tokens_per_s']:,.0f} {self.unit}/s",
                 refresh=True,
             )
         elif kind == "val":
             self.val = f"{record['val_loss']:.3f}"
-            if self.bar is not None:
-                self.bar.write(
-                    f"step {record['step']}: val {record['val_loss']:.4f} nats/char "
-                    f"({record['val_bpc']:.4f} bits/char){' *best*' if record['best'] else ''}"
+            if "val_bpc" in record:
+                line = f"val {record['val_loss']:.4f} nats/char ({record['val_bpc']:.4f} bits/char)"
+            else:
+                self.val += f" acc {record['val_accuracy']:.3f}"
+                line = (
+                    f"val loss {record['val_loss']:.4f}, accuracy {record['val_accuracy']:.4f}, "
+                    f"macro-F1 {record['val_macro_f1']:.4f}"
                 )
+            if self.bar is not None:
+                self.bar.write(f"step {record['step']}: {line}{' *best*' if record['best'] else ''}")
         elif kind == "end" and self.bar is not None:
             self._move_to(record)
             self.bar.refresh()
@@ -247,30 +340,38 @@ class _Progress:
         self.bar.n = min(done, self.bar.total) if self.bar.total else done
 
 
-def _cmd_train_charlm(args: argparse.Namespace) -> int:
-    from .tasks import charlm
+def _resolve(
+    args: argparse.Namespace, mapping: dict[str, tuple[str, str]], cfg: Any, task: str, default_limits: dict
+) -> tuple[Any, str, dict[str, Any]]:
+    """Flags -> (config, run directory, loop overrides), for a new run or a resumed one.
 
-    given = {k for k in _MAPPING if getattr(args, k, None) is not None}
-    loop_keys = {k for k in given if _MAPPING[k][0] == "loop"}
-    overrides = {_MAPPING[k][1]: getattr(args, k) for k in loop_keys}
+    Only the flags given change the config's defaults; on --resume only the loop's fields may
+    be given (the run's config.json fixes the rest), and the limits are this invocation's alone.
+    """
+    given = {k for k in mapping if getattr(args, k, None) is not None}
+    loop_keys = {k for k in given if mapping[k][0] == "loop"}
+    overrides = {mapping[k][1]: getattr(args, k) for k in loop_keys}
     # The limits are this invocation's alone: a resumed run does not inherit the old ones.
     overrides.update({k: getattr(args, k) for k in _LIMITS})
     if not any(k in given for k in _LIMITS):
-        overrides["max_minutes"] = 10.0  # never train forever by accident
-    cfg = charlm.CharLMConfig()
+        overrides.update(default_limits)  # never train forever by accident
     if args.resume:
         fixed = sorted((given - loop_keys) | ({"seed"} & given)) + (["out"] if args.out else [])
         if fixed:
             flags = ", ".join("--" + e.replace("_", "-") for e in fixed)
             raise ValueError(f"{flags} cannot be changed on --resume (the run's config.json fixes them)")
-        out = args.resume
-    else:
-        out = args.out or time.strftime("runs/charlm-%Y%m%d-%H%M%S")
-        for key in given - loop_keys:
-            section, name = _MAPPING[key]
-            setattr(getattr(cfg, section), name, getattr(args, key))
+        return cfg, args.resume, overrides
+    for key in given - loop_keys:
+        section, name = mapping[key]
+        setattr(getattr(cfg, section), name, getattr(args, key))
+    return cfg, args.out or time.strftime(f"runs/{task}-%Y%m%d-%H%M%S"), overrides
 
-    progress = _Progress(enabled=not args.no_progress)
+
+def _cmd_train_charlm(args: argparse.Namespace) -> int:
+    from .tasks import charlm
+
+    cfg, out, overrides = _resolve(args, _CHARLM, charlm.CharLMConfig(), "charlm", {"max_minutes": 10.0})
+    progress = _Progress(enabled=not args.no_progress, unit="chars")
     run, state = charlm.train(cfg, out, resume=bool(args.resume), loop_overrides=overrides, on_event=progress)
     best = f"{state.best_val:.4f}" if state.best_val is not None else "-"
     print(
@@ -281,6 +382,59 @@ def _cmd_train_charlm(args: argparse.Namespace) -> int:
     if args.sample_length > 0:
         _write_sample(charlm.open_run(run.path), None, args.sample_length, False, temperature=0.8, seed=0)
     return 0
+
+
+def _cmd_train_classify(args: argparse.Namespace) -> int:
+    from .tasks import classify
+
+    limits = {"max_minutes": 10.0, "max_epochs": 10.0}
+    cfg, out, overrides = _resolve(args, _CLASSIFY, classify.ClassifyConfig(), "classify", limits)
+    progress = _Progress(enabled=not args.no_progress, unit="tokens")
+    run, state, results = classify.train(
+        cfg, out, resume=bool(args.resume), loop_overrides=overrides, on_event=progress
+    )
+    print(
+        f"run: {run.path}  steps: {state.step}  epochs: {state.epoch}  best step: {state.best_step}"
+        f"  time: {state.elapsed / 60:.1f} min",
+        file=sys.stderr,
+    )
+    for part in ("val", "test"):
+        r = results[part]
+        if r is not None:
+            print(f"{part}: accuracy {r['accuracy']:.4f}  macro-F1 {r['macro_f1']:.4f}  ({r['n']} texts)")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from .tasks import classify
+    from .training import checkpoint as ckpt
+
+    if (args.text is None) == (args.file is None):
+        raise ValueError("give the texts to classify with --text TEXT (repeatable) or --file FILE, not both")
+    if args.file is not None:
+        raw = sys.stdin.read() if args.file == "-" else _read_lines_file(args.file)
+        texts = raw.splitlines()
+        blank = next((i + 1 for i, t in enumerate(texts) if not t.strip()), None)
+        if blank is not None:
+            raise ValueError(f"line {blank} of {args.file!r} is empty: give one text per line")
+        if not texts:
+            raise ValueError(f"{args.file!r} holds no texts: give one text per line")
+    else:
+        texts = args.text
+    run = classify.open_run(args.run, weights=ckpt.WEIGHTS if args.latest else ckpt.BEST)
+    for text, (label, prob, probs) in zip(texts, classify.predict(run, texts), strict=True):
+        if args.json:
+            per_class = dict(zip(run.classes, probs, strict=True))
+            print(json.dumps({"text": text, "label": label, "probability": prob, "probabilities": per_class}))
+        else:
+            print(f"{label}\t{prob:.4f}")
+    return 0
+
+
+def _read_lines_file(path: str) -> str:
+    from .data import read_text
+
+    return read_text(path)
 
 
 def _open(args: argparse.Namespace) -> Any:
@@ -322,8 +476,25 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from .data import read_text
-    from .tasks import charlm
+    from .tasks import charlm, classify
+    from .training import checkpoint as ckpt
 
+    task = ckpt.read_json(ckpt.check_run_dir(args.run) / ckpt.CONFIG, "config.json").get("task")
+    if task == classify.TASK:
+        if args.data is None or args.text is not None:
+            raise ValueError("a classifier run is scored on a labelled file: give --data FILE (not --text)")
+        crun = classify.open_run(args.run, weights=ckpt.WEIGHTS if args.latest else ckpt.BEST)
+        r = classify.evaluate_file(crun, args.data)
+        if args.json:
+            print(json.dumps({**r, "run": str(crun.path), "data": args.data}))
+        else:
+            print(
+                f"{args.data}: accuracy {r['accuracy']:.4f}, macro-F1 {r['macro_f1']:.4f}, "
+                f"loss {r['loss']:.4f} nats over {r['n']:,} texts"
+            )
+        return 0
+    if args.text is None or args.data is not None:
+        raise ValueError("a char-LM run is evaluated on a text: give --text FILE (not --data)")
     run = _open(args)
     ids = run.vocab.encode(read_text(args.text))
     if len(ids) < 2:
@@ -391,6 +562,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = cmds.add_parser("train", help="train a model", description="Train a model for a task.")
     tasks = train.add_subparsers(dest="task", required=True, metavar="TASK", parser_class=_Parser)
     _add_train_charlm(tasks)
+    _add_train_classify(tasks)
 
     s = cmds.add_parser(
         "sample",
@@ -410,14 +582,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = cmds.add_parser(
         "eval",
-        help="loss of a char-LM run on a text file",
-        description="Print a run's loss on a UTF-8 text in nats/char and bits/char.",
+        help="score a run: a char-LM on a text, a classifier on a labelled file",
+        description=(
+            "Print a char-LM run's loss on a UTF-8 text (--text) in nats/char and bits/char, or a "
+            "classifier run's accuracy, macro-F1 and loss on a labelled CSV/TSV file (--data, read "
+            "with the run's columns)."
+        ),
     )
     e.add_argument("run", metavar="DIR", help="run directory")
-    e.add_argument("--text", required=True, metavar="FILE", help="UTF-8 text to evaluate on")
+    e.add_argument("--text", metavar="FILE", help="char-LM runs: UTF-8 text to evaluate on")
+    e.add_argument("--data", metavar="FILE", help="classifier runs: labelled CSV/TSV file to score")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.add_argument("--latest", action="store_true", help="use the latest weights, not the best")
     e.set_defaults(func=_cmd_eval)
+
+    pr = cmds.add_parser(
+        "predict",
+        help="classify texts with a classifier run",
+        description=(
+            "Print the predicted label and its probability (tab-separated), one line per text, "
+            "with the best weights of a classifier run."
+        ),
+    )
+    pr.add_argument("run", metavar="DIR", help="run directory of `unrolled train classify`")
+    pr.add_argument("--text", action="append", metavar="TEXT", help="a text to classify (repeatable)")
+    pr.add_argument("--file", metavar="FILE", help="UTF-8 file with one text per line ('-' = stdin)")
+    pr.add_argument(
+        "--json", action="store_true", help="one JSON object per text, with every class's probability"
+    )
+    pr.add_argument("--latest", action="store_true", help="use the latest weights, not the best")
+    pr.set_defaults(func=_cmd_predict)
 
     bench = cmds.add_parser("bench", help="benchmarks", description="Measure unrolled against torch.nn.")
     kinds = bench.add_subparsers(dest="bench", required=True, metavar="BENCH", parser_class=_Parser)

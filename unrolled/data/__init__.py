@@ -1,8 +1,34 @@
-"""Data: reading text, vocabularies, corpora and truncated-BPTT batching. Never imports models."""
+"""Data: reading text, vocabularies, corpora, labelled files and batching. Never imports models."""
 
 from .batching import BPTTChunks, num_chunks, stream_rows
+from .labelled import (
+    ClassBatches,
+    LabelledTexts,
+    check_classes,
+    pad_batch,
+    read_labelled,
+    split_indices,
+    tokenize,
+)
 from .shakespeare import load_shakespeare
 from .text import read_text
-from .vocab import CharVocab
+from .vocab import PAD, UNK, CharVocab, WordVocab
 
-__all__ = ["BPTTChunks", "CharVocab", "load_shakespeare", "num_chunks", "read_text", "stream_rows"]
+__all__ = [
+    "PAD",
+    "UNK",
+    "BPTTChunks",
+    "CharVocab",
+    "ClassBatches",
+    "LabelledTexts",
+    "WordVocab",
+    "check_classes",
+    "load_shakespeare",
+    "num_chunks",
+    "pad_batch",
+    "read_labelled",
+    "read_text",
+    "split_indices",
+    "stream_rows",
+    "tokenize",
+]

@@ -1,4 +1,4 @@
-"""A character vocabulary: the sorted set of characters of a corpus, and id <-> char maps."""
+"""Vocabularies: characters (sorted set of a corpus) and words (by frequency), id <-> token maps."""
 
 from __future__ import annotations
 
@@ -61,3 +61,58 @@ class CharVocab:
         if not isinstance(obj, dict) or obj.get("kind") != "char" or not isinstance(obj.get("chars"), list):
             raise ValueError("not a character vocabulary (expected {'kind': 'char', 'chars': [...]})")
         return cls(obj["chars"])
+
+
+PAD, UNK = 0, 1  # ids of the padding and the unknown-word tokens of every WordVocab
+_SPECIALS = ("<pad>", "<unk>")
+
+
+class WordVocab:
+    """Maps words to ids: ``<pad>`` = 0, ``<unk>`` = 1, then the words by falling frequency.
+
+    Built from tokenised training texts, keeping words seen at least ``min_count`` times, at
+    most ``max_size`` of them (ties broken alphabetically, so the same texts give the same ids).
+
+    Example:
+        >>> v = WordVocab.from_tokens([["a", "b", "a"]])
+        >>> v.tokens
+        ['<pad>', '<unk>', 'a', 'b']
+        >>> v.encode(["a", "zzz"]).tolist()
+        [2, 1]
+    """
+
+    def __init__(self, tokens: Iterable[str]) -> None:
+        self.tokens: list[str] = list(tokens)
+        if tuple(self.tokens[:2]) != _SPECIALS or len(set(self.tokens)) != len(self.tokens):
+            raise ValueError("a word vocabulary must start with '<pad>', '<unk>' and hold distinct words")
+        self.index: dict[str, int] = {w: i for i, w in enumerate(self.tokens)}
+
+    @classmethod
+    def from_tokens(
+        cls, texts: Iterable[Iterable[str]], min_count: int = 1, max_size: int | None = None
+    ) -> WordVocab:
+        counts: dict[str, int] = {}
+        for words in texts:
+            for w in words:
+                counts[w] = counts.get(w, 0) + 1
+        kept = sorted(
+            (w for w, c in counts.items() if c >= min_count and w not in _SPECIALS),
+            key=lambda w: (-counts[w], w),
+        )
+        return cls([*_SPECIALS, *kept[:max_size]])
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def encode(self, words: Iterable[str]) -> Tensor:
+        """Words -> int64 ids; words outside the vocabulary become ``<unk>``."""
+        return torch.tensor([self.index.get(w, UNK) for w in words], dtype=torch.long)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": "word", "tokens": self.tokens}
+
+    @classmethod
+    def from_json(cls, obj: Any) -> WordVocab:
+        if not isinstance(obj, dict) or obj.get("kind") != "word" or not isinstance(obj.get("tokens"), list):
+            raise ValueError("not a word vocabulary (expected {'kind': 'word', 'tokens': [...]})")
+        return cls(obj["tokens"])

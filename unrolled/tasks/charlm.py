@@ -124,12 +124,7 @@ class CharLMConfig:
         self.model.validate()
         self.data.validate()
         self.loop.validate()
-        if self.optim.lr <= 0:
-            raise ValueError(f"--lr must be positive, got {self.optim.lr}")
-        if self.optim.clip < 0:
-            raise ValueError(f"--clip must be >= 0 (0 disables clipping), got {self.optim.clip}")
-        if self.optim.schedule not in ("cosine", "constant"):
-            raise ValueError(f"unknown --lr-schedule {self.optim.schedule!r}: expected cosine or constant")
+        self.optim.validate()
 
     def to_json(self) -> dict[str, Any]:
         return {"task": TASK, "format": FORMAT_VERSION, **asdict(self)}
@@ -273,27 +268,13 @@ class Run:
 
 def open_run(path: str | Path, weights: str | None = ckpt.BEST) -> Run:
     """Load a run directory's config and vocabulary, build the model, load ``weights``."""
-    p = Path(path)
-    if not p.is_dir():
-        raise ValueError(f"not a run directory (no such directory): {str(p)!r}")
-    if not (p / ckpt.CONFIG).is_file() or not (p / ckpt.VOCAB).is_file():
-        raise ValueError(f"not a run directory (no config.json / vocab.json): {str(p)!r}")
+    p = ckpt.check_run_dir(path)
     raw = ckpt.read_json(p / ckpt.CONFIG, "config.json")
     config = CharLMConfig.from_json(raw)
     vocab = CharVocab.from_json(ckpt.read_json(p / ckpt.VOCAB, "vocab.json"))
     model = build_model(config.model, len(vocab))
     if weights is not None:
-        file = p / weights
-        if weights == ckpt.BEST and not file.exists():
-            file = p / ckpt.WEIGHTS
-        tensors, _ = ckpt.load_weights(file)
-        try:
-            model.load_state_dict(tensors)
-        except RuntimeError as e:
-            first = str(e).splitlines()[0:2]
-            raise ValueError(
-                f"weights in {str(file)!r} do not fit the run's config: {' '.join(first)}"
-            ) from None
+        ckpt.load_run_weights(model, p, weights)
     model.eval()
     return Run(p, config, vocab, model, raw.get("info", {}))
 

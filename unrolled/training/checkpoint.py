@@ -19,7 +19,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
-from torch import Tensor
+from torch import Tensor, nn
 
 CONFIG = "config.json"
 VOCAB = "vocab.json"
@@ -28,6 +28,8 @@ BEST = "best.safetensors"
 RESUME = "resume.pt"
 STATE = "trainer_state.json"
 METRICS = "metrics.jsonl"
+LABELS = "labels.json"  # classifiers: the class names, in output order
+RESULTS = "results.json"  # classifiers: validation and test metrics of the best weights
 
 
 def _umask() -> int:
@@ -102,3 +104,26 @@ def load_resume(path: Path) -> dict[str, Any]:
         raise ValueError(f"resume file is missing: {str(path)!r}") from None
     except Exception as e:  # a truncated zip or a file that is not one: say so in one line
         raise ValueError(f"resume file {str(path)!r} is truncated or corrupted ({e})") from None
+
+
+def check_run_dir(path: str | Path) -> Path:
+    """``path`` as a Path if it holds a run's config.json and vocab.json, else ``ValueError``."""
+    p = Path(path)
+    if not p.is_dir():
+        raise ValueError(f"not a run directory (no such directory): {str(p)!r}")
+    if not (p / CONFIG).is_file() or not (p / VOCAB).is_file():
+        raise ValueError(f"not a run directory (no config.json / vocab.json): {str(p)!r}")
+    return p
+
+
+def load_run_weights(model: nn.Module, run_dir: Path, weights: str = BEST) -> None:
+    """Load ``run_dir/weights`` into ``model`` (the latest weights if there are no best ones yet)."""
+    file = Path(run_dir) / weights
+    if weights == BEST and not file.exists():
+        file = Path(run_dir) / WEIGHTS
+    tensors, _ = load_weights(file)
+    try:
+        model.load_state_dict(tensors)
+    except RuntimeError as e:
+        first = str(e).splitlines()[0:2]
+        raise ValueError(f"weights in {str(file)!r} do not fit the run's config: {' '.join(first)}") from None

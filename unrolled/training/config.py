@@ -16,6 +16,19 @@ class OptimConfig:
     min_lr_ratio: float = 0.1  # floor of the cosine schedule, as a fraction of lr
     warmup_steps: int = 0  # linear warm-up from 0 over this many steps
 
+    def validate(self) -> None:
+        if self.lr <= 0:
+            raise ValueError(f"--lr must be positive, got {self.lr}")
+        if self.clip < 0:
+            raise ValueError(f"--clip must be >= 0 (0 disables clipping), got {self.clip}")
+        if self.schedule not in ("cosine", "constant"):
+            raise ValueError(f"unknown --lr-schedule {self.schedule!r}: expected cosine or constant")
+        if self.warmup_steps < 0 or self.weight_decay < 0:
+            raise ValueError(
+                "--warmup-steps and --weight-decay must be >= 0, "
+                f"got {self.warmup_steps} and {self.weight_decay}"
+            )
+
 
 @dataclass
 class LoopConfig:

@@ -2,7 +2,9 @@
 
 The loop knows nothing about any task. A task hands it
 
-- ``data``: a sequence of ``(x, y)`` chunks making up one epoch, in order; when chunks are
+- ``data``: a sequence of ``(x, y)`` chunks making up one epoch, in order (if it has a
+  ``set_epoch(n)`` method, it is called before each step so that it can reorder itself per
+  epoch, by the epoch's number); ``x`` may be a tuple (e.g. tokens and lengths); when chunks are
   consecutive pieces of long streams (truncated BPTT) the recurrent state is carried from one
   chunk to the next and detached there, and reset at the start of every epoch;
 - ``loss_fn(model, x, y, state) -> (mean loss, new state, tokens)``;
@@ -231,6 +233,8 @@ class Trainer:
         st = self.state
         if st.chunk == 0:
             self.carry = None  # a new epoch starts every stream afresh
+        if hasattr(self.data, "set_epoch"):  # data that reshuffles per epoch (resume-safe: by number)
+            self.data.set_epoch(st.epoch)
         x, y = self.data[st.chunk]
         self.model.train()
         loss, new_state, tokens = self.loss_fn(self.model, x, y, self.carry if self.carry_state else None)

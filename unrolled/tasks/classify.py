@@ -1,0 +1,409 @@
+"""Text classification: a labelled CSV/TSV file -> trained run directory -> predictions.
+
+Wiring only: data (:mod:`unrolled.data.labelled`: rows, word tokens, a stratified
+train/validation/test split, padded batches with lengths), model (:class:`TextCNN` or a
+:class:`RecurrentClassifier` over an RNN/LSTM/GRU/BiLSTM), loss (cross-entropy), metrics
+(accuracy and macro-F1) and prediction (the likeliest label with its probability).
+
+The validation split picks the best weights; the test split is scored once, at the end, with
+the best weights, and written to ``results.json`` next to the validation scores.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..cells import GRUCell, LSTMCell, RNNCell
+from ..data import (
+    ClassBatches,
+    LabelledTexts,
+    WordVocab,
+    check_classes,
+    pad_batch,
+    read_labelled,
+    split_indices,
+)
+from ..data import tokenize as _tokenize
+from ..layers import Recurrent
+from ..models import RecurrentClassifier, TextCNN
+from ..models.classifier import POOLS
+from ..training import LoopConfig, OptimConfig, Trainer, TrainerState
+from ..training import checkpoint as ckpt
+
+# --arch NAME -> (cell class, bidirectional); "cnn" is the TextCNN
+RECURRENT: dict[str, tuple[type[nn.Module], bool]] = {
+    "rnn": (RNNCell, False),
+    "lstm": (LSTMCell, False),
+    "gru": (GRUCell, False),
+    "bilstm": (LSTMCell, True),
+}
+ARCHS = ("cnn", *RECURRENT)
+TASK = "classify"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class ModelConfig:
+    """The network: word embeddings -> convolutions or a recurrent layer -> pooling -> linear."""
+
+    arch: str = "cnn"  # cnn | rnn | lstm | gru | bilstm
+    embedding_dim: int = 128  # learned word embeddings (id 0, the pad, stays zero)
+    widths: list[int] = field(default_factory=lambda: [3, 4, 5])  # cnn: kernel widths (Kim 2014)
+    channels: int = 100  # cnn: feature maps per width
+    hidden: int = 128  # recurrent: units per layer and direction
+    layers: int = 1  # recurrent: stacked layers
+    pool: str = "max"  # recurrent: max | mean over each text's steps, or its last state
+    dropout: float = 0.5  # on the pooled features (and on the embeddings, recurrent): small data overfit
+
+    def validate(self) -> None:
+        if self.arch not in ARCHS:
+            raise ValueError(f"unknown --arch {self.arch!r}: expected one of {', '.join(ARCHS)}")
+        if self.pool not in POOLS:
+            raise ValueError(f"unknown --pool {self.pool!r}: expected one of {', '.join(POOLS)}")
+        for name in ("embedding_dim", "channels", "hidden", "layers"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if not self.widths or any(w <= 0 for w in self.widths):
+            raise ValueError(f"--widths must be positive integers, got {self.widths}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"--dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass
+class DataConfig:
+    """Where the labelled texts come from, how they are split, tokenised and batched."""
+
+    data: str | None = None  # CSV/TSV file of (label, text) rows (required)
+    text_column: str | None = None  # header name or 0-based index (default: "text", or column 1)
+    label_column: str | None = None  # header name or 0-based index (default: "label", or column 0)
+    test_data: str | None = None  # a separate test file (same columns); else test_frac of data
+    val_frac: float = 0.1  # held out to pick the best weights
+    test_frac: float = 0.1  # held out and scored once, at the end (when there is no test_data)
+    batch_size: int = 50  # texts per step
+    max_tokens: int = 400  # longer texts are cut to their first max_tokens words
+    min_count: int = 1  # words seen fewer times in the training split become <unk>
+    max_vocab: int = 50_000  # the most frequent words kept
+
+    def validate(self) -> None:
+        if self.data is None:
+            raise ValueError("--data FILE is required: a CSV or TSV file of labelled texts")
+        for name in ("batch_size", "max_tokens", "min_count", "max_vocab"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        test = 0.0 if self.test_data else self.test_frac
+        if not 0.0 < self.val_frac < 1.0 or not 0.0 <= test < 1.0 or self.val_frac + test >= 1.0:
+            raise ValueError(
+                f"--val-frac ({self.val_frac:g}) must be in (0, 1) and --test-frac ({test:g}) in [0, 1), "
+                "together below 1 so that some rows are left to train on"
+            )
+
+
+@dataclass
+class ClassifyConfig:
+    """Everything needed to rebuild and continue a classifier run; saved as config.json."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3))
+    loop: LoopConfig = field(default_factory=lambda: LoopConfig(eval_every=100))
+
+    def validate(self) -> None:
+        self.model.validate()
+        self.data.validate()
+        self.loop.validate()
+        self.optim.validate()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"task": TASK, "format": FORMAT_VERSION, **asdict(self)}
+
+    @classmethod
+    def from_json(cls, obj: Any) -> ClassifyConfig:
+        if not isinstance(obj, dict) or obj.get("task") != TASK:
+            raise ValueError("config.json is not that of a classify run")
+        try:
+            return cls(
+                ModelConfig(**obj["model"]),
+                DataConfig(**obj["data"]),
+                OptimConfig(**obj["optim"]),
+                LoopConfig(**obj["loop"]),
+            )
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"config.json is not valid: {e}") from None
+
+
+# ---- data ----------------------------------------------------------------------------------
+@dataclass
+class Split:
+    """One part of the data: token ids per text (cut to max_tokens) and class ids."""
+
+    ids: list[Tensor]
+    labels: Tensor  # (N,) int64
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass
+class Dataset:
+    classes: list[str]
+    vocab: WordVocab
+    train: Split
+    val: Split
+    test: Split | None
+    sources: list[str]
+    sha256: str  # of the file(s): a resumed run needs the same data
+
+
+def load_data(
+    cfg: DataConfig, seed: int, vocab: WordVocab | None = None, classes: list[str] | None = None
+) -> Dataset:
+    """Read, check and split the data; build the vocabulary from the training split (or reuse one)."""
+    assert cfg.data is not None  # validate() says so to the user
+    rows = read_labelled(cfg.data, cfg.text_column, cfg.label_column)
+    classes = classes or check_classes(rows)
+    test_rows: LabelledTexts | None = None
+    if cfg.test_data:
+        test_rows = read_labelled(cfg.test_data, cfg.text_column, cfg.label_column)
+        val_i, train_i = split_indices(rows.labels, [cfg.val_frac], seed)
+        test_i: list[int] = []
+    elif cfg.test_frac > 0:
+        val_i, test_i, train_i = split_indices(rows.labels, [cfg.val_frac, cfg.test_frac], seed)
+    else:
+        (val_i, train_i), test_i = split_indices(rows.labels, [cfg.val_frac], seed), []
+    tokens = [_tokenize(t)[: cfg.max_tokens] for t in rows.texts]
+    vocab = vocab or WordVocab.from_tokens((tokens[i] for i in train_i), cfg.min_count, cfg.max_vocab)
+
+    def encode(source: LabelledTexts, toks: list[list[str]], rows_i: list[int]) -> Split:
+        labels = class_ids([source.labels[i] for i in rows_i], classes, source.source)
+        return Split([vocab.encode(toks[i]) for i in rows_i], labels)
+
+    test = None
+    if test_rows is not None:
+        test_tokens = [_tokenize(t)[: cfg.max_tokens] for t in test_rows.texts]
+        test = encode(test_rows, test_tokens, list(range(len(test_rows))))
+    elif test_i:
+        test = encode(rows, tokens, test_i)
+    sources = [rows.source] + ([test_rows.source] if test_rows else [])
+    sha = hashlib.sha256((rows.sha256 + (test_rows.sha256 if test_rows else "")).encode()).hexdigest()
+    return Dataset(
+        classes, vocab, encode(rows, tokens, train_i), encode(rows, tokens, val_i), test, sources, sha
+    )
+
+
+def class_ids(labels: list[str], classes: list[str], source: str) -> Tensor:
+    """Label names -> (N,) int64 class ids; ``ValueError`` naming labels outside ``classes``."""
+    index = {c: k for k, c in enumerate(classes)}
+    unknown = sorted(set(labels) - index.keys())
+    if unknown:
+        raise ValueError(
+            f"labels {', '.join(map(repr, unknown[:5]))} of {source!r} are not among the "
+            f"training classes ({', '.join(map(repr, classes))})"
+        )
+    return torch.tensor([index[c] for c in labels], dtype=torch.long)
+
+
+# ---- model, loss, metrics ------------------------------------------------------------------
+def build_model(cfg: ModelConfig, vocab_size: int, num_classes: int) -> TextCNN | RecurrentClassifier:
+    cfg.validate()
+    if cfg.arch == "cnn":
+        return TextCNN(vocab_size, num_classes, cfg.embedding_dim, cfg.widths, cfg.channels, cfg.dropout)
+    cell, bidirectional = RECURRENT[cfg.arch]
+    rnn = Recurrent(
+        functools.partial(cell, hidden_size=cfg.hidden),
+        cfg.embedding_dim,
+        num_layers=cfg.layers,
+        bidirectional=bidirectional,
+        dropout=cfg.dropout if cfg.layers > 1 else 0.0,
+        batch_first=True,
+    )
+    return RecurrentClassifier(vocab_size, num_classes, rnn, cfg.embedding_dim, cfg.pool, cfg.dropout)
+
+
+def class_loss(model: nn.Module, x: tuple[Tensor, Tensor], y: Tensor, state: Any) -> tuple[Tensor, None, int]:
+    """Mean cross-entropy of a batch; counts its real (unpadded) tokens."""
+    tokens, lengths = x
+    return F.cross_entropy(model(tokens, lengths), y), None, int(lengths.sum())
+
+
+def scores(y_true: Tensor, y_pred: Tensor, num_classes: int) -> dict[str, Any]:
+    """Accuracy, macro-F1 and the confusion matrix (rows: true class, columns: predicted).
+
+    Per class, F1 = 2 TP / (2 TP + FP + FN); macro-F1 is their mean over the classes that occur
+    in the truth or in the predictions (a class absent from both has no F1 to average).
+    """
+    confusion = torch.bincount(y_true * num_classes + y_pred, minlength=num_classes**2)
+    confusion = confusion.view(num_classes, num_classes)
+    tp = confusion.diag().double()
+    denom = confusion.sum(0).double() + confusion.sum(1).double()  # 2 TP + FP + FN
+    present = denom > 0
+    f1 = 2 * tp[present] / denom[present]
+    n = int(y_true.numel())
+    return {
+        "accuracy": float(tp.sum()) / max(n, 1),
+        "macro_f1": float(f1.mean()) if present.any() else 0.0,
+        "n": n,
+        "confusion": confusion.tolist(),
+    }
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, split: Split, num_classes: int, batch_size: int = 256) -> dict[str, Any]:
+    """Loss (mean cross-entropy, nats), accuracy, macro-F1 and confusion matrix on ``split``."""
+    was_training = model.training
+    model.eval()
+    batches = ClassBatches(split.ids, split.labels, batch_size, shuffle=False, min_len=model.min_len)
+    total, preds = 0.0, []
+    for (tokens, lengths), y in batches:
+        logits = model(tokens, lengths)
+        total += float(F.cross_entropy(logits, y, reduction="sum"))
+        preds.append(logits.argmax(dim=1))
+    model.train(was_training)
+    result = scores(split.labels, torch.cat(preds), num_classes)
+    return {"loss": total / max(len(split), 1), **result}
+
+
+# ---- run directories -----------------------------------------------------------------------
+@dataclass
+class Run:
+    """A loaded run directory: config, vocabulary, class names and model."""
+
+    path: Path
+    config: ClassifyConfig
+    vocab: WordVocab
+    classes: list[str]
+    model: TextCNN | RecurrentClassifier
+    info: dict[str, Any]
+
+
+def open_run(path: str | Path, weights: str | None = ckpt.BEST) -> Run:
+    """Load a classifier run's config, vocabulary and classes, build the model, load ``weights``."""
+    p = ckpt.check_run_dir(path)
+    raw = ckpt.read_json(p / ckpt.CONFIG, "config.json")
+    config = ClassifyConfig.from_json(raw)
+    vocab = WordVocab.from_json(ckpt.read_json(p / ckpt.VOCAB, "vocab.json"))
+    classes = ckpt.read_json(p / ckpt.LABELS, "labels.json")
+    if not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) for c in classes):
+        raise ValueError(f"labels.json in {str(p)!r} is not a list of at least two class names")
+    model = build_model(config.model, len(vocab), len(classes))
+    if weights is not None:
+        ckpt.load_run_weights(model, p, weights)
+    model.eval()
+    return Run(p, config, vocab, classes, model, raw.get("info", {}))
+
+
+def train(
+    config: ClassifyConfig | None = None,
+    out: str | Path = "runs/classify",
+    *,
+    resume: bool = False,
+    loop_overrides: dict[str, Any] | None = None,
+    on_event: Any = None,
+) -> tuple[Run, TrainerState, dict[str, Any]]:
+    """Train a new run into ``out`` (or continue one), then score the best weights.
+
+    Returns the run (holding the best weights), the trainer state and the results written to
+    ``results.json``: ``{"val": {...}, "test": {...} or None, "classes": [...], "best_step": N}``.
+    """
+    out = Path(out)
+    if resume:
+        run = open_run(out, weights=None)
+        cfg = run.config
+        cfg.loop = replace(cfg.loop, **(loop_overrides or {}))
+        cfg.validate()
+        data = load_data(cfg.data, cfg.loop.seed, run.vocab, run.classes)
+        if run.info.get("data_sha256") not in (None, data.sha256):
+            raise ValueError(
+                f"the data {data.sources} have changed since the run began; resume needs the same"
+            )
+        model = run.model
+    else:
+        cfg = config or ClassifyConfig()
+        cfg.loop = replace(cfg.loop, **(loop_overrides or {}))
+        cfg.validate()
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise ValueError(
+                f"{str(out)!r} already exists and is not empty; "
+                "use --resume to continue it or choose another --out"
+            )
+        data = load_data(cfg.data, cfg.loop.seed)  # every input check happens before anything is written
+        torch.manual_seed(cfg.loop.seed)
+        model = build_model(cfg.model, len(data.vocab), len(data.classes))
+        out.mkdir(parents=True, exist_ok=True)
+        info = {
+            "sources": data.sources,
+            "data_sha256": data.sha256,
+            "rows": {"train": len(data.train), "val": len(data.val), "test": len(data.test or [])},
+            "vocab_size": len(data.vocab),
+            "parameters": sum(p.numel() for p in model.parameters()),
+        }
+        ckpt.atomic_write_json(out / ckpt.VOCAB, data.vocab.to_json())
+        ckpt.atomic_write_json(out / ckpt.LABELS, data.classes)
+        ckpt.atomic_write_json(out / ckpt.CONFIG, {**cfg.to_json(), "info": info})
+        run = Run(out, cfg, data.vocab, data.classes, model, info)
+
+    K = len(data.classes)
+    batches = ClassBatches(
+        data.train.ids, data.train.labels, cfg.data.batch_size, seed=cfg.loop.seed, min_len=model.min_len
+    )
+
+    def validate(m: nn.Module) -> dict[str, float]:
+        r = evaluate(m, data.val, K)
+        return {"val_loss": r["loss"], "val_accuracy": r["accuracy"], "val_macro_f1": r["macro_f1"]}
+
+    trainer = Trainer(
+        model, batches, class_loss, validate, cfg.optim, cfg.loop, out, carry_state=False, on_event=on_event
+    )
+    if resume:
+        trainer.load()
+        ckpt.atomic_write_json(out / ckpt.CONFIG, {**cfg.to_json(), "info": run.info})
+    else:
+        trainer.save()  # step 0: the directory is a complete, resumable run from the start
+    state = trainer.run()
+    ckpt.load_run_weights(model, out, ckpt.BEST)
+    results = {
+        "classes": data.classes,
+        "best_step": state.best_step,
+        "val": evaluate(model, data.val, K),
+        "test": None if data.test is None else evaluate(model, data.test, K),
+    }
+    ckpt.atomic_write_json(out / ckpt.RESULTS, results)
+    model.eval()
+    return run, state, results
+
+
+def evaluate_file(run: Run, path: str | Path) -> dict[str, Any]:
+    """Score a run's model on a whole labelled file, read with the run's columns and vocabulary."""
+    d = run.config.data
+    rows = read_labelled(path, d.text_column, d.label_column)
+    labels = class_ids(rows.labels, run.classes, rows.source)
+    ids = [run.vocab.encode(_tokenize(t)[: d.max_tokens]) for t in rows.texts]
+    return evaluate(run.model, Split(ids, labels), len(run.classes))
+
+
+# ---- prediction ----------------------------------------------------------------------------
+@torch.no_grad()
+def predict(run: Run, texts: list[str], batch_size: int = 256) -> list[tuple[str, float, list[float]]]:
+    """For each text: the likeliest class, its probability, and every class's probability."""
+    ids = []
+    for k, text in enumerate(texts):
+        words = _tokenize(text)[: run.config.data.max_tokens]
+        if not words:
+            raise ValueError(f"text {k + 1} has no words to classify: {text!r}")
+        ids.append(run.vocab.encode(words))
+    run.model.eval()
+    results = []
+    for start in range(0, len(ids), batch_size):
+        tokens, lengths = pad_batch(ids[start : start + batch_size], run.model.min_len)
+        probs = torch.softmax(run.model(tokens, lengths), dim=1)  # (B, K)
+        for row in probs.tolist():
+            best = max(range(len(row)), key=row.__getitem__)
+            results.append((run.classes[best], row[best], row))
+    return results
