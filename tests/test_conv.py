@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 import unrolled
-from unrolled.layers.patches import pad1d, pad2d, patches1d, patches2d
+from unrolled.layers.patches import pad1d, pad2d, patches1d, patches2d, position_rows
 
 B, C, O = 2, 3, 4  # batch, in and out channels
 L = 11  # 1-D length
@@ -175,6 +175,9 @@ def test_patches_are_torchs_unfold_in_the_weight_order() -> None:
         patches2d(x2, (2, 3), stride=(2, 1), dilation=(1, 2)),
         F.unfold(x2, (2, 3), dilation=(1, 2), stride=(2, 1)),
     )
+    # the layers' layout: the same patches grouped by position, (N, B, C*K)
+    rows = position_rows(x2, (2, 3), (2, 1), (1, 2))
+    assert torch.equal(rows, patches2d(x2, (2, 3), stride=(2, 1), dilation=(1, 2)).permute(2, 0, 1))
     w = torch.randn(O, C, 3)
     torch.testing.assert_close(
         w.reshape(O, -1) @ cols, F.conv1d(x, w, stride=2, dilation=2), atol=1e-5, rtol=0

@@ -45,3 +45,15 @@ def test_custom_cell_example_is_a_bidirectional_variable_length_layer(capsys) ->
     cell = env["MinimalGatedUnit"](3, 4).double()
     x, h = torch.randn(2, 3, dtype=torch.float64, requires_grad=True), torch.randn(2, 4, dtype=torch.float64)
     assert torch.autograd.gradcheck(lambda x, h: cell(x, h)[0], (x, h.requires_grad_()))
+
+
+CONV = DOC.parent / "convolutions.md"
+
+
+def test_convolutions_example_prints_what_its_comments_say(capsys) -> None:
+    (example,) = re.findall(r"```python\n(.*?)```", CONV.read_text(encoding="utf-8"), flags=re.S)
+    exec(compile(example, str(CONV), "exec"), {"__name__": "__docs__"})
+    printed = capsys.readouterr().out.splitlines()
+    expected = [line.split("# ")[-1].strip() for line in example.splitlines() if line.startswith("print(")]
+    assert printed == expected
+    assert printed[0] == "9,895,604,649,984"  # the lecture's count

@@ -8,8 +8,7 @@ Public API (everything else is an implementation detail):
 - :func:`init_recurrent_`: uniform / xavier / orthogonal initialisation, per gate block
 - layers: :class:`Recurrent` (any cell -> multi-layer, bidirectional layer),
   :class:`RNN`, :class:`LSTM`, :class:`GRU` (drop-in for torch.nn's)
-- from dense to convolutional: :class:`Linear`, :class:`LocallyConnected1d`/``2d``, :class:`Conv1d`/``2d``
-  (patches and one matrix product; torch.nn's weights) and their parameter counts (:func:`conv_params`, ...)
+- dense to conv: :class:`Linear`, :class:`LocallyConnected1d`/``2d``, :class:`Conv1d`/``2d``, parameter counts
 """
 
 from .cells import (

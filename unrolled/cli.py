@@ -7,6 +7,7 @@
     unrolled train classify --data FILE [--arch cnn|...]      train a text classifier on a CSV/TSV
     unrolled predict DIR --text TEXT | --file FILE            label and probability of each text
     unrolled bench speed [--json FILE] [--smoke] [...]         every cell and engine vs torch.nn.LSTM
+    unrolled bench conv [--json FILE] [--smoke]               convolutions vs torch.nn.Conv1d/Conv2d
 
 Bad input gives one line on stderr and exit code 2 (set UNROLLED_DEBUG=1 for a traceback).
 """
@@ -552,6 +553,34 @@ def _cmd_bench_speed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_conv(args: argparse.Namespace) -> int:
+    import platform
+    from pathlib import Path
+
+    import torch
+
+    from .bench import conv
+    from .training.checkpoint import atomic_write_json
+
+    if args.json is not None and not Path(args.json).parent.resolve().is_dir():
+        raise ValueError(f"cannot write {args.json}: its folder does not exist")
+    sizes = conv.SMOKE_SIZES if args.smoke else conv.FULL_SIZES
+    results = conv.run_conv(
+        sizes, repeats=args.repeats, progress=lambda message: print(message, file=sys.stderr, flush=True)
+    )
+    if args.json is not None:
+        meta = {
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "machine": platform.machine(),
+            "processor": platform.processor(),
+            "repeats": args.repeats,
+        }
+        atomic_write_json(Path(args.json), conv.to_json(results, meta))
+    print(conv.format_conv(results))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -644,6 +673,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="only layers whose name contains one of these (e.g. lstm/)",
     )
     b.set_defaults(func=_cmd_bench_speed)
+    b = kinds.add_parser(
+        "conv",
+        help="time unrolled's convolutions against torch.nn.Conv1d/Conv2d",
+        description=(
+            "Time forward and forward+backward of unrolled.Conv1d/Conv2d (patches and one matrix product) "
+            "and LocallyConnected1d/2d against torch.nn.Conv1d/Conv2d, interleaved in one process (median "
+            "of --repeats rounds), at a text-CNN's sizes (B=64, 128 -> 100 channels, L = 50..400, k = 3, 5) "
+            "and a small image CNN's (B=32, 3x3 same, 32x32 and 64x64); print each ratio to torch."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    b.add_argument("--json", metavar="FILE", help="also write the results to this JSON file")
+    b.add_argument("--repeats", type=_positive_int, default=5, help="rounds; the median is reported")
+    b.add_argument("--smoke", action="store_true", help="two tiny sizes (checks that everything runs)")
+    b.set_defaults(func=_cmd_bench_conv)
     return parser
 
 

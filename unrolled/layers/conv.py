@@ -8,8 +8,8 @@ convolutional layer is
 W (C_out, C_in*k) does not depend on the position: the layer is translation equivariant (shift
 the input by s*stride and the output shifts by s) and has C_in*k*C_out + C_out parameters whatever
 the input's size, against one W per position for :class:`LocallyConnected1d`. It is computed by
-"im2col": the patches of the whole batch as the rows of one matrix (a copy of the input k times
-over), then one matrix product with W^T.
+"im2col": the patches of the batch gathered as the rows of one matrix (a copy of the input k
+times over), then one matrix product with W^T for all of them.
 
 Parameter names, shapes and initialisation are torch.nn.Conv1d/Conv2d's: ``weight`` (C_out, C_in, k)
 or (C_out, C_in, kh, kw), ``bias`` (C_out,), so that ``load_state_dict`` works both ways.
@@ -69,12 +69,12 @@ class _ConvNd(PatchLayer):
         return w.reshape(self.out_channels, -1)
 
     def forward(self, input: Tensor) -> Tensor:
-        rows, shape = self.rows(input)  # (B, N, C_in*k), N output positions
-        B, N, K = rows.shape
-        flat, w = rows.reshape(B * N, K), self.kernel()  # (B*N, C_in*k), (C_out, C_in*k)
-        # H_i = W vect(P(i)) + b for every position of every example: one GEMM
-        y = flat @ w.T if self.bias is None else torch.addmm(self.bias, flat, w.T)  # (B*N, C_out)
-        y = y.reshape(B, N, self.out_channels).transpose(1, 2).contiguous()  # (B, C_out, N)
+        rows, shape = self.patches(input)  # (N, B, C_in*k): the patches by output position
+        N, B, K = rows.shape
+        flat, w = rows.reshape(N * B, K), self.kernel()  # (N*B, C_in*k), (C_out, C_in*k)
+        # H_i = W vect(P(i)) + b: the same W at every position of every example, so one GEMM for all
+        y = flat @ w.T if self.bias is None else torch.addmm(self.bias, flat, w.T)  # (N*B, C_out)
+        y = y.reshape(N, B, self.out_channels).permute(1, 2, 0).contiguous()  # (B, C_out, N)
         return self.unflatten(y, shape, input)
 
     def extra_repr(self) -> str:

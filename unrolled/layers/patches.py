@@ -12,9 +12,11 @@ locally-connected layer. :func:`patches2d` is the same for (B, C, H, W) inputs, 
 patch flattened in that order and the output positions in row-major order (i, j) -> i*W_out + j
 (what ``torch.nn.functional.unfold`` returns).
 
-Both come from :func:`windows` (every window as a strided view of the input, no copy) and
-:func:`patch_rows`, the one copy: the patches as rows (B, N, C*K), the layout in which a whole batch
-is one matrix product with W^T. The layers use the rows.
+Both come from :func:`windows`, every window as a strided view of the input (no copy), and
+:func:`columns`, the one copy into that matrix. The layers take the same patches grouped by output
+position, :func:`position_rows`: (N, B, C*K) for N output positions and K = prod(kernel_size). The
+convolution multiplies all N*B rows by its one W^T in a single matrix product; the locally-connected
+layer multiplies the B rows of position i by its own W_i^T, a batched product over the positions.
 
 The number of output positions along a dimension of length L, padded by (pad_l, pad_r) is
 
@@ -154,45 +156,47 @@ def windows(
     return x  # (B, C, *out_shape, *kernel_size)
 
 
-def patch_rows(
-    x: Tensor,
-    kernel_size: tuple[int, ...],
-    stride: tuple[int, ...],
-    dilation: tuple[int, ...],
-    positions_first: bool = False,
+def columns(
+    x: Tensor, kernel_size: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...]
 ) -> Tensor:
-    """The patches of the (already padded) x (B, C, *spatial) as rows, one copy: (B, N, C*K), or
-    (N, B, C*K) with ``positions_first``; N output positions (row-major), K = prod(kernel_size), each
-    row in torch's weight order (C, *kernel_size). The layout the layers multiply."""
+    """The patches of the (already padded) x (B, C, *spatial) as columns, one copy: (B, C*K, N), rows in
+    torch's weight order (C, *kernel_size), N output positions in row-major order."""
     B, C = x.shape[:2]
     n = len(kernel_size)
     w = windows(x, kernel_size, stride, dilation)  # (B, C, *out, *k)
-    out_axes = tuple(range(2, 2 + n))
-    lead = (*out_axes, 0) if positions_first else (0, *out_axes)
-    w = w.permute(*lead, 1, *range(2 + n, 2 + 2 * n))  # (B, *out, C, *k) or (*out, B, C, *k)
-    rows = w.reshape(-1, C * math.prod(kernel_size))  # (B*N or N*B, C*K): the copy
-    return rows.reshape(-1, B, rows.size(1)) if positions_first else rows.reshape(B, -1, rows.size(1))
+    w = w.permute(0, 1, *range(2 + n, 2 + 2 * n), *range(2, 2 + n))  # (B, C, *k, *out)
+    return w.reshape(B, C * math.prod(kernel_size), -1)  # (B, C*K, N): the copy
+
+
+def position_rows(
+    x: Tensor, kernel_size: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...]
+) -> Tensor:
+    """The patches of the (already padded) x (B, C, *spatial) grouped by output position, one copy:
+    (N, B, C*K), each row in torch's weight order (C, *kernel_size)."""
+    B, C = x.shape[:2]
+    n = len(kernel_size)
+    w = windows(x, kernel_size, stride, dilation)  # (B, C, *out, *k)
+    w = w.permute(*range(2, 2 + n), 0, 1, *range(2 + n, 2 + 2 * n))  # (*out, B, C, *k)
+    return w.reshape(-1, B, C * math.prod(kernel_size))  # (N, B, C*K): the copy
 
 
 def patches1d(x: Tensor, kernel_size: int, stride: int = 1, dilation: int = 1) -> Tensor:
     """Every window of x (B, C, L) (already padded) as a column: (B, C*k, L_out), channel-major
     (row c*k + j holds tap j of channel c), which is torch's weight layout (C_out, C, k) flattened."""
-    k, s, d = _sizes(1, kernel_size, stride, dilation)
-    return patch_rows(x, k, s, d).transpose(1, 2)  # (B, C*k, L_out)
+    return columns(x, *_sizes(1, kernel_size, stride, dilation))  # (B, C*k, L_out)
 
 
 def patches2d(x: Tensor, kernel_size: Size, stride: Size = 1, dilation: Size = 1) -> Tensor:
     """Every window of x (B, C, H, W) (already padded) as a column: (B, C*kh*kw, H_out*W_out), rows in
     torch's weight order (C, kh, kw), columns row-major over the output positions; the same as
     ``torch.nn.functional.unfold(x, kernel_size, dilation=dilation, stride=stride)``."""
-    k, s, d = _sizes(2, kernel_size, stride, dilation)
-    return patch_rows(x, k, s, d).transpose(1, 2)  # (B, C*kh*kw, H_out*W_out)
+    return columns(x, *_sizes(2, kernel_size, stride, dilation))  # (B, C*kh*kw, H_out*W_out)
 
 
 class PatchLayer(nn.Module):
     """Base of :class:`Conv1d`/:class:`Conv2d` and :class:`LocallyConnected1d`/``2d``: the arguments
     (torch.nn.Conv*d's names and types: ``kernel_size``, ``stride``, ``dilation`` as tuples, ``padding``
-    as given, a string or a tuple) and :meth:`rows`, from an input to its patches."""
+    as given, a string or a tuple) and the path from an input to its patches."""
 
     dims: int  # spatial dimensions: 1 or 2, set by the subclass
 
@@ -249,19 +253,17 @@ class PatchLayer(nn.Module):
                 f"got {input.size(-n - 1)} (input shape {tuple(input.shape)})"
             )
 
-    def rows(self, input: Tensor, positions_first: bool = False) -> tuple[Tensor, tuple[int, ...]]:
-        """Check, batch, pad and unfold ``input``: its patches as rows (B, N, C_in*K) (or (N, B, C_in*K)
-        with ``positions_first``; N output positions, K taps of the kernel) and the output's spatial
-        shape."""
+    def padded(self, input: Tensor) -> Tensor:
+        """Check, batch and pad ``input``: (B, C_in, *spatial + padding)."""
         self.check_input(input)
         x = input if input.dim() == self.dims + 2 else input.unsqueeze(0)  # (B, C, *spatial)
-        x = pad(x, self._pads, self.padding_mode)
-        rows = patch_rows(x, self.kernel_size, self.stride, self.dilation, positions_first)
-        shape = tuple(
-            output_length(size, k, s, d)
-            for size, k, s, d in zip(x.shape[2:], self.kernel_size, self.stride, self.dilation, strict=True)
-        )
-        return rows, shape
+        return pad(x, self._pads, self.padding_mode)
+
+    def patches(self, input: Tensor) -> tuple[Tensor, tuple[int, ...]]:
+        """Check, batch and pad ``input``, then group its patches by output position: (N, B, C_in*K)
+        (:func:`position_rows`), and the output's spatial shape."""
+        rows = position_rows(self.padded(input), self.kernel_size, self.stride, self.dilation)
+        return rows, self.output_shape(tuple(input.shape[-self.dims :]))
 
     def unflatten(self, y: Tensor, shape: tuple[int, ...], input: Tensor) -> Tensor:
         """(B, C_out, N) -> (B, C_out, *shape), or (C_out, *shape) for an unbatched ``input``."""
