@@ -433,9 +433,8 @@ def run_neural(
     cmd += shlex.split(args.classifier_args)
     code, wall, cpu_s = run_logged(cmd, work / f"train-{arch}.log", arch)
     if code != 0:
-        raise RuntimeError(
-            f"unrolled train classify --arch {arch} exited with {code} (log: {work}/train-{arch}.log)"
-        )
+        tail = (work / f"train-{arch}.log").read_text().strip().splitlines()[-3:]
+        raise RuntimeError(f"unrolled train classify --arch {arch} exited with {code}: " + " | ".join(tail))
     res = json.loads((out / "results.json").read_text())
     test_m = res["test"]
     state_file = out / "trainer_state.json"  # the trainer's own count: seconds spent training, steps, epochs
@@ -499,6 +498,9 @@ def write_atomic(path: Path, obj: Any) -> None:
         with os.fdopen(fd, "w") as f:
             json.dump(obj, f, indent=1)
             f.write("\n")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it 0600; a results file is an ordinary file
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)

@@ -33,3 +33,14 @@ def test_bench_conv_smoke_times_every_layer_and_writes_json() -> None:
     assert results[2].parameters == 6 * (3 * 4 * 3 + 4)  # L_out = 8 - 2
     table = conv.format_conv(results)
     assert "unrolled.LocallyConnected2d" in table and "Conv2d B=2 3->4 6x6 k=3x3 same" in table
+
+
+def test_bench_conv_command_writes_json(tmp_path, capsys) -> None:
+    from unrolled.cli import main
+
+    path = tmp_path / "conv.json"
+    assert main(["bench", "conv", "--smoke", "--repeats", "1", "--json", str(path)]) == 0
+    report = json.loads(path.read_text())
+    assert report["meta"]["repeats"] == 1 and len(report["results"]) == 6
+    assert "unrolled.Conv1d" in capsys.readouterr().out
+    assert main(["bench", "conv", "--smoke", "--json", str(tmp_path / "missing" / "x.json")]) == 2

@@ -226,6 +226,12 @@ def _add_run_args(p: Any, lc: Any, task: str) -> Any:
         "--log-every", metavar="N", type=int, help=f"steps between metrics.jsonl records [{lc.log_every}]"
     )
     g.add_argument("--seed", metavar="N", type=int, help=f"random seed [{lc.seed}]")
+    g.add_argument(
+        "--patience",
+        metavar="N",
+        type=int,
+        help=f"stop after N validations without a better validation loss [{lc.patience or 'never'}]",
+    )
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     return g
 
@@ -249,6 +255,7 @@ _SHARED = {  # flag dest -> (config section, field), for every training task
     "eval_every": ("loop", "eval_every"),
     "log_every": ("loop", "log_every"),
     "seed": ("loop", "seed"),
+    "patience": ("loop", "patience"),
 }
 _CHARLM = {
     **_SHARED,

@@ -126,7 +126,7 @@ def read_labelled(
         # a header with other names reads as a row whose label occurs nowhere else
         raise ValueError(
             f"the first row of {str(p)!r} ({', '.join(map(repr, first))}) looks like a header without "
-            "'label' and 'text' columns; give --label-column and --text-column (header names or 0-based indices)"
+            "'label' and 'text' columns; give --label-column and --text-column (names or 0-based indices)"
         )
     if not body:
         raise ValueError(f"{str(p)!r} has a header row but no data rows")

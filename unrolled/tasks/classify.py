@@ -113,7 +113,8 @@ class ClassifyConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3))
-    loop: LoopConfig = field(default_factory=lambda: LoopConfig(eval_every=100))
+    # small data sets overfit within a few epochs: stop 5 validations after the best one
+    loop: LoopConfig = field(default_factory=lambda: LoopConfig(eval_every=100, patience=5))
 
     def validate(self) -> None:
         self.model.validate()

@@ -40,9 +40,10 @@ class LoopConfig:
     eval_every: int = 200  # steps between validations (each also writes a checkpoint)
     log_every: int = 10  # steps between metrics.jsonl records
     seed: int = 1337  # seeds init, dropout and data order; the same seed gives the same run
+    patience: int | None = None  # stop after this many validations without a new best (None = never)
 
     def validate(self) -> None:
-        for name in ("max_steps", "eval_every", "log_every"):
+        for name in ("max_steps", "eval_every", "log_every", "patience"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be positive, got {value}")

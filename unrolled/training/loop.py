@@ -220,6 +220,14 @@ class Trainer:
                 if st.step % loop.eval_every == 0:
                     self._validate_and_save()
                     last_eval_step = st.step
+                    if self._out_of_patience():
+                        log.info(
+                            "stopping early at step %d: no better validation loss since step %d (%d checks)",
+                            st.step,
+                            st.best_step,
+                            loop.patience,
+                        )
+                        break
         finally:
             if previous_handler is not None:
                 signal.signal(signal.SIGINT, previous_handler)
@@ -228,6 +236,15 @@ class Trainer:
             self._validate_and_save()
         self.on_event("end", asdict(st))
         return st
+
+    def _out_of_patience(self) -> bool:
+        """``patience`` validations in a row without a new best (counted from the steps, so resume-safe)."""
+        st, patience = self.state, self.loop.patience
+        return (
+            patience is not None
+            and st.best_step is not None
+            and (st.step - st.best_step >= patience * self.loop.eval_every)
+        )
 
     def _train_step(self, lr: float) -> tuple[Tensor, int]:
         st = self.state
