@@ -488,7 +488,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from .training import checkpoint as ckpt
 
     task = ckpt.read_json(ckpt.check_run_dir(args.run) / ckpt.CONFIG, "config.json").get("task")
-    if task == classify.TASK:
+    if task == classify.ClassifyConfig.TASK:
         if args.data is None or args.text is not None:
             raise ValueError("a classifier run is scored on a labelled file: give --data FILE (not --text)")
         crun = classify.open_run(args.run, weights=ckpt.WEIGHTS if args.latest else ckpt.BEST)

@@ -11,9 +11,9 @@ import functools
 import hashlib
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +25,7 @@ from ..cells.lstm import resolve_variant
 from ..data import BPTTChunks, CharVocab, load_shakespeare, num_chunks, read_text, stream_rows
 from ..layers import Recurrent
 from ..models import LanguageModel
-from ..training import LoopConfig, OptimConfig, Trainer, TrainerState
+from ..training import LoopConfig, OptimConfig, RunConfig, Trainer, TrainerState
 from ..training import checkpoint as ckpt
 
 # --cell NAME -> the cell class (and fixed arguments) that every layer of the model is built from
@@ -39,8 +39,6 @@ CELLS: dict[str, Callable[..., nn.Module]] = {
     "mingru": MinGRUCell,  # Feng et al. 2024: no recurrent weight, trained with a parallel scan
     "minlstm": MinLSTMCell,
 }
-TASK = "charlm"
-FORMAT_VERSION = 1
 
 
 @dataclass
@@ -112,36 +110,15 @@ class DataConfig:
 
 
 @dataclass
-class CharLMConfig:
+class CharLMConfig(RunConfig):
     """Everything needed to rebuild and continue a char-LM run; saved as config.json."""
+
+    TASK: ClassVar[str] = "charlm"
 
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
-
-    def validate(self) -> None:
-        self.model.validate()
-        self.data.validate()
-        self.loop.validate()
-        self.optim.validate()
-
-    def to_json(self) -> dict[str, Any]:
-        return {"task": TASK, "format": FORMAT_VERSION, **asdict(self)}
-
-    @classmethod
-    def from_json(cls, obj: Any) -> CharLMConfig:
-        if not isinstance(obj, dict) or obj.get("task") != TASK:
-            raise ValueError("config.json is not that of a charlm run")
-        try:
-            return cls(
-                ModelConfig(**obj["model"]),
-                DataConfig(**obj["data"]),
-                OptimConfig(**obj["optim"]),
-                LoopConfig(**obj["loop"]),
-            )
-        except (KeyError, TypeError) as e:
-            raise ValueError(f"config.json is not valid: {e}") from None
 
 
 # ---- data ----------------------------------------------------------------------------------

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +35,7 @@ from ..data import tokenize as _tokenize
 from ..layers import Recurrent
 from ..models import RecurrentClassifier, TextCNN
 from ..models.classifier import POOLS
-from ..training import LoopConfig, OptimConfig, Trainer, TrainerState
+from ..training import LoopConfig, OptimConfig, RunConfig, Trainer, TrainerState
 from ..training import checkpoint as ckpt
 
 # --arch NAME -> (cell class, bidirectional); "cnn" is the TextCNN
@@ -46,8 +46,6 @@ RECURRENT: dict[str, tuple[type[nn.Module], bool]] = {
     "bilstm": (LSTMCell, True),
 }
 ARCHS = ("cnn", *RECURRENT)
-TASK = "classify"
-FORMAT_VERSION = 1
 
 
 @dataclass
@@ -107,37 +105,16 @@ class DataConfig:
 
 
 @dataclass
-class ClassifyConfig:
+class ClassifyConfig(RunConfig):
     """Everything needed to rebuild and continue a classifier run; saved as config.json."""
+
+    TASK: ClassVar[str] = "classify"
 
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3))
     # small data sets overfit within a few epochs: stop 5 validations after the best one
     loop: LoopConfig = field(default_factory=lambda: LoopConfig(eval_every=100, patience=5))
-
-    def validate(self) -> None:
-        self.model.validate()
-        self.data.validate()
-        self.loop.validate()
-        self.optim.validate()
-
-    def to_json(self) -> dict[str, Any]:
-        return {"task": TASK, "format": FORMAT_VERSION, **asdict(self)}
-
-    @classmethod
-    def from_json(cls, obj: Any) -> ClassifyConfig:
-        if not isinstance(obj, dict) or obj.get("task") != TASK:
-            raise ValueError("config.json is not that of a classify run")
-        try:
-            return cls(
-                ModelConfig(**obj["model"]),
-                DataConfig(**obj["data"]),
-                OptimConfig(**obj["optim"]),
-                LoopConfig(**obj["loop"]),
-            )
-        except (KeyError, TypeError) as e:
-            raise ValueError(f"config.json is not valid: {e}") from None
 
 
 # ---- data ----------------------------------------------------------------------------------

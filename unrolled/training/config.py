@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import typing
+from dataclasses import asdict, dataclass, fields
+from typing import Any, ClassVar
 
 
 @dataclass
@@ -51,3 +53,29 @@ class LoopConfig:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be positive, got {value}")
+
+
+@dataclass
+class RunConfig:
+    """Base of a task's config: dataclass sections (model, data, optim, loop), each with a
+    ``validate()``; saved as a run's config.json, tagged with the task's name."""
+
+    TASK: ClassVar[str] = ""
+    FORMAT: ClassVar[int] = 1
+
+    def validate(self) -> None:
+        for f in fields(self):
+            getattr(self, f.name).validate()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"task": self.TASK, "format": self.FORMAT, **asdict(self)}
+
+    @classmethod
+    def from_json(cls, obj: Any) -> Any:
+        if not isinstance(obj, dict) or obj.get("task") != cls.TASK:
+            raise ValueError(f"config.json is not that of a {cls.TASK} run")
+        sections = typing.get_type_hints(cls)
+        try:
+            return cls(**{f.name: sections[f.name](**obj[f.name]) for f in fields(cls)})
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"config.json is not valid: {e}") from None
