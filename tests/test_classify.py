@@ -89,6 +89,7 @@ def test_read_labelled_with_header_tsv_and_columns(tmp_path) -> None:
         ("label,text\npos\n", {}, "row 2 of .* has 1 field"),
         ("label,text\n", {}, "header row but no data rows"),
         ("\n\n", {}, "no rows"),
+        ('label,text\npos,"good\nneg,bad\n', {}, "not valid CSV/TSV near line 3: unexpected end"),
     ],
 )
 def test_read_labelled_errors(tmp_path, content, kwargs, message) -> None:
@@ -96,6 +97,12 @@ def test_read_labelled_errors(tmp_path, content, kwargs, message) -> None:
     path.write_text(content, encoding="utf-8")
     with pytest.raises(ValueError, match=message):
         read_labelled(path, **kwargs)
+
+
+def test_long_texts_are_read_whole(tmp_path) -> None:
+    long = "word " * 60_000  # 300 KB in one field: above the csv module's default limit
+    data = read_labelled(_write_csv(tmp_path / "long.csv", [("pos", long), ("neg", "short")]))
+    assert data.texts == [long.strip(), "short"]
 
 
 def test_single_class_and_empty_file_are_rejected(tmp_path) -> None:

@@ -65,6 +65,18 @@ def _delimiter(path: Path, first_line: str) -> str:
     return "\t" if "\t" in first_line else ","
 
 
+def _csv_rows(raw: str, delimiter: str, path: str) -> list[list[str]]:
+    """Parse CSV/TSV text; long fields (whole documents) are fine, malformed input is a ValueError."""
+    reader = csv.reader(io.StringIO(raw, newline=""), delimiter=delimiter, strict=True)
+    limit = csv.field_size_limit(2**31 - 1)  # the default, 128 KiB, is too small for long texts
+    try:
+        return list(reader)
+    except csv.Error as e:
+        raise ValueError(f"{path!r} is not valid CSV/TSV near line {reader.line_num}: {e}") from None
+    finally:
+        csv.field_size_limit(limit)
+
+
 def _column(spec: str | None, default: int, header: list[str] | None, what: str, path: str) -> int:
     """A column given by header name or 0-based index -> its index."""
     if spec is None:
@@ -100,7 +112,7 @@ def read_labelled(
     """
     p = Path(path)
     raw = read_text(p)  # missing, empty, directory or not UTF-8: one-line errors there
-    rows = [r for r in csv.reader(io.StringIO(raw, newline=""), delimiter=_delimiter(p, raw.split("\n")[0]))]
+    rows = _csv_rows(raw, _delimiter(p, raw.split("\n")[0]), str(p))
     numbered = [(i + 1, r) for i, r in enumerate(rows) if any(cell.strip() for cell in r)]
     if not numbered:
         raise ValueError(f"no rows in {str(p)!r}: expected one labelled text per row")
