@@ -414,13 +414,14 @@ def _cmd_train_classify(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+    from .data import read_text
     from .tasks import classify
     from .training import checkpoint as ckpt
 
     if (args.text is None) == (args.file is None):
         raise ValueError("give the texts to classify with --text TEXT (repeatable) or --file FILE, not both")
     if args.file is not None:
-        raw = sys.stdin.read() if args.file == "-" else _read_lines_file(args.file)
+        raw = sys.stdin.read() if args.file == "-" else read_text(args.file)
         texts = raw.splitlines()
         blank = next((i + 1 for i, t in enumerate(texts) if not t.strip()), None)
         if blank is not None:
@@ -438,11 +439,6 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             print(f"{label}\t{prob:.4f}")
     return 0
 
-
-def _read_lines_file(path: str) -> str:
-    from .data import read_text
-
-    return read_text(path)
 
 
 def _open(args: argparse.Namespace) -> Any:
