@@ -440,7 +440,6 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-
 def _open(args: argparse.Namespace) -> Any:
     from .tasks import charlm
     from .training import checkpoint as ckpt
@@ -513,26 +512,33 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_bench_speed(args: argparse.Namespace) -> int:
+def _bench_meta(args: argparse.Namespace) -> dict[str, Any]:
+    """Check that ``--json`` can be written (before any timing), and describe the machine."""
     import platform
     from pathlib import Path
 
     import torch
 
-    from .bench import speed
-    from .training.checkpoint import atomic_write_json
-
     if args.json is not None and not Path(args.json).parent.resolve().is_dir():
         raise ValueError(f"cannot write {args.json}: its folder does not exist")
-    sizes = tuple(args.size) if args.size else speed.SMOKE_SIZES if args.smoke else speed.FULL_SIZES
-    meta = {
+    return {
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "machine": platform.machine(),
         "processor": platform.processor(),
         "repeats": args.repeats,
-        "sizes": [list(s) for s in sizes],
     }
+
+
+def _cmd_bench_speed(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .bench import speed
+    from .training.checkpoint import atomic_write_json
+
+    meta = _bench_meta(args)
+    sizes = tuple(args.size) if args.size else speed.SMOKE_SIZES if args.smoke else speed.FULL_SIZES
+    meta["sizes"] = [list(s) for s in sizes]
 
     def save(results: list[speed.Result]) -> None:
         if args.json is not None:  # after every size: a crash keeps what was measured
@@ -557,28 +563,17 @@ def _cmd_bench_speed(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench_conv(args: argparse.Namespace) -> int:
-    import platform
     from pathlib import Path
-
-    import torch
 
     from .bench import conv
     from .training.checkpoint import atomic_write_json
 
-    if args.json is not None and not Path(args.json).parent.resolve().is_dir():
-        raise ValueError(f"cannot write {args.json}: its folder does not exist")
+    meta = _bench_meta(args)
     sizes = conv.SMOKE_SIZES if args.smoke else conv.FULL_SIZES
     results = conv.run_conv(
         sizes, repeats=args.repeats, progress=lambda message: print(message, file=sys.stderr, flush=True)
     )
     if args.json is not None:
-        meta = {
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-            "machine": platform.machine(),
-            "processor": platform.processor(),
-            "repeats": args.repeats,
-        }
         atomic_write_json(Path(args.json), conv.to_json(results, meta))
     print(conv.format_conv(results))
     return 0

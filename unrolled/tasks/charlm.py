@@ -287,11 +287,7 @@ def train(
         cfg = config or CharLMConfig()
         cfg.loop = replace(cfg.loop, **(loop_overrides or {}))
         cfg.validate()
-        if out.exists() and (not out.is_dir() or any(out.iterdir())):
-            raise ValueError(
-                f"{str(out)!r} already exists and is not empty; "
-                "use --resume to continue it or choose another --out"
-            )
+        ckpt.check_new_run_dir(out)
         corpus = load_corpus(cfg.data)  # every input check happens before anything is written
         torch.manual_seed(cfg.loop.seed)
         model = build_model(cfg.model, len(corpus.vocab))

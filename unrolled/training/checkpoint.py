@@ -116,6 +116,15 @@ def check_run_dir(path: str | Path) -> Path:
     return p
 
 
+def check_new_run_dir(path: Path) -> None:
+    """``ValueError`` if ``path`` exists and is not an empty directory (a new run never overwrites)."""
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise ValueError(
+            f"{str(path)!r} already exists and is not empty; "
+            "use --resume to continue it or choose another --out"
+        )
+
+
 def load_run_weights(model: nn.Module, run_dir: Path, weights: str = BEST) -> None:
     """Load ``run_dir/weights`` into ``model`` (the latest weights if there are no best ones yet)."""
     file = Path(run_dir) / weights
