@@ -579,6 +579,12 @@ def _cmd_bench_conv(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_bench_args(b: Any, smoke: str) -> None:
+    b.add_argument("--json", metavar="FILE", help="also write the results to this JSON file")
+    b.add_argument("--repeats", type=_positive_int, default=5, help="rounds; the median is reported")
+    b.add_argument("--smoke", action="store_true", help=smoke)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -654,9 +660,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    b.add_argument("--json", metavar="FILE", help="also write the results to this JSON file")
-    b.add_argument("--repeats", type=_positive_int, default=5, help="rounds; the median is reported")
-    b.add_argument("--smoke", action="store_true", help="one tiny size (checks that everything runs)")
+    _add_bench_args(b, smoke="one tiny size (checks that everything runs)")
     b.add_argument(
         "--size",
         type=_size,
@@ -682,9 +686,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    b.add_argument("--json", metavar="FILE", help="also write the results to this JSON file")
-    b.add_argument("--repeats", type=_positive_int, default=5, help="rounds; the median is reported")
-    b.add_argument("--smoke", action="store_true", help="two tiny sizes (checks that everything runs)")
+    _add_bench_args(b, smoke="two tiny sizes (checks that everything runs)")
     b.set_defaults(func=_cmd_bench_conv)
     return parser
 

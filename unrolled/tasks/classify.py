@@ -238,14 +238,14 @@ def evaluate(model: nn.Module, split: Split, num_classes: int, batch_size: int =
     was_training = model.training
     model.eval()
     batches = ClassBatches(split.ids, split.labels, batch_size, shuffle=False, min_len=model.min_len)
-    total, preds = 0.0, []
+    losses, preds = [], []  # kept as tensors: one host sync at the end, not one per batch
     for (tokens, lengths), y in batches:
         logits = model(tokens, lengths)
-        total += float(F.cross_entropy(logits, y, reduction="sum"))
+        losses.append(F.cross_entropy(logits, y, reduction="sum").double())
         preds.append(logits.argmax(dim=1))
     model.train(was_training)
     result = scores(split.labels, torch.cat(preds), num_classes)
-    return {"loss": total / max(len(split), 1), **result}
+    return {"loss": float(torch.stack(losses).sum()) / max(len(split), 1), **result}
 
 
 # ---- run directories -----------------------------------------------------------------------
