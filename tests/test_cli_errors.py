@@ -105,9 +105,9 @@ def test_out_dir_that_holds_a_run_is_not_overwritten(capsys, run_dir, tiny_text_
 @pytest.mark.parametrize("cmd", ["sample", "eval"])
 @pytest.mark.parametrize("damage", ["truncate", "corrupt"])
 def test_damaged_weights(capsys, run_dir, tiny_text_file, cmd, damage) -> None:
-    for name in (ckpt.BEST, ckpt.WEIGHTS):
-        data = (run_dir / name).read_bytes()
-        (run_dir / name).write_bytes(
+    for file in (run_dir / ckpt.CHECKPOINTS).glob(f"*/{ckpt.WEIGHTS}"):
+        data = file.read_bytes()
+        file.write_bytes(
             data[: len(data) // 3] if damage == "truncate" else data[:8] + b"{" * (len(data) - 8)
         )
     argv = [cmd, str(run_dir)] + (["--text", str(tiny_text_file)] if cmd == "eval" else [])

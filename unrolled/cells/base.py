@@ -73,12 +73,26 @@ class TensorStateMixin:
         return self.weight_hh.new_zeros(batch, self.hidden_size, device=device, dtype=dtype)
 
 
-def map_state(state: Any, fn: Callable[[Tensor], Tensor]) -> Any:
-    """Apply ``fn`` to every tensor of a state (a tensor or a NamedTuple/tuple of tensors)."""
-    if isinstance(state, Tensor):
-        return fn(state)
-    parts = [fn(t) for t in state]
-    return state._make(parts) if hasattr(state, "_make") else tuple(parts)
+def state_tensors(state: Any) -> list[Tensor]:
+    """The tensors of a state (a tensor, or a NamedTuple/tuple of tensors), in order."""
+    return [state] if isinstance(state, Tensor) else list(state)
+
+
+def state_like(proto: Any, parts: list[Tensor]) -> Any:
+    """A state of the same kind as ``proto`` (tensor, NamedTuple or tuple) made of ``parts``."""
+    if isinstance(proto, Tensor):
+        return parts[0]
+    return proto._make(parts) if hasattr(proto, "_make") else tuple(parts)
+
+
+def map_state(fn: Callable[..., Tensor], state: Any, *others: Any) -> Any:
+    """Apply ``fn`` to every tensor of a state, or to the matching tensors of several states.
+
+    The one helper for states of any cell (``Tensor`` or ``LSTMState(h, c)`` and the like):
+    ``map_state(Tensor.detach, s)``, ``map_state(lambda a, b: a + b, s1, s2)``.
+    """
+    columns = zip(*(state_tensors(s) for s in (state, *others)), strict=True)
+    return state_like(state, [fn(*ts) for ts in columns])
 
 
 def check_step_input(x: Tensor, input_size: int, name: str = "input") -> None:

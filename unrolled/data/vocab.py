@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -52,23 +51,24 @@ class CharVocab:
     def decode(self, ids: Iterable[int]) -> str:
         return "".join(self.chars[i] for i in ids)
 
-    def to_json(self) -> str:
-        return json.dumps({"kind": "char", "chars": self.chars}, ensure_ascii=False)
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-able dict (the form of a run's vocab.json)."""
+        return {"kind": "char", "chars": self.chars}
 
     @classmethod
-    def from_json(cls, data: str | dict[str, Any]) -> CharVocab:
-        obj = json.loads(data) if isinstance(data, str) else data
+    def from_json(cls, obj: Any) -> CharVocab:
         if not isinstance(obj, dict) or obj.get("kind") != "char" or not isinstance(obj.get("chars"), list):
             raise ValueError("not a character vocabulary (expected {'kind': 'char', 'chars': [...]})")
         return cls(obj["chars"])
 
 
 PAD, UNK = 0, 1  # ids of the padding and the unknown-word tokens of every WordVocab
-_SPECIALS = ("<pad>", "<unk>")
+SPECIALS = ("<pad>", "<unk>")  # the specials of a classifier's vocabulary; a translator adds <bos>, <eos>
 
 
 class WordVocab:
-    """Maps words to ids: ``<pad>`` = 0, ``<unk>`` = 1, then the words by falling frequency.
+    """Maps words to ids: the special tokens first (``<pad>`` = 0, ``<unk>`` = 1, then any others
+    such as ``<bos>``, ``<eos>``), then the words by falling frequency.
 
     Built from tokenised training texts, keeping words seen at least ``min_count`` times, at
     most ``max_size`` of them (ties broken alphabetically, so the same texts give the same ids).
@@ -79,40 +79,66 @@ class WordVocab:
         ['<pad>', '<unk>', 'a', 'b']
         >>> v.encode(["a", "zzz"]).tolist()
         [2, 1]
+        >>> t = WordVocab.from_tokens([["hi", "there"]], specials=("<pad>", "<unk>", "<bos>", "<eos>"))
+        >>> t.id("<eos>"), t.tokens[4:]
+        (3, ['hi', 'there'])
     """
 
-    def __init__(self, tokens: Iterable[str]) -> None:
+    def __init__(self, tokens: Iterable[str], specials: Iterable[str] = SPECIALS) -> None:
         self.tokens: list[str] = list(tokens)
-        if tuple(self.tokens[:2]) != _SPECIALS or len(set(self.tokens)) != len(self.tokens):
-            raise ValueError("a word vocabulary must start with '<pad>', '<unk>' and hold distinct words")
+        self.specials: tuple[str, ...] = tuple(specials)
+        if self.specials[:2] != SPECIALS or len(set(self.specials)) != len(self.specials):
+            raise ValueError(
+                "a word vocabulary's specials must start with '<pad>', '<unk>' and be distinct; "
+                f"got {self.specials}"
+            )
+        if tuple(self.tokens[: len(self.specials)]) != self.specials or len(set(self.tokens)) != len(
+            self.tokens
+        ):
+            raise ValueError(
+                f"a word vocabulary must start with its specials {self.specials} and hold distinct words"
+            )
         self.index: dict[str, int] = {w: i for i, w in enumerate(self.tokens)}
 
     @classmethod
     def from_tokens(
-        cls, texts: Iterable[Iterable[str]], min_count: int = 1, max_size: int | None = None
+        cls,
+        texts: Iterable[Iterable[str]],
+        min_count: int = 1,
+        max_size: int | None = None,
+        specials: Iterable[str] = SPECIALS,
     ) -> WordVocab:
+        specials = tuple(specials)
         counts: dict[str, int] = {}
         for words in texts:
             for w in words:
                 counts[w] = counts.get(w, 0) + 1
         kept = sorted(
-            (w for w, c in counts.items() if c >= min_count and w not in _SPECIALS),
+            (w for w, c in counts.items() if c >= min_count and w not in specials),
             key=lambda w: (-counts[w], w),
         )
-        return cls([*_SPECIALS, *kept[:max_size]])
+        return cls([*specials, *kept[:max_size]], specials)
 
     def __len__(self) -> int:
         return len(self.tokens)
+
+    def id(self, token: str) -> int:
+        """The id of a special token or a word; ``KeyError`` if it is not in the vocabulary."""
+        return self.index[token]
 
     def encode(self, words: Iterable[str]) -> Tensor:
         """Words -> int64 ids; words outside the vocabulary become ``<unk>``."""
         return torch.tensor([self.index.get(w, UNK) for w in words], dtype=torch.long)
 
+    def decode(self, ids: Iterable[int]) -> list[str]:
+        return [self.tokens[i] for i in ids]
+
     def to_json(self) -> dict[str, Any]:
-        return {"kind": "word", "tokens": self.tokens}
+        """A JSON-able dict (the form of a run's vocab.json)."""
+        return {"kind": "word", "specials": list(self.specials), "tokens": self.tokens}
 
     @classmethod
     def from_json(cls, obj: Any) -> WordVocab:
         if not isinstance(obj, dict) or obj.get("kind") != "word" or not isinstance(obj.get("tokens"), list):
             raise ValueError("not a word vocabulary (expected {'kind': 'word', 'tokens': [...]})")
-        return cls(obj["tokens"])
+        return cls(obj["tokens"], obj.get("specials", SPECIALS))  # vocabularies of 0.1 have no "specials"

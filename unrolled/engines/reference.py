@@ -20,6 +20,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..cells.base import map_state
+
 
 def step_mask(lengths: Tensor, steps: int) -> Tensor:
     """``mask[t, b, 0] = t < lengths[b]``: (T, B, 1) bool, on the device of ``lengths``."""
@@ -28,10 +30,7 @@ def step_mask(lengths: Tensor, steps: int) -> Tensor:
 
 def _keep(mask: Tensor, new: Any, old: Any) -> Any:
     """``new`` where ``mask`` (B, 1) is true, else ``old``, for every tensor of a state."""
-    if isinstance(new, Tensor):
-        return torch.where(mask, new, old)
-    parts = [torch.where(mask, n, o) for n, o in zip(new, old, strict=True)]
-    return new._make(parts) if hasattr(new, "_make") else tuple(parts)
+    return map_state(lambda n, o: torch.where(mask, n, o), new, old)
 
 
 def run_reference(

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from ..cells.base import map_state
+from ..cells.base import map_state, state_like, state_tensors
 from ..engines import (
     IMPLS,
     fused_supports,
@@ -38,19 +38,12 @@ _TORCH_KEY = re.compile(r"^(?P<name>.+)_l(?P<layer>\d+)(?P<rev>_reverse)?$")
 
 def _stack_states(states: list[Any]) -> Any:
     """Stack per-cell states (tensor or NamedTuple of tensors) along a new dim 0."""
-    first = states[0]
-    if isinstance(first, Tensor):
-        return torch.stack(states)
-    parts = [torch.stack([s[k] for s in states]) for k in range(len(first))]
-    return first._make(parts) if hasattr(first, "_make") else tuple(parts)
+    return map_state(lambda *ts: torch.stack(ts), *states)
 
 
 def _pick_state(hx: Any, index: int, proto: Any) -> Any:
     """Slice cell ``index``'s state out of a stacked state, shaped like ``proto``."""
-    if isinstance(proto, Tensor):
-        return hx[index]
-    parts = [h[index] for h in hx]
-    return proto._make(parts) if hasattr(proto, "_make") else tuple(parts)
+    return state_like(proto, [h[index] for h in state_tensors(hx)])
 
 
 class Recurrent(nn.Module):
@@ -225,7 +218,7 @@ class Recurrent(nn.Module):
             lengths = self._check_lengths(lengths, x.size(1), x.size(0), x.device)
         x, h_n = self._run(x, hx, lengths, unbatched)
         if unbatched:
-            return x.squeeze(1), map_state(h_n, lambda t: t.squeeze(1))
+            return x.squeeze(1), map_state(lambda t: t.squeeze(1), h_n)
         return (x.transpose(0, 1) if self.batch_first else x), h_n
 
     @property

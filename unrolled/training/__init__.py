@@ -1,6 +1,23 @@
-"""Training: config dataclasses, the loop, checkpoints. Knows nothing about any task."""
+"""Training: config dataclasses and their flags, the loop, checkpoints, and the task skeleton.
+Knows nothing about any particular task."""
 
 from .config import LoopConfig, OptimConfig, RunConfig
-from .loop import Trainer, TrainerState, detach_state
+from .flags import flag
+from .loop import Diverged, Trainer, TrainerState, detach_state
+from .task import Asset, Fit, Prepared, Run, Task
 
-__all__ = ["LoopConfig", "OptimConfig", "RunConfig", "Trainer", "TrainerState", "detach_state"]
+__all__ = [
+    "Asset",
+    "Diverged",
+    "Fit",
+    "LoopConfig",
+    "OptimConfig",
+    "Prepared",
+    "Run",
+    "RunConfig",
+    "Task",
+    "Trainer",
+    "TrainerState",
+    "detach_state",
+    "flag",
+]

@@ -1,9 +1,29 @@
-"""Run directories: atomic writes, safetensors weights, and safe loading.
+"""Run directories: atomic files, safetensors weights, and checkpoints that are one commit each.
 
-Every file is written to a temporary name in the same folder and renamed over the old one,
-so a crash leaves either the previous good file or the new one, never half of one. Nothing is
-ever loaded in a way that can execute code: weights are safetensors, metadata is JSON, and the
-optimizer/RNG file is read with ``torch.load(weights_only=True)``.
+A checkpoint is a folder ``checkpoints/step-NNNNNNNN/`` holding the three files that must agree
+with each other (latest weights, resume data, trainer state). A save writes the folder complete
+under a temporary name, renames it into place, and only then switches to it by rewriting the
+pointer file ``checkpoint.json`` with one atomic rename; the folders the pointer no longer names
+are deleted after the switch. A ``kill -9`` at any moment, in the middle of a save included,
+therefore leaves a run directory whose pointer names complete checkpoints: ``sample``/``eval``
+open it and ``--resume`` continues from the last complete checkpoint. Leftovers of an interrupted
+save (a temporary file or folder, an uncommitted step folder) are never read and are removed by
+the next save.
+
+::
+
+    RUN/
+      config.json, vocab.json, ...   written once, when the run starts (the task's files)
+      checkpoint.json                the commit point: {"latest": "checkpoints/step-00000600",
+                                       "best": "checkpoints/step-00000400", "step": 600, ...}
+      checkpoints/step-00000600/     model.safetensors  resume.pt  trainer_state.json
+      checkpoints/step-00000400/     the best validation's checkpoint, kept while it is the best
+      metrics.jsonl
+
+Run directories of unrolled 0.1 (``model.safetensors``, ``best.safetensors``, ``resume.pt`` and
+``trainer_state.json`` at the top) still open; the first save of a resumed one moves it to this
+layout. Nothing is ever loaded in a way that can execute code: weights are safetensors,
+metadata is JSON, and the optimizer/RNG file is read with ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
@@ -11,31 +31,48 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load as st_load
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file as st_load_file
 from safetensors.torch import save as st_save
 from torch import Tensor, nn
 
 CONFIG = "config.json"
 VOCAB = "vocab.json"
-WEIGHTS = "model.safetensors"
-BEST = "best.safetensors"
+POINTER = "checkpoint.json"  # the commit point: names the latest and the best checkpoint
+CHECKPOINTS = "checkpoints"  # one folder per committed step
+WEIGHTS = "model.safetensors"  # inside a checkpoint folder (and at the top of a 0.1 run)
 RESUME = "resume.pt"
 STATE = "trainer_state.json"
 METRICS = "metrics.jsonl"
-LABELS = "labels.json"  # classifiers: the class names, in output order
-RESULTS = "results.json"  # classifiers: validation and test metrics of the best weights
+LEGACY_BEST = "best.safetensors"  # 0.1 layout only
+BEST, LATEST = "best", "latest"  # which weights to open
 
 
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename in ``path`` durable (a no-op where folders cannot be opened, e.g. Windows)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -75,16 +112,13 @@ def save_weights(path: Path, state_dict: dict[str, Tensor], metadata: dict[str, 
 def load_weights(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
     """Read a safetensors file; ``ValueError`` if it is missing, truncated or corrupted."""
     path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"weights file is missing: {str(path)!r}")
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ValueError(f"weights file is missing: {str(path)!r}") from None
-    try:
-        tensors = st_load(data)
-        # safetensors.load ignores metadata; read the header ourselves (8-byte length + JSON).
-        n = int.from_bytes(data[:8], "little")
-        meta = json.loads(data[8 : 8 + n]).get("__metadata__", {}) or {}
-    except (SafetensorError, ValueError, json.JSONDecodeError, UnicodeDecodeError, OverflowError) as e:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        tensors = st_load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise ValueError(
             f"weights file {str(path)!r} is truncated or corrupted ({e}); restore it or train again"
         ) from None
@@ -107,29 +141,170 @@ def load_resume(path: Path) -> dict[str, Any]:
 
 
 def check_run_dir(path: str | Path) -> Path:
-    """``path`` as a Path if it holds a run's config.json and vocab.json, else ``ValueError``."""
+    """``path`` as a Path if it holds a run's config.json, else ``ValueError``."""
     p = Path(path)
     if not p.is_dir():
         raise ValueError(f"not a run directory (no such directory): {str(p)!r}")
-    if not (p / CONFIG).is_file() or not (p / VOCAB).is_file():
-        raise ValueError(f"not a run directory (no config.json / vocab.json): {str(p)!r}")
+    if not (p / CONFIG).is_file():
+        raise ValueError(f"not a run directory (no config.json): {str(p)!r}")
     return p
 
 
-def check_new_run_dir(path: Path) -> None:
+def check_new_run_dir(path: Path, ignore: tuple[str, ...] = ()) -> None:
     """``ValueError`` if ``path`` exists and is not an empty directory (a new run never overwrites)."""
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+    if path.exists() and (not path.is_dir() or any(p.name not in ignore for p in path.iterdir())):
         raise ValueError(
             f"{str(path)!r} already exists and is not empty; "
             "use --resume to continue it or choose another --out"
         )
 
 
-def load_run_weights(model: nn.Module, run_dir: Path, weights: str = BEST) -> None:
-    """Load ``run_dir/weights`` into ``model`` (the latest weights if there are no best ones yet)."""
-    file = Path(run_dir) / weights
-    if weights == BEST and not file.exists():
-        file = Path(run_dir) / WEIGHTS
+# ---- checkpoints ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Checkpoint:
+    """The committed checkpoint of a run directory: where its files are."""
+
+    latest: Path  # folder with model.safetensors, resume.pt, trainer_state.json
+    best: Path | None  # the best validation's weights file (None: no validation yet)
+    legacy: bool = False  # an unrolled 0.1 run directory (files at the top)
+
+
+def committed(run_dir: str | Path) -> Checkpoint:
+    """The last committed checkpoint of ``run_dir``; ``ValueError`` if it has none."""
+    run_dir = Path(run_dir)
+    if (run_dir / POINTER).exists():
+        ptr = read_json(run_dir / POINTER, "checkpoint pointer")
+        if not isinstance(ptr, dict) or not isinstance(ptr.get("latest"), str):
+            raise ValueError(f"checkpoint pointer {str(run_dir / POINTER)!r} is not valid")
+        best = ptr.get("best")
+        return Checkpoint(run_dir / ptr["latest"], None if best is None else run_dir / best / WEIGHTS)
+    if (run_dir / STATE).exists():
+        best = run_dir / LEGACY_BEST
+        return Checkpoint(run_dir, best if best.exists() else None, legacy=True)
+    raise ValueError(
+        f"run directory {str(run_dir)!r} has no checkpoint yet (was its first save interrupted?); "
+        "start the run again"
+    )
+
+
+def weights_file(run_dir: str | Path, which: str = BEST) -> Path:
+    """The weights file of the ``best`` validation (the latest while there is none) or the ``latest``."""
+    if which not in (BEST, LATEST):
+        raise ValueError(f"which weights: expected {BEST!r} or {LATEST!r}, got {which!r}")
+    c = committed(run_dir)
+    return c.best if which == BEST and c.best is not None else c.latest / WEIGHTS
+
+
+def trainer_state(run_dir: str | Path) -> dict[str, Any]:
+    """The trainer state (step, epoch, best validation, ...) of the last committed checkpoint."""
+    return read_json(committed(run_dir).latest / STATE, "trainer state")
+
+
+def load_checkpoint(run_dir: str | Path) -> tuple[dict[str, Tensor], dict[str, Any], dict[str, Any]]:
+    """(latest weights, resume data, trainer state) of the last committed checkpoint, checked to agree."""
+    for attempt in range(3):  # a concurrent save may delete the folder we were about to read: look again
+        c = committed(run_dir)
+        try:
+            state = read_json(c.latest / STATE, "trainer state")
+            weights, meta = load_weights(c.latest / WEIGHTS)
+            extra = load_resume(c.latest / RESUME)
+            break
+        except ValueError:
+            if attempt == 2 or committed(run_dir) == c:
+                raise
+    steps = {STATE: state.get("step"), WEIGHTS: int(meta.get("step", -1)), RESUME: extra.get("step", -1)}
+    if len(set(steps.values())) != 1:
+        raise ValueError(
+            f"checkpoint files disagree on the step ({steps}): {str(c.latest)!r} is inconsistent"
+        )
+    return weights, extra, state
+
+
+def commit(
+    run_dir: Path,
+    step: int,
+    weights: dict[str, Tensor],
+    resume: dict[str, Any],
+    state: dict[str, Any],
+    *,
+    best: bool,
+) -> None:
+    """Save a complete checkpoint of ``step`` and switch the run to it with one atomic rename.
+
+    ``best``: this step's weights are the new best. Folders that the new pointer no longer
+    names (the previous latest, a superseded best, leftovers of an interrupted save) go after
+    the switch, never before.
+    """
+    run_dir = Path(run_dir)
+    root = run_dir / CHECKPOINTS
+    root.mkdir(exist_ok=True)
+    old = committed(run_dir) if (run_dir / POINTER).exists() or (run_dir / STATE).exists() else None
+    _remove_unreferenced(run_dir)
+    tmp = Path(tempfile.mkdtemp(prefix=f".step-{step:08d}.", suffix=".tmp", dir=root))
+    save_weights(tmp / WEIGHTS, weights, {"step": str(step)})
+    save_resume(tmp / RESUME, {"step": step, **resume})
+    atomic_write_json(tmp / STATE, state)
+    fsync_dir(tmp)
+    name = _free_name(root, step)
+    os.rename(tmp, root / name)
+    fsync_dir(root)
+    latest = f"{CHECKPOINTS}/{name}"
+    if best:
+        best_ref: str | None = latest
+    elif old is None or old.best is None:
+        best_ref = None
+    elif old.legacy:  # a 0.1 run's best weights move into a folder of their own
+        best_ref = f"{CHECKPOINTS}/{_adopt_legacy_best(run_dir, old.best)}"
+    else:
+        best_ref = old.best.parent.relative_to(run_dir).as_posix()
+    pointer = {
+        "format": 2,
+        "latest": latest,
+        "best": best_ref,
+        "step": step,
+        "best_step": state.get("best_step"),
+    }
+    atomic_write_json(run_dir / POINTER, pointer)
+    fsync_dir(run_dir)
+    _remove_unreferenced(run_dir)
+    for legacy in (WEIGHTS, LEGACY_BEST, RESUME, STATE):  # superseded by the pointer
+        (run_dir / legacy).unlink(missing_ok=True)
+
+
+def _free_name(root: Path, step: int) -> str:
+    name, k = f"step-{step:08d}", 1
+    while (root / name).exists():  # the same step saved again (e.g. resumed and stopped at once)
+        name, k = f"step-{step:08d}.{k}", k + 1
+    return name
+
+
+def _adopt_legacy_best(run_dir: Path, best: Path) -> str:
+    _, meta = load_weights(best)
+    tmp = Path(tempfile.mkdtemp(prefix=".best.", suffix=".tmp", dir=run_dir / CHECKPOINTS))
+    atomic_write_bytes(tmp / WEIGHTS, best.read_bytes())
+    name = _free_name(run_dir / CHECKPOINTS, int(meta.get("step", 0)))
+    os.rename(tmp, run_dir / CHECKPOINTS / name)
+    fsync_dir(run_dir / CHECKPOINTS)
+    return name
+
+
+def _remove_unreferenced(run_dir: Path) -> None:
+    """Delete the checkpoint folders (and temporary leftovers) that the pointer does not name."""
+    root = run_dir / CHECKPOINTS
+    keep: set[str] = set()
+    if (run_dir / POINTER).exists():
+        c = committed(run_dir)
+        keep = {c.latest.name} | ({c.best.parent.name} if c.best is not None else set())
+    for entry in root.iterdir() if root.is_dir() else ():
+        if entry.name not in keep:
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    for entry in run_dir.glob(".*.tmp"):  # an atomic write cut short
+        entry.unlink(missing_ok=True)
+
+
+def load_run_weights(model: nn.Module, run_dir: Path, which: str = BEST) -> None:
+    """Load the run's ``best`` (or ``latest``) weights into ``model``."""
+    file = weights_file(run_dir, which)
     tensors, _ = load_weights(file)
     try:
         model.load_state_dict(tensors)

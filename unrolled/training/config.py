@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import importlib.util
 import typing
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar
+
+from .flags import flag
 
 
 @dataclass
 class OptimConfig:
     """How parameters are updated."""
 
-    lr: float = 3e-3  # Adam's step size; char-LMs of a few hundred units like 2e-3..5e-3
-    clip: float = 1.0  # max global gradient norm (0 = no clipping); tames exploding BPTT grads
-    weight_decay: float = 0.0  # AdamW-style decoupled decay (0 = plain Adam)
-    schedule: str = "cosine"  # "cosine": decay to lr * min_lr_ratio over the planned run; "constant"
-    min_lr_ratio: float = 0.1  # floor of the cosine schedule, as a fraction of lr
+    lr: float = 3e-3  # peak learning rate of Adam; char-LMs of a few hundred units like 2e-3..5e-3
+    clip: float = 1.0  # max global gradient norm, 0 = no clipping; tames exploding BPTT gradients
+    weight_decay: float = 0.0  # AdamW-style decoupled weight decay (0 = plain Adam)
+    # cosine: decay to lr x min-lr-ratio at the planned end of the run; constant: no decay
+    schedule: str = flag("cosine", name="lr-schedule", choices=("cosine", "constant"))
+    min_lr_ratio: float = 0.1  # floor of the cosine schedule, as a fraction of --lr
     warmup_steps: int = 0  # linear warm-up from 0 over this many steps
 
     def validate(self) -> None:
@@ -32,17 +36,25 @@ class OptimConfig:
             )
 
 
+NONFINITE = ("stop", "skip")
+
+
 @dataclass
 class LoopConfig:
     """When training stops, and how often it evaluates, logs and saves."""
 
-    max_steps: int | None = None  # optimizer steps for this invocation (None = no step limit)
-    max_minutes: float | None = None  # wall-clock budget of this invocation, evaluation included
-    max_epochs: float | None = None  # passes over the training data (None = no limit)
+    max_steps: int | None = None  # training steps for this invocation
+    max_minutes: float | None = None  # wall-clock budget of this invocation, validation included
+    max_epochs: float | None = None  # passes over the training data in this invocation
     eval_every: int = 200  # steps between validations (each also writes a checkpoint)
     log_every: int = 10  # steps between metrics.jsonl records
-    seed: int = 1337  # seeds init, dropout and data order; the same seed gives the same run
-    patience: int | None = None  # stop after this many validations without a new best (None = never)
+    # seeds init, dropout and data order: the same seed gives the same run
+    seed: int = flag(1337, fixed=True)
+    patience: int | None = None  # stop after N validations without a better validation loss
+    # a NaN or infinite loss or gradient norm: stop (exit code 3; the last checkpoint stays
+    # resumable) or skip that step (counted in metrics.jsonl; 100 in a row stop the run)
+    on_nonfinite: str = flag("stop", choices=NONFINITE)
+    tensorboard: bool = False  # also write the scalars to RUN/tensorboard/ (needs unrolled[tensorboard])
 
     def validate(self) -> None:
         for name in ("max_steps", "eval_every", "log_every", "patience"):
@@ -53,6 +65,14 @@ class LoopConfig:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be positive, got {value}")
+        if self.on_nonfinite not in NONFINITE:
+            raise ValueError(
+                f"unknown --on-nonfinite {self.on_nonfinite!r}: expected {' or '.join(NONFINITE)}"
+            )
+        if self.tensorboard and importlib.util.find_spec("tensorboard") is None:
+            raise ValueError(
+                "--tensorboard needs the tensorboard package: pip install 'unrolled[tensorboard]'"
+            )
 
 
 @dataclass

@@ -10,9 +10,12 @@ The loop knows nothing about any task. A task hands it
 - ``loss_fn(model, x, y, state) -> (mean loss, new state, tokens)``;
 - ``evaluate(model) -> {"val_loss": ..., ...}``, whose ``val_loss`` picks the best weights.
 
-A run directory receives ``model.safetensors`` (latest), ``best.safetensors``, ``resume.pt``
-(optimizer, RNG and carried state), ``trainer_state.json`` and ``metrics.jsonl``; see
-:mod:`unrolled.training.checkpoint`. Ctrl-C stops at the end of the current step and saves.
+Every validation commits a checkpoint (weights, optimizer, RNG, carried state, position; see
+:mod:`unrolled.training.checkpoint`) and every ``log_every`` steps a record goes to
+``metrics.jsonl``, with the gradient norm before clipping. A loss or gradient norm that is NaN or
+infinite never reaches the weights: the step is skipped (``on_nonfinite="skip"``, counted) or the
+run stops with :class:`Diverged`, leaving the last checkpoint as it was. Checking costs one wait
+for the device per step. Ctrl-C stops at the end of the current step and saves.
 """
 
 from __future__ import annotations
@@ -31,13 +34,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..cells.base import map_state
+from ..cells.base import map_state, state_tensors
 from . import checkpoint as ckpt
 from .config import LoopConfig, OptimConfig
+from .tensorboard import TensorBoardWriter
 
 log = logging.getLogger(__name__)
 
-LossFn = Callable[[nn.Module, Tensor, Tensor, Any], tuple[Tensor, Any, int]]
+# (model, x, y, carried state) -> (mean loss, new state, tokens); x may be a tuple (tokens, lengths)
+LossFn = Callable[[nn.Module, Any, Tensor, Any], tuple[Tensor, Any, int]]
 EvalFn = Callable[[nn.Module], dict[str, float]]
 EventFn = Callable[[str, dict[str, Any]], None]
 
@@ -54,17 +59,27 @@ class TrainerState:
     best_val: float | None = None
     best_step: int | None = None
     last_val: float | None = None
+    skipped: int = 0  # steps skipped for a non-finite loss or gradient norm (on_nonfinite="skip")
+
+
+MAX_SKIPS_IN_A_ROW = 100  # past this many non-finite steps in a row, even "skip" stops the run
+
+
+class Diverged(RuntimeError):
+    """Training met a non-finite loss or gradient norm; the run directory keeps its last checkpoint."""
+
+    def __init__(self, step: int, what: str, value: float, last_saved: int | None) -> None:
+        kept = "" if last_saved is None else f"; the checkpoint of step {last_saved} is kept"
+        super().__init__(
+            f"training diverged at step {step}: the {what} is {value}{kept}; resume with "
+            "--on-nonfinite skip, or start again with a lower --lr or a smaller --clip"
+        )
+        self.step, self.what, self.value = step, what, value
 
 
 def detach_state(state: Any) -> Any:
     """Cut the graph at a chunk boundary (truncated BPTT), keeping the values."""
-    return None if state is None else map_state(state, Tensor.detach)
-
-
-def _state_to_list(state: Any) -> list[Tensor] | None:
-    if state is None:
-        return None
-    return [state] if isinstance(state, Tensor) else list(state)
+    return None if state is None else map_state(Tensor.detach, state)
 
 
 class Trainer:
@@ -101,51 +116,45 @@ class Trainer:
         self.carry: Any = None
         self._stop_requested = False
         self._eval_seconds = 0.0  # duration of the last validation + checkpoint
+        self._skips_in_a_row = 0
+        self._saved_step: int | None = None  # step of the last committed checkpoint
+        self._tensorboard: TensorBoardWriter | None = None
 
     # ---- resume ---------------------------------------------------------------------------
     def load(self) -> None:
-        """Restore weights, optimizer, RNG, carried state and position from ``run_dir``."""
-        raw = ckpt.read_json(self.run_dir / ckpt.STATE, "trainer state")
+        """Restore weights, optimizer, RNG, carried state and position from the last checkpoint."""
+        weights, extra, raw = ckpt.load_checkpoint(self.run_dir)
         try:
             state = TrainerState(**raw)
         except TypeError as e:
             raise ValueError(f"trainer state in {str(self.run_dir)!r} is not valid: {e}") from None
-        weights, meta = ckpt.load_weights(self.run_dir / ckpt.WEIGHTS)
-        extra = ckpt.load_resume(self.run_dir / ckpt.RESUME)
-        steps = {
-            "trainer_state.json": state.step,
-            "model.safetensors": int(meta.get("step", -1)),
-            "resume.pt": int(extra.get("step", -1)),
-        }
-        if len(set(steps.values())) != 1:
-            raise ValueError(f"checkpoint files disagree on the step ({steps}): the run dir is inconsistent")
         self.model.load_state_dict(weights)
         self.optimizer.load_state_dict(extra["optimizer"])
         torch.set_rng_state(extra["rng"])
         carry = extra.get("carry")
         self.carry = None if carry is None else self.make_state(list(carry))
         self.state = state
+        self._saved_step = state.step
 
     # ---- saving ---------------------------------------------------------------------------
-    def save(self) -> None:
-        """Write latest weights, then resume data, then the trainer state (the commit point)."""
-        meta = {"step": str(self.state.step)}
-        ckpt.save_weights(self.run_dir / ckpt.WEIGHTS, self.model.state_dict(), meta)
-        ckpt.save_resume(
-            self.run_dir / ckpt.RESUME,
-            {
-                "step": self.state.step,
-                "optimizer": self.optimizer.state_dict(),
-                "rng": torch.get_rng_state(),
-                "carry": _state_to_list(self.carry),
-            },
+    def save(self, best: bool = False) -> None:
+        """Commit a checkpoint of this step (``best``: its weights are the best so far)."""
+        resume = {
+            "optimizer": self.optimizer.state_dict(),
+            "rng": torch.get_rng_state(),
+            "carry": None if self.carry is None else state_tensors(self.carry),
+        }
+        ckpt.commit(
+            self.run_dir, self.state.step, self.model.state_dict(), resume, asdict(self.state), best=best
         )
-        ckpt.atomic_write_json(self.run_dir / ckpt.STATE, asdict(self.state))
+        self._saved_step = self.state.step
 
     def _log(self, kind: str, record: dict[str, Any]) -> None:
         record = {"kind": kind, **record}
         with open(self.run_dir / ckpt.METRICS, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
+        if self._tensorboard is not None:
+            self._tensorboard(kind, record)
         self.on_event(kind, record)
 
     # ---- schedule -------------------------------------------------------------------------
@@ -184,6 +193,8 @@ class Trainer:
         window_tokens, window_t = 0, t0
         last_eval_step = st.step if st.last_val is not None else -1
         previous_handler = self._install_sigint()
+        if loop.tensorboard:
+            self._tensorboard = TensorBoardWriter(self.run_dir)
         self.on_event(
             "start",
             {"step": st.step, "elapsed": st.elapsed, "plan_steps": plan_steps, "plan_seconds": plan_seconds},
@@ -201,18 +212,20 @@ class Trainer:
                     log.info("stopping at step %d on request", st.step)
                     break
                 lr = self.lr_at(st.step, st.elapsed, plan_steps, plan_seconds)
-                loss, tokens = self._train_step(lr)
+                loss, grad_norm, tokens = self._train_step(lr)
                 window_tokens += tokens
-                if st.step % loop.log_every == 0:  # .item() waits for the device: only when logging
+                if st.step % loop.log_every == 0:
                     t = time.perf_counter()
                     self._log(
                         "train",
                         {
                             "step": st.step,
                             "epoch": st.epoch,
-                            "loss": loss.item(),
+                            "loss": loss,
                             "lr": lr,
+                            "grad_norm": grad_norm,
                             "tokens_per_s": window_tokens / max(t - window_t, 1e-9),
+                            "skipped": st.skipped,
                             "elapsed": st.elapsed,
                         },
                     )
@@ -228,12 +241,15 @@ class Trainer:
                             loop.patience,
                         )
                         break
+            st.elapsed = elapsed0 + (time.perf_counter() - t0)
+            if last_eval_step != st.step:
+                self._validate_and_save()
         finally:
             if previous_handler is not None:
                 signal.signal(signal.SIGINT, previous_handler)
-        st.elapsed = elapsed0 + (time.perf_counter() - t0)
-        if last_eval_step != st.step:
-            self._validate_and_save()
+            if self._tensorboard is not None:
+                self._tensorboard.close()
+                self._tensorboard = None
         self.on_event("end", asdict(st))
         return st
 
@@ -246,7 +262,8 @@ class Trainer:
             and (st.step - st.best_step >= patience * self.loop.eval_every)
         )
 
-    def _train_step(self, lr: float) -> tuple[Tensor, int]:
+    def _train_step(self, lr: float) -> tuple[float, float, int]:
+        """One step; returns (loss, gradient norm before clipping, tokens), both numbers finite."""
         st = self.state
         if st.chunk == 0:
             self.carry = None  # a new epoch starts every stream afresh
@@ -257,18 +274,39 @@ class Trainer:
         loss, new_state, tokens = self.loss_fn(self.model, x, y, self.carry if self.carry_state else None)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if self.optim_cfg.clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.optim_cfg.clip)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        self.optimizer.step()
-        self.carry = detach_state(new_state) if self.carry_state else None
+        clip = self.optim_cfg.clip if self.optim_cfg.clip > 0 else math.inf
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)  # the norm before clipping
+        loss_value, norm_value = (
+            float(v) for v in torch.stack([loss.detach().float(), norm.float()]).tolist()
+        )
+        finite = math.isfinite(loss_value) and math.isfinite(norm_value)
+        if finite:
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            self.optimizer.step()
+            self.carry = detach_state(new_state) if self.carry_state else None
+            self._skips_in_a_row = 0
+        else:
+            self._nonfinite(loss_value, norm_value)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.carry = None  # a state that produced NaN is not carried on
         st.step += 1
         st.tokens += tokens
         st.chunk += 1
         if st.chunk == len(self.data):
             st.chunk, st.epoch = 0, st.epoch + 1
-        return loss.detach(), tokens
+        return loss_value, norm_value, tokens
+
+    def _nonfinite(self, loss: float, norm: float) -> None:
+        """Stop (the default) or count a skipped step; never touches the weights."""
+        st = self.state
+        what, value = ("loss", loss) if not math.isfinite(loss) else ("gradient norm", norm)
+        self._skips_in_a_row += 1
+        if self.loop.on_nonfinite == "stop" or self._skips_in_a_row > MAX_SKIPS_IN_A_ROW:
+            raise Diverged(st.step + 1, what, value, self._saved_step)
+        st.skipped += 1
+        log.warning("step %d: the %s is %s: step skipped (%d so far)", st.step + 1, what, value, st.skipped)
+        self._log("nonfinite", {"step": st.step + 1, "loss": loss, "grad_norm": norm, "skipped": st.skipped})
 
     def _validate_and_save(self) -> None:
         st = self.state
@@ -278,11 +316,10 @@ class Trainer:
             metrics = self.evaluate(self.model)
         val = metrics["val_loss"]
         st.last_val = val
-        improved = st.best_val is None or val < st.best_val
+        improved = math.isfinite(val) and (st.best_val is None or val < st.best_val)
         if improved:
             st.best_val, st.best_step = val, st.step
-            ckpt.save_weights(self.run_dir / ckpt.BEST, self.model.state_dict(), {"step": str(st.step)})
-        self.save()
+        self.save(best=improved)
         self._eval_seconds = time.perf_counter() - started
         self._log(
             "val", {"step": st.step, "epoch": st.epoch, **metrics, "best": improved, "elapsed": st.elapsed}

@@ -1,0 +1,163 @@
+"""Command-line flags made from the config dataclasses: one source for names, types, defaults, help.
+
+A field ``hidden: int = 256  # units per layer`` becomes ``--hidden N   units per layer [256]``:
+the flag is the field's name with dashes, the type its annotation (``int``, ``float``, ``str``,
+``list[int]`` as ``3,4,5``; ``X | None`` for "optional"), the default the one of the task's config
+instance, and the help the field's comment (the comment lines right above the field and the one
+after it). A ``bool`` field is a switch: ``--name`` sets it when it defaults to False, and clears
+it when it defaults to True (name such a flag for what it does, e.g. ``--reset-before``).
+:func:`flag` sets what a plain default cannot say: another flag name, the choices, a metavar,
+``fixed=True`` (may not change on ``--resume``), ``hidden=True`` (no flag).
+
+Flags default to "not given" (``argparse.SUPPRESS``), so the caller can tell what the user set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import io
+import re
+import tokenize
+import types
+import typing
+from collections.abc import Callable, Sequence
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any
+
+_META = "unrolled.flag"
+
+
+def flag(
+    default: Any = MISSING,
+    *,
+    factory: Callable[[], Any] | None = None,
+    name: str | None = None,
+    choices: Sequence[str] | None = None,
+    metavar: str | None = None,
+    fixed: bool = False,
+    hidden: bool = False,
+) -> Any:
+    """A dataclass field with command-line details; the help still comes from its comment."""
+    meta = {_META: {"name": name, "choices": choices, "metavar": metavar, "fixed": fixed, "hidden": hidden}}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One generated flag: ``--option`` sets ``config.<section>.<name>``."""
+
+    option: str  # "--hidden"
+    section: str  # "model"
+    name: str  # "hidden"
+    fixed: bool  # may not be given with --resume
+
+    @property
+    def dest(self) -> str:
+        return f"{self.section}.{self.name}"
+
+
+def comments(cls: type) -> dict[str, str]:
+    """Field name -> its comment in ``cls``'s source ({} where the source cannot be read)."""
+    try:
+        lines, _ = inspect.getsourcelines(cls)
+    except (OSError, TypeError):
+        return {}
+    names = {f.name for f in fields(cls)}
+    found: dict[str, str] = {}
+    above: list[str] = []
+    for line in lines:
+        text = line.strip()
+        if text.startswith("#"):
+            above.append(text[1:].strip())
+            continue
+        m = re.match(r"\s+(\w+): \S", line)
+        if m and m[1] in names:
+            found[m[1]] = " ".join([*above, _trailing_comment(text)]).strip()
+        above = []
+    return found
+
+
+def _trailing_comment(code: str) -> str:
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(code).readline):
+            if tok.type == tokenize.COMMENT:
+                return tok.string[1:].strip()
+    except (tokenize.TokenError, SyntaxError):  # a field spread over lines: no trailing comment
+        pass
+    return ""
+
+
+def _int_list(text: str) -> list[int]:
+    parts = text.split(",")
+    if not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise argparse.ArgumentTypeError(
+            f"expected positive integers separated by commas, e.g. 3,4,5; got {text!r}"
+        )
+    return [int(p) for p in parts]
+
+
+def _base_type(hint: Any) -> Any:
+    """``X | None`` -> X."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        (inner,) = [a for a in typing.get_args(hint) if a is not type(None)]
+        return inner
+    return hint
+
+
+def _show(value: Any) -> str:
+    return (
+        ",".join(map(str, value))
+        if isinstance(value, list)
+        else f"{value:g}"
+        if isinstance(value, float)
+        else str(value)
+    )
+
+
+def add_config_flags(
+    parser: argparse.ArgumentParser, config: Any, titles: dict[str, str] | None = None
+) -> list[Flag]:
+    """Add a flag for every field of every section of ``config`` (one argument group per section)."""
+    made = []
+    for section in fields(config):
+        obj = getattr(config, section.name)
+        group = parser.add_argument_group((titles or {}).get(section.name, section.name))
+        helps, hints = comments(type(obj)), typing.get_type_hints(type(obj))
+        for f in fields(obj):
+            meta = f.metadata.get(_META, {})
+            if meta.get("hidden"):
+                continue
+            option = "--" + (meta.get("name") or f.name.replace("_", "-"))
+            default, kind = getattr(obj, f.name), _base_type(hints[f.name])
+            help_text = helps.get(f.name, "")
+            kwargs: dict[str, Any] = {"dest": f"{section.name}.{f.name}", "default": argparse.SUPPRESS}
+            if kind is bool:
+                kwargs["action"] = "store_false" if default else "store_true"
+            else:
+                if kind == list[int]:
+                    kwargs.update(type=_int_list, metavar=meta.get("metavar") or "N,N,...")
+                else:
+                    kwargs.update(
+                        type=kind, metavar=meta.get("metavar") or {int: "N", float: "X"}.get(kind, "S")
+                    )
+                if meta.get("choices"):
+                    kwargs.update(choices=list(meta["choices"]), metavar=None)
+                if default is not None:
+                    help_text += f" [{_show(default)}]"
+            group.add_argument(option, help=help_text.replace("%", "%%"), **kwargs)
+            made.append(Flag(option, section.name, f.name, bool(meta.get("fixed"))))
+    return made
+
+
+def given_flags(args: argparse.Namespace, flags: list[Flag]) -> dict[Flag, Any]:
+    """The flags the user gave, with their values."""
+    return {fl: getattr(args, fl.dest) for fl in flags if hasattr(args, fl.dest)}
+
+
+def apply_flags(config: Any, values: dict[Flag, Any]) -> None:
+    """Set the config fields of the given flags."""
+    for fl, value in values.items():
+        setattr(getattr(config, fl.section), fl.name, value)

@@ -1,0 +1,243 @@
+"""The skeleton every task plugs into: new run or resume, run directories, and the task's commands.
+
+A task (char-LM, classifier, translator, ...) is one module under ``unrolled/tasks/`` holding a
+subclass of :class:`Task` and listed once in ``unrolled/tasks/__init__.py``. The subclass says
+what only it knows:
+
+- ``Config``: its :class:`RunConfig` (sections model, data, optim, loop); the command-line flags
+  of ``unrolled train NAME`` are made from it (:mod:`unrolled.training.flags`);
+- ``assets``: its JSON files besides config.json (vocabularies, class names);
+- :meth:`Task.prepare` (read and check the data), :meth:`Task.build_model`,
+  :meth:`Task.fit` (batches, loss, validation), and optionally :meth:`Task.finish` (scores of
+  the best weights, written to results.json);
+- for the command line: :meth:`Task.evaluate` for ``unrolled eval``, its own commands
+  (:meth:`Task.add_commands`: ``sample``, ``predict``, ...), and how a validation reads in the
+  progress bar (:meth:`Task.describe_val`).
+
+:meth:`Task.train` and :meth:`Task.open_run` are the same for every task: every input check
+happens before anything is written; one process at a time trains in a run directory
+(:class:`RunLock`); a run is resumable from its first checkpoint on (step 0), and resuming
+needs the same data (checked by hash). See docs/new_task.md for a whole task in ~60 lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from . import checkpoint as ckpt
+from .config import RunConfig
+from .lock import LOCK, RunLock
+from .loop import EvalFn, EventFn, LossFn, Trainer, TrainerState
+
+RESULTS = "results.json"  # what Task.finish returns: scores of the best weights
+
+
+@dataclass(frozen=True)
+class Asset:
+    """A JSON file of a run directory besides config.json, and how to read and write it."""
+
+    file: str  # e.g. "vocab.json"
+    load: Callable[[Any], Any]  # parsed JSON -> object (raises ValueError on bad content)
+    dump: Callable[[Any], Any]  # object -> JSON-able
+
+
+@dataclass
+class Run:
+    """A loaded run directory: config, model (weights chosen by :meth:`Task.open_run`), assets.
+
+    The task's assets read as attributes too: ``run.vocab``, ``run.classes``.
+    """
+
+    path: Path
+    config: Any  # the task's RunConfig
+    model: nn.Module
+    assets: dict[str, Any]
+    info: dict[str, Any]  # facts about the data, saved in config.json
+
+    def __getattr__(self, name: str) -> Any:
+        assets = self.__dict__.get("assets", {})
+        if name in assets:
+            return assets[name]
+        raise AttributeError(f"{type(self).__name__!r} has no attribute or asset {name!r}")
+
+
+@dataclass
+class Prepared:
+    """The data of a run, read and checked by :meth:`Task.prepare`."""
+
+    assets: dict[str, Any]  # built from the training data (new run) or the run's own (resume)
+    data: Any  # the task's own object (corpus, splits), handed back to fit() and finish()
+    sha256: str  # of the data files: a resumed run must see the same data
+    source: str  # what the data is, for messages
+    info: dict[str, Any]  # facts for config.json's "info" (sizes, sources)
+
+
+@dataclass
+class Fit:
+    """What the training loop needs from a task (see :class:`unrolled.training.Trainer`)."""
+
+    batches: Sequence[Any]
+    loss_fn: LossFn
+    evaluate: EvalFn  # model -> {"val_loss": ..., other "val_*" metrics}
+    carry_state: bool = False  # truncated BPTT: carry the recurrent state from batch to batch
+    make_state: Callable[[list[Any]], Any] | None = None  # saved carried tensors -> the cells' state
+
+
+class Task:
+    """Base of every task; see the module docstring. Subclasses set the class attributes."""
+
+    name: ClassVar[str]  # `unrolled train NAME`, and config.json's "task"
+    help: ClassVar[str]  # one line for `unrolled train --help`
+    description: ClassVar[str]  # the paragraph of `unrolled train NAME --help`
+    Config: ClassVar[type[RunConfig]]
+    assets: ClassVar[dict[str, Asset]] = {}
+    unit: ClassVar[str] = "tokens"  # what the progress bar counts per second
+    default_limits: ClassVar[dict[str, float]] = {"max_minutes": 10.0}  # when no limit is given
+    eval_inputs: ClassVar[dict[str, str]] = {}  # `unrolled eval` flag -> its help, e.g. {"text": ...}
+
+    # ---- what a task provides ---------------------------------------------------------------
+    def prepare(self, config: Any, assets: dict[str, Any] | None) -> Prepared:
+        """Read and check the data (``assets`` given: a resumed run's own, to be reused)."""
+        raise NotImplementedError
+
+    def build_model(self, config: Any, assets: dict[str, Any]) -> nn.Module:
+        raise NotImplementedError
+
+    def fit(self, config: Any, model: nn.Module, prepared: Prepared) -> Fit:
+        raise NotImplementedError
+
+    def finish(self, run: Run, state: TrainerState, prepared: Prepared) -> dict[str, Any] | None:
+        """After training: scores to write to results.json (None: nothing to write)."""
+        return None
+
+    def evaluate(self, run: Run, **inputs: str) -> dict[str, Any]:
+        """``unrolled eval RUN --<input> FILE``: the run's scores on the given data."""
+        raise ValueError(f"`unrolled eval` does not apply to {self.name} runs")
+
+    def eval_line(self, result: dict[str, Any], **inputs: str) -> str:
+        return ", ".join(f"{k} {v:.4f}" for k, v in result.items() if isinstance(v, float))
+
+    def describe_val(self, record: dict[str, Any]) -> tuple[str, str]:
+        """(short text for the progress bar, line printed above it) for a validation record."""
+        parts = [
+            f"{k.removeprefix('val_').replace('_', ' ')} {v:.4f}"
+            for k, v in record.items()
+            if k.startswith("val_") and isinstance(v, float)
+        ]
+        return f"{record['val_loss']:.3f}", "val " + ", ".join(parts)
+
+    def add_train_args(self, parser: argparse.ArgumentParser) -> None:
+        """Flags of `unrolled train NAME` that are not config fields (e.g. --sample-length)."""
+
+    def report(self, run: Run, state: TrainerState, results: dict[str, Any] | None, args: Any) -> None:
+        """Print what a finished `unrolled train NAME` shows (the CLI's part of a task)."""
+
+    def add_commands(self, commands: Any) -> None:
+        """Add the task's own subcommands (``sample``, ``predict``, ...) to ``unrolled``."""
+
+    # ---- the skeleton -----------------------------------------------------------------------
+    def open_run(self, path: str | Path, weights: str | None = ckpt.BEST) -> Run:
+        """Load a run directory: config, assets, the model with its ``best``/``latest`` weights
+        (``None``: as built)."""
+        p = ckpt.check_run_dir(path)
+        raw = ckpt.read_json(p / ckpt.CONFIG, "config.json")
+        config = self.Config.from_json(raw)
+        assets = {key: a.load(ckpt.read_json(p / a.file, a.file)) for key, a in self.assets.items()}
+        model = self.build_model(config, assets)
+        if weights is not None:
+            ckpt.load_run_weights(model, p, weights)
+        model.eval()
+        return Run(p, config, model, assets, raw.get("info", {}))
+
+    def train(
+        self,
+        config: Any = None,
+        out: str | Path | None = None,
+        *,
+        resume: bool = False,
+        loop_overrides: dict[str, Any] | None = None,
+        on_event: EventFn | None = None,
+    ) -> tuple[Run, TrainerState, dict[str, Any] | None]:
+        """Train a new run into ``out`` (which must not hold one), or continue it (``resume``).
+
+        On resume the run's config.json fixes everything but ``loop_overrides`` (fields of its
+        :class:`LoopConfig`: this invocation's limits, how often to validate and log). Returns
+        the run (with its best weights), the final trainer state and what :meth:`finish` wrote.
+        """
+        out = Path(out if out is not None else f"runs/{self.name}")
+        if resume:
+            ckpt.check_run_dir(out)
+            with RunLock(out):
+                run = self.open_run(out, weights=None)
+                run.config.loop = replace(run.config.loop, **(loop_overrides or {}))
+                run.config.validate()
+                prepared = self.prepare(run.config, run.assets)
+                known = run.info.get("data_sha256", run.info.get("text_sha256"))  # 0.1: text_sha256
+                if known not in (None, prepared.sha256):
+                    raise ValueError(
+                        f"the data ({prepared.source}) have changed since the run began; "
+                        "resume needs the same data"
+                    )
+                trainer = self._trainer(run, prepared, on_event)
+                trainer.load()
+                ckpt.atomic_write_json(out / ckpt.CONFIG, {**run.config.to_json(), "info": run.info})
+                return self._run(run, trainer, prepared)
+        cfg = config if config is not None else self.Config()
+        cfg.loop = replace(cfg.loop, **(loop_overrides or {}))
+        cfg.validate()
+        ckpt.check_new_run_dir(out)
+        prepared = self.prepare(cfg, None)  # every input check happens before anything is written
+        torch.manual_seed(cfg.loop.seed)
+        model = self.build_model(cfg, prepared.assets)
+        out.mkdir(parents=True, exist_ok=True)
+        with RunLock(out):
+            ckpt.check_new_run_dir(out, ignore=(LOCK,))  # another process may have started here meanwhile
+            info = {
+                **prepared.info,
+                "data_sha256": prepared.sha256,
+                "parameters": sum(p.numel() for p in model.parameters()),
+            }
+            for key, asset in self.assets.items():
+                ckpt.atomic_write_json(out / asset.file, asset.dump(prepared.assets[key]))
+            ckpt.atomic_write_json(out / ckpt.CONFIG, {**cfg.to_json(), "info": info})
+            run = Run(out, cfg, model, prepared.assets, info)
+            trainer = self._trainer(run, prepared, on_event)
+            trainer.save()  # step 0: the directory is a complete, resumable run from the start
+            return self._run(run, trainer, prepared)
+
+    def _trainer(self, run: Run, prepared: Prepared, on_event: EventFn | None) -> Trainer:
+        f = self.fit(run.config, run.model, prepared)
+        return Trainer(
+            run.model,
+            f.batches,
+            f.loss_fn,
+            f.evaluate,
+            run.config.optim,
+            run.config.loop,
+            run.path,
+            carry_state=f.carry_state,
+            on_event=on_event,
+            make_state=f.make_state,
+        )
+
+    def _run(self, run: Run, trainer: Trainer, prepared: Prepared) -> tuple[Run, TrainerState, Any]:
+        state = trainer.run()
+        ckpt.load_run_weights(run.model, run.path, ckpt.BEST)
+        run.model.eval()
+        results = self.finish(run, state, prepared)
+        if results is not None:
+            ckpt.atomic_write_json(run.path / RESULTS, results)
+        return run, state, results
+
+    @staticmethod
+    def add_run_argument(parser: argparse.ArgumentParser, what: str = "run directory") -> None:
+        """The ``RUN`` positional and ``--latest`` of a command that opens a run."""
+        parser.add_argument("run", metavar="DIR", help=what)
+        parser.add_argument("--latest", action="store_true", help="use the latest weights, not the best")
