@@ -135,6 +135,23 @@ class Trainer:
         self.carry = None if carry is None else self.make_state(list(carry))
         self.state = state
         self._saved_step = state.step
+        self._trim_metrics(state.step)
+
+    def _trim_metrics(self, step: int) -> None:
+        """Drop the records of steps after the checkpoint (they will be trained again) and a line
+        cut short by a crash, so that metrics.jsonl tells one history."""
+        path = self.run_dir / ckpt.METRICS
+        if not path.exists():
+            return
+        kept = []
+        for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
+            try:
+                record = json.loads(line) if line.endswith("\n") else None
+            except json.JSONDecodeError:
+                record = None
+            if isinstance(record, dict) and record.get("step", 0) <= step:
+                kept.append(line)
+        ckpt.atomic_write_bytes(path, "".join(kept).encode("utf-8"))
 
     # ---- saving ---------------------------------------------------------------------------
     def save(self, best: bool = False) -> None:
