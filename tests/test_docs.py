@@ -57,3 +57,35 @@ def test_convolutions_example_prints_what_its_comments_say(capsys) -> None:
     expected = [line.split("# ")[-1].strip() for line in example.splitlines() if line.startswith("print(")]
     assert printed == expected
     assert printed[0] == "9,895,604,649,984"  # the lecture's count
+
+
+NEW_TASK = DOC.parent / "new_task.md"
+
+
+def test_new_task_example_is_a_whole_task(tmp_path, monkeypatch, capsys) -> None:
+    """The page's module, saved as a package outside unrolled and listed in MODULES, trains,
+    resumes and is evaluated from the command line."""
+    import json
+
+    import unrolled.tasks
+    from unrolled.cli import main
+
+    (example,) = re.findall(r"```python\n(.*?)```", NEW_TASK.read_text(encoding="utf-8"), flags=re.S)
+    assert example.count("\n") <= 110  # a whole task in about a hundred lines
+    (tmp_path / "doctasks").mkdir()
+    (tmp_path / "doctasks" / "__init__.py").write_text("")
+    (tmp_path / "doctasks" / "majority.py").write_text(example)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(unrolled.tasks, "MODULES", (*unrolled.tasks.MODULES, "doctasks.majority"))
+    out = tmp_path / "run"
+    assert main(["train", "majority", "--out", str(out), "--max-steps", "200", "--no-progress"]) == 0
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["val_accuracy"] for r in records if r["kind"] == "val"][-1] > 0.95
+    assert main(["train", "majority", "--resume", str(out), "--max-steps", "10", "--no-progress"]) == 0
+    bits = tmp_path / "bits.txt"
+    bits.write_text("1010101\n1111111\n0000000\n0001011\n")
+    capsys.readouterr()
+    assert main(["eval", str(out), "--bits", str(bits), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["strings"] == 4
+    assert main(["eval", str(out), "--text", str(bits)]) == 2  # a majority run takes --bits
+    assert "a majority run is evaluated on a file: give --bits FILE (not --text)" in capsys.readouterr().err

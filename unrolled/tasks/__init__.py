@@ -15,5 +15,5 @@ MODULES = ("charlm", "classify")  # the registered tasks, in the order `unrolled
 
 def registry() -> dict[str, Task]:
     """Task name -> task, for every registered module."""
-    tasks = [importlib.import_module(f"{__name__}.{m}").TASK for m in MODULES]
+    tasks = [importlib.import_module(m if "." in m else f"{__name__}.{m}").TASK for m in MODULES]
     return {t.name: t for t in tasks}
