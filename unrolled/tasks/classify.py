@@ -87,9 +87,8 @@ class DataConfig:
 
     data: str | None = flag(None, metavar="FILE")  # CSV/TSV file of labelled texts (required)
     text_column: str | None = flag(None, metavar="C")  # text column: header name or 0-based index [text / 1]
-    label_column: str | None = flag(
-        None, metavar="C"
-    )  # label column: header name or 0-based index [label / 0]
+    # label column: header name or 0-based index [label / 0]
+    label_column: str | None = flag(None, metavar="C")
     # a separate test file with the same columns (then no test split of --data)
     test_data: str | None = flag(None, metavar="FILE")
     val_frac: float = 0.1  # validation fraction: held out to pick the best weights
