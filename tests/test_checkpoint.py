@@ -172,3 +172,39 @@ def test_the_previous_checkpoint_is_kept_until_the_switch(tmp_path) -> None:
 def test_a_run_without_a_checkpoint_says_so(tmp_path) -> None:
     with pytest.raises(ValueError, match="has no checkpoint yet"):
         ckpt.committed(tmp_path)
+
+
+def test_a_reader_follows_a_save_that_deletes_the_checkpoint_it_was_about_to_open(tmp_path) -> None:
+    """sample/eval take no lock: a commit may delete the folder between reading the pointer and the file."""
+
+    def save(step: int) -> None:
+        w = {"w": torch.full((2,), float(step))}
+        ckpt.commit(tmp_path, step, w, {}, {"step": step, "best_step": step}, best=True)
+
+    save(1)
+    seen = []
+
+    def read(c):
+        seen.append(c.latest.name)
+        if len(seen) == 1:
+            save(2)  # the training process commits step 2 and deletes step 1's folder right now
+        return ckpt.load_weights(c.latest / ckpt.WEIGHTS)[0]["w"].tolist()
+
+    assert ckpt.read_committed(tmp_path, read) == [2.0, 2.0]
+    assert seen == ["step-00000001", "step-00000002"]
+    with pytest.raises(ValueError, match="weights file is missing"):  # a file missing for good is an error
+        ckpt.read_committed(tmp_path, lambda c: ckpt.load_weights(c.latest / "nope.safetensors"))
+
+
+def test_a_new_run_cut_short_before_its_first_checkpoint_leaves_nothing_in_the_way(
+    tiny_text_file, tmp_path, monkeypatch
+) -> None:
+    out = tmp_path / "run"
+    with monkeypatch.context() as m:
+        _count_and_crash(m, 3, [])  # die in the middle of the step-0 save
+        with pytest.raises(Crash):
+            _new(tiny_text_file, out, 2)
+    assert not out.exists()  # the run was made in a hidden folder and never renamed into place
+    assert _new(tiny_text_file, out, 2) == 0  # the same command simply works again
+    assert ckpt.trainer_state(out)["step"] == 2
+    assert oct(out.stat().st_mode & 0o777) == oct(0o777 & ~ckpt._umask())  # the usual permissions

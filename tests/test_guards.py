@@ -177,3 +177,39 @@ def test_tensorboard_without_the_package_is_one_line(tiny_text_file, tmp_path, c
         "unrolled: error: --tensorboard needs the tensorboard package: pip install 'unrolled[tensorboard]'"
     ]
     assert not out.exists()
+
+
+def test_non_finite_weights_or_validation_loss_never_reach_a_checkpoint(tmp_path) -> None:
+    from unrolled.training import Diverged, LoopConfig, OptimConfig, Trainer
+
+    model = torch.nn.Linear(2, 1)
+    data = [(torch.ones(3, 2), torch.zeros(3, 1))]
+
+    def loss_fn(m, x, y, state):
+        return ((m(x) - y) ** 2).mean(), None, len(x)
+
+    val = {"val_loss": 1.0}
+    trainer = Trainer(
+        model,
+        data,
+        loss_fn,
+        lambda m: dict(val),
+        OptimConfig(),
+        LoopConfig(max_steps=2, log_every=1),
+        tmp_path,
+    )
+    trainer.save()
+    with torch.no_grad():
+        model.weight[0, 0] = float("inf")  # an update that overflowed
+    with pytest.raises(
+        Diverged, match="at step 0: the weights are no longer finite; the checkpoint of step 0"
+    ):
+        trainer.save()
+    with torch.no_grad():
+        model.weight[0, 0] = 1.0
+    val["val_loss"] = float("nan")
+    with pytest.raises(Diverged, match="the validation loss is nan"):
+        trainer.run()
+    assert ckpt.trainer_state(tmp_path)["step"] == 0  # only the first, good, checkpoint was committed
+    records = (tmp_path / ckpt.METRICS).read_text()
+    assert "NaN" not in records and "Infinity" not in records  # strict JSON

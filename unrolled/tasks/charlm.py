@@ -14,7 +14,6 @@ import math
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -333,14 +332,7 @@ class CharLM(Task):
 
 TASK = CharLM()
 open_run = TASK.open_run
-
-
-def train(
-    config: CharLMConfig | None = None, out: str | Path = "runs/charlm", **options: Any
-) -> tuple[Run, TrainerState]:
-    """Train (or, with ``resume=True``, continue) a char-LM run; see :meth:`Task.train`."""
-    run, state, _ = TASK.train(config, out, **options)
-    return run, state
+train = TASK.train
 
 
 def write_sample(run: Run, prime: str | None, length: int, echo_prime: bool, **options: Any) -> None:

@@ -33,13 +33,13 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file as st_load_file
 from safetensors.torch import save as st_save
 from torch import Tensor, nn
 
@@ -53,6 +53,8 @@ STATE = "trainer_state.json"
 METRICS = "metrics.jsonl"
 LEGACY_BEST = "best.safetensors"  # 0.1 layout only
 BEST, LATEST = "best", "latest"  # which weights to open
+
+T = TypeVar("T")
 
 
 def _umask() -> int:
@@ -73,6 +75,13 @@ def fsync_dir(path: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def temp_dir(parent: Path, prefix: str) -> Path:
+    """A new hidden folder ``parent/.PREFIX.*.tmp`` with the usual permissions (mkdtemp makes 0700)."""
+    path = Path(tempfile.mkdtemp(prefix=f".{prefix}.", suffix=".tmp", dir=parent))
+    os.chmod(path, 0o777 & ~_umask())
+    return path
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -115,9 +124,9 @@ def load_weights(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
     if not path.is_file():
         raise ValueError(f"weights file is missing: {str(path)!r}")
     try:
-        with safe_open(str(path), framework="pt") as f:
+        with safe_open(str(path), framework="pt") as f:  # one open: metadata and tensors of one file
             meta = f.metadata() or {}
-        tensors = st_load_file(str(path))
+            tensors = {name: f.get_tensor(name) for name in f.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise ValueError(
             f"weights file {str(path)!r} is truncated or corrupted ({e}); restore it or train again"
@@ -150,9 +159,9 @@ def check_run_dir(path: str | Path) -> Path:
     return p
 
 
-def check_new_run_dir(path: Path, ignore: tuple[str, ...] = ()) -> None:
+def check_new_run_dir(path: Path) -> None:
     """``ValueError`` if ``path`` exists and is not an empty directory (a new run never overwrites)."""
-    if path.exists() and (not path.is_dir() or any(p.name not in ignore for p in path.iterdir())):
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise ValueError(
             f"{str(path)!r} already exists and is not empty; "
             "use --resume to continue it or choose another --out"
@@ -195,28 +204,40 @@ def weights_file(run_dir: str | Path, which: str = BEST) -> Path:
     return c.best if which == BEST and c.best is not None else c.latest / WEIGHTS
 
 
+def read_committed(run_dir: str | Path, read: Callable[[Checkpoint], T]) -> T:
+    """``read(committed checkpoint)``, again if a save switched checkpoints meanwhile.
+
+    A reader (``sample``, ``eval``) does not take the run's lock: while it reads, the training
+    process may commit a new checkpoint and delete the folder the reader was about to open.
+    That shows as a missing file, and the pointer has moved: then read the new checkpoint.
+    """
+    for attempt in range(5):
+        c = committed(run_dir)
+        try:
+            return read(c)
+        except ValueError:
+            if attempt == 4 or committed(run_dir) == c:
+                raise
+    raise AssertionError("unreachable")
+
+
 def trainer_state(run_dir: str | Path) -> dict[str, Any]:
     """The trainer state (step, epoch, best validation, ...) of the last committed checkpoint."""
-    return read_json(committed(run_dir).latest / STATE, "trainer state")
+    return read_committed(run_dir, lambda c: read_json(c.latest / STATE, "trainer state"))
 
 
 def load_checkpoint(run_dir: str | Path) -> tuple[dict[str, Tensor], dict[str, Any], dict[str, Any]]:
     """(latest weights, resume data, trainer state) of the last committed checkpoint, checked to agree."""
-    for attempt in range(3):  # a concurrent save may delete the folder we were about to read: look again
-        c = committed(run_dir)
-        try:
-            state = read_json(c.latest / STATE, "trainer state")
-            weights, meta = load_weights(c.latest / WEIGHTS)
-            extra = load_resume(c.latest / RESUME)
-            break
-        except ValueError:
-            if attempt == 2 or committed(run_dir) == c:
-                raise
+
+    def read(c: Checkpoint) -> tuple[Path, Any, dict[str, str], dict[str, Any], dict[str, Any]]:
+        state = read_json(c.latest / STATE, "trainer state")
+        weights, meta = load_weights(c.latest / WEIGHTS)
+        return c.latest, state, meta, weights, load_resume(c.latest / RESUME)
+
+    folder, state, meta, weights, extra = read_committed(run_dir, read)
     steps = {STATE: state.get("step"), WEIGHTS: int(meta.get("step", -1)), RESUME: extra.get("step", -1)}
     if len(set(steps.values())) != 1:
-        raise ValueError(
-            f"checkpoint files disagree on the step ({steps}): {str(c.latest)!r} is inconsistent"
-        )
+        raise ValueError(f"checkpoint files disagree on the step ({steps}): {str(folder)!r} is inconsistent")
     return weights, extra, state
 
 
@@ -240,7 +261,7 @@ def commit(
     root.mkdir(exist_ok=True)
     old = committed(run_dir) if (run_dir / POINTER).exists() or (run_dir / STATE).exists() else None
     _remove_unreferenced(run_dir)
-    tmp = Path(tempfile.mkdtemp(prefix=f".step-{step:08d}.", suffix=".tmp", dir=root))
+    tmp = temp_dir(root, f"step-{step:08d}")
     save_weights(tmp / WEIGHTS, weights, {"step": str(step)})
     save_resume(tmp / RESUME, {"step": step, **resume})
     atomic_write_json(tmp / STATE, state)
@@ -280,8 +301,9 @@ def _free_name(root: Path, step: int) -> str:
 
 def _adopt_legacy_best(run_dir: Path, best: Path) -> str:
     _, meta = load_weights(best)
-    tmp = Path(tempfile.mkdtemp(prefix=".best.", suffix=".tmp", dir=run_dir / CHECKPOINTS))
+    tmp = temp_dir(run_dir / CHECKPOINTS, "best")
     atomic_write_bytes(tmp / WEIGHTS, best.read_bytes())
+    fsync_dir(tmp)
     name = _free_name(run_dir / CHECKPOINTS, int(meta.get("step", 0)))
     os.rename(tmp, run_dir / CHECKPOINTS / name)
     fsync_dir(run_dir / CHECKPOINTS)
@@ -304,8 +326,14 @@ def _remove_unreferenced(run_dir: Path) -> None:
 
 def load_run_weights(model: nn.Module, run_dir: Path, which: str = BEST) -> None:
     """Load the run's ``best`` (or ``latest``) weights into ``model``."""
-    file = weights_file(run_dir, which)
-    tensors, _ = load_weights(file)
+    if which not in (BEST, LATEST):
+        raise ValueError(f"which weights: expected {BEST!r} or {LATEST!r}, got {which!r}")
+
+    def read(c: Checkpoint) -> tuple[Path, dict[str, Tensor]]:
+        file = c.best if which == BEST and c.best is not None else c.latest / WEIGHTS
+        return file, load_weights(file)[0]
+
+    file, tensors = read_committed(run_dir, read)
     try:
         model.load_state_dict(tensors)
     except RuntimeError as e:

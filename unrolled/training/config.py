@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import importlib.util
+import math
 import typing
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar
 
 from .flags import flag
+
+
+def _finite(section: Any, names: tuple[str, ...]) -> None:
+    """``ValueError`` for a float setting that is NaN or infinite (``--lr inf`` is not a learning rate)."""
+    for name in names:
+        value = getattr(section, name)
+        if value is not None and not math.isfinite(value):
+            raise ValueError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
 
 
 @dataclass
@@ -23,10 +32,13 @@ class OptimConfig:
     warmup_steps: int = 0  # linear warm-up from 0 over this many steps
 
     def validate(self) -> None:
+        _finite(self, ("lr", "clip", "weight_decay", "min_lr_ratio"))
         if self.lr <= 0:
             raise ValueError(f"--lr must be positive, got {self.lr}")
         if self.clip < 0:
             raise ValueError(f"--clip must be >= 0 (0 disables clipping), got {self.clip}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(f"--min-lr-ratio must be in [0, 1], got {self.min_lr_ratio}")
         if self.schedule not in ("cosine", "constant"):
             raise ValueError(f"unknown --lr-schedule {self.schedule!r}: expected cosine or constant")
         if self.warmup_steps < 0 or self.weight_decay < 0:
@@ -57,6 +69,7 @@ class LoopConfig:
     tensorboard: bool = False  # also write the scalars to RUN/tensorboard/ (needs unrolled[tensorboard])
 
     def validate(self) -> None:
+        _finite(self, ("max_minutes", "max_epochs"))
         for name in ("max_steps", "eval_every", "log_every", "patience"):
             value = getattr(self, name)
             if value is not None and value <= 0:

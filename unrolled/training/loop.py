@@ -68,13 +68,17 @@ MAX_SKIPS_IN_A_ROW = 100  # past this many non-finite steps in a row, even "skip
 class Diverged(RuntimeError):
     """Training met a non-finite loss or gradient norm; the run directory keeps its last checkpoint."""
 
-    def __init__(self, step: int, what: str, value: float, last_saved: int | None) -> None:
+    def __init__(self, step: int, problem: str, last_saved: int | None) -> None:
         kept = "" if last_saved is None else f"; the checkpoint of step {last_saved} is kept"
         super().__init__(
-            f"training diverged at step {step}: the {what} is {value}{kept}; resume with "
+            f"training diverged at step {step}: {problem}{kept}; resume with "
             "--on-nonfinite skip, or start again with a lower --lr or a smaller --clip"
         )
-        self.step, self.what, self.value = step, what, value
+        self.step, self.problem = step, problem
+
+
+def _json_number(value: Any) -> Any:
+    return str(value) if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def detach_state(state: Any) -> Any:
@@ -155,7 +159,14 @@ class Trainer:
 
     # ---- saving ---------------------------------------------------------------------------
     def save(self, best: bool = False) -> None:
-        """Commit a checkpoint of this step (``best``: its weights are the best so far)."""
+        """Commit a checkpoint of this step (``best``: its weights are the best so far).
+
+        Weights that overflowed to Inf/NaN (an update that was finite but too large) are never
+        saved: that is :class:`Diverged`, and the previous checkpoint stays.
+        """
+        finite = [torch.isfinite(p.detach()).all() for p in self.model.parameters()]
+        if finite and not bool(torch.stack(finite).all()):  # one wait for the device
+            raise Diverged(self.state.step, "the weights are no longer finite", self._saved_step)
         resume = {
             "optimizer": self.optimizer.state_dict(),
             "rng": torch.get_rng_state(),
@@ -167,7 +178,8 @@ class Trainer:
         self._saved_step = self.state.step
 
     def _log(self, kind: str, record: dict[str, Any]) -> None:
-        record = {"kind": kind, **record}
+        # strict JSON has no NaN/Infinity: a non-finite number is written as a string ("nan", "inf")
+        record = {"kind": kind, **{k: _json_number(v) for k, v in record.items()}}
         with open(self.run_dir / ckpt.METRICS, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
         if self._tensorboard is not None:
@@ -320,7 +332,7 @@ class Trainer:
         what, value = ("loss", loss) if not math.isfinite(loss) else ("gradient norm", norm)
         self._skips_in_a_row += 1
         if self.loop.on_nonfinite == "stop" or self._skips_in_a_row > MAX_SKIPS_IN_A_ROW:
-            raise Diverged(st.step + 1, what, value, self._saved_step)
+            raise Diverged(st.step + 1, f"the {what} is {value}", self._saved_step)
         st.skipped += 1
         log.warning("step %d: the %s is %s: step skipped (%d so far)", st.step + 1, what, value, st.skipped)
         self._log("nonfinite", {"step": st.step + 1, "loss": loss, "grad_norm": norm, "skipped": st.skipped})
@@ -332,8 +344,10 @@ class Trainer:
         with torch.no_grad():
             metrics = self.evaluate(self.model)
         val = metrics["val_loss"]
+        if not math.isfinite(val):  # the weights are finite, yet the model has diverged: stop
+            raise Diverged(st.step, f"the validation loss is {val}", self._saved_step)
         st.last_val = val
-        improved = math.isfinite(val) and (st.best_val is None or val < st.best_val)
+        improved = st.best_val is None or val < st.best_val
         if improved:
             st.best_val, st.best_step = val, st.step
         self.save(best=improved)

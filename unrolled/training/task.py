@@ -23,6 +23,8 @@ needs the same data (checked by hash). See docs/new_task.md for a whole task in 
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -33,7 +35,7 @@ from torch import nn
 
 from . import checkpoint as ckpt
 from .config import RunConfig
-from .lock import LOCK, RunLock
+from .lock import RunLock
 from .loop import EvalFn, EventFn, LossFn, Trainer, TrainerState
 
 RESULTS = "results.json"  # what Task.finish returns: scores of the best weights
@@ -196,21 +198,28 @@ class Task:
         prepared = self.prepare(cfg, None)  # every input check happens before anything is written
         torch.manual_seed(cfg.loop.seed)
         model = self.build_model(cfg, prepared.assets)
-        out.mkdir(parents=True, exist_ok=True)
-        with RunLock(out):
-            ckpt.check_new_run_dir(out, ignore=(LOCK,))  # another process may have started here meanwhile
-            info = {
-                **prepared.info,
-                "data_sha256": prepared.sha256,
-                "parameters": sum(p.numel() for p in model.parameters()),
-            }
-            for key, asset in self.assets.items():
-                ckpt.atomic_write_json(out / asset.file, asset.dump(prepared.assets[key]))
-            ckpt.atomic_write_json(out / ckpt.CONFIG, {**cfg.to_json(), "info": info})
-            run = Run(out, cfg, model, prepared.assets, info)
-            trainer = self._trainer(run, prepared, on_event)
-            trainer.save()  # step 0: the directory is a complete, resumable run from the start
-            return self._run(run, trainer, prepared)
+        # The new run is made complete (config, assets, the step-0 checkpoint) in a hidden folder
+        # beside `out` and renamed into place: a crash before that leaves `out` untouched.
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = ckpt.temp_dir(out.parent, out.name)
+        try:
+            with RunLock(tmp):  # the lock file moves with the folder, and stays held
+                info = {
+                    **prepared.info,
+                    "data_sha256": prepared.sha256,
+                    "parameters": sum(p.numel() for p in model.parameters()),
+                }
+                for key, asset in self.assets.items():
+                    ckpt.atomic_write_json(tmp / asset.file, asset.dump(prepared.assets[key]))
+                ckpt.atomic_write_json(tmp / ckpt.CONFIG, {**cfg.to_json(), "info": info})
+                run = Run(tmp, cfg, model, prepared.assets, info)
+                trainer = self._trainer(run, prepared, on_event)
+                trainer.save()  # step 0: the directory is a complete, resumable run from the start
+                _rename_new_run(tmp, out)
+                run.path = trainer.run_dir = out
+                return self._run(run, trainer, prepared)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)  # gone already, unless the run never got into place
 
     def _trainer(self, run: Run, prepared: Prepared, on_event: EventFn | None) -> Trainer:
         f = self.fit(run.config, run.model, prepared)
@@ -241,3 +250,14 @@ class Task:
         """The ``RUN`` positional and ``--latest`` of a command that opens a run."""
         parser.add_argument("run", metavar="DIR", help=what)
         parser.add_argument("--latest", action="store_true", help="use the latest weights, not the best")
+
+
+def _rename_new_run(tmp: Path, out: Path) -> None:
+    """Move a complete new run into place; ``out`` may be missing or an empty folder."""
+    try:
+        os.rename(tmp, out)  # atomic; replaces an empty folder, fails on a non-empty one
+    except OSError:
+        if out.exists():  # another process made a run there meanwhile
+            ckpt.check_new_run_dir(out)
+        raise
+    ckpt.fsync_dir(out.parent)
