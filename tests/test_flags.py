@@ -32,6 +32,52 @@ class Config:
     part: Section
 
 
+@dataclass
+class Tricky:
+    """Docstring lines that look like fields:
+    size: not a field's help
+    """
+
+    size: int | None = 1  # the real help
+    shout: bool = True  # say it loudly
+    long: list[int] = flag(
+        factory=lambda: [1],
+    )  # a field over several lines
+
+    def validate(self) -> None:
+        size: int = 0  # a local variable is not a field
+        del size
+
+
+@dataclass
+class Child(Tricky):
+    extra: float = 0.0  # a field of the subclass
+
+
+def test_comment_parsing_ignores_docstrings_and_methods_and_follows_inheritance() -> None:
+    assert comments(Child) == {
+        "size": "the real help",
+        "shout": "say it loudly",
+        "long": "a field over several lines",
+        "extra": "a field of the subclass",
+    }
+    parser = argparse.ArgumentParser()
+    made = add_config_flags(parser, Config(Child()))  # type: ignore[arg-type]
+    assert [f.option for f in made] == ["--size", "--no-shout", "--long", "--extra"]
+    assert "turn off: say it loudly" in " ".join(parser.format_help().split())
+    given = given_flags(parser.parse_args(["--size", "none", "--no-shout"]), made)
+    assert {f.name: v for f, v in given.items()} == {"size": None, "shout": False}
+
+
+def test_a_field_of_a_type_without_a_flag_is_an_error_at_once() -> None:
+    @dataclass
+    class Odd:
+        names: list[str] = flag(factory=list)  # no parser for this
+
+    with pytest.raises(TypeError, match="Odd.names: no flag for the type list\\[str\\]"):
+        add_config_flags(argparse.ArgumentParser(), Config(Odd()))  # type: ignore[arg-type]
+
+
 def test_a_flag_per_field_with_its_comment_type_and_default() -> None:
     assert comments(Section)["rate"] == "a comment above a field is help too, over several lines"
     parser = argparse.ArgumentParser()

@@ -2,10 +2,12 @@
 
 A field ``hidden: int = 256  # units per layer`` becomes ``--hidden N   units per layer [256]``:
 the flag is the field's name with dashes, the type its annotation (``int``, ``float``, ``str``,
-``list[int]`` as ``3,4,5``; ``X | None`` for "optional"), the default the one of the task's config
-instance, and the help the field's comment (the comment lines right above the field and the one
-after it). A ``bool`` field is a switch: ``--name`` sets it when it defaults to False, and clears
-it when it defaults to True (name such a flag for what it does, e.g. ``--reset-before``).
+``list[int]`` as ``3,4,5``; for ``X | None`` the word ``none`` gives None; any other type is an
+error), the default the one of the task's config instance, and the help the field's comment (the
+comment lines right above the field and the one at the end of it, in the class or the one it
+inherits from). A ``bool`` field is a switch: ``--name`` sets it when it defaults to False; when
+it defaults to True, ``--no-name`` clears it, or a flag named for what it does (``reset_after``:
+``--reset-before``).
 :func:`flag` sets what a plain default cannot say: another flag name, the choices, a metavar,
 ``fixed=True`` (may not change on ``--resume``), ``hidden=True`` (no flag).
 
@@ -15,9 +17,10 @@ Flags default to "not given" (``argparse.SUPPRESS``), so the caller can tell wha
 from __future__ import annotations
 
 import argparse
+import ast
 import inspect
 import io
-import re
+import textwrap
 import tokenize
 import types
 import typing
@@ -60,34 +63,32 @@ class Flag:
 
 
 def comments(cls: type) -> dict[str, str]:
-    """Field name -> its comment in ``cls``'s source ({} where the source cannot be read)."""
-    try:
-        lines, _ = inspect.getsourcelines(cls)
-    except (OSError, TypeError):
-        return {}
-    names = {f.name for f in fields(cls)}
+    """Field name -> its comment in the source of ``cls`` (and of the dataclasses it inherits from).
+
+    The comment of a field is the run of comment lines right above it and the comment at the end
+    of its last line. {} where the source cannot be read.
+    """
     found: dict[str, str] = {}
-    above: list[str] = []
-    for line in lines:
-        text = line.strip()
-        if text.startswith("#"):
-            above.append(text[1:].strip())
+    for klass in reversed(cls.__mro__):  # a subclass's comment wins over its base's
+        try:
+            source = textwrap.dedent(inspect.getsource(klass))
+            body = ast.parse(source).body[0]
+            tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
+        except (OSError, TypeError, SyntaxError, tokenize.TokenError, IndexError):
             continue
-        m = re.match(r"\s+(\w+): \S", line)
-        if m and m[1] in names:
-            found[m[1]] = " ".join([*above, _trailing_comment(text)]).strip()
-        above = []
+        if not isinstance(body, ast.ClassDef):
+            continue
+        notes = {t.start[0]: t.string[1:].strip() for t in tokens if t.type == tokenize.COMMENT}
+        lines = source.splitlines()
+        for node in body.body:  # the class body's own statements: not methods, not docstrings
+            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                above, row = [], node.lineno - 1  # rows are 1-based
+                while row >= 1 and lines[row - 1].strip().startswith("#"):
+                    above.insert(0, notes.get(row, ""))
+                    row -= 1
+                trailing = notes.get(node.end_lineno or node.lineno, "")
+                found[node.target.id] = " ".join([*above, trailing]).strip()
     return found
-
-
-def _trailing_comment(code: str) -> str:
-    try:
-        for tok in tokenize.generate_tokens(io.StringIO(code).readline):
-            if tok.type == tokenize.COMMENT:
-                return tok.string[1:].strip()
-    except (tokenize.TokenError, SyntaxError):  # a field spread over lines: no trailing comment
-        pass
-    return ""
 
 
 def _int_list(text: str) -> list[int]:
@@ -97,6 +98,22 @@ def _int_list(text: str) -> list[int]:
             f"expected positive integers separated by commas, e.g. 3,4,5; got {text!r}"
         )
     return [int(p) for p in parts]
+
+
+_TYPES: dict[Any, tuple[Callable[[str], Any], str]] = {  # type -> (parser, metavar)
+    int: (int, "N"),
+    float: (float, "X"),
+    str: (str, "S"),
+    list[int]: (_int_list, "N,N,..."),
+}
+
+
+def _or_none(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse_or_none(text: str) -> Any:
+        return None if text.lower() == "none" else parse(text)
+
+    parse_or_none.__name__ = getattr(parse, "__name__", "value")  # argparse names it in errors
+    return parse_or_none
 
 
 def _base_type(hint: Any) -> Any:
@@ -135,14 +152,16 @@ def add_config_flags(
             help_text = helps.get(f.name, "")
             kwargs: dict[str, Any] = {"dest": f"{section.name}.{f.name}", "default": argparse.SUPPRESS}
             if kind is bool:
+                if default and not meta.get("name"):
+                    option, help_text = f"--no-{f.name.replace('_', '-')}", f"turn off: {help_text}"
                 kwargs["action"] = "store_false" if default else "store_true"
             else:
-                if kind == list[int]:
-                    kwargs.update(type=_int_list, metavar=meta.get("metavar") or "N,N,...")
-                else:
-                    kwargs.update(
-                        type=kind, metavar=meta.get("metavar") or {int: "N", float: "X"}.get(kind, "S")
-                    )
+                if kind not in _TYPES:
+                    raise TypeError(f"{type(obj).__name__}.{f.name}: no flag for the type {kind}; hide it")
+                parse, metavar = _TYPES[kind]
+                if kind is not hints[f.name]:  # X | None: "none" sets None
+                    parse = _or_none(parse)
+                kwargs.update(type=parse, metavar=meta.get("metavar") or metavar)
                 if meta.get("choices"):
                     kwargs.update(choices=list(meta["choices"]), metavar=None)
                 if default is not None:
