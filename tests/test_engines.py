@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import pytest
@@ -9,7 +10,7 @@ import torch
 from conftest import DoublerCell
 
 import unrolled
-from unrolled.layers import recurrent
+from unrolled.engines import ENGINES, choose
 
 I, H = 5, 6
 
@@ -78,8 +79,11 @@ def test_auto_runs_torchs_kernel_out_of_autograd(make, monkeypatch) -> None:
     layer = make()
     x = torch.randn(4, 3, I)
     calls = []
-    real = recurrent.run_native
-    monkeypatch.setattr(recurrent, "run_native", lambda *a, **k: calls.append(1) or real(*a, **k))
+    native = ENGINES["native"]
+    counted = dataclasses.replace(
+        native, run_stack=lambda *a, **k: calls.append(1) or native.run_stack(*a, **k)
+    )
+    monkeypatch.setitem(ENGINES, "native", counted)
     trained, _ = layer(x)
     assert calls == [] and layer.engine == "fused"
     with torch.no_grad():
@@ -88,3 +92,41 @@ def test_auto_runs_torchs_kernel_out_of_autograd(make, monkeypatch) -> None:
         make(impl="fused")(x)
         assert calls == [1]
     torch.testing.assert_close(inferred, trained.detach(), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "make, cpu_train, cpu_infer, cuda",
+    [
+        (lambda: unrolled.GRU(I, H), "fused", "native", "native"),
+        (lambda: unrolled.RNN(I, H, num_layers=2), "fused", "native", "native"),
+        (lambda: unrolled.LSTM(I, H, bidirectional=True), "native", "native", "native"),
+        (lambda: unrolled.GRU(I, H, layer_norm=True), "fused", "fused", "fused"),
+        (lambda: unrolled.LSTM(I, H, variant="CIFG"), "fused", "fused", "fused"),
+        (lambda: unrolled.Recurrent(DoublerCell, I), "reference", "reference", "reference"),
+    ],
+)
+def test_auto_decides_per_device(make, cpu_train, cpu_infer, cuda) -> None:
+    """On CUDA, torch's cuDNN kernels wherever torch has the cells (the fused Python loop is
+    6-69x slower there); on CPU as measured there. The choice is per device type and mode."""
+    layer = make()
+    assert layer.engine == layer.engine_for("cpu") == cpu_train
+    assert layer.engine_for("cpu", training=False) == cpu_infer
+    assert layer.engine_for("cuda") == layer.engine_for("cuda", training=False) == cuda
+    assert choose(layer.cells, "mps", True) == cuda  # other accelerators: as CUDA
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_moving_a_layer_to_cuda_decides_again() -> None:
+    gru = unrolled.GRU(I, H)
+    assert gru.engine == "fused"
+    assert gru.to("cuda").engine == "native"
+    x = torch.randn(4, 3, I, device="cuda")
+    reference = unrolled.GRU(I, H, impl="reference").to("cuda")
+    reference.load_state_dict(gru.state_dict())
+    torch.testing.assert_close(gru(x)[0], reference(x)[0], atol=1e-5, rtol=0)
+    assert gru.to("cpu").engine == "fused"
+
+
+def test_an_explicit_impl_is_kept_on_every_device() -> None:
+    gru = unrolled.GRU(I, H, impl="fused")
+    assert gru.engine_for("cuda") == gru.engine_for("cpu", training=False) == "fused"

@@ -5,20 +5,52 @@
   minGRU/minLSTM the parallel scan of :mod:`.scan`.
 - ``native`` (:mod:`.native`): torch's own fused kernel on our cells' parameters, for the cells
   torch has.
-- ``auto``: the fastest engine that supports the layer's cells (reference for custom cells).
+- ``auto``: the first engine that supports the layer's cells in the preference list of its
+  device (:mod:`.registry`, with the measurements behind each entry).
 """
 
-from .fused import fused_supports, run_fused
+from .fused import fused_supports, register_fused, run_fused
 from .native import native_mode, native_supports, run_native
 from .reference import run_reference
+from .registry import ENGINES, PREFERENCES, Engine, choose, register
 
-IMPLS = ("auto", "reference", "fused", "native")
+register(Engine("reference", lambda cells: True, run_cell=run_reference))
+register(
+    Engine(
+        "fused",
+        lambda cells: all(fused_supports(c) for c in cells),
+        run_cell=run_fused,
+        why_not=(
+            "impl='fused' does not support {cell!r} (it runs the cells of this package, not custom cells): "
+            "use impl='auto' or 'reference'"
+        ),
+    )
+)
+register(
+    Engine(
+        "native",
+        native_supports,
+        run_stack=run_native,
+        why_not=(
+            "impl='native' runs only the cells torch fuses (RNN, LSTM without options, GRU with "
+            "reset_after=True; no layer norm, recurrent dropout or zoneout): use impl='auto' for these cells"
+        ),
+    )
+)
+
+IMPLS = ("auto", *ENGINES)
 
 __all__ = [
+    "ENGINES",
     "IMPLS",
+    "PREFERENCES",
+    "Engine",
+    "choose",
     "fused_supports",
     "native_mode",
     "native_supports",
+    "register",
+    "register_fused",
     "run_fused",
     "run_native",
     "run_reference",

@@ -23,15 +23,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from ..cells.base import map_state, state_like, state_tensors
-from ..engines import (
-    IMPLS,
-    fused_supports,
-    native_mode,
-    native_supports,
-    run_fused,
-    run_native,
-    run_reference,
-)
+from ..engines import ENGINES, IMPLS, choose
 
 _TORCH_KEY = re.compile(r"^(?P<name>.+)_l(?P<layer>\d+)(?P<rev>_reverse)?$")
 
@@ -62,9 +54,11 @@ class Recurrent(nn.Module):
             (the autograd loop over the cell), ``"fused"`` (one recurrent GEMM per step and a
             hand-derived backward; for minGRU/minLSTM a parallel scan over time), ``"native"``
             (torch's fused kernel; only for the cells torch has, without options) or ``"auto"``
-            (the fastest engine that supports the cells, as measured on CPU: native for torch's
-            LSTM, fused for the other cells of this package, reference for custom cells; and
-            under ``torch.no_grad()`` native wherever torch has the cells).
+            (the fastest engine that supports the cells on the layer's device, as measured:
+            on CPU native for torch's LSTM, fused for the other cells of this package,
+            reference for custom cells, and under ``torch.no_grad()`` native wherever torch
+            has the cells; on CUDA native (cuDNN) wherever torch has the cells, then fused;
+            see :mod:`unrolled.engines.registry`).
             Every engine computes the same function.
 
     Shapes (D = 2 if bidirectional else 1, O = the cells' output size):
@@ -127,22 +121,10 @@ class Recurrent(nn.Module):
         self.output_size: int = layer_in  # D * O, the features of the output
         if impl not in IMPLS:
             raise ValueError(f"impl must be one of {', '.join(map(repr, IMPLS))}; got {impl!r}")
-        if impl == "native" and not native_supports(self.cells):
-            raise ValueError(
-                "impl='native' runs only the cells torch fuses (RNN, LSTM without options, GRU with "
-                "reset_after=True; no layer norm, recurrent dropout or zoneout): use impl='auto' for "
-                "these cells"
-            )
-        if impl == "fused" and not all(fused_supports(c) for c in self.cells):
-            raise ValueError(
-                f"impl='fused' does not support {self.cells[0]!r} (it runs the cells of this package, "
-                "not custom cells): use impl='auto' or 'reference'"
-            )
+        if impl != "auto" and not ENGINES[impl].supports(self.cells):
+            raise ValueError(ENGINES[impl].why_not.format(cell=self.cells[0]))
         self.impl = impl
-        self._engine = impl if impl != "auto" else self._fastest_engine()
-        # auto, out of autograd (inference, generation): torch's kernel wherever it runs the cells,
-        # measured faster there than the fused engine for every cell it has
-        self._inference_engine = "native" if impl == "auto" and native_supports(self.cells) else self._engine
+        self._chosen: dict[tuple[str, bool], str] = {}  # (device type, training) -> engine, for auto
         self.register_state_dict_post_hook(_to_torch_keys)
         self.register_load_state_dict_pre_hook(_from_torch_keys)
 
@@ -223,20 +205,20 @@ class Recurrent(nn.Module):
 
     @property
     def engine(self) -> str:
-        """The engine that trains this layer: ``impl`` with ``"auto"`` resolved (at construction).
-        With ``"auto"``, calls under ``torch.no_grad()`` run torch's kernel where it has the cells."""
-        return self._engine
+        """The engine that trains this layer on the device it is on (``impl``, with ``"auto"``
+        resolved by :func:`unrolled.engines.choose`; moving the layer decides again)."""
+        first = next(self.parameters(), None)
+        return self.engine_for("cpu" if first is None else first.device.type)
 
-    def _fastest_engine(self) -> str:
-        # measured by `unrolled bench speed` on CPU: torch's LSTM kernel beats our fused LSTM, while our
-        # fused Elman and GRU train faster than torch's kernels for them; every other cell of this
-        # package runs fused, custom cells on the reference loop
-        native = native_supports(self.cells)
-        if native and native_mode(self.cells[0]) == "LSTM":
-            return "native"
-        if all(fused_supports(c) for c in self.cells):
-            return "fused"
-        return "native" if native else "reference"
+    def engine_for(self, device_type: str, training: bool = True) -> str:
+        """The engine this layer runs with on a device of ``device_type``, in training or (with
+        ``training=False``) under ``torch.no_grad()``."""
+        if self.impl != "auto":
+            return self.impl
+        key = (device_type, training)
+        if key not in self._chosen:
+            self._chosen[key] = choose(self.cells, device_type, training)
+        return self._chosen[key]
 
     def _run(self, x: Tensor, hx: Any, lengths: Tensor | None, unbatched: bool) -> tuple[Tensor, Any]:
         """Every layer and direction over time-major ``x`` (T, B, I); ``hx`` as given by the user."""
@@ -246,9 +228,9 @@ class Recurrent(nn.Module):
         proto = self.cells[0].init_state(B, device=x.device, dtype=x.dtype)
         if hx is not None:
             hx = self._check_hx(hx, proto, unbatched)
-        engine = self._engine if torch.is_grad_enabled() else self._inference_engine
-        if engine == "native":
-            return run_native(
+        engine = ENGINES[self.engine_for(x.device.type, torch.is_grad_enabled())]
+        if engine.run_stack is not None:
+            return engine.run_stack(
                 self.cells,
                 x,
                 hx,
@@ -258,8 +240,7 @@ class Recurrent(nn.Module):
                 training=self.training,
                 lengths=lengths,
             )
-
-        run = run_fused if engine == "fused" else run_reference
+        run = engine.run_cell
         finals: list[Any] = []
         for layer in range(self.num_layers):
             outs = []

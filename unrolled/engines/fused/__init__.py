@@ -35,6 +35,12 @@ _RUNNERS = {
 }
 
 
+def register_fused(cell_class: type[nn.Module], runner: Any) -> None:
+    """Run ``cell_class`` on the fused engine with ``runner(cell, x, state, reverse, mask)``: how a
+    new cell's fused kernel, written in its own file, joins the engine."""
+    _RUNNERS[cell_class] = runner
+
+
 def fused_supports(cell: nn.Module) -> bool:
     """Whether the fused engine has a hand-derived backward for ``cell`` as configured."""
     return type(cell) in _RUNNERS

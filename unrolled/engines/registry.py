@@ -1,0 +1,79 @@
+"""Which engine runs a stack of cells: the engines, and the one table of what ``impl="auto"`` prefers.
+
+An engine declares what it runs (``supports(cells)``) and how: ``run_cell`` (one cell over the
+whole sequence, as the reference loop and the fused kernels do) or ``run_stack`` (every layer and
+direction at once, as torch's kernels do). ``impl="auto"`` takes the first engine in the
+preference list of the layer's device type and mode (training, or inference under
+``torch.no_grad()``) that supports the cells; a preference may be narrowed to some cell classes.
+
+The preferences, and the measurements behind them (ratios of forward+backward time to
+torch.nn of the same cell; ``unrolled bench speed``):
+
+- CPU, training: native for torch's LSTM, whose oneDNN kernel beats our fused LSTM; fused for
+  every other cell of the package (our fused Elman and GRU train faster than torch's kernels
+  for them on a 2-core CPU: benchmarks/results/speed-2026-11-22b-cpu2.json); then native (the
+  cells only torch runs), then the reference loop (custom cells).
+- CPU, inference: native wherever torch has the cells (faster than fused for every one of
+  them out of autograd), then as in training.
+- CUDA (and any other accelerator), training and inference: native (cuDNN) wherever torch has
+  the cells, then fused, then reference. Measured on an H200 (torch 2.11): at (B,T,I,H) =
+  (32,100,256,256) / (64,100,512,512) / (256,200,1024,1024) / (1,200,128,128) the GRU takes
+  5.3 / 6.5 / 16 / 2.1 ms native against 41 / 47 / 98 / 68 ms fused (6-69x slower: kernel
+  launches of a Python loop), the Elman RNN 1.8 / 5.6 / 10 / 1.6 ms native against
+  13.8 / 14.8 / 29 / 18.8 ms fused, and the LSTM 0.99-1.07x cuDNN native.
+
+Adding an engine: a module with its functions, and one ``register(Engine(...))`` call in
+``unrolled/engines/__init__.py``; adding it to ``PREFERENCES`` makes ``auto`` use it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+RunCell = Callable[..., Any]  # (cell, x (T,B,I), state, *, reverse, lengths) -> (out, state)
+RunStack = Callable[..., Any]  # (cells, x, hx, *, num_layers, bidirectional, dropout, training, lengths)
+
+
+@dataclass(frozen=True)
+class Engine:
+    name: str
+    supports: Callable[[Sequence[nn.Module]], bool]  # can it run this stack of cells?
+    run_cell: RunCell | None = None
+    run_stack: RunStack | None = None
+    why_not: str = ""  # the error when impl=<name> is asked for cells it does not run
+
+
+ENGINES: dict[str, Engine] = {}
+
+
+def register(engine: Engine) -> None:
+    if (engine.run_cell is None) == (engine.run_stack is None):
+        raise ValueError(f"engine {engine.name!r} needs exactly one of run_cell and run_stack")
+    ENGINES[engine.name] = engine
+
+
+# device type -> mode -> (engine, cell classes it is preferred for, or None for any), in order
+Preference = tuple[tuple[str, tuple[str, ...] | None], ...]
+_ACCELERATOR: Preference = (("native", None), ("fused", None), ("reference", None))
+PREFERENCES: dict[str, dict[str, Preference]] = {
+    "cpu": {
+        "train": (("native", ("LSTMCell",)), ("fused", None), ("native", None), ("reference", None)),
+        "infer": (("native", None), ("fused", None), ("reference", None)),
+    },
+    "cuda": {"train": _ACCELERATOR, "infer": _ACCELERATOR},
+}
+
+
+def choose(cells: Sequence[nn.Module], device_type: str, training: bool) -> str:
+    """The engine ``impl="auto"`` runs ``cells`` with on a device of this type."""
+    table = PREFERENCES.get(device_type, PREFERENCES["cuda"])  # other accelerators: as CUDA
+    for name, classes in table["train" if training else "infer"]:
+        if classes is not None and any(type(c).__name__ not in classes for c in cells):
+            continue
+        if ENGINES[name].supports(cells):
+            return name
+    raise AssertionError("the reference engine runs every cell")  # it is last in every list
