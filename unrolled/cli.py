@@ -38,6 +38,7 @@ class _Parser(argparse.ArgumentParser):
 
 # ---- unrolled train TASK ---------------------------------------------------------------------
 def _add_train(commands: Any, tasks: dict[str, Any]) -> None:
+    from .training.device import add_device_argument
     from .training.flags import add_config_flags
 
     train = commands.add_parser("train", help="train a model", description="Train a model for a task.")
@@ -55,12 +56,14 @@ def _add_train(commands: Any, tasks: dict[str, Any]) -> None:
         g.add_argument("--out", metavar="DIR", help=f"run directory to create [runs/{task.name}-<time>]")
         g.add_argument("--resume", metavar="DIR", help="continue the run in DIR (only loop flags may change)")
         g.add_argument("--no-progress", action="store_true", help="no progress bar")
+        add_device_argument(g)
         task.add_train_args(p)
         p.set_defaults(func=functools.partial(_cmd_train, task, flags))
 
 
 def _cmd_train(task: Any, flags: list[Any], args: argparse.Namespace) -> int:
     """Flags -> config (new run) or loop overrides (both), then train, then the task's report."""
+    from .training.device import resolve_device
     from .training.flags import apply_flags, given_flags
     from .training.progress import Progress
 
@@ -81,10 +84,11 @@ def _cmd_train(task: Any, flags: list[Any], args: argparse.Namespace) -> int:
     else:
         apply_flags(config, {fl: v for fl, v in given.items() if fl not in loop})
         out = args.out or time.strftime(f"runs/{task.name}-%Y%m%d-%H%M%S")
+    device = resolve_device(args.device)
     progress = Progress(not args.no_progress, task.unit, task.describe_val)
     try:
         run, state, results = task.train(
-            config, out, resume=bool(args.resume), loop_overrides=overrides, on_event=progress
+            config, out, resume=bool(args.resume), loop_overrides=overrides, on_event=progress, device=device
         )
     finally:
         progress.close()
@@ -129,7 +133,7 @@ def _cmd_eval(tasks: dict[str, Any], names: list[str], args: argparse.Namespace)
         extra = ", ".join(f"--{n}" for n in given if n not in task.eval_inputs)
         not_these = f" (not {extra})" if extra else ""
         raise ValueError(f"a {kind} run is evaluated on a file: give {wanted}{not_these}")
-    run = task.open_run(args.run, weights=ckpt.LATEST if args.latest else ckpt.BEST)
+    run = task.open_run(args.run, **task.open_args(args))
     result = task.evaluate(run, **given)
     print(
         json.dumps({**result, "run": str(run.path), **given})

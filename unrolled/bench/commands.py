@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..training.device import add_device_argument
+
 
 def _positive_int(text: str) -> int:
     try:
@@ -27,12 +29,19 @@ def _size(text: str) -> tuple[int, int, int, int]:
 
 
 def _meta(args: argparse.Namespace) -> dict[str, Any]:
-    """Check that ``--json`` can be written (before any timing), and describe the machine."""
+    """Check that ``--json`` can be written and the device exists (before any timing), and
+    describe the machine."""
     import torch
+
+    from ..training.device import resolve_device
 
     if args.json is not None and not Path(args.json).parent.resolve().is_dir():
         raise ValueError(f"cannot write {args.json}: its folder does not exist")
+    device = resolve_device(args.device)
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
     return {
+        "device": str(device),
+        "gpu": gpu,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "machine": platform.machine(),
@@ -46,6 +55,8 @@ def _progress(message: str) -> None:
 
 
 def _cmd_speed(args: argparse.Namespace) -> int:
+    import torch
+
     from ..training.checkpoint import atomic_write_json
     from . import speed
 
@@ -65,10 +76,15 @@ def _cmd_speed(args: argparse.Namespace) -> int:
         only=None if not args.only else (lambda name: any(s in name for s in args.only)),
         progress=_progress,
         on_size=save,
+        device=torch.device(meta["device"]),
     )
     print(speed.format_table(results))
     if not args.only or any(s in "mingru/scan-vs-loop" for s in args.only):
-        scan = speed.scan_vs_loop(**(speed.SCAN_SMOKE if args.smoke else {}), repeats=args.repeats)
+        scan = speed.scan_vs_loop(
+            **(speed.SCAN_SMOKE if args.smoke else {}),
+            repeats=args.repeats,
+            device=torch.device(meta["device"]),
+        )
         if args.json is not None:
             atomic_write_json(Path(args.json), speed.to_json(results, meta, scan))
         print("\n" + speed.format_scan(scan))
@@ -76,12 +92,16 @@ def _cmd_speed(args: argparse.Namespace) -> int:
 
 
 def _cmd_conv(args: argparse.Namespace) -> int:
+    import torch
+
     from ..training.checkpoint import atomic_write_json
     from . import conv
 
     meta = _meta(args)
     sizes = conv.SMOKE_SIZES if args.smoke else conv.FULL_SIZES
-    results = conv.run_conv(sizes, repeats=args.repeats, progress=_progress)
+    results = conv.run_conv(
+        sizes, repeats=args.repeats, progress=_progress, device=torch.device(meta["device"])
+    )
     if args.json is not None:
         atomic_write_json(Path(args.json), conv.to_json(results, meta))
     print(conv.format_conv(results))
@@ -92,6 +112,7 @@ def _common(b: argparse.ArgumentParser, smoke: str) -> None:
     b.add_argument("--json", metavar="FILE", help="also write the results to this JSON file")
     b.add_argument("--repeats", type=_positive_int, default=5, help="rounds; the median is reported")
     b.add_argument("--smoke", action="store_true", help=smoke)
+    add_device_argument(b)  # timed with the device synchronised before and after each call
 
 
 def add_commands(commands: Any, parser_class: type[argparse.ArgumentParser]) -> None:

@@ -20,7 +20,6 @@ The sizes are a text-CNN's (after Kim 2014: B = 64 sentences, 100 filters of wid
 from __future__ import annotations
 
 import statistics
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
@@ -29,6 +28,7 @@ import torch
 from torch import nn
 
 from ..layers import Conv1d, Conv2d, LocallyConnected1d, LocallyConnected2d
+from .timing import timed
 
 
 class ConvSize(NamedTuple):
@@ -96,24 +96,19 @@ def _train(layer: nn.Module, x: torch.Tensor) -> None:
     layer(x).sum().backward()
 
 
-def _time(fn: Callable[[nn.Module, torch.Tensor], None], layer: nn.Module, x: torch.Tensor) -> float:
-    start = time.perf_counter()
-    fn(layer, x)
-    return time.perf_counter() - start
-
-
 def run_conv(
     sizes: tuple[ConvSize, ...] = FULL_SIZES,
     repeats: int = 5,
     progress: Callable[[str], None] | None = None,
+    device: torch.device | None = None,
 ) -> list[ConvResult]:
-    """Time every layer at every size; see the module docstring."""
+    """Time every layer at every size on ``device`` (None: the CPU); see the module docstring."""
     torch.manual_seed(0)
     results: list[ConvResult] = []
     for size in sizes:
-        layers = candidates(size)
+        layers = [(name, layer.to(device)) for name, layer in candidates(size)]
         spatial = (size.length,) * size.dims
-        x = torch.randn(size.batch, size.in_channels, *spatial, requires_grad=True)
+        x = torch.randn(size.batch, size.in_channels, *spatial, device=device, requires_grad=True)
         times: dict[str, dict[str, list[float]]] = {n: {"forward": [], "train": []} for n, _ in layers}
         for _, layer in layers:  # warm-up, and a first check that each one runs
             _train(layer, x)
@@ -124,8 +119,8 @@ def run_conv(
             for name, layer in layers:
                 layer.zero_grad(set_to_none=True)
                 x.grad = None
-                times[name]["forward"].append(_time(_forward, layer, x))
-                times[name]["train"].append(_time(_train, layer, x))
+                times[name]["forward"].append(timed(_forward, layer, x))
+                times[name]["train"].append(timed(_train, layer, x))
         rows = [
             ConvResult(
                 name,

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import functools
 import statistics
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -33,6 +32,7 @@ from torch import nn
 from ..cells import GRUCell, LSTMCell, MinGRUCell, MinLSTMCell, MUTCell, RNNCell
 from ..cells.lstm import VARIANTS
 from ..layers import Recurrent
+from .timing import timed
 
 FULL_SIZES = ((32, 100, 256, 256), (64, 100, 512, 512), (1, 200, 128, 128))
 SMOKE_SIZES = ((2, 5, 8, 8),)
@@ -55,7 +55,7 @@ CELLS: dict[str, Callable[[int, int], nn.Module]] = {
     "mingru": lambda i, h: MinGRUCell(i, h),  # fused = the parallel scan
     "minlstm": lambda i, h: MinLSTMCell(i, h),
 }
-ENGINES = ("reference", "fused", "native")
+ENGINES = ("auto", "reference", "fused", "native")  # auto: what a layer runs by default on the device
 MEMORY_BATCH = 4
 
 
@@ -72,17 +72,19 @@ class Result:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def candidates(input_size: int, hidden_size: int) -> Iterator[tuple[str, nn.Module]]:
-    """torch.nn.LSTM and GRU, then every cell under every engine that supports it."""
-    yield "torch.nn.LSTM", nn.LSTM(input_size, hidden_size)
-    yield "torch.nn.GRU", nn.GRU(input_size, hidden_size)
+def candidates(
+    input_size: int, hidden_size: int, device: torch.device | None = None
+) -> Iterator[tuple[str, nn.Module]]:
+    """torch.nn.LSTM and GRU, then every cell under every engine that supports it, on ``device``."""
+    yield "torch.nn.LSTM", nn.LSTM(input_size, hidden_size).to(device)
+    yield "torch.nn.GRU", nn.GRU(input_size, hidden_size).to(device)
     for name, make in CELLS.items():
         for engine in ENGINES:
             try:
                 layer = Recurrent(lambda i, make=make: make(i, hidden_size), input_size, impl=engine)
             except ValueError:
                 continue  # this engine does not run this cell
-            yield f"{name}/{engine}", layer
+            yield f"{name}/{engine}", layer.to(device)
 
 
 def _train(layer: nn.Module, x: torch.Tensor) -> None:
@@ -117,12 +119,6 @@ def activation_bytes(layer: nn.Module, x: torch.Tensor) -> int:
     return sum(seen.values())
 
 
-def _time(fn: Callable[[nn.Module, torch.Tensor], None], layer: nn.Module, x: torch.Tensor) -> float:
-    start = time.perf_counter()
-    fn(layer, x)
-    return time.perf_counter() - start
-
-
 def run_speed(
     sizes: tuple[tuple[int, int, int, int], ...] = FULL_SIZES,
     repeats: int = 5,
@@ -131,16 +127,19 @@ def run_speed(
     only: Callable[[str], bool] | None = None,
     progress: Callable[[str], None] | None = None,
     on_size: Callable[[list[Result]], None] | None = None,
+    device: torch.device | None = None,
 ) -> list[Result]:
-    """Time every candidate at every size; see the module docstring. ``on_size`` receives the
-    results so far after each size (to save them as they come)."""
+    """Time every candidate at every size on ``device`` (None: the CPU); see the module docstring.
+    ``on_size`` receives the results so far after each size (to save them as they come)."""
     torch.manual_seed(0)
     results: list[Result] = []
     for size in sizes:
         B, T, I, H = size
-        layers = [(n, m) for n, m in candidates(I, H) if only is None or only(n) or n == "torch.nn.LSTM"]
-        x = torch.randn(T, B, I)
-        x_gen = torch.randn(generate_steps, 1, I)
+        layers = [
+            (n, m) for n, m in candidates(I, H, device) if only is None or only(n) or n == "torch.nn.LSTM"
+        ]
+        x = torch.randn(T, B, I, device=device)
+        x_gen = torch.randn(generate_steps, 1, I, device=device)
         rows = {n: Result(n, size) for n, _ in layers}
         times: dict[str, dict[str, list[float]]] = {
             n: {"train": [], "infer": [], "gen": []} for n, _ in layers
@@ -153,9 +152,9 @@ def run_speed(
                 progress(f"size {size}: round {r + 1}/{repeats}")
             for name, layer in layers:
                 layer.zero_grad(set_to_none=True)
-                times[name]["train"].append(_time(_train, layer, x))
-                times[name]["infer"].append(_time(_infer, layer, x))
-                times[name]["gen"].append(_time(_generate, layer, x_gen))
+                times[name]["train"].append(timed(_train, layer, x))
+                times[name]["infer"].append(timed(_infer, layer, x))
+                times[name]["gen"].append(timed(_generate, layer, x_gen))
         for name, _ in layers:
             row = rows[name]
             row.train_ms = statistics.median(times[name]["train"]) * 1e3
@@ -166,23 +165,31 @@ def run_speed(
             row = rows[name]
             row.train_ratio = row.train_ms / base.train_ms
             row.infer_ratio = row.infer_ms / base.infer_ms
-            row.activation_bytes = activation_bytes(layer, torch.randn(memory_steps, min(B, MEMORY_BATCH), I))
+            x_mem = torch.randn(memory_steps, min(B, MEMORY_BATCH), I, device=device)
+            row.activation_bytes = activation_bytes(layer, x_mem)
             results.append(row)
         if on_size is not None:
             on_size(results)
     return results
 
 
-def scan_vs_loop(T: int = 4096, B: int = 8, I: int = 128, H: int = 128, repeats: int = 5) -> dict[str, Any]:
+def scan_vs_loop(
+    T: int = 4096,
+    B: int = 8,
+    I: int = 128,
+    H: int = 128,
+    repeats: int = 5,
+    device: torch.device | None = None,
+) -> dict[str, Any]:
     """minGRU over a long sequence: its parallel scan (``impl="fused"``) against its step-by-step
     loop (``impl="reference"``), for ``train`` (forward + backward) and ``infer``, timed in
     interleaved rounds as :func:`run_speed` does; medians in ms and the loop/scan speedups."""
     torch.manual_seed(0)
-    loop = Recurrent(lambda i: MinGRUCell(i, H), I, impl="reference")
-    scan = Recurrent(lambda i: MinGRUCell(i, H), I, impl="fused")
+    loop = Recurrent(lambda i: MinGRUCell(i, H), I, impl="reference").to(device)
+    scan = Recurrent(lambda i: MinGRUCell(i, H), I, impl="fused").to(device)
     scan.load_state_dict(loop.state_dict())
     layers = {"scan": scan, "loop": loop}
-    x = torch.randn(T, B, I)
+    x = torch.randn(T, B, I, device=device)
     for layer in layers.values():  # warm-up on a short prefix: the loop at full T takes seconds
         _train(layer, x[:64])
         _infer(layer, x[:64])
@@ -190,8 +197,8 @@ def scan_vs_loop(T: int = 4096, B: int = 8, I: int = 128, H: int = 128, repeats:
     for _ in range(repeats):
         for name, layer in layers.items():
             layer.zero_grad(set_to_none=True)
-            times[f"{name}_train"].append(_time(_train, layer, x))
-            times[f"{name}_infer"].append(_time(_infer, layer, x))
+            times[f"{name}_train"].append(timed(_train, layer, x))
+            times[f"{name}_infer"].append(timed(_infer, layer, x))
     ms = {f"{k}_ms": statistics.median(v) * 1e3 for k, v in times.items()}
     return {
         "cell": "mingru",

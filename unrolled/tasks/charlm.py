@@ -29,6 +29,7 @@ from ..layers import Recurrent
 from ..models import LanguageModel
 from ..training import Asset, Fit, LoopConfig, OptimConfig, Prepared, Run, RunConfig, Task, TrainerState, flag
 from ..training import checkpoint as ckpt
+from ..training.device import model_device
 
 # --cell NAME -> the cell class (and fixed arguments) that every layer of the model is built from
 CELLS: dict[str, Callable[..., nn.Module]] = {
@@ -215,7 +216,7 @@ def stream_loss(model: nn.Module, ids: Tensor, batch_size: int, seq_len: int) ->
     was_training = model.training
     model.eval()
     rows_n = max(1, min(batch_size, (len(ids) - 1) // (seq_len + 1)))
-    rows = stream_rows(ids, rows_n)  # (R, L)
+    rows = stream_rows(ids, rows_n).to(model_device(model))  # (R, L)
     total: Tensor | None = None  # summed on the model's device: one host sync at the end
     count, state = 0, None
     for i in range(0, rows.size(1) - 1, seq_len):
@@ -324,7 +325,7 @@ class CharLM(Task):
         s.set_defaults(func=self._cmd_sample)
 
     def _cmd_sample(self, args: argparse.Namespace) -> int:
-        run = self.open_run(args.run, weights=ckpt.LATEST if args.latest else ckpt.BEST)
+        run = self.open_run(args.run, **self.open_args(args))
         options = {"temperature": args.temperature, "top_k": args.top_k, "seed": args.seed}
         write_sample(run, args.prime, args.length, not args.no_prime, **options)
         return 0
@@ -377,10 +378,12 @@ def generate(
     if not prime:
         raise ValueError("--prime must not be empty")
     ids = vocab.encode(prime)  # raises on unknown characters, naming them
+    device = model_device(model)
+    # drawn on the CPU from a CPU generator: the same seed gives the same text on every device
     gen = torch.Generator().manual_seed(seed if seed is not None else torch.seed())
     model.eval()
-    logits, state = model(ids.unsqueeze(0), None)  # warm the state on the prime: (1, P, V)
-    last = logits[0, -1]  # (V,)
+    logits, state = model(ids.unsqueeze(0).to(device), None)  # warm the state on the prime: (1, P, V)
+    last = logits[0, -1].float().cpu()  # (V,)
     for _ in range(length):
         if temperature == 0:
             nxt = int(last.argmax())
@@ -391,5 +394,5 @@ def generate(
                 scores = scores.masked_fill(scores < kth, float("-inf"))
             nxt = int(torch.multinomial(torch.softmax(scores, dim=-1), 1, generator=gen))
         yield vocab.chars[nxt]
-        logits, state = model(torch.tensor([[nxt]]), state)
-        last = logits[0, -1]
+        logits, state = model(torch.tensor([[nxt]], device=device), state)
+        last = logits[0, -1].float().cpu()

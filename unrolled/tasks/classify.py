@@ -41,6 +41,7 @@ from ..models import RecurrentClassifier, TextCNN
 from ..models.classifier import POOLS
 from ..training import Asset, Fit, LoopConfig, OptimConfig, Prepared, Run, RunConfig, Task, TrainerState, flag
 from ..training import checkpoint as ckpt
+from ..training.device import model_device, to_device
 
 LABELS = "labels.json"  # the class names, in output order
 
@@ -247,12 +248,14 @@ def evaluate(model: nn.Module, split: Split, num_classes: int, batch_size: int =
     model.eval()
     batches = ClassBatches(split.ids, split.labels, batch_size, shuffle=False, min_len=model.min_len)
     losses, preds = [], []  # kept as tensors: one host sync at the end, not one per batch
-    for (tokens, lengths), y in batches:
+    device = model_device(model)
+    for batch in batches:
+        (tokens, lengths), y = to_device(batch, device)
         logits = model(tokens, lengths)
         losses.append(F.cross_entropy(logits, y, reduction="sum").double())
         preds.append(logits.argmax(dim=1))
     model.train(was_training)
-    result = scores(split.labels, torch.cat(preds), num_classes)
+    result = scores(split.labels, torch.cat(preds).cpu(), num_classes)
     return {"loss": float(torch.stack(losses).sum()) / max(len(split), 1), **result}
 
 
@@ -385,7 +388,7 @@ class Classify(Task):
                 raise ValueError(f"{args.file!r} holds no texts: give one text per line")
         else:
             texts = args.text
-        run = self.open_run(args.run, weights=ckpt.LATEST if args.latest else ckpt.BEST)
+        run = self.open_run(args.run, **self.open_args(args))
         for text, (label, prob, probs) in zip(texts, predict(run, texts), strict=True):
             if args.json:
                 per_class = dict(zip(run.classes, probs, strict=True))
@@ -424,9 +427,10 @@ def predict(run: Run, texts: list[str], batch_size: int = 256) -> list[tuple[str
             raise ValueError(f"text {k + 1} has no words to classify: {text!r}")
         ids.append(run.vocab.encode(words))
     run.model.eval()
+    device = model_device(run.model)
     results = []
     for start in range(0, len(ids), batch_size):
-        tokens, lengths = pad_batch(ids[start : start + batch_size], run.model.min_len)
+        tokens, lengths = to_device(pad_batch(ids[start : start + batch_size], run.model.min_len), device)
         probs = torch.softmax(run.model(tokens, lengths), dim=1)  # (B, K)
         for row in probs.tolist():
             best = max(range(len(row)), key=row.__getitem__)

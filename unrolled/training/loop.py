@@ -37,6 +37,7 @@ from torch import Tensor, nn
 from ..cells.base import map_state, state_tensors
 from . import checkpoint as ckpt
 from .config import LoopConfig, OptimConfig
+from .device import model_device, to_device
 from .tensorboard import TensorBoardWriter
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,7 @@ class Trainer:
         self.carry_state = carry_state
         self.on_event = on_event or (lambda kind, record: None)
         self.make_state = make_state or (lambda parts: parts[0] if len(parts) == 1 else tuple(parts))
+        self.device = model_device(model)  # batches and the carried state go where the model is
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=optim.lr, weight_decay=optim.weight_decay)
         self.state = TrainerState()
         self.carry: Any = None
@@ -133,10 +135,13 @@ class Trainer:
         except TypeError as e:
             raise ValueError(f"trainer state in {str(self.run_dir)!r} is not valid: {e}") from None
         self.model.load_state_dict(weights)
-        self.optimizer.load_state_dict(extra["optimizer"])
+        self.optimizer.load_state_dict(extra["optimizer"])  # its tensors go to the parameters' device
         torch.set_rng_state(extra["rng"])
+        cuda_rng = extra.get("cuda_rng")
+        if self.device.type == "cuda" and cuda_rng is not None:  # dropout on the GPU: the same masks again
+            torch.cuda.set_rng_state(cuda_rng, self.device)
         carry = extra.get("carry")
-        self.carry = None if carry is None else self.make_state(list(carry))
+        self.carry = None if carry is None else self.make_state([t.to(self.device) for t in carry])
         self.state = state
         self._saved_step = state.step
         self._trim_metrics(state.step)
@@ -170,8 +175,10 @@ class Trainer:
         resume = {
             "optimizer": self.optimizer.state_dict(),
             "rng": torch.get_rng_state(),
-            "carry": None if self.carry is None else state_tensors(self.carry),
+            "carry": None if self.carry is None else [t.cpu() for t in state_tensors(self.carry)],
         }
+        if self.device.type == "cuda":
+            resume["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         ckpt.commit(
             self.run_dir, self.state.step, self.model.state_dict(), resume, asdict(self.state), best=best
         )
@@ -298,7 +305,7 @@ class Trainer:
             self.carry = None  # a new epoch starts every stream afresh
         if hasattr(self.data, "set_epoch"):  # data that reshuffles per epoch (resume-safe: by number)
             self.data.set_epoch(st.epoch)
-        x, y = self.data[st.chunk]
+        x, y = to_device(self.data[st.chunk], self.device)
         self.model.train()
         loss, new_state, tokens = self.loss_fn(self.model, x, y, self.carry if self.carry_state else None)
         self.optimizer.zero_grad(set_to_none=True)

@@ -35,6 +35,7 @@ from torch import nn
 
 from . import checkpoint as ckpt
 from .config import RunConfig
+from .device import add_device_argument, resolve_device
 from .lock import RunLock
 from .loop import EvalFn, EventFn, LossFn, Trainer, TrainerState
 
@@ -145,9 +146,11 @@ class Task:
         """Add the task's own subcommands (``sample``, ``predict``, ...) to ``unrolled``."""
 
     # ---- the skeleton -----------------------------------------------------------------------
-    def open_run(self, path: str | Path, weights: str | None = ckpt.BEST) -> Run:
+    def open_run(
+        self, path: str | Path, weights: str | None = ckpt.BEST, device: torch.device | str | None = None
+    ) -> Run:
         """Load a run directory: config, assets, the model with its ``best``/``latest`` weights
-        (``None``: as built)."""
+        (``None``: as built), on ``device`` (None: the CPU)."""
         p = ckpt.check_run_dir(path)
         raw = ckpt.read_json(p / ckpt.CONFIG, "config.json")
         config = self.Config.from_json(raw)
@@ -155,7 +158,7 @@ class Task:
         model = self.build_model(config, assets)
         if weights is not None:
             ckpt.load_run_weights(model, p, weights)
-        model.eval()
+        model.to(device).eval()
         return Run(p, config, model, assets, raw.get("info", {}))
 
     def train(
@@ -166,18 +169,20 @@ class Task:
         resume: bool = False,
         loop_overrides: dict[str, Any] | None = None,
         on_event: EventFn | None = None,
+        device: torch.device | str | None = None,
     ) -> tuple[Run, TrainerState, dict[str, Any] | None]:
         """Train a new run into ``out`` (which must not hold one), or continue it (``resume``).
 
         On resume the run's config.json fixes everything but ``loop_overrides`` (fields of its
-        :class:`LoopConfig`: this invocation's limits, how often to validate and log). Returns
+        :class:`LoopConfig`: this invocation's limits, how often to validate and log). The model
+        trains on ``device`` (None: the CPU); the run directory does not depend on it. Returns
         the run (with its best weights), the final trainer state and what :meth:`finish` wrote.
         """
         out = Path(out if out is not None else f"runs/{self.name}")
         if resume:
             ckpt.check_run_dir(out)
             with RunLock(out):
-                run = self.open_run(out, weights=None)
+                run = self.open_run(out, weights=None, device=device)
                 run.config.loop = replace(run.config.loop, **(loop_overrides or {}))
                 run.config.validate()
                 prepared = self.prepare(run.config, run.assets)
@@ -197,7 +202,7 @@ class Task:
         ckpt.check_new_run_dir(out)
         prepared = self.prepare(cfg, None)  # every input check happens before anything is written
         torch.manual_seed(cfg.loop.seed)
-        model = self.build_model(cfg, prepared.assets)
+        model = self.build_model(cfg, prepared.assets).to(device)  # initialised on the CPU: any device, same
         # The new run is made complete (config, assets, the step-0 checkpoint) in a hidden folder
         # beside `out` and renamed into place: a crash before that leaves `out` untouched.
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -247,9 +252,15 @@ class Task:
 
     @staticmethod
     def add_run_argument(parser: argparse.ArgumentParser, what: str = "run directory") -> None:
-        """The ``RUN`` positional and ``--latest`` of a command that opens a run."""
+        """The ``RUN`` positional, ``--latest`` and ``--device`` of a command that opens a run."""
         parser.add_argument("run", metavar="DIR", help=what)
         parser.add_argument("--latest", action="store_true", help="use the latest weights, not the best")
+        add_device_argument(parser)
+
+    @staticmethod
+    def open_args(args: argparse.Namespace) -> dict[str, Any]:
+        """``open_run`` keywords from the arguments of :meth:`add_run_argument`."""
+        return {"weights": ckpt.LATEST if args.latest else ckpt.BEST, "device": resolve_device(args.device)}
 
 
 def _rename_new_run(tmp: Path, out: Path) -> None:

@@ -1,0 +1,67 @@
+"""Where a command runs its model: ``--device auto|cpu|cuda|cuda:N``, and moving batches there.
+
+Run directories stay device-free: weights are saved from the CPU and loaded onto whatever device
+the command that opens them asks for, so a run trained on a GPU samples and resumes on a CPU and
+the other way round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+DEVICES = "auto, cpu, cuda or cuda:N"
+
+
+def resolve_device(text: str | None) -> torch.device:
+    """``--device`` -> a torch.device; ``auto`` (or None) is CUDA when there is one, else the CPU.
+
+    ``ValueError`` for an unknown name or a CUDA device this machine does not have.
+    """
+    text = "auto" if text is None else text.strip().lower()
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if text == "cpu":
+        return torch.device("cpu")
+    m = re.fullmatch(r"cuda(?::(\d+))?", text)
+    if m is None:
+        raise ValueError(f"unknown --device {text!r}: expected {DEVICES}")
+    if not torch.cuda.is_available():
+        raise ValueError(
+            f"--device {text}: this machine has no CUDA device (or torch has no CUDA); --device cpu works"
+        )
+    index = int(m[1] or 0)
+    if index >= torch.cuda.device_count():
+        raise ValueError(
+            f"--device {text}: this machine has {torch.cuda.device_count()} CUDA device(s), cuda:0 to "
+            f"cuda:{torch.cuda.device_count() - 1}"
+        )
+    return torch.device("cuda", index)
+
+
+def to_device(batch: Any, device: torch.device | None) -> Any:
+    """A tensor, or a tuple/list of them (e.g. (tokens, lengths)), on ``device`` (None: as is)."""
+    if device is None:
+        return batch
+    if isinstance(batch, Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, tuple | list):
+        return type(batch)(to_device(b, device) for b in batch)
+    return batch
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of a model's parameters (the CPU for a model without any)."""
+    first = next(model.parameters(), None)
+    return torch.device("cpu") if first is None else first.device
+
+
+def add_device_argument(parser: argparse.ArgumentParser | Any) -> None:
+    """``--device``: the shared option of every command that runs a model."""
+    parser.add_argument(
+        "--device", default="auto", metavar="D", help=f"where the model runs: {DEVICES} [auto: CUDA if any]"
+    )
