@@ -10,6 +10,8 @@ from typing import Any, ClassVar
 
 from .flags import flag
 
+PRECISIONS = ("fp32", "bf16", "fp16")
+
 
 def _finite(section: Any, names: tuple[str, ...]) -> None:
     """``ValueError`` for a float setting that is NaN or infinite (``--lr inf`` is not a learning rate)."""
@@ -30,6 +32,9 @@ class OptimConfig:
     schedule: str = flag("cosine", name="lr-schedule", choices=("cosine", "constant"))
     min_lr_ratio: float = 0.1  # floor of the cosine schedule, as a fraction of --lr
     warmup_steps: int = 0  # linear warm-up from 0 over this many steps
+    # mixed precision: autocast to bf16 or fp16 (fp16 with a gradient scaler; CUDA only); the
+    # weights and the optimizer stay fp32
+    precision: str = flag("fp32", choices=PRECISIONS)
 
     def validate(self) -> None:
         _finite(self, ("lr", "clip", "weight_decay", "min_lr_ratio"))
@@ -39,6 +44,8 @@ class OptimConfig:
             raise ValueError(f"--clip must be >= 0 (0 disables clipping), got {self.clip}")
         if not 0 <= self.min_lr_ratio <= 1:
             raise ValueError(f"--min-lr-ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown --precision {self.precision!r}: expected {', '.join(PRECISIONS)}")
         if self.schedule not in ("cosine", "constant"):
             raise ValueError(f"unknown --lr-schedule {self.schedule!r}: expected cosine or constant")
         if self.warmup_steps < 0 or self.weight_decay < 0:

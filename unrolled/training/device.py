@@ -65,3 +65,14 @@ def add_device_argument(parser: argparse.ArgumentParser | Any) -> None:
     parser.add_argument(
         "--device", default="auto", metavar="D", help=f"where the model runs: {DEVICES} [auto: CUDA if any]"
     )
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``--precision`` on ``device`` (None for fp32); fp16 needs CUDA."""
+    if precision == "fp32":
+        return None
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError(
+            f"--precision fp16 needs a CUDA device (here: {device}); on the CPU use --precision bf16 or fp32"
+        )
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from ..cells.base import map_state, state_tensors
 from . import checkpoint as ckpt
 from .config import LoopConfig, OptimConfig
-from .device import model_device, to_device
+from .device import autocast_dtype, model_device, to_device
 from .tensorboard import TensorBoardWriter
 
 log = logging.getLogger(__name__)
@@ -117,6 +117,10 @@ class Trainer:
         self.on_event = on_event or (lambda kind, record: None)
         self.make_state = make_state or (lambda parts: parts[0] if len(parts) == 1 else tuple(parts))
         self.device = model_device(model)  # batches and the carried state go where the model is
+        # mixed precision: the forward passes (loss and validation) under autocast; fp16 scales the
+        # loss so that small gradients survive, and its scaler skips steps whose gradients overflow
+        self.amp_dtype = autocast_dtype(optim.precision, self.device)
+        self.scaler = torch.amp.GradScaler(self.device.type) if optim.precision == "fp16" else None
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=optim.lr, weight_decay=optim.weight_decay)
         self.state = TrainerState()
         self.carry: Any = None
@@ -140,6 +144,8 @@ class Trainer:
         cuda_rng = extra.get("cuda_rng")
         if self.device.type == "cuda" and cuda_rng is not None:  # dropout on the GPU: the same masks again
             torch.cuda.set_rng_state(cuda_rng, self.device)
+        if self.scaler is not None and "scaler" in extra:
+            self.scaler.load_state_dict(extra["scaler"])
         carry = extra.get("carry")
         self.carry = None if carry is None else self.make_state([t.to(self.device) for t in carry])
         self.state = state
@@ -179,6 +185,8 @@ class Trainer:
         }
         if self.device.type == "cuda":
             resume["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        if self.scaler is not None:
+            resume["scaler"] = self.scaler.state_dict()
         ckpt.commit(
             self.run_dir, self.state.step, self.model.state_dict(), resume, asdict(self.state), best=best
         )
@@ -307,19 +315,27 @@ class Trainer:
             self.data.set_epoch(st.epoch)
         x, y = to_device(self.data[st.chunk], self.device)
         self.model.train()
-        loss, new_state, tokens = self.loss_fn(self.model, x, y, self.carry if self.carry_state else None)
+        with self._autocast():
+            loss, new_state, tokens = self.loss_fn(self.model, x, y, self.carry if self.carry_state else None)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss if self.scaler is None else self.scaler.scale(loss)).backward()
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)  # the true gradients, for the norm and clipping
         clip = self.optim_cfg.clip if self.optim_cfg.clip > 0 else math.inf
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)  # the norm before clipping
         loss_value, norm_value = (
             float(v) for v in torch.stack([loss.detach().float(), norm.float()]).tolist()
         )
-        finite = math.isfinite(loss_value) and math.isfinite(norm_value)
+        # fp16: an overflowing gradient is the scaler's business (it skips the step, lowers the scale)
+        finite = math.isfinite(loss_value) and (math.isfinite(norm_value) or self.scaler is not None)
         if finite:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
-            self.optimizer.step()
+            if self.scaler is None:
+                self.optimizer.step()
+            else:
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
             self.carry = detach_state(new_state) if self.carry_state else None
             self._skips_in_a_row = 0
         else:
@@ -332,6 +348,10 @@ class Trainer:
         if st.chunk == len(self.data):
             st.chunk, st.epoch = 0, st.epoch + 1
         return loss_value, norm_value, tokens
+
+    def _autocast(self) -> Any:
+        enabled = self.amp_dtype is not None
+        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=enabled)
 
     def _nonfinite(self, loss: float, norm: float) -> None:
         """Stop (the default) or count a skipped step; never touches the weights."""
@@ -349,7 +369,8 @@ class Trainer:
         started = time.perf_counter()
         self.model.eval()
         with torch.no_grad():
-            metrics = self.evaluate(self.model)
+            with self._autocast():
+                metrics = self.evaluate(self.model)
         val = metrics["val_loss"]
         if not math.isfinite(val):  # the weights are finite, yet the model has diverged: stop
             raise Diverged(st.step, f"the validation loss is {val}", self._saved_step)

@@ -35,7 +35,7 @@ from torch import nn
 
 from . import checkpoint as ckpt
 from .config import RunConfig
-from .device import add_device_argument, resolve_device
+from .device import add_device_argument, autocast_dtype, resolve_device
 from .lock import RunLock
 from .loop import EvalFn, EventFn, LossFn, Trainer, TrainerState
 
@@ -185,6 +185,7 @@ class Task:
                 run = self.open_run(out, weights=None, device=device)
                 run.config.loop = replace(run.config.loop, **(loop_overrides or {}))
                 run.config.validate()
+                autocast_dtype(run.config.optim.precision, torch.device(device or "cpu"))  # fp16 needs CUDA
                 prepared = self.prepare(run.config, run.assets)
                 known = run.info.get("data_sha256", run.info.get("text_sha256"))  # 0.1: text_sha256
                 if known not in (None, prepared.sha256):
@@ -199,6 +200,7 @@ class Task:
         cfg = config if config is not None else self.Config()
         cfg.loop = replace(cfg.loop, **(loop_overrides or {}))
         cfg.validate()
+        autocast_dtype(cfg.optim.precision, torch.device(device or "cpu"))  # fp16 needs CUDA
         ckpt.check_new_run_dir(out)
         prepared = self.prepare(cfg, None)  # every input check happens before anything is written
         torch.manual_seed(cfg.loop.seed)

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from ...cells import GRUCell, LSTMCell, MinGRUCell, MinLSTMCell, MUTCell, RNNCell
+from ...cells.base import map_state
 from ..reference import step_mask
 from ..scan import run_scan
 from .elman import run_elman
@@ -49,8 +51,16 @@ def fused_supports(cell: nn.Module) -> bool:
 def run_fused(
     cell: nn.Module, x: Tensor, state: Any, *, reverse: bool = False, lengths: Tensor | None = None
 ) -> tuple[Tensor, Any]:
-    """Same contract as :func:`unrolled.engines.run_reference`, for a supported cell."""
+    """Same contract as :func:`unrolled.engines.run_reference`, for a supported cell.
+
+    Under autocast (mixed precision) the hand-written kernels compute in float32: autocast is
+    switched off inside and the input and state are cast up, so the results are those of fp32.
+    """
     if not fused_supports(cell):
         raise ValueError(f"the fused engine does not support {cell!r} yet: use impl='reference'")
     mask = None if lengths is None else step_mask(lengths, x.size(0))
+    if torch.is_autocast_enabled(x.device.type):
+        with torch.autocast(x.device.type, enabled=False):
+            state = map_state(lambda t: t.float(), state)
+            return _RUNNERS[type(cell)](cell, x.float(), state, reverse, mask)
     return _RUNNERS[type(cell)](cell, x, state, reverse, mask)
