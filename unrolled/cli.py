@@ -63,6 +63,7 @@ def _add_train(commands: Any, tasks: dict[str, Any]) -> None:
 
 def _cmd_train(task: Any, flags: list[Any], args: argparse.Namespace) -> int:
     """Flags -> config (new run) or loop overrides (both), then train, then the task's report."""
+    from .training import distributed
     from .training.device import resolve_device
     from .training.flags import apply_flags, given_flags
     from .training.progress import Progress
@@ -84,15 +85,20 @@ def _cmd_train(task: Any, flags: list[Any], args: argparse.Namespace) -> int:
     else:
         apply_flags(config, {fl: v for fl, v in given.items() if fl not in loop})
         out = args.out or time.strftime(f"runs/{task.name}-%Y%m%d-%H%M%S")
-    device = resolve_device(args.device)
-    progress = Progress(not args.no_progress, task.unit, task.describe_val)
+    device, world = resolve_device(args.device), distributed.from_env()
+    if world is not None:  # torchrun: one process per rank, one GPU each
+        device = distributed.init(world, device)
+    main = world is None or world.main
+    progress = Progress(main and not args.no_progress, task.unit, task.describe_val)
     try:
         run, state, results = task.train(
             config, out, resume=bool(args.resume), loop_overrides=overrides, on_event=progress, device=device
         )
     finally:
         progress.close()
-    task.report(run, state, results, args)
+        distributed.leave()
+    if main:
+        task.report(run, state, results, args)
     return 0
 
 
@@ -183,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("UNROLLED_DEBUG"):
             raise
         message = " ".join(str(e).split()) or type(e).__name__
-        print(f"unrolled: error: {message}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank meets the same bad input
+            print(f"unrolled: error: {message}", file=sys.stderr)
         return EXIT_DIVERGED if isinstance(e, Diverged) else EXIT_USAGE
     except KeyboardInterrupt:
         print("unrolled: interrupted", file=sys.stderr)

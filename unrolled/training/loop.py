@@ -36,6 +36,7 @@ from torch import Tensor, nn
 
 from ..cells.base import map_state, state_tensors
 from . import checkpoint as ckpt
+from . import distributed
 from .config import LoopConfig, OptimConfig
 from .device import autocast_dtype, model_device, to_device
 from .tensorboard import TensorBoardWriter
@@ -61,6 +62,7 @@ class TrainerState:
     best_step: int | None = None
     last_val: float | None = None
     skipped: int = 0  # steps skipped for a non-finite loss or gradient norm (on_nonfinite="skip")
+    world_size: int = 1  # processes that trained the run (torchrun); a resume needs as many
 
 
 MAX_SKIPS_IN_A_ROW = 100  # past this many non-finite steps in a row, even "skip" stops the run
@@ -76,6 +78,10 @@ class Diverged(RuntimeError):
             "--on-nonfinite skip, or start again with a lower --lr or a smaller --clip"
         )
         self.step, self.problem = step, problem
+
+
+def _launcher(world_size: int) -> str:
+    return "plain `unrolled train`" if world_size == 1 else f"torchrun --nproc-per-node {world_size}"
 
 
 def _json_number(value: Any) -> Any:
@@ -122,7 +128,18 @@ class Trainer:
         self.amp_dtype = autocast_dtype(optim.precision, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type) if optim.precision == "fp16" else None
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=optim.lr, weight_decay=optim.weight_decay)
-        self.state = TrainerState()
+        # torchrun: each rank trains a DistributedDataParallel copy on its rows of every batch
+        self.world = distributed.current()
+        self.main = self.world is None or self.world.main  # rank 0 writes, logs and decides to stop
+        if not self.main:
+            self.on_event = lambda kind, record: None
+        self.net: nn.Module = model
+        if self.world is not None:
+            for index in sorted({0, len(data) - 1}):  # every batch but the last has the first's rows
+                distributed.shard(data[index], self.world)  # raises if they do not split evenly
+            ids = None if self.device.type == "cpu" else [self.device]
+            self.net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        self.state = TrainerState(world_size=1 if self.world is None else self.world.size)
         self.carry: Any = None
         self._stop_requested = False
         self._eval_seconds = 0.0  # duration of the last validation + checkpoint
@@ -138,6 +155,12 @@ class Trainer:
             state = TrainerState(**raw)
         except TypeError as e:
             raise ValueError(f"trainer state in {str(self.run_dir)!r} is not valid: {e}") from None
+        if state.world_size != self.state.world_size:
+            raise ValueError(
+                f"{str(self.run_dir)!r} was trained by {state.world_size} process(es), this is "
+                f"{self.state.world_size}: resume it with {_launcher(state.world_size)} (the carried "
+                "state and the data order are split that way)"
+            )
         self.model.load_state_dict(weights)
         self.optimizer.load_state_dict(extra["optimizer"])  # its tensors go to the parameters' device
         torch.set_rng_state(extra["rng"])
@@ -147,10 +170,17 @@ class Trainer:
         if self.scaler is not None and "scaler" in extra:
             self.scaler.load_state_dict(extra["scaler"])
         carry = extra.get("carry")
-        self.carry = None if carry is None else self.make_state([t.to(self.device) for t in carry])
+        if carry is not None:
+            parts = [t.to(self.device) for t in carry]
+            if self.world is not None:  # saved whole; this rank's streams (batch-second states)
+                parts = [distributed.shard(t.transpose(0, 1), self.world).transpose(0, 1) for t in parts]
+            self.carry = self.make_state(parts)
+        else:
+            self.carry = None
         self.state = state
         self._saved_step = state.step
-        self._trim_metrics(state.step)
+        if self.main:
+            self._trim_metrics(state.step)
 
     def _trim_metrics(self, step: int) -> None:
         """Drop the records of steps after the checkpoint (they will be trained again) and a line
@@ -178,10 +208,16 @@ class Trainer:
         finite = [torch.isfinite(p.detach()).all() for p in self.model.parameters()]
         if finite and not bool(torch.stack(finite).all()):  # one wait for the device
             raise Diverged(self.state.step, "the weights are no longer finite", self._saved_step)
+        carry = None if self.carry is None else state_tensors(self.carry)
+        if carry is not None and self.world is not None:  # every rank's streams, in order (batch-second)
+            carry = [distributed.gather_rows(t, dim=1) for t in carry]
+        if not self.main:
+            self._saved_step = self.state.step
+            return
         resume = {
             "optimizer": self.optimizer.state_dict(),
             "rng": torch.get_rng_state(),
-            "carry": None if self.carry is None else [t.cpu() for t in state_tensors(self.carry)],
+            "carry": None if carry is None else [t.cpu() for t in carry],
         }
         if self.device.type == "cuda":
             resume["cuda_rng"] = torch.cuda.get_rng_state(self.device)
@@ -193,6 +229,8 @@ class Trainer:
         self._saved_step = self.state.step
 
     def _log(self, kind: str, record: dict[str, Any]) -> None:
+        if not self.main:
+            return
         # strict JSON has no NaN/Infinity: a non-finite number is written as a string ("nan", "inf")
         record = {"kind": kind, **{k: _json_number(v) for k, v in record.items()}}
         with open(self.run_dir / ckpt.METRICS, "a", encoding="utf-8") as f:
@@ -237,7 +275,7 @@ class Trainer:
         window_tokens, window_t = 0, t0
         last_eval_step = st.step if st.last_val is not None else -1
         previous_handler = self._install_sigint()
-        if loop.tensorboard:
+        if loop.tensorboard and self.main:
             self._tensorboard = TensorBoardWriter(self.run_dir)
         self.on_event(
             "start",
@@ -247,13 +285,16 @@ class Trainer:
             while True:
                 now = time.perf_counter()
                 st.elapsed = elapsed0 + (now - t0)
-                if plan_steps is not None and st.step >= plan_steps:
-                    break
                 # stop early enough that the final validation fits in the budget too
-                if budget is not None and now - t0 + self._eval_seconds >= budget:
-                    break
-                if self._stop_requested:
-                    log.info("stopping at step %d on request", st.step)
+                out_of_time = budget is not None and now - t0 + self._eval_seconds >= budget
+                stop = (
+                    (plan_steps is not None and st.step >= plan_steps) or out_of_time or self._stop_requested
+                )
+                if self.world is not None:  # rank 0's clock and decision, on every rank
+                    stop, st.elapsed = distributed.agree(stop, st.elapsed, self.device)
+                if stop:
+                    if self._stop_requested:
+                        log.info("stopping at step %d on request", st.step)
                     break
                 lr = self.lr_at(st.step, st.elapsed, plan_steps, plan_seconds)
                 loss, grad_norm, tokens = self._train_step(lr)
@@ -277,7 +318,10 @@ class Trainer:
                 if st.step % loop.eval_every == 0:
                     self._validate_and_save()
                     last_eval_step = st.step
-                    if self._out_of_patience():
+                    patience_over = self._out_of_patience()
+                    if self.world is not None:
+                        patience_over, _ = distributed.agree(patience_over, 0.0, self.device)
+                    if patience_over:
                         log.info(
                             "stopping early at step %d: no better validation loss since step %d (%d checks)",
                             st.step,
@@ -314,18 +358,21 @@ class Trainer:
         if hasattr(self.data, "set_epoch"):  # data that reshuffles per epoch (resume-safe: by number)
             self.data.set_epoch(st.epoch)
         x, y = to_device(self.data[st.chunk], self.device)
+        if self.world is not None:
+            x, y = distributed.shard((x, y), self.world)
         self.model.train()
         with self._autocast():
-            loss, new_state, tokens = self.loss_fn(self.model, x, y, self.carry if self.carry_state else None)
+            loss, new_state, tokens = self.loss_fn(self.net, x, y, self.carry if self.carry_state else None)
         self.optimizer.zero_grad(set_to_none=True)
         (loss if self.scaler is None else self.scaler.scale(loss)).backward()
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)  # the true gradients, for the norm and clipping
         clip = self.optim_cfg.clip if self.optim_cfg.clip > 0 else math.inf
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)  # the norm before clipping
-        loss_value, norm_value = (
-            float(v) for v in torch.stack([loss.detach().float(), norm.float()]).tolist()
-        )
+        numbers = torch.stack([loss.detach().float(), norm.float()])
+        if self.world is not None:  # the global batch's loss; the norm is the same on every rank
+            numbers = distributed.mean(numbers)
+        loss_value, norm_value = (float(v) for v in numbers.tolist())
         # fp16: an overflowing gradient is the scaler's business (it skips the step, lowers the scale)
         finite = math.isfinite(loss_value) and (math.isfinite(norm_value) or self.scaler is not None)
         if finite:
@@ -343,7 +390,7 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             self.carry = None  # a state that produced NaN is not carried on
         st.step += 1
-        st.tokens += tokens
+        st.tokens += tokens * (1 if self.world is None else self.world.size)
         st.chunk += 1
         if st.chunk == len(self.data):
             st.chunk, st.epoch = 0, st.epoch + 1

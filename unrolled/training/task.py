@@ -23,6 +23,7 @@ needs the same data (checked by hash). See docs/new_task.md for a whole task in 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 from collections.abc import Callable, Sequence
@@ -34,6 +35,7 @@ import torch
 from torch import nn
 
 from . import checkpoint as ckpt
+from . import distributed
 from .config import RunConfig
 from .device import add_device_argument, autocast_dtype, resolve_device
 from .lock import RunLock
@@ -179,9 +181,11 @@ class Task:
         the run (with its best weights), the final trainer state and what :meth:`finish` wrote.
         """
         out = Path(out if out is not None else f"runs/{self.name}")
+        world = distributed.current()  # under torchrun: rank 0 alone writes the run directory
+        main = world is None or world.main
         if resume:
             ckpt.check_run_dir(out)
-            with RunLock(out):
+            with RunLock(out) if main else contextlib.nullcontext():
                 run = self.open_run(out, weights=None, device=device)
                 run.config.loop = replace(run.config.loop, **(loop_overrides or {}))
                 run.config.validate()
@@ -195,7 +199,8 @@ class Task:
                     )
                 trainer = self._trainer(run, prepared, on_event)
                 trainer.load()
-                ckpt.atomic_write_json(out / ckpt.CONFIG, {**run.config.to_json(), "info": run.info})
+                if main:
+                    ckpt.atomic_write_json(out / ckpt.CONFIG, {**run.config.to_json(), "info": run.info})
                 return self._run(run, trainer, prepared)
         cfg = config if config is not None else self.Config()
         cfg.loop = replace(cfg.loop, **(loop_overrides or {}))
@@ -203,8 +208,13 @@ class Task:
         autocast_dtype(cfg.optim.precision, torch.device(device or "cpu"))  # fp16 needs CUDA
         ckpt.check_new_run_dir(out)
         prepared = self.prepare(cfg, None)  # every input check happens before anything is written
-        torch.manual_seed(cfg.loop.seed)
+        torch.manual_seed(cfg.loop.seed)  # the same on every rank: the same weights, the same dropout
         model = self.build_model(cfg, prepared.assets).to(device)  # initialised on the CPU: any device, same
+        if world is not None:
+            torch.distributed.barrier()  # every rank has checked `out` before rank 0 fills it
+            if not main:
+                run = Run(out, cfg, model, prepared.assets, {})
+                return self._run(run, self._trainer(run, prepared, None), prepared)
         # The new run is made complete (config, assets, the step-0 checkpoint) in a hidden folder
         # beside `out` and renamed into place: a crash before that leaves `out` untouched.
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -245,6 +255,8 @@ class Task:
 
     def _run(self, run: Run, trainer: Trainer, prepared: Prepared) -> tuple[Run, TrainerState, Any]:
         state = trainer.run()
+        if not trainer.main:  # the other ranks of torchrun: rank 0 scores and reports
+            return run, state, None
         ckpt.load_run_weights(run.model, run.path, ckpt.BEST)
         run.model.eval()
         results = self.finish(run, state, prepared)
