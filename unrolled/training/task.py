@@ -231,7 +231,7 @@ class Task:
                 ckpt.atomic_write_json(tmp / ckpt.CONFIG, {**cfg.to_json(), "info": info})
                 run = Run(tmp, cfg, model, prepared.assets, info)
                 trainer = self._trainer(run, prepared, on_event)
-                trainer.save()  # step 0: the directory is a complete, resumable run from the start
+                trainer.save()  # step 0: a complete, resumable run at once (no carry yet: no collective)
                 _rename_new_run(tmp, out)
                 run.path = trainer.run_dir = out
                 return self._run(run, trainer, prepared)
