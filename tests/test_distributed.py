@@ -83,7 +83,8 @@ def test_two_gloo_processes_train_like_one_on_the_same_global_batch(tiny_text_fi
 @pytest.mark.slow
 def test_a_batch_that_does_not_split_over_the_processes_is_refused(tiny_text_file, tmp_path) -> None:
     out = tmp_path / "run"
-    args = [a if a != "4" else "5" for a in ARGS]  # --batch-size 5 over 2 processes
+    args = list(ARGS)
+    args[args.index("--batch-size") + 1] = "5"  # over 2 processes
     proc = _torchrun("train", "charlm", "--text", str(tiny_text_file), "--out", str(out), *args)
     assert proc.returncode != 0
     lines = [line for line in proc.stderr.splitlines() if line.startswith("unrolled: error:")]
@@ -92,3 +93,33 @@ def test_a_batch_that_does_not_split_over_the_processes_is_refused(tiny_text_fil
         "multiple of 2 (and, for the classifier, a training split whose last batch is too)"
     ]  # one line, from rank 0
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_a_resumed_two_process_run_equals_an_unbroken_one(tiny_text_file, tmp_path) -> None:
+    """Dropout on, an LSTM carrying (h, c) across chunks: every rank's random stream and its
+    streams' carried state are saved and restored, so stopping and resuming changes nothing."""
+    import torch
+
+    args = list(ARGS)
+    args[args.index("--dropout") + 1] = "0.2"
+    common = ["--text", str(tiny_text_file), "--cell", "lstm", "--layers", "2", "--eval-every", "3", *args]
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    assert _torchrun("train", "charlm", *common, "--max-steps", "6", "--out", str(whole)).returncode == 0
+    assert _torchrun("train", "charlm", *common, "--max-steps", "3", "--out", str(split)).returncode == 0
+    resume = [
+        "--resume",
+        str(split),
+        "--max-steps",
+        "3",
+        "--no-progress",
+        "--sample-length",
+        "0",
+        "--device",
+        "cpu",
+    ]
+    proc = _torchrun("train", "charlm", *resume)
+    assert proc.returncode == 0, proc.stderr
+    a = ckpt.load_weights(ckpt.weights_file(whole, ckpt.LATEST))[0]
+    b = ckpt.load_weights(ckpt.weights_file(split, ckpt.LATEST))[0]
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -94,6 +94,7 @@ def _cmd_train(task: Any, flags: list[Any], args: argparse.Namespace) -> int:
         run, state, results = task.train(
             config, out, resume=bool(args.resume), loop_overrides=overrides, on_event=progress, device=device
         )
+        distributed.leave(wait=True)
     finally:
         progress.close()
         distributed.leave()
@@ -189,8 +190,8 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("UNROLLED_DEBUG"):
             raise
         message = " ".join(str(e).split()) or type(e).__name__
-        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank meets the same bad input
-            print(f"unrolled: error: {message}", file=sys.stderr)
+        rank = os.environ.get("RANK", "0")  # under torchrun: say which process, after the first
+        print(f"unrolled: {'' if rank == '0' else f'rank {rank}: '}error: {message}", file=sys.stderr)
         return EXIT_DIVERGED if isinstance(e, Diverged) else EXIT_USAGE
     except KeyboardInterrupt:
         print("unrolled: interrupted", file=sys.stderr)

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from ..cells.base import map_state, state_like, state_tensors
-from ..engines import ENGINES, IMPLS, choose
+from ..engines import ENGINES, choose
 
 _TORCH_KEY = re.compile(r"^(?P<name>.+)_l(?P<layer>\d+)(?P<rev>_reverse)?$")
 
@@ -119,8 +119,9 @@ class Recurrent(nn.Module):
         self.cells = nn.ModuleList(cells)
         self.hidden_size: int = cells[0].hidden_size
         self.output_size: int = layer_in  # D * O, the features of the output
-        if impl not in IMPLS:
-            raise ValueError(f"impl must be one of {', '.join(map(repr, IMPLS))}; got {impl!r}")
+        if impl != "auto" and impl not in ENGINES:  # the engines registered now, not at import
+            choices = ", ".join(map(repr, ("auto", *ENGINES)))
+            raise ValueError(f"impl must be one of {choices}; got {impl!r}")
         if impl != "auto" and not ENGINES[impl].supports(self.cells):
             raise ValueError(ENGINES[impl].why_not.format(cell=self.cells[0]))
         self.impl = impl

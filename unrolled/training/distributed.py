@@ -5,10 +5,13 @@ averages the gradients in the backward pass: gloo on CPU, nccl on CUDA, one GPU 
 takes its share of every batch: the rows ``[r * B / N, (r + 1) * B / N)`` of a batch of B rows
 (streams of the char-LM, texts of the classifier). A task's loss is a mean over the rows of its
 batch, so the averaged gradient is the gradient of the global batch's mean loss, as in one
-process; B must be a multiple of N. All ranks start from the same seed and so draw the same
-random numbers; rank 0 alone writes the run directory, logs and shows the progress bar; the
-decision to stop (time budget, patience, Ctrl-C) is rank 0's, shared with the others every step.
-A run resumes with the world size it was trained with.
+process; B (every batch) must be a multiple of N. The weights start equal (the same seed, and
+DistributedDataParallel broadcasts rank 0's); then each rank draws its own random numbers (seed +
+rank: its own dropout masks), and a checkpoint keeps every rank's random state. Rank 0 alone
+writes the run directory, logs and shows the progress bar; the decision to stop (steps, time
+budget, patience) is rank 0's, shared with the others every step. Ctrl-C under torchrun stops
+the processes without a save (torchrun escalates the signal): the last checkpoint is kept. A run
+resumes with the world size it was trained with.
 """
 
 from __future__ import annotations
@@ -43,7 +46,12 @@ def from_env() -> World | None:
 
 def init(world: World, device: torch.device) -> torch.device:
     """Join the process group (once); the device of this rank (``cuda:LOCAL_RANK`` on GPUs)."""
-    if device.type == "cuda":
+    if device.type == "cuda":  # under torchrun, rank r uses GPU LOCAL_RANK of its machine
+        if world.local_rank >= torch.cuda.device_count():
+            raise ValueError(
+                f"local rank {world.local_rank} has no GPU: this machine has {torch.cuda.device_count()}; "
+                "give torchrun at most that many --nproc-per-node"
+            )
         device = torch.device("cuda", world.local_rank)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
@@ -51,10 +59,21 @@ def init(world: World, device: torch.device) -> torch.device:
     return device
 
 
-def leave() -> None:
-    """Leave the process group, if this process joined one."""
+def leave(wait: bool = False) -> None:
+    """Leave the process group, if this process joined one; ``wait``: once every rank is done
+    (after a success: a rank that left early would be taken for a failed one)."""
     if dist.is_available() and dist.is_initialized():
+        if wait:
+            barrier()
         dist.destroy_process_group()
+
+
+def barrier() -> None:
+    """Wait for every rank (on nccl, on this rank's GPU: no guessing, no warning)."""
+    if dist.get_backend() == "nccl":
+        dist.barrier(device_ids=[torch.cuda.current_device()])
+    else:
+        dist.barrier()
 
 
 def current() -> World | None:
@@ -86,7 +105,8 @@ def agree(flag: bool, seconds: float, device: torch.device) -> tuple[bool, float
     step, and the elapsed time that a time-planned learning-rate schedule reads."""
     t = torch.tensor([1.0 if flag else 0.0, seconds], dtype=torch.float64, device=device)
     dist.broadcast(t, src=0)
-    return bool(t[0].item()), float(t[1].item())
+    stop, clock = t.tolist()
+    return bool(stop), clock
 
 
 def mean(values: Tensor) -> Tensor:
@@ -101,3 +121,10 @@ def gather_rows(t: Tensor, dim: int) -> Tensor:
     parts = [torch.empty_like(t) for _ in range(dist.get_world_size())]
     dist.all_gather(parts, t.contiguous())
     return torch.cat(parts, dim=dim)
+
+
+def gather_bytes(t: Tensor, device: torch.device) -> list[Tensor]:
+    """Every rank's copy of a small byte tensor (a random-number generator's state), on the CPU."""
+    parts = [torch.empty_like(t, device=device) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, t.to(device))
+    return [part.cpu() for part in parts]

@@ -135,8 +135,8 @@ class Trainer:
             self.on_event = lambda kind, record: None
         self.net: nn.Module = model
         if self.world is not None:
-            for index in sorted({0, len(data) - 1}):  # every batch but the last has the first's rows
-                distributed.shard(data[index], self.world)  # raises if they do not split evenly
+            for index in range(len(data)):  # a shuffled epoch may put a short batch anywhere
+                distributed.shard(data[index], self.world)  # raises if one does not split evenly
             ids = None if self.device.type == "cpu" else [self.device]
             self.net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
         self.state = TrainerState(world_size=1 if self.world is None else self.world.size)
@@ -163,8 +163,13 @@ class Trainer:
             )
         self.model.load_state_dict(weights)
         self.optimizer.load_state_dict(extra["optimizer"])  # its tensors go to the parameters' device
-        torch.set_rng_state(extra["rng"])
-        cuda_rng = extra.get("cuda_rng")
+        rank = 0 if self.world is None else self.world.rank
+        rngs, cuda_rngs = (
+            extra.get("rng_ranks", [extra["rng"]]),
+            extra.get("cuda_rng_ranks", [extra.get("cuda_rng")]),
+        )
+        torch.set_rng_state(rngs[rank])  # each rank its own stream (the same world size: checked above)
+        cuda_rng = cuda_rngs[rank] if rank < len(cuda_rngs) else None  # None: saved on a CPU
         if self.device.type == "cuda" and cuda_rng is not None:  # dropout on the GPU: the same masks again
             torch.cuda.set_rng_state(cuda_rng, self.device)
         if self.scaler is not None and "scaler" in extra:
@@ -173,7 +178,10 @@ class Trainer:
         if carry is not None:
             parts = [t.to(self.device) for t in carry]
             if self.world is not None:  # saved whole; this rank's streams (batch-second states)
-                parts = [distributed.shard(t.transpose(0, 1), self.world).transpose(0, 1) for t in parts]
+                parts = [
+                    distributed.shard(t.transpose(0, 1), self.world).transpose(0, 1).contiguous()
+                    for t in parts
+                ]
             self.carry = self.make_state(parts)
         else:
             self.carry = None
@@ -211,16 +219,25 @@ class Trainer:
         carry = None if self.carry is None else state_tensors(self.carry)
         if carry is not None and self.world is not None:  # every rank's streams, in order (batch-second)
             carry = [distributed.gather_rows(t, dim=1) for t in carry]
+        rngs = [torch.get_rng_state()]
+        if self.device.type == "cuda":
+            rngs.append(torch.cuda.get_rng_state(self.device))
+        if self.world is not None:  # each rank draws its own dropout masks: keep every rank's stream
+            rngs = [distributed.gather_bytes(r, self.device) for r in rngs]
         if not self.main:
             self._saved_step = self.state.step
             return
         resume = {
             "optimizer": self.optimizer.state_dict(),
-            "rng": torch.get_rng_state(),
+            "rng": rngs[0][0] if self.world is not None else rngs[0],
             "carry": None if carry is None else [t.cpu() for t in carry],
         }
+        if self.world is not None:
+            resume["rng_ranks"] = rngs[0]
         if self.device.type == "cuda":
-            resume["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+            resume["cuda_rng"] = rngs[1][0] if self.world is not None else rngs[1]
+            if self.world is not None:
+                resume["cuda_rng_ranks"] = rngs[1]
         if self.scaler is not None:
             resume["scaler"] = self.scaler.state_dict()
         ckpt.commit(
@@ -361,7 +378,7 @@ class Trainer:
         if self.world is not None:
             x, y = distributed.shard((x, y), self.world)
         self.model.train()
-        with self._autocast():
+        with self.autocast():
             loss, new_state, tokens = self.loss_fn(self.net, x, y, self.carry if self.carry_state else None)
         self.optimizer.zero_grad(set_to_none=True)
         (loss if self.scaler is None else self.scaler.scale(loss)).backward()
@@ -369,10 +386,11 @@ class Trainer:
             self.scaler.unscale_(self.optimizer)  # the true gradients, for the norm and clipping
         clip = self.optim_cfg.clip if self.optim_cfg.clip > 0 else math.inf
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)  # the norm before clipping
-        numbers = torch.stack([loss.detach().float(), norm.float()])
-        if self.world is not None:  # the global batch's loss; the norm is the same on every rank
-            numbers = distributed.mean(numbers)
-        loss_value, norm_value = (float(v) for v in numbers.tolist())
+        numbers = torch.stack([loss.detach().float(), norm.float(), norm.new_tensor(float(tokens))])
+        if self.world is not None:  # the global batch: mean loss, all tokens (the norm is the same)
+            numbers = distributed.mean(numbers) * numbers.new_tensor([1.0, 1.0, self.world.size])
+        loss_value, norm_value, total = numbers.tolist()
+        tokens = round(total)
         # fp16: an overflowing gradient is the scaler's business (it skips the step, lowers the scale)
         finite = math.isfinite(loss_value) and (math.isfinite(norm_value) or self.scaler is not None)
         if finite:
@@ -380,25 +398,45 @@ class Trainer:
                 group["lr"] = lr
             if self.scaler is None:
                 self.optimizer.step()
+                self._skips_in_a_row = 0
             else:
+                scale = self.scaler.get_scale()
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
+                if self.scaler.get_scale() < scale:  # it skipped the step: count it, and give up in the end
+                    self._scaler_skipped(norm_value)
+                else:
+                    self._skips_in_a_row = 0
             self.carry = detach_state(new_state) if self.carry_state else None
-            self._skips_in_a_row = 0
         else:
             self._nonfinite(loss_value, norm_value)
             self.optimizer.zero_grad(set_to_none=True)
+            if self.scaler is not None:
+                self.scaler.update()  # unscale_ has run: the scaler expects an update before the next step
             self.carry = None  # a state that produced NaN is not carried on
         st.step += 1
-        st.tokens += tokens * (1 if self.world is None else self.world.size)
+        st.tokens += tokens
         st.chunk += 1
         if st.chunk == len(self.data):
             st.chunk, st.epoch = 0, st.epoch + 1
         return loss_value, norm_value, tokens
 
-    def _autocast(self) -> Any:
+    def autocast(self) -> Any:
+        """The autocast context of ``--precision`` (off for fp32): forward passes run under it."""
         enabled = self.amp_dtype is not None
         return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=enabled)
+
+    def _scaler_skipped(self, norm: float) -> None:
+        """fp16: the scaler skipped an overflowing step (normal now and then; not divergence)."""
+        st = self.state
+        self._skips_in_a_row += 1
+        st.skipped += 1
+        if self._skips_in_a_row > MAX_SKIPS_IN_A_ROW:
+            problem = f"the gradients overflowed fp16 {self._skips_in_a_row} times in a row"
+            raise Diverged(st.step + 1, problem, self._saved_step)
+        self._log(
+            "nonfinite", {"step": st.step + 1, "grad_norm": norm, "skipped": st.skipped, "by": "scaler"}
+        )
 
     def _nonfinite(self, loss: float, norm: float) -> None:
         """Stop (the default) or count a skipped step; never touches the weights."""
@@ -416,7 +454,7 @@ class Trainer:
         started = time.perf_counter()
         self.model.eval()
         with torch.no_grad():
-            with self._autocast():
+            with self.autocast():
                 metrics = self.evaluate(self.model)
         val = metrics["val_loss"]
         if not math.isfinite(val):  # the weights are finite, yet the model has diverged: stop

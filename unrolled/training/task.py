@@ -211,10 +211,13 @@ class Task:
         torch.manual_seed(cfg.loop.seed)  # the same on every rank: the same weights, the same dropout
         model = self.build_model(cfg, prepared.assets).to(device)  # initialised on the CPU: any device, same
         if world is not None:
-            torch.distributed.barrier()  # every rank has checked `out` before rank 0 fills it
-            if not main:
+            torch.manual_seed(cfg.loop.seed + world.rank)  # the same weights; each rank its own dropout
+            distributed.barrier()  # every rank has checked `out` before rank 0 fills it
+            if not main:  # trains along, saves nothing: its save() only joins the collectives
                 run = Run(out, cfg, model, prepared.assets, {})
-                return self._run(run, self._trainer(run, prepared, None), prepared)
+                trainer = self._trainer(run, prepared, None)
+                trainer.save()
+                return self._run(run, trainer, prepared)
         # The new run is made complete (config, assets, the step-0 checkpoint) in a hidden folder
         # beside `out` and renamed into place: a crash before that leaves `out` untouched.
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -231,7 +234,7 @@ class Task:
                 ckpt.atomic_write_json(tmp / ckpt.CONFIG, {**cfg.to_json(), "info": info})
                 run = Run(tmp, cfg, model, prepared.assets, info)
                 trainer = self._trainer(run, prepared, on_event)
-                trainer.save()  # step 0: a complete, resumable run at once (no carry yet: no collective)
+                trainer.save()  # step 0: a complete, resumable run at once (the other ranks save along)
                 _rename_new_run(tmp, out)
                 run.path = trainer.run_dir = out
                 return self._run(run, trainer, prepared)
@@ -259,7 +262,8 @@ class Task:
             return run, state, None
         ckpt.load_run_weights(run.model, run.path, ckpt.BEST)
         run.model.eval()
-        results = self.finish(run, state, prepared)
+        with trainer.autocast():  # scored as validation was, in the run's precision
+            results = self.finish(run, state, prepared)
         if results is not None:
             ckpt.atomic_write_json(run.path / RESULTS, results)
         return run, state, results
