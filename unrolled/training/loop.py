@@ -400,13 +400,12 @@ class Trainer:
                 self.optimizer.step()
                 self._skips_in_a_row = 0
             else:
-                scale = self.scaler.get_scale()
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-                if self.scaler.get_scale() < scale:  # it skipped the step: count it, and give up in the end
-                    self._scaler_skipped(norm_value)
-                else:
+                self.scaler.step(self.optimizer)  # skipped by the scaler when the gradients overflowed,
+                self.scaler.update()  # which the norm of the unscaled gradients already says: no extra sync
+                if math.isfinite(norm_value):
                     self._skips_in_a_row = 0
+                else:
+                    self._scaler_skipped(norm_value)
             self.carry = detach_state(new_state) if self.carry_state else None
         else:
             self._nonfinite(loss_value, norm_value)
