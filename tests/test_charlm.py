@@ -11,6 +11,7 @@ from unrolled.cells.lstm import VARIANTS
 from unrolled.cli import main
 from unrolled.data import BPTTChunks
 from unrolled.tasks import charlm
+from unrolled.tasks.recurrent import CELLS
 from unrolled.training import checkpoint as ckpt
 
 SMALL = [
@@ -196,7 +197,7 @@ def test_every_lstm_variant_trains_and_samples_from_the_command_line(
     assert _resume(out, "--max-steps", "2") == 0
 
 
-@pytest.mark.parametrize("cell", list(charlm.CELLS))
+@pytest.mark.parametrize("cell", list(CELLS))
 def test_every_cell_trains_and_resumes_from_the_command_line(tiny_text_file, tmp_path, cell):
     out = tmp_path / "run"
     extra = {

@@ -8,7 +8,6 @@ an :class:`unrolled.RNN`/``LSTM``/``GRU``), loss (cross-entropy in nats per char
 from __future__ import annotations
 
 import argparse
-import functools
 import hashlib
 import math
 import sys
@@ -20,78 +19,24 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..cells import GRUCell, LSTMCell, MinGRUCell, MinLSTMCell, MUTCell, RNNCell
 from ..cells.base import state_like
-from ..cells.init import SCHEMES, init_recurrent_
-from ..cells.lstm import VARIANTS, resolve_variant
 from ..data import BPTTChunks, CharVocab, load_shakespeare, num_chunks, read_text, stream_rows
-from ..layers import Recurrent
 from ..models import LanguageModel
 from ..training import Asset, Fit, LoopConfig, OptimConfig, Prepared, Run, RunConfig, Task, TrainerState, flag
 from ..training import checkpoint as ckpt
 from ..training.device import model_device
-
-# --cell NAME -> the cell class (and fixed arguments) that every layer of the model is built from
-CELLS: dict[str, Callable[..., nn.Module]] = {
-    "rnn": RNNCell,
-    "lstm": LSTMCell,
-    "gru": GRUCell,
-    "mut1": functools.partial(MUTCell, arch=1),
-    "mut2": functools.partial(MUTCell, arch=2),
-    "mut3": functools.partial(MUTCell, arch=3),
-    "mingru": MinGRUCell,  # Feng et al. 2024: no recurrent weight, trained with a parallel scan
-    "minlstm": MinLSTMCell,
-}
+from .recurrent import RecurrentConfig
 
 
 @dataclass
-class ModelConfig:
-    """The network: embedding -> recurrent layers -> linear to the vocabulary."""
+class ModelConfig(RecurrentConfig):
+    """The network: embedding -> recurrent layers (the ``--cell`` flags) -> linear to the vocabulary."""
 
-    # recurrent cell; GRU (3 gates, not 4) trains ~1.3x the chars/s of our LSTM on a CPU
-    cell: str = flag("gru", choices=tuple(CELLS))
-    hidden: int = 256  # units per layer; 2x256 is the CPU sweet spot for 10-minute runs
-    layers: int = 2  # stacked recurrent layers
     embedding_dim: int = 64  # learned character embedding size, 0 = one-hot (as in the lecture)
     dropout: float = 0.1  # between layers and before the decoder; narrows the train/val gap
-    variant: str | None = flag(None, choices=tuple(VARIANTS))  # LSTM variant of Greff et al. (--cell lstm)
-    forget_bias: float | None = None  # initial forget-gate bias, 1 per Jozefowicz et al. (--cell lstm)
-    layer_norm: bool = False  # layer-normalised gate products, Ba et al. 2016 (--cell lstm or gru)
-    recurrent_dropout: float = 0.0  # variational dropout on h, Gal 2016 (--cell lstm or gru)
-    zoneout: float = 0.0  # probability of a unit keeping its value, Krueger et al. 2017 (lstm or gru)
-    # weight initialisation per gate block: uniform (torch's), xavier, orthogonal (recurrent blocks)
-    init: str = flag("uniform", choices=tuple(SCHEMES))
-    # GRU of Cho et al./d2l: the reset gate on h before the recurrent product (--cell gru)
-    reset_after: bool = flag(True, name="reset-before")
 
     def validate(self) -> None:
-        if self.cell not in CELLS:
-            raise ValueError(f"unknown --cell {self.cell!r}: expected one of {', '.join(CELLS)}")
-        if self.init not in SCHEMES:
-            raise ValueError(f"unknown --init {self.init!r}: expected one of {', '.join(SCHEMES)}")
-        if self.init != "uniform" and self.cell in ("mingru", "minlstm"):
-            raise ValueError(
-                f"--init {self.init} sets the recurrent weight blocks; --cell {self.cell} has no recurrent "
-                "weight: use --init uniform"
-            )
-        for name in ("layer_norm", "recurrent_dropout", "zoneout"):
-            if getattr(self, name) and self.cell not in ("lstm", "gru"):
-                flag = "--" + name.replace("_", "-")
-                raise ValueError(f"{flag} applies to --cell lstm or gru, got --cell {self.cell}")
-        for name in ("recurrent_dropout", "zoneout"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(self, name)}")
-        if not self.reset_after and self.cell != "gru":
-            raise ValueError(f"--reset-before applies to --cell gru only, got --cell {self.cell}")
-        for name in ("variant", "forget_bias"):
-            if getattr(self, name) is not None and self.cell != "lstm":
-                flag = "--" + name.replace("_", "-")
-                raise ValueError(f"{flag} applies to --cell lstm only, got --cell {self.cell}")
-        if self.cell == "lstm":
-            resolve_variant(self.variant)
-        for name in ("hidden", "layers"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"--{name} must be positive, got {getattr(self, name)}")
+        super().validate()
         if self.embedding_dim < 0:
             raise ValueError(f"--embedding-dim must be >= 0, got {self.embedding_dim}")
         if not 0.0 <= self.dropout < 1.0:
@@ -169,27 +114,7 @@ def load_corpus(cfg: DataConfig, vocab: CharVocab | None = None) -> Corpus:
 # ---- model, loss, metrics ------------------------------------------------------------------
 def build_model(cfg: ModelConfig, vocab_size: int) -> LanguageModel:
     cfg.validate()
-    options: dict[str, Any] = {}
-    if cfg.cell in ("lstm", "gru"):
-        options = {
-            "layer_norm": cfg.layer_norm,
-            "recurrent_dropout": cfg.recurrent_dropout,
-            "zoneout": cfg.zoneout,
-        }
-    if cfg.cell == "lstm":
-        options |= {"variant": cfg.variant, "forget_bias": cfg.forget_bias}
-    if cfg.cell == "gru":
-        options["reset_after"] = cfg.reset_after
-    cell = functools.partial(CELLS[cfg.cell], hidden_size=cfg.hidden, **options)
-    rnn = Recurrent(
-        cell,
-        cfg.embedding_dim or vocab_size,
-        num_layers=cfg.layers,
-        dropout=cfg.dropout if cfg.layers > 1 else 0.0,
-        batch_first=True,
-    )
-    if cfg.init != "uniform":  # uniform is what the cells start with; keep seeds reproducible
-        init_recurrent_(rnn, cfg.init, forget_bias=cfg.forget_bias)
+    rnn = cfg.build_recurrent(cfg.embedding_dim or vocab_size, dropout=cfg.dropout)
     return LanguageModel(vocab_size, rnn, embedding_dim=cfg.embedding_dim, dropout=cfg.dropout)
 
 
