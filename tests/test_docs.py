@@ -89,3 +89,15 @@ def test_new_task_example_is_a_whole_task(tmp_path, monkeypatch, capsys) -> None
     assert json.loads(capsys.readouterr().out)["strings"] == 4
     assert main(["eval", str(out), "--text", str(bits)]) == 2  # a majority run takes --bits
     assert "a majority run is evaluated on a file: give --bits FILE (not --text)" in capsys.readouterr().err
+
+
+TRANSLATION = DOC.parent / "translation.md"
+
+
+def test_translation_worked_example_prints_what_the_doc_shows(capsys) -> None:
+    text = TRANSLATION.read_text(encoding="utf-8")
+    example = next(b for b in re.findall(r"```python\n(.*?)```", text, flags=re.S) if "sentence_bleu" in b)
+    shown = re.search(r"```python\n" + re.escape(example) + r"```\n\n```text\n(.*?)```", text, flags=re.S)
+    assert shown is not None
+    exec(compile(example, str(TRANSLATION), "exec"), {"__name__": "__docs__"})
+    assert capsys.readouterr().out == shown.group(1)

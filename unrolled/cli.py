@@ -121,6 +121,9 @@ def _add_eval(commands: Any, tasks: dict[str, Any]) -> None:
     Task.add_run_argument(e)
     for name, texts in inputs.items():
         e.add_argument(f"--{name}", metavar="FILE", help="; ".join(texts))
+    for task in tasks.values():
+        for name, kwargs in task.eval_options.items():
+            e.add_argument(f"--{name.replace('_', '-')}", **kwargs)
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.set_defaults(func=functools.partial(_cmd_eval, tasks, list(inputs)))
 
@@ -141,7 +144,7 @@ def _cmd_eval(tasks: dict[str, Any], names: list[str], args: argparse.Namespace)
         not_these = f" (not {extra})" if extra else ""
         raise ValueError(f"a {kind} run is evaluated on a file: give {wanted}{not_these}")
     run = task.open_run(args.run, **task.open_args(args))
-    result = task.evaluate(run, **given)
+    result = task.evaluate(run, **given, **{n: getattr(args, n) for n in task.eval_options})
     print(
         json.dumps({**result, "run": str(run.path), **given})
         if args.json

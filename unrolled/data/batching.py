@@ -13,7 +13,9 @@ Targets are the inputs shifted by one token.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
+from typing import Any
 
 from torch import Tensor
 
@@ -55,3 +57,26 @@ class BPTTChunks(Sequence[tuple[Tensor, Tensor]]):
             raise IndexError(f"chunk {k} out of range (0..{self.n - 1})")
         i = k * self.seq_len
         return self.rows[:, i : i + self.seq_len], self.rows[:, i + 1 : i + 1 + self.seq_len]
+
+
+def grouped_batches(
+    keys: Sequence[Any], batch_size: int, shuffle: bool, seed: int, epoch: int, pool: int = 50
+) -> list[list[int]]:
+    """Row indices cut into batches of ``batch_size``; rows of similar ``keys`` (lengths) together.
+
+    Without ``shuffle``: in order. With it: an order fixed by ``seed`` and ``epoch`` (a resumed
+    run sees the same batches): the rows are shuffled, sorted by key within pools of ``pool``
+    batches (little padding), and the batches shuffled.
+    """
+    n = len(keys)
+    if not shuffle:
+        return [list(range(i, min(i + batch_size, n))) for i in range(0, n, batch_size)]
+    rng = random.Random(seed * 1_000_003 + epoch)
+    order = list(range(n))
+    rng.shuffle(order)
+    batches = []
+    for start in range(0, n, batch_size * pool):
+        chunk = sorted(order[start : start + batch_size * pool], key=keys.__getitem__)
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    rng.shuffle(batches)
+    return batches

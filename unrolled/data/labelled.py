@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from .batching import grouped_batches
 from .text import read_text
 from .vocab import PAD
 
@@ -78,13 +79,14 @@ def _csv_rows(raw: str, delimiter: str, path: str) -> list[list[str]]:
 
 
 def _column(spec: str | None, default: int, header: list[str] | None, what: str, path: str) -> int:
-    """A column given by header name or 0-based index -> its index."""
+    """A column given by header name or 0-based index -> its index (``what``: also the header
+    name looked for when no column is given, and the flag ``--{what}-column`` to give one)."""
     if spec is None:
         if header is None:
             return default
         lowered = [h.lower() for h in header]
-        if _DEFAULT_NAMES[default] in lowered:
-            return lowered.index(_DEFAULT_NAMES[default])
+        if what in lowered:
+            return lowered.index(what)
         have = ", ".join(repr(h) for h in header)
         raise ValueError(f"no {what} column in {path!r} (the header has {have}); give --{what}-column NAME")
     if header is not None and spec in header:
@@ -248,19 +250,8 @@ class ClassBatches(Sequence[tuple[tuple[Tensor, Tensor], Tensor]]):
         if epoch == self.epoch:
             return
         self.epoch = epoch
-        n, size = len(self.ids), self.batch_size
-        if not self.shuffle:
-            self.batches = [list(range(i, min(i + size, n))) for i in range(0, n, size)]
-            return
-        rng = random.Random(self.seed * 1_000_003 + epoch)
-        order = list(range(n))
-        rng.shuffle(order)
-        batches = []
-        for start in range(0, n, size * self.pool):
-            chunk = sorted(order[start : start + size * self.pool], key=lambda i: len(self.ids[i]))
-            batches.extend(chunk[i : i + size] for i in range(0, len(chunk), size))
-        rng.shuffle(batches)
-        self.batches = batches
+        keys = [len(r) for r in self.ids]
+        self.batches = grouped_batches(keys, self.batch_size, self.shuffle, self.seed, epoch, self.pool)
 
     def __len__(self) -> int:
         return len(self.batches)

@@ -2,5 +2,6 @@
 
 from .classifier import RecurrentClassifier, TextCNN
 from .language_model import LanguageModel
+from .seq2seq import Seq2Seq
 
-__all__ = ["LanguageModel", "RecurrentClassifier", "TextCNN"]
+__all__ = ["LanguageModel", "RecurrentClassifier", "Seq2Seq", "TextCNN"]

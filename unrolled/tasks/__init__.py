@@ -10,7 +10,11 @@ import importlib
 
 from ..training import Task
 
-MODULES = ("charlm", "classify")  # the registered tasks, in the order `unrolled train --help` lists them
+MODULES = (
+    "charlm",
+    "classify",
+    "translate",
+)  # the registered tasks, in the order `unrolled train --help` lists them
 
 
 def registry() -> dict[str, Task]:

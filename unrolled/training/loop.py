@@ -8,7 +8,8 @@ The loop knows nothing about any task. A task hands it
   consecutive pieces of long streams (truncated BPTT) the recurrent state is carried from one
   chunk to the next and detached there, and reset at the start of every epoch;
 - ``loss_fn(model, x, y, state) -> (mean loss, new state, tokens)``;
-- ``evaluate(model) -> {"val_loss": ..., ...}``, whose ``val_loss`` picks the best weights.
+- ``evaluate(model) -> {"val_loss": ..., ...}``, whose ``val_loss`` (or another metric named by
+  ``select``, e.g. the highest ``val_bleu``) picks the best weights.
 
 Every validation commits a checkpoint (weights, optimizer, RNG, carried state, position; see
 :mod:`unrolled.training.checkpoint`) and every ``log_every`` steps a record goes to
@@ -58,7 +59,7 @@ class TrainerState:
     chunk: int = 0  # index of the next chunk within the current epoch
     tokens: int = 0  # training tokens seen
     elapsed: float = 0.0  # seconds spent training, over all invocations
-    best_val: float | None = None
+    best_val: float | None = None  # the best value of the selecting metric (val_loss unless a task says)
     best_step: int | None = None
     last_val: float | None = None
     skipped: int = 0  # steps skipped for a non-finite loss or gradient norm (on_nonfinite="skip")
@@ -109,6 +110,7 @@ class Trainer:
         carry_state: bool = True,
         on_event: EventFn | None = None,
         make_state: Callable[[list[Tensor]], Any] | None = None,
+        select: tuple[str, str] = ("val_loss", "min"),
     ) -> None:
         if len(data) == 0:
             raise ValueError("no training chunks: the training text is too short for one batch")
@@ -120,6 +122,9 @@ class Trainer:
         self.loop = loop
         self.run_dir = Path(run_dir)
         self.carry_state = carry_state
+        self.select = select  # (metric of evaluate(), "min" or "max"): which weights are the best
+        if select[1] not in ("min", "max"):
+            raise ValueError(f"select must be (metric, 'min' or 'max'), got {select}")
         self.on_event = on_event or (lambda kind, record: None)
         self.make_state = make_state or (lambda parts: parts[0] if len(parts) == 1 else tuple(parts))
         self.device = model_device(model)  # batches and the carried state go where the model is
@@ -340,8 +345,9 @@ class Trainer:
                         patience_over, _ = distributed.agree(patience_over, 0.0, self.device)
                     if patience_over:
                         log.info(
-                            "stopping early at step %d: no better validation loss since step %d (%d checks)",
+                            "stopping early at step %d: no better %s since step %d (%d checks)",
                             st.step,
+                            self.select[0],
                             st.best_step,
                             loop.patience,
                         )
@@ -455,11 +461,13 @@ class Trainer:
         with torch.no_grad():
             with self.autocast():
                 metrics = self.evaluate(self.model)
-        val = metrics["val_loss"]
-        if not math.isfinite(val):  # the weights are finite, yet the model has diverged: stop
-            raise Diverged(st.step, f"the validation loss is {val}", self._saved_step)
+        loss = metrics["val_loss"]
+        if not math.isfinite(loss):  # the weights are finite, yet the model has diverged: stop
+            raise Diverged(st.step, f"the validation loss is {loss}", self._saved_step)
+        key, mode = self.select
+        val = float(metrics[key])
         st.last_val = val
-        improved = st.best_val is None or val < st.best_val
+        improved = st.best_val is None or (val > st.best_val if mode == "max" else val < st.best_val)
         if improved:
             st.best_val, st.best_step = val, st.step
         self.save(best=improved)

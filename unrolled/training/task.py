@@ -93,6 +93,7 @@ class Fit:
     evaluate: EvalFn  # model -> {"val_loss": ..., other "val_*" metrics}
     carry_state: bool = False  # truncated BPTT: carry the recurrent state from batch to batch
     make_state: Callable[[list[Any]], Any] | None = None  # saved carried tensors -> the cells' state
+    select: tuple[str, str] = ("val_loss", "min")  # the metric of `evaluate` that picks the best weights
 
 
 class Task:
@@ -106,6 +107,8 @@ class Task:
     unit: ClassVar[str] = "tokens"  # what the progress bar counts per second
     default_limits: ClassVar[dict[str, float]] = {"max_minutes": 10.0}  # when no limit is given
     eval_inputs: ClassVar[dict[str, str]] = {}  # `unrolled eval` flag -> its help, e.g. {"text": ...}
+    # further `unrolled eval` options: name -> argparse keywords (e.g. {"beam": {"type": int, ...}})
+    eval_options: ClassVar[dict[str, dict[str, Any]]] = {}
 
     # ---- what a task provides ---------------------------------------------------------------
     def prepare(self, config: Any, assets: dict[str, Any] | None) -> Prepared:
@@ -122,8 +125,9 @@ class Task:
         """After training: scores to write to results.json (None: nothing to write)."""
         return None
 
-    def evaluate(self, run: Run, **inputs: str) -> dict[str, Any]:
-        """``unrolled eval RUN --<input> FILE``: the run's scores on the given data."""
+    def evaluate(self, run: Run, **inputs: Any) -> dict[str, Any]:
+        """``unrolled eval RUN --<input> FILE``: the run's scores on the given data (and the
+        values of the task's :attr:`eval_options`)."""
         raise ValueError(f"`unrolled eval` does not apply to {self.name} runs")
 
     def eval_line(self, result: dict[str, Any], **inputs: str) -> str:
@@ -254,6 +258,7 @@ class Task:
             carry_state=f.carry_state,
             on_event=on_event,
             make_state=f.make_state,
+            select=f.select,
         )
 
     def _run(self, run: Run, trainer: Trainer, prepared: Prepared) -> tuple[Run, TrainerState, Any]:

@@ -1,0 +1,222 @@
+"""Sentence pairs for translation: reading, tokens, length limits and batches with lengths.
+
+A file holds one ``source<TAB>target`` pair per line (the Tatoeba/Anki ``fra.txt`` layout;
+further columns are ignored; no quoting), or, for a ``.csv`` file, a header row naming the
+columns (``source`` and ``target`` unless ``--source-column``/``--target-column`` say otherwise)::
+
+    go .<TAB>va !
+    i lost .<TAB>j'ai perdu .
+
+Tokens are words the way d2l prepares them (lower-cased unless ``keep_case``; punctuation at
+the start or end of a word split off, so ``"j'ai"`` and ``"quatre-vingt-dix"`` stay whole and
+``"perdu."`` becomes ``perdu .``) or characters. The source gets ``<eos>`` appended; the decoder
+reads ``<bos> y_1 ... y_n`` and is trained to predict ``y_1 ... y_n <eos>`` (d2l's layout).
+Batches pad with ``<pad>`` and carry each sentence's true length: no model reads a pad.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import unicodedata
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from .batching import grouped_batches
+from .labelled import _column, pad_batch
+from .text import read_text
+
+TOKENS = ("word", "char")
+SPECIALS = ("<pad>", "<unk>", "<bos>", "<eos>")  # the specials of a translator's vocabularies
+
+
+def _is_punct(ch: str) -> bool:
+    return unicodedata.category(ch)[0] in "PS"  # punctuation and symbols: . , ! ? « » " ( ) ...
+
+
+def word_tokens(text: str, keep_case: bool = False) -> list[str]:
+    """Words split on white space, with the punctuation at either end of each split off.
+
+    Example:
+        >>> word_tokens("J'ai perdu.")
+        ["j'ai", 'perdu', '.']
+        >>> word_tokens('"Quatre-vingt-dix", dit-il !', keep_case=True)
+        ['"', 'Quatre-vingt-dix', '"', ',', 'dit-il', '!']
+    """
+    out: list[str] = []
+    for chunk in (text if keep_case else text.lower()).split():
+        i, j = 0, len(chunk)
+        while i < j and _is_punct(chunk[i]):
+            i += 1
+        while j > i and _is_punct(chunk[j - 1]):
+            j -= 1
+        out.extend(chunk[:i])
+        if i < j:
+            out.append(chunk[i:j])
+        out.extend(chunk[j:])
+    return out
+
+
+def char_tokens(text: str, keep_case: bool = False) -> list[str]:
+    """Characters, with runs of white space read as one space.
+
+    Example:
+        >>> char_tokens("Va  !")
+        ['v', 'a', ' ', '!']
+    """
+    return list(" ".join((text if keep_case else text.lower()).split()))
+
+
+def tokenizer(kind: str, keep_case: bool = False) -> Callable[[str], list[str]]:
+    """``--tokens word|char`` -> text -> tokens."""
+    if kind not in TOKENS:
+        raise ValueError(f"unknown --tokens {kind!r}: expected {' or '.join(TOKENS)}")
+    split = word_tokens if kind == "word" else char_tokens
+    return lambda text: split(text, keep_case)
+
+
+def detokenize(tokens: Sequence[str], kind: str) -> str:
+    """Tokens -> text: words joined by single spaces, characters joined as they are.
+
+    A reference is scored in this form too (``detokenize(tokenize(target))``), so BLEU compares
+    like with like (see :mod:`unrolled.metrics`).
+    """
+    return (" " if kind == "word" else "").join(tokens)
+
+
+@dataclass
+class Pairs:
+    """Source and target sentences: ``sources[i]`` translates to ``targets[i]``."""
+
+    sources: list[str]
+    targets: list[str]
+    source: str  # where they come from, for messages
+    sha256: str  # of the file's bytes (or of the generated pairs)
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    def subset(self, rows: Sequence[int]) -> Pairs:
+        return Pairs(
+            [self.sources[i] for i in rows], [self.targets[i] for i in rows], self.source, self.sha256
+        )
+
+
+def read_pairs(path: str | Path, source_column: str | None = None, target_column: str | None = None) -> Pairs:
+    """Read a TSV (or CSV) file of sentence pairs; ``ValueError`` with a one-line reason if unusable.
+
+    TSV (any suffix but ``.csv``): one pair per line, split at tabs, no quoting; the columns are 0
+    and 1 unless given (by 0-based index, or by name when the first line is a header). A line
+    without a tab, or with an empty source or target, is rejected with its line number; blank
+    lines are skipped. CSV: parsed with quoting; a header row names the columns.
+    """
+    p = Path(path)
+    raw = read_text(p)
+    if p.suffix.lower() == ".csv":
+        rows = _csv(raw, str(p))
+    else:
+        rows = [(n + 1, line.rstrip("\r").split("\t")) for n, line in enumerate(raw.split("\n"))]
+        rows = [(n, r) for n, r in rows if any(c.strip() for c in r)]
+        for n, r in rows:
+            if len(r) < 2:
+                raise ValueError(
+                    f"line {n} of {str(p)!r} has no tab: expected 'source<TAB>target' on every line"
+                )
+    if not rows:
+        raise ValueError(f"no pairs in {str(p)!r}: expected one 'source<TAB>target' pair per line")
+    first = [c.strip() for c in rows[0][1]]
+    asked = [c for c in (source_column, target_column) if c is not None]
+    is_header = p.suffix.lower() == ".csv" or any(c in first for c in asked)
+    header = first if is_header else None
+    si = _column(source_column, 0, header, "source", str(p))
+    ti = _column(target_column, 1, header, "target", str(p))
+    if si == ti:
+        raise ValueError(f"the source and target columns are the same column ({si}); give two different ones")
+    body = rows[1:] if is_header else rows
+    if not body:
+        raise ValueError(f"{str(p)!r} has a header row but no pairs")
+    sources, targets = [], []
+    for n, row in body:
+        if len(row) <= max(si, ti):
+            raise ValueError(
+                f"line {n} of {str(p)!r} has {len(row)} field(s), expected at least {max(si, ti) + 1} "
+                f"(source in column {si}, target in column {ti})"
+            )
+        src, tgt = row[si].strip(), row[ti].strip()
+        for what, text in (("source", src), ("target", tgt)):
+            if not text:
+                raise ValueError(f"line {n} of {str(p)!r} has an empty {what}; remove the line or fill it in")
+        sources.append(src)
+        targets.append(tgt)
+    return Pairs(sources, targets, str(p), hashlib.sha256(p.read_bytes()).hexdigest())
+
+
+def _csv(raw: str, path: str) -> list[tuple[int, list[str]]]:
+    reader = csv.reader(io.StringIO(raw, newline=""), strict=True)
+    rows = []
+    try:
+        for row in reader:
+            if any(c.strip() for c in row):
+                rows.append((reader.line_num, row))
+    except csv.Error as e:
+        raise ValueError(f"{path!r} is not valid CSV near line {reader.line_num}: {e}") from None
+    return rows
+
+
+def pairs_sha256(pairs: Sequence[tuple[str, str]]) -> str:
+    """A fingerprint of generated pairs (a resumed run checks that they are the same)."""
+    h = hashlib.sha256()
+    for s, t in pairs:
+        h.update(f"{s}\t{t}\n".encode())
+    return h.hexdigest()
+
+
+class PairBatches(Sequence[tuple[tuple[Tensor, Tensor, Tensor], Tensor]]):
+    """The batches of one epoch: ``((src (B, S), src_lengths (B,), tgt_in (B, T)), tgt_out (B, T))``.
+
+    ``src`` rows are the given source ids (``<eos>`` already appended); ``tgt_in`` is ``<bos>``
+    followed by the target ids and ``tgt_out`` the target ids followed by ``<eos>``, both padded
+    with ``<pad>`` (id 0, which the loss ignores). With ``shuffle``, pairs of similar lengths are
+    batched together in an order fixed by ``seed`` and the epoch (:meth:`set_epoch`).
+    """
+
+    def __init__(
+        self,
+        src: Sequence[Tensor],
+        tgt: Sequence[Tensor],
+        batch_size: int,
+        bos: int,
+        eos: int,
+        *,
+        shuffle: bool = True,
+        seed: int = 0,
+    ) -> None:
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.src, self.tgt = list(src), list(tgt)
+        self.batch_size, self.bos, self.eos = batch_size, bos, eos
+        self.shuffle, self.seed = shuffle, seed
+        self.keys = [(len(s), len(t)) for s, t in zip(self.src, self.tgt, strict=True)]
+        self.epoch: int | None = None
+        self.batches: list[list[int]] = []
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            self.epoch = epoch
+            self.batches = grouped_batches(self.keys, self.batch_size, self.shuffle, self.seed, epoch)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, k: int) -> tuple[tuple[Tensor, Tensor, Tensor], Tensor]:  # type: ignore[override]
+        rows = self.batches[k]
+        src, lengths = pad_batch([self.src[i] for i in rows])
+        tgt_in, _ = pad_batch([torch.cat([self.tgt[i].new_tensor([self.bos]), self.tgt[i]]) for i in rows])
+        tgt_out, _ = pad_batch([torch.cat([self.tgt[i], self.tgt[i].new_tensor([self.eos])]) for i in rows])
+        return (src, lengths, tgt_in), tgt_out
