@@ -89,6 +89,19 @@ def test_read_pairs_tsv_csv_and_columns(tmp_path) -> None:
     assert (p.sources, p.targets) == (["go", "hi"], ["va, vite !", "salut"])
     swapped = read_pairs(tsv, source_column="1", target_column="0")
     assert swapped.sources == ["va !", "j'ai perdu ."]
+    headed = tmp_path / "h.tsv"
+    headed.write_text("Source\tTarget\ngo .\tva !\n", encoding="utf-8")
+    assert read_pairs(headed).sources == ["go ."]
+
+
+def test_char_tokens_train_and_translate(toy_tsv, tmp_path) -> None:
+    cfg = translate.TranslateConfig()
+    cfg.data.data, cfg.data.tokens, cfg.data.batch_size = str(toy_tsv), "char", 8
+    cfg.model.hidden, cfg.model.embedding_dim = 16, 8
+    run, _, results = translate.train(cfg, tmp_path / "run", loop_overrides={"max_steps": 3})
+    assert run.src_vocab.id(" ") > 3 and results["val"]["pairs"] == 6
+    (t,) = translate.translate(run, ["Red cat."], max_len=12)
+    assert t.source_tokens == list("red cat.") and t.translation == "".join(t.output_tokens)
 
 
 @pytest.mark.parametrize(
@@ -247,7 +260,7 @@ def test_a_batch_translates_each_sentence_as_alone(attention, beam) -> None:
 class _TableModel:
     """A toy decoder whose next-token distribution is a fixed random function of the prefix."""
 
-    def __init__(self, vocab: int, seed: int, batch: int = 2) -> None:
+    def __init__(self, vocab: int, seed: int) -> None:
         self.vocab, self.seed = vocab, seed
 
     def logits(self, sentence: int, prefix: tuple[int, ...]) -> torch.Tensor:
@@ -439,7 +452,10 @@ def test_translate_errors(tmp_path, capsys, tiny_text_file) -> None:
     assert main(["train", "translate", *TINY, "--max-steps", "1", "--no-progress", "--out", str(out)]) == 0
     lm = tmp_path / "lm"
     small = ["--hidden", "8", "--layers", "1", "--seq-len", "8", "--batch-size", "4", "--max-steps", "1"]
-    assert main(["train", "charlm", "--text", str(tiny_text_file), *small, "--no-progress", "--out", str(lm)]) == 0
+    assert (
+        main(["train", "charlm", "--text", str(tiny_text_file), *small, "--no-progress", "--out", str(lm)])
+        == 0
+    )
     capsys.readouterr()
     cases = [
         (["translate", str(out), "--text", "one", "--beam", "0"], "--beam must be >= 1"),

@@ -111,7 +111,8 @@ def read_pairs(path: str | Path, source_column: str | None = None, target_column
     """Read a TSV (or CSV) file of sentence pairs; ``ValueError`` with a one-line reason if unusable.
 
     TSV (any suffix but ``.csv``): one pair per line, split at tabs, no quoting; the columns are 0
-    and 1 unless given (by 0-based index, or by name when the first line is a header). A line
+    and 1 unless given (by 0-based index, or by name when the first line is a header; a first
+    line with cells ``source`` and ``target`` is a header). A line
     without a tab, or with an empty source or target, is rejected with its line number; blank
     lines are skipped. CSV: parsed with quoting; a header row names the columns.
     """
@@ -131,7 +132,8 @@ def read_pairs(path: str | Path, source_column: str | None = None, target_column
         raise ValueError(f"no pairs in {str(p)!r}: expected one 'source<TAB>target' pair per line")
     first = [c.strip() for c in rows[0][1]]
     asked = [c for c in (source_column, target_column) if c is not None]
-    is_header = p.suffix.lower() == ".csv" or any(c in first for c in asked)
+    named = {"source", "target"} <= {c.lower() for c in first}  # a TSV may begin with a header too
+    is_header = p.suffix.lower() == ".csv" or named or any(c in first for c in asked)
     header = first if is_header else None
     si = _column(source_column, 0, header, "source", str(p))
     ti = _column(target_column, 1, header, "target", str(p))

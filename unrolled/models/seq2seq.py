@@ -25,7 +25,7 @@ greedy and beam search call (:mod:`unrolled.models.decoding`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -48,9 +48,10 @@ class Memory:
     context: Tensor | None  # (B, C) the fixed context of attention "none"
 
     def select(self, rows: Tensor) -> Memory:
-        pick = lambda t: None if t is None else t.index_select(0, rows)  # noqa: E731
-        return replace(self, outputs=pick(self.outputs), mask=pick(self.mask), keys=pick(self.keys),
-                       context=pick(self.context))  # fmt: skip
+        """The memory of batch rows ``rows`` (in that order, repeats allowed)."""
+        keys = None if self.keys is None else self.keys.index_select(0, rows)
+        context = None if self.context is None else self.context.index_select(0, rows)
+        return Memory(self.outputs.index_select(0, rows), self.mask.index_select(0, rows), keys, context)
 
 
 class Seq2Seq(nn.Module):

@@ -346,11 +346,7 @@ class Classify(Task):
 
     # ---- command line -----------------------------------------------------------------------
     def report(self, run: Run, state: TrainerState, results: Any, args: argparse.Namespace) -> None:
-        print(
-            f"run: {run.path}  steps: {state.step}  epochs: {state.epoch}  best step: {state.best_step}"
-            f"  time: {state.elapsed / 60:.1f} min",
-            file=sys.stderr,
-        )
+        self.print_summary(run, state)
         for part in ("val", "test"):
             r = results[part]
             if r is not None:

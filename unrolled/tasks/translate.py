@@ -200,8 +200,9 @@ def load_data(cfg: DataConfig, seed: int, vocabs: tuple[WordVocab, WordVocab] | 
         log.info(f"--max-len {cfg.max_len}: {what} of {len(train):,} training pairs longer than that")
     if len(kept) < cfg.batch_size:
         raise ValueError(
-            f"{len(kept)} training pairs are fewer than one batch (--batch-size {cfg.batch_size}); "
-            "use more pairs or a smaller --batch-size"
+            f"{len(kept)} training pairs are fewer than one batch (--batch-size {cfg.batch_size})"
+            + (f" after --max-len {cfg.max_len} dropped {dropped:,}" if dropped else "")
+            + "; use more pairs or a smaller --batch-size"
         )
     src_tok, tgt_tok = [src_tok[i] for i in kept], [tgt_tok[i] for i in kept]
     if vocabs is None:
@@ -443,11 +444,9 @@ class Translate(Task):
 
     def fit(self, config: TranslateConfig, model: nn.Module, prepared: Prepared) -> Fit:
         data: Dataset = prepared.data
-        tgt = data.tgt_vocab
-        batches = PairBatches(
-            data.train.src, data.train.tgt, config.data.batch_size, tgt.id("<bos>"), tgt.id("<eos>"),
-            seed=config.loop.seed,
-        )  # fmt: skip
+        tgt, size = data.tgt_vocab, config.data.batch_size
+        bos, eos = tgt.id("<bos>"), tgt.id("<eos>")
+        batches = PairBatches(data.train.src, data.train.tgt, size, bos, eos, seed=config.loop.seed)
         max_len = default_max_output(data.info)
 
         def validate(m: nn.Module) -> dict[str, float]:
@@ -509,11 +508,7 @@ class Translate(Task):
 
     # ---- command line -----------------------------------------------------------------------
     def report(self, run: Run, state: TrainerState, results: Any, args: argparse.Namespace) -> None:
-        print(
-            f"run: {run.path}  steps: {state.step}  epochs: {state.epoch}  best step: {state.best_step}"
-            f"  time: {state.elapsed / 60:.1f} min",
-            file=sys.stderr,
-        )
+        self.print_summary(run, state)
         for part in ("val", "test"):
             r = results[part]
             if r is not None:

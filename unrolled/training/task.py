@@ -26,6 +26,7 @@ import argparse
 import contextlib
 import os
 import shutil
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -150,6 +151,15 @@ class Task:
 
     def add_commands(self, commands: Any) -> None:
         """Add the task's own subcommands (``sample``, ``predict``, ...) to ``unrolled``."""
+
+    @staticmethod
+    def print_summary(run: Run, state: TrainerState) -> None:
+        """The line on stderr that ends a training report: where, how long, which step was best."""
+        print(
+            f"run: {run.path}  steps: {state.step}  epochs: {state.epoch}  best step: {state.best_step}"
+            f"  time: {state.elapsed / 60:.1f} min",
+            file=sys.stderr,
+        )
 
     # ---- the skeleton -----------------------------------------------------------------------
     def open_run(
