@@ -363,7 +363,8 @@ def test_teacher_forcing_zero_and_one_both_train(toy_tsv, tmp_path, teacher_forc
 
 def test_train_translate_eval_plot_and_resume(tmp_path, capsys) -> None:
     out = tmp_path / "run"
-    base = ["train", "translate", *TINY, "--max-steps", "6", "--eval-every", "3", "--no-progress"]
+    base = ["train", "translate", *TINY, "--lr-schedule", "constant", "--max-steps", "6", "--eval-every", "3"]
+    base.append("--no-progress")
     assert main([*base, "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "test: BLEU" in printed and "->" in printed

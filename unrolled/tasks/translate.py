@@ -343,22 +343,18 @@ def teacher_forced(
     batches = PairBatches(
         split.src, split.tgt, batch_size, tgt_vocab.id("<bos>"), tgt_vocab.id("<eos>"), shuffle=False
     )
-    total, correct, count = torch.zeros((), dtype=torch.float64), torch.zeros((), dtype=torch.long), 0
+    sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss, correct, tokens: one sync at the end
     for k in range(len(batches)):
         (src, lengths, tgt_in), tgt_out = batches[k]
         src, lengths, tgt_in, tgt_out = (t.to(device) for t in (src, lengths, tgt_in, tgt_out))
         logits = model(src, lengths, tgt_in)
         real = tgt_out != PAD
-        n = int(real.sum())
-        total = total + masked_loss(logits, tgt_out).double().cpu() * n
-        correct = correct + ((logits.argmax(-1) == tgt_out) & real).sum().cpu()
-        count += n
+        n = real.sum().double()
+        correct = ((logits.argmax(-1) == tgt_out) & real).sum().double()
+        sums += torch.stack([masked_loss(logits, tgt_out).double() * n, correct, n])
     model.train(was_training)
-    return {
-        "loss": float(total) / max(count, 1),
-        "token_accuracy": int(correct) / max(count, 1),
-        "tokens": count,
-    }
+    total, correct, count = sums.tolist()
+    return {"loss": total / max(count, 1), "token_accuracy": correct / max(count, 1), "tokens": int(count)}
 
 
 def hypothesis_text(h: Hypothesis, vocab: WordVocab, kind: str) -> str:
