@@ -250,6 +250,7 @@ def test_a_batch_translates_each_sentence_as_alone(attention, beam) -> None:
     vocab = WordVocab([*SPECIALS, *"abcde"], SPECIALS)
     rows = _sources(7)
     together = translate.decode(model, rows, vocab, beam=beam, alpha=0.6, max_len=7)
+    assert not {PAD, vocab.id("<bos>")} & {t for h in together for t in h.tokens}  # never output
     for row, hyp in zip(rows, together, strict=True):
         alone = translate.decode(model, [row], vocab, beam=beam, alpha=0.6, max_len=7)[0]
         assert alone.tokens == hyp.tokens and alone.log_prob == pytest.approx(hyp.log_prob, abs=1e-4)

@@ -308,10 +308,12 @@ def decode(
     order = sorted(range(len(src)), key=lambda i: len(src[i]))
     out: list[Hypothesis | None] = [None] * len(src)
 
+    never = torch.tensor([PAD, bos], device=device)  # never a target, so never an output
+
     def step(tokens: Tensor, st: Any) -> tuple[Tensor, Any, Tensor | None]:
         memory, dstate = st
         logits, dstate, attn = model.step(memory, tokens, dstate)
-        return logits, (memory, dstate), attn
+        return logits.index_fill(1, never, float("-inf")), (memory, dstate), attn
 
     def select(st: Any, rows: Tensor) -> Any:
         return model.select(st[0], st[1], rows)
