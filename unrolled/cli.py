@@ -156,6 +156,7 @@ def _cmd_eval(tasks: dict[str, Any], names: list[str], args: argparse.Namespace)
 # ---- the entry point -------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .analysis import commands as analysis
     from .bench import commands as bench
     from .tasks import registry
 
@@ -167,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval(commands, tasks)
     for task in tasks.values():
         task.add_commands(commands)
+    analysis.add_commands(commands, _Parser)
     bench.add_commands(commands, _Parser)
     return parser
 

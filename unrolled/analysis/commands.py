@@ -1,0 +1,147 @@
+"""The ``unrolled analyze`` commands: look inside a run's recurrent layers, or a fresh cell's."""
+
+from __future__ import annotations
+
+import argparse
+import io
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..layers import Recurrent
+from ..training import checkpoint as ckpt
+from .spectrum import recurrent_blocks, spectrum
+
+
+def add_commands(commands: Any, parser_class: type[argparse.ArgumentParser]) -> None:
+    """``unrolled analyze spectrum``."""
+    from ..cells.init import SCHEMES
+    from ..tasks.recurrent import CELLS
+
+    analyze = commands.add_parser(
+        "analyze", help="look inside recurrent layers", description="Plots and numbers of recurrent layers."
+    )
+    kinds = analyze.add_subparsers(
+        dest="analysis", required=True, metavar="ANALYSIS", parser_class=parser_class
+    )
+    s = kinds.add_parser(
+        "spectrum",
+        help="eigenvalues of W_hh per gate block, and the lecture's power iteration",
+        description=(
+            "Plot the eigenvalues of a cell's recurrent matrix W_hh, one H x H block per gate, in the "
+            "complex plane with the unit circle; give the spectral radius, the largest singular value, "
+            "and the dominant eigenvalue found by power iteration, checked against torch.linalg.eigvals. "
+            "Writes a PNG and a JSON of the numbers."
+        ),
+    )
+    s.add_argument("run", nargs="?", metavar="DIR", help="a run directory of any recurrent task")
+    s.add_argument("--layer", type=int, default=0, metavar="K", help="which recurrent cell of the run [0]")
+    s.add_argument("--latest", action="store_true", help="the run's latest weights, not the best")
+    s.add_argument("--cell", choices=tuple(CELLS), help="analyse a fresh cell instead of a run")
+    s.add_argument("--hidden", type=int, default=64, metavar="N", help="fresh cell: units [64]")
+    s.add_argument("--init", choices=SCHEMES, default="uniform", help="fresh cell: initialisation [uniform]")
+    s.add_argument("--forget-bias", type=float, metavar="X", help="fresh LSTM: initial forget-gate bias")
+    s.add_argument("--seed", type=int, default=0, help="fresh cell: seed of its weights [0]")
+    s.add_argument("--out", default="spectrum.png", metavar="PNG", help="the plot; the JSON goes beside it")
+    s.set_defaults(func=_cmd_spectrum)
+
+
+def _cell(args: argparse.Namespace) -> tuple[nn.Module, str]:
+    """The cell to analyse, from a run (``--layer``) or built fresh (``--cell``), and its description."""
+    if (args.run is None) == (args.cell is None):
+        raise ValueError("give a run directory or --cell NAME (a fresh cell), not both")
+    if args.cell is not None:
+        from ..tasks.recurrent import RecurrentConfig
+
+        cfg = RecurrentConfig(cell=args.cell, hidden=args.hidden, layers=1, init=args.init)
+        cfg.forget_bias = args.forget_bias
+        cfg.validate()
+        torch.manual_seed(args.seed)
+        layer = cfg.build_recurrent(args.hidden)
+        return layer.cells[0], f"fresh {args.cell} (H={args.hidden}, init {args.init}, seed {args.seed})"
+    model = open_model(args.run, ckpt.LATEST if args.latest else ckpt.BEST)
+    layers = [(name, m) for name, m in model.named_modules() if isinstance(m, Recurrent)]
+    cells = [(f"{name}.cells.{k}", c) for name, m in layers for k, c in enumerate(m.cells)]
+    if not cells:
+        raise ValueError(f"the run {args.run!r} has no recurrent layer to analyse")
+    if not 0 <= args.layer < len(cells):
+        raise ValueError(
+            f"--layer {args.layer} is out of range: the run has {len(cells)} recurrent cells "
+            f"(0..{len(cells) - 1})"
+        )
+    name, cell = cells[args.layer]
+    return cell, f"{args.run}: {name} ({type(cell).__name__})"
+
+
+def open_model(path: str, weights: str) -> nn.Module:
+    """The model of a run directory of any registered task."""
+    from ..tasks import registry
+
+    kind = ckpt.read_json(ckpt.check_run_dir(path) / ckpt.CONFIG, "config.json").get("task")
+    tasks = registry()
+    if kind not in tasks:
+        known = ", ".join(tasks)
+        raise ValueError(f"config.json of {path!r} names an unknown task {kind!r}: expected {known}")
+    return tasks[kind].open_run(path, weights=weights).model
+
+
+def _cmd_spectrum(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if out.suffix.lower() != ".png":
+        raise ValueError(f"--out writes a PNG file: give a name ending in .png, got {args.out!r}")
+    cell, what = _cell(args)
+    blocks = {g: spectrum(W) for g, W in recurrent_blocks(cell).items()}
+    ckpt.atomic_write_bytes(out, _plot_spectrum(blocks, what))
+    ckpt.atomic_write_json(out.with_suffix(".json"), {"cell": what, "blocks": blocks})
+    print(what)
+    for g, s in blocks.items():
+        p = s["power"]
+        if not s["dominant"]["is_real"]:
+            found = "the top eigenvalues are a complex pair: power iteration does not settle"
+        elif p["converged"]:
+            found = f"power iteration {p['estimate']:.6f} in {p['iterations']} steps (error {p['error']:.1e})"
+        else:
+            found = (
+                f"power iteration did not settle in {p['iterations']} steps: |lambda_2/lambda_1| = "
+                f"{s['ratio']:.6f} (error {p['error']:.1e})"
+            )
+        radius, sigma = s["spectral_radius"], s["max_singular_value"]
+        print(f"  {g}: spectral radius {radius:.4f}, largest singular value {sigma:.4f}; {found}")
+    print(f"written: {out} and {out.with_suffix('.json')}")
+    return 0
+
+
+def _plot_spectrum(blocks: dict[str, dict[str, Any]], title: str) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(blocks)
+    fig, axes = plt.subplots(1, n + 1, figsize=(3.2 * (n + 1), 3.4), squeeze=False)
+    circle = torch.linspace(0, 2 * torch.pi, 200)
+    for ax, (g, s) in zip(axes[0], blocks.items(), strict=False):
+        z = torch.tensor(s["eigenvalues"])
+        ax.plot(circle.cos(), circle.sin(), color="grey", lw=0.8)
+        ax.scatter(z[:, 0], z[:, 1], s=10)
+        ax.set_aspect("equal")
+        ax.set_title(f"{g}: rho = {s['spectral_radius']:.3f}", fontsize=9)
+        ax.set_xlabel("Re")
+    axes[0][0].set_ylabel("Im")
+    conv = axes[0][n]
+    for g, s in blocks.items():
+        errors = s["power"]["errors"]
+        if errors:
+            conv.semilogy(range(1, len(errors) + 1), [max(e, 1e-16) for e in errors], label=g)
+    conv.set_title("power iteration |lambda_k - lambda_1|", fontsize=9)
+    conv.set_xlabel("iteration")
+    if conv.get_legend_handles_labels()[0]:
+        conv.legend(fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
