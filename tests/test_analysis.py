@@ -9,6 +9,7 @@ import torch
 
 from unrolled import GRUCell, LSTMCell, MinGRUCell, MUTCell, RNNCell
 from unrolled.analysis import power_iteration, recurrent_blocks, spectrum
+from unrolled.analysis.gradients import gradient_flow
 from unrolled.cli import main
 
 
@@ -83,3 +84,85 @@ def test_analyze_spectrum_command(tmp_path, capsys, tiny_text_file) -> None:
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and message in err, err
     assert not (tmp_path / "x.jpg").exists()
+
+
+# ---- gradients -----------------------------------------------------------------------------
+def _fresh(cell: str, forget_bias: float | None = None, hidden: int = 32, layers: int = 1):
+    from unrolled.tasks.recurrent import RecurrentConfig
+
+    torch.manual_seed(0)
+    cfg = RecurrentConfig(cell=cell, hidden=hidden, layers=layers, forget_bias=forget_bias)
+    return cfg.build_recurrent(hidden)
+
+
+def test_at_init_the_elman_gradient_vanishes_and_the_lstm_keeps_it() -> None:
+    x = torch.randn(4, 50, 32, generator=torch.Generator().manual_seed(1))
+    rnn, gru, lstm = (
+        gradient_flow(_fresh(c, fb), x)["layers"][0]
+        for c, fb in (("rnn", None), ("gru", None), ("lstm", 1.0))
+    )
+    assert rnn["grad_decay"] < gru["grad_decay"] < lstm["grad_decay"]
+    assert rnn["grad_decay"] < 0.7 and lstm["grad_decay"] > 0.75  # geometric fall vs a slow one
+    assert rnn["grad_norm"][0] < 1e-6 * lstm["grad_norm"][0]  # 49 steps back
+    assert rnn["jacobian_decay"] < lstm["jacobian_decay"]
+    assert rnn["grad_norm"][-1] == pytest.approx(1.0)  # dL/dh_T = w, a unit vector
+
+
+def test_jacobian_product_equals_autograd_through_the_unrolled_loop() -> None:
+    layer = _fresh("lstm", hidden=5).double()
+    cell = layer.cells[0]
+    x = torch.randn(2, 6, 5, dtype=torch.float64)
+    r = gradient_flow(layer, x)["layers"][0]
+
+    def final_from(t: int, b: int):
+        def f(s):  # s_t of sample b (h and c) -> s_T
+            state = (s[:5][None], s[5:][None])
+            for k in range(t + 1, 6):
+                _, state = cell(x[b : b + 1, k], type(cell.init_state(1))(*state))
+            return torch.cat([state[0][0], state[1][0]])
+
+        return f
+
+    state = cell.init_state(2, dtype=torch.float64)
+    states = []
+    for k in range(6):
+        _, state = cell(x[:, k], state)
+        states.append(torch.cat([state[0], state[1]], 1).detach())
+    for t in (0, 3, 5):
+        norms = [
+            torch.linalg.matrix_norm(
+                torch.autograd.functional.jacobian(final_from(t, b), states[t][b]), ord=2
+            )
+            for b in range(2)
+        ]
+        assert r["jacobian_norm"][t] == pytest.approx(float(sum(norms) / 2), rel=1e-9)
+
+
+def test_analyze_gradients_command(tmp_path, capsys, tiny_text_file) -> None:
+    out = tmp_path / "g.png"
+    argv = ["analyze", "gradients", "--compare", "rnn,lstm", "--forget-bias", "1", "--steps", "20"]
+    assert main([*argv, "--hidden", "16", "--out", str(out)]) == 0
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    numbers = json.loads(out.with_suffix(".json").read_text())
+    assert (
+        list(numbers) == ["rnn", "lstm (forget bias 1)"]
+        and len(numbers["rnn"]["layers"][0]["grad_norm"]) == 20
+    )
+    assert "per step" in capsys.readouterr().out
+    run = tmp_path / "lm"
+    small = ["--hidden", "8", "--layers", "2", "--seq-len", "8", "--batch-size", "4", "--max-steps", "1"]
+    assert (
+        main(["train", "charlm", "--text", str(tiny_text_file), *small, "--no-progress", "--out", str(run)])
+        == 0
+    )
+    assert main(["analyze", "gradients", str(run), "--steps", "10", "--out", str(out)]) == 0
+    assert "rnn, layer 1" in capsys.readouterr().out
+    for args, message in [
+        ([str(run), "--module", "1"], "out of range: the run's recurrent layers are 0: rnn"),
+        (["--compare", "rnn,xyz"], "unknown cell 'xyz'"),
+        (["--cell", "rnn", "--steps", "0"], "--steps must be positive"),
+        ([str(run), "--cell", "gru"], "give one of"),
+    ]:
+        assert main(["analyze", "gradients", *args]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and message in err, err

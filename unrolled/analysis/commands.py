@@ -16,7 +16,7 @@ from .spectrum import recurrent_blocks, spectrum
 
 
 def add_commands(commands: Any, parser_class: type[argparse.ArgumentParser]) -> None:
-    """``unrolled analyze spectrum``."""
+    """``unrolled analyze spectrum|gradients``."""
     from ..cells.init import SCHEMES
     from ..tasks.recurrent import CELLS
 
@@ -46,6 +46,32 @@ def add_commands(commands: Any, parser_class: type[argparse.ArgumentParser]) -> 
     s.add_argument("--seed", type=int, default=0, help="fresh cell: seed of its weights [0]")
     s.add_argument("--out", default="spectrum.png", metavar="PNG", help="the plot; the JSON goes beside it")
     s.set_defaults(func=_cmd_spectrum)
+
+    g = kinds.add_parser(
+        "gradients",
+        help="how far back the gradient reaches: dL/ds_t and the Jacobian product, per step",
+        description=(
+            "For a loss at the last step of a sequence (inputs x_t ~ N(0, 1)), plot against the distance "
+            "from the loss the norm of dL/ds_t and the spectral norm of the product of step Jacobians "
+            "ds_T/ds_t (s_t: the cell's whole state), averaged over a batch, per layer, on a log scale; "
+            "fit the decay per step. Several fresh cells go on one figure with --compare. Writes a PNG "
+            "and a JSON of the numbers."
+        ),
+    )
+    g.add_argument("run", nargs="?", metavar="DIR", help="a run directory of any recurrent task")
+    g.add_argument("--module", type=int, default=0, metavar="K", help="which recurrent layer of the run [0]")
+    g.add_argument("--latest", action="store_true", help="the run's latest weights, not the best")
+    g.add_argument("--cell", choices=tuple(CELLS), help="a fresh cell instead of a run")
+    g.add_argument("--compare", metavar="A,B,...", help="fresh cells side by side, e.g. rnn,lstm,gru")
+    g.add_argument("--hidden", type=int, default=64, metavar="N", help="fresh cells: units [64]")
+    g.add_argument("--layers", type=int, default=1, metavar="N", help="fresh cells: stacked layers [1]")
+    g.add_argument("--init", choices=SCHEMES, default="uniform", help="fresh cells: initialisation [uniform]")
+    g.add_argument("--forget-bias", type=float, metavar="X", help="fresh LSTM: initial forget-gate bias")
+    g.add_argument("--steps", type=int, default=100, metavar="T", help="sequence length [100]")
+    g.add_argument("--batch", type=int, default=8, metavar="B", help="sequences averaged over [8]")
+    g.add_argument("--seed", type=int, default=0, help="seed of fresh weights, inputs and loss direction [0]")
+    g.add_argument("--out", default="gradients.png", metavar="PNG", help="the plot; the JSON goes beside it")
+    g.set_defaults(func=_cmd_gradients)
 
 
 def _cell(args: argparse.Namespace) -> tuple[nn.Module, str]:
@@ -140,6 +166,101 @@ def _plot_spectrum(blocks: dict[str, dict[str, Any]], title: str) -> bytes:
     if conv.get_legend_handles_labels()[0]:
         conv.legend(fontsize=8)
     fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _layers(args: argparse.Namespace) -> list[tuple[str, Recurrent]]:
+    """(label, recurrent layer) to analyse: a run's ``--module``, or fresh ``--cell``/``--compare`` cells."""
+    from ..tasks.recurrent import CELLS, RecurrentConfig
+
+    given = [x is not None for x in (args.run, args.cell, args.compare)]
+    if sum(given) != 1:
+        raise ValueError("give one of: a run directory, --cell NAME, --compare A,B,...")
+    for name in ("hidden", "layers", "steps", "batch"):
+        if getattr(args, name) <= 0:
+            raise ValueError(f"--{name} must be positive, got {getattr(args, name)}")
+    if args.run is not None:
+        model = open_model(args.run, ckpt.LATEST if args.latest else ckpt.BEST)
+        layers = [(name, m) for name, m in model.named_modules() if isinstance(m, Recurrent)]
+        if not layers:
+            raise ValueError(f"the run {args.run!r} has no recurrent layer to analyse")
+        if not 0 <= args.module < len(layers):
+            names = ", ".join(f"{k}: {n}" for k, (n, _) in enumerate(layers))
+            raise ValueError(
+                f"--module {args.module} is out of range: the run's recurrent layers are {names}"
+            )
+        name, layer = layers[args.module]
+        return [(f"{args.run}: {name}", layer)]
+    names = (
+        [args.cell] if args.cell is not None else [c.strip() for c in args.compare.split(",") if c.strip()]
+    )
+    unknown = [n for n in names if n not in CELLS]
+    if unknown or not names:
+        raise ValueError(
+            f"unknown cell {', '.join(map(repr, unknown)) or '(none)'}: expected {', '.join(CELLS)}"
+        )
+    out = []
+    for name in names:
+        fb = args.forget_bias if name == "lstm" else None
+        cfg = RecurrentConfig(
+            cell=name, hidden=args.hidden, layers=args.layers, init=args.init, forget_bias=fb
+        )
+        cfg.validate()
+        torch.manual_seed(args.seed)
+        label = name + (f" (forget bias {fb:g})" if fb is not None else "")
+        out.append((label, cfg.build_recurrent(args.hidden)))
+    return out
+
+
+def _cmd_gradients(args: argparse.Namespace) -> int:
+    from .gradients import gradient_flow
+
+    out = Path(args.out)
+    if out.suffix.lower() != ".png":
+        raise ValueError(f"--out writes a PNG file: give a name ending in .png, got {args.out!r}")
+    results = {}
+    for label, layer in _layers(args):
+        g = torch.Generator().manual_seed(args.seed)
+        x = torch.randn(args.batch, args.steps, layer.input_size, generator=g)
+        results[label] = gradient_flow(layer, x, seed=args.seed)
+    ckpt.atomic_write_bytes(out, _plot_gradients(results))
+    ckpt.atomic_write_json(out.with_suffix(".json"), results)
+    for label, r in results.items():
+        for k, layer in enumerate(r["layers"]):
+            far = layer["grad_norm"][0] / max(layer["grad_norm"][-1], 1e-300)
+            print(
+                f"{label}, layer {k}: the gradient falls by x{layer['grad_decay']:.3f} per step "
+                f"(Jacobian product x{layer['jacobian_decay']:.3f}); {r['steps'] - 1} steps back it is "
+                f"{far:.1e} of its value at the loss"
+            )
+    print(f"written: {out} and {out.with_suffix('.json')}")
+    return 0
+
+
+def _plot_gradients(results: dict[str, dict[str, Any]]) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for i, (label, r) in enumerate(results.items()):
+        color = f"C{i}"
+        for k, layer in enumerate(r["layers"]):
+            back = list(range(r["steps"]))
+            tag = label + (f", layer {k}" if len(r["layers"]) > 1 else "")
+            ax.semilogy(back, [max(v, 1e-300) for v in reversed(layer["grad_norm"])], color=color,
+                        alpha=1.0 - 0.25 * k, label=f"{tag}: |dL/ds_t|")  # fmt: skip
+            if "jacobian_norm" in layer:
+                ax.semilogy(back, [max(v, 1e-300) for v in reversed(layer["jacobian_norm"])], color=color,
+                            ls="--", alpha=1.0 - 0.25 * k, label=f"{tag}: |ds_T/ds_t|")  # fmt: skip
+    ax.set_xlabel("steps back from the loss (T - t)")
+    ax.set_ylabel("norm (log scale)")
+    ax.legend(fontsize=7)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
