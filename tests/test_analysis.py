@@ -166,3 +166,64 @@ def test_analyze_gradients_command(tmp_path, capsys, tiny_text_file) -> None:
         assert main(["analyze", "gradients", *args]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and message in err, err
+
+
+# ---- sequential Jacobian -------------------------------------------------------------------
+def test_a_model_that_looks_one_step_back_has_a_zero_jacobian_beyond_it() -> None:
+    import functools
+
+    from unrolled import Recurrent
+    from unrolled.analysis.jacobian import sequential_jacobian
+    from unrolled.models import LanguageModel
+
+    torch.manual_seed(0)
+    rnn = Recurrent(functools.partial(RNNCell, hidden_size=3), 4, batch_first=True)
+    model = LanguageModel(6, rnn, embedding_dim=4).double()
+    with torch.no_grad():  # U = 1.5 e1 e2^T: U D U = 0 for every diagonal D, so h_T sees x_T and x_{T-1} only
+        rnn.cells[0].weight_hh.zero_()
+        rnn.cells[0].weight_hh[0, 1] = 1.5
+    norms = sequential_jacobian(model, torch.tensor([1, 2, 3, 4, 5, 0, 1, 2]))
+    assert all(v == 0 for v in norms[:-2]) and norms[-2] > 0 and norms[-1] > 0
+    with torch.no_grad():
+        rnn.cells[0].weight_hh.normal_()  # a full recurrence looks all the way back
+    assert all(v > 0 for v in sequential_jacobian(model, torch.tensor([1, 2, 3, 4, 5, 0, 1, 2])))
+
+
+def test_analyze_jacobian_command(tmp_path, capsys, tiny_text_file) -> None:
+    run = tmp_path / "lm"
+    small = ["--hidden", "8", "--layers", "1", "--seq-len", "8", "--batch-size", "4", "--max-steps", "1"]
+    assert (
+        main(["train", "charlm", "--text", str(tiny_text_file), *small, "--no-progress", "--out", str(run)])
+        == 0
+    )
+    out = tmp_path / "j.png"
+    assert main(["analyze", "jacobian", str(run), "--text", "The river runs\nwhere", "--out", str(out)]) == 0
+    assert (
+        out.read_bytes()[:4] == b"\x89PNG"
+        and len(json.loads(out.with_suffix(".json").read_text())["norms"]) == 20
+    )
+    assert "characters back" in capsys.readouterr().out
+    tr = tmp_path / "tr"
+    tiny = [
+        "--train-numbers",
+        "100",
+        "--held-out",
+        "5",
+        "--hidden",
+        "8",
+        "--embedding-dim",
+        "4",
+        "--max-steps",
+        "1",
+    ]
+    assert main(["train", "translate", *tiny, "--no-progress", "--out", str(tr)]) == 0
+    capsys.readouterr()
+    for argv, message in [
+        ([str(run), "--text", "x" * 1001], "the limit is 1000"),
+        ([str(run), "--text", "ZZZ~"], "not in the model's vocabulary"),
+        ([str(tr), "--text", "one"], "reads a char-LM run"),
+    ]:
+        assert main(["analyze", "jacobian", *argv, "--out", str(tmp_path / "k.png")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and message in err, err
+    assert not (tmp_path / "k.png").exists()

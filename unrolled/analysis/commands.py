@@ -16,7 +16,7 @@ from .spectrum import recurrent_blocks, spectrum
 
 
 def add_commands(commands: Any, parser_class: type[argparse.ArgumentParser]) -> None:
-    """``unrolled analyze spectrum|gradients``."""
+    """``unrolled analyze spectrum|gradients|jacobian``."""
     from ..cells.init import SCHEMES
     from ..tasks.recurrent import CELLS
 
@@ -73,6 +73,21 @@ def add_commands(commands: Any, parser_class: type[argparse.ArgumentParser]) -> 
     g.add_argument("--out", default="gradients.png", metavar="PNG", help="the plot; the JSON goes beside it")
     g.set_defaults(func=_cmd_gradients)
 
+    j = kinds.add_parser(
+        "jacobian",
+        help="the sequential Jacobian of a char-LM over a text: how far back the model looks",
+        description=(
+            "For a char-LM run and a text, the norm of d y_T / d x_t, the Jacobian of the last position's "
+            "logits with respect to each input character's vector (Graves 2012), drawn as a heat map "
+            "over the text and against the distance. Writes a PNG and a JSON of the numbers."
+        ),
+    )
+    j.add_argument("run", metavar="DIR", help="a char-LM run directory")
+    j.add_argument("--text", required=True, help="the text to read (at most 1000 characters)")
+    j.add_argument("--latest", action="store_true", help="the run's latest weights, not the best")
+    j.add_argument("--out", default="jacobian.png", metavar="PNG", help="the plot; the JSON goes beside it")
+    j.set_defaults(func=_cmd_jacobian)
+
 
 def _cell(args: argparse.Namespace) -> tuple[nn.Module, str]:
     """The cell to analyse, from a run (``--layer``) or built fresh (``--cell``), and its description."""
@@ -101,8 +116,8 @@ def _cell(args: argparse.Namespace) -> tuple[nn.Module, str]:
     return cell, f"{args.run}: {name} ({type(cell).__name__})"
 
 
-def open_model(path: str, weights: str) -> nn.Module:
-    """The model of a run directory of any registered task."""
+def open_any_run(path: str, weights: str) -> Any:
+    """A run directory of any registered task, opened by its own task (a :class:`Run`)."""
     from ..tasks import registry
 
     kind = ckpt.read_json(ckpt.check_run_dir(path) / ckpt.CONFIG, "config.json").get("task")
@@ -110,7 +125,12 @@ def open_model(path: str, weights: str) -> nn.Module:
     if kind not in tasks:
         known = ", ".join(tasks)
         raise ValueError(f"config.json of {path!r} names an unknown task {kind!r}: expected {known}")
-    return tasks[kind].open_run(path, weights=weights).model
+    return tasks[kind].open_run(path, weights=weights)
+
+
+def open_model(path: str, weights: str) -> nn.Module:
+    """The model of a run directory of any registered task."""
+    return open_any_run(path, weights).model
 
 
 def _cmd_spectrum(args: argparse.Namespace) -> int:
@@ -261,6 +281,68 @@ def _plot_gradients(results: dict[str, dict[str, Any]]) -> bytes:
     ax.set_xlabel("steps back from the loss (T - t)")
     ax.set_ylabel("norm (log scale)")
     ax.legend(fontsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _cmd_jacobian(args: argparse.Namespace) -> int:
+    from ..models import LanguageModel
+    from .jacobian import MAX_CHARS, sequential_jacobian
+
+    out = Path(args.out)
+    if out.suffix.lower() != ".png":
+        raise ValueError(f"--out writes a PNG file: give a name ending in .png, got {args.out!r}")
+    if not args.text:
+        raise ValueError("--text is empty: give the text to read")
+    if len(args.text) > MAX_CHARS:
+        raise ValueError(
+            f"--text has {len(args.text)} characters; the limit is {MAX_CHARS}: give a shorter one"
+        )
+    run = open_any_run(args.run, ckpt.LATEST if args.latest else ckpt.BEST)
+    if not isinstance(run.model, LanguageModel):
+        raise ValueError(f"analyze jacobian reads a char-LM run; {args.run!r} is a {run.config.TASK} run")
+    norms = sequential_jacobian(run.model, run.vocab.encode(args.text))
+    ckpt.atomic_write_bytes(out, _plot_jacobian(args.text, norms))
+    ckpt.atomic_write_json(out.with_suffix(".json"), {"run": args.run, "text": args.text, "norms": norms})
+    top = max(norms)
+    reach = next((len(norms) - 1 - t for t in range(len(norms)) if norms[t] >= 0.01 * top), 0)
+    print(f"the last output depends on inputs up to {reach} characters back (1% of the largest norm)")
+    print(f"written: {out} and {out.with_suffix('.json')}")
+    return 0
+
+
+def _plot_jacobian(text: str, norms: list[float]) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib import colors
+
+    width = 60
+    rows = (len(text) + width - 1) // width
+    fig, (ax, curve) = plt.subplots(
+        2, 1, figsize=(9, 1.2 + 0.3 * rows + 2.4), height_ratios=[0.3 * rows + 0.6, 2.4]
+    )
+    values = [max(v, 1e-12) for v in norms]
+    scale = colors.LogNorm(vmin=max(min(values), max(values) * 1e-6), vmax=max(values))
+    cmap = plt.get_cmap("viridis")
+    for t, ch in enumerate(text):
+        r, c = divmod(t, width)
+        ax.add_patch(plt.Rectangle((c, -r - 1), 1, 1, color=cmap(scale(values[t]))))
+        shown = {"\n": "⏎", " ": "·"}.get(ch, ch)
+        ax.text(
+            c + 0.5, -r - 0.5, shown, ha="center", va="center", fontsize=7, family="monospace", color="white"
+        )
+    ax.set_xlim(0, width)
+    ax.set_ylim(-rows, 0)
+    ax.axis("off")
+    ax.set_title("|d y_T / d x_t| over the text (log colour scale)", fontsize=9)
+    curve.semilogy(range(len(norms)), list(reversed(values)))
+    curve.set_xlabel("characters back from the last one")
+    curve.set_ylabel("|d y_T / d x_t|")
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
