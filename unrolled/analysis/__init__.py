@@ -1,7 +1,9 @@
 """Analysis: what the lectures show about why recurrent networks behave as they do: how far back
-a gradient reaches (:mod:`.gradients`) and the recurrent matrix's spectrum (:mod:`.spectrum`)."""
+a gradient reaches (:mod:`.gradients`), how far back a trained model looks (:mod:`.jacobian`) and
+the recurrent matrix's spectrum (:mod:`.spectrum`)."""
 
 from .gradients import gradient_flow
+from .jacobian import sequential_jacobian
 from .spectrum import power_iteration, recurrent_blocks, spectrum
 
-__all__ = ["gradient_flow", "power_iteration", "recurrent_blocks", "spectrum"]
+__all__ = ["gradient_flow", "power_iteration", "recurrent_blocks", "sequential_jacobian", "spectrum"]

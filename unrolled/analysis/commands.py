@@ -17,9 +17,6 @@ from .spectrum import recurrent_blocks, spectrum
 
 def add_commands(commands: Any, parser_class: type[argparse.ArgumentParser]) -> None:
     """``unrolled analyze spectrum|gradients|jacobian``."""
-    from ..cells.init import SCHEMES
-    from ..tasks.recurrent import CELLS
-
     analyze = commands.add_parser(
         "analyze", help="look inside recurrent layers", description="Plots and numbers of recurrent layers."
     )
@@ -36,15 +33,8 @@ def add_commands(commands: Any, parser_class: type[argparse.ArgumentParser]) -> 
             "Writes a PNG and a JSON of the numbers."
         ),
     )
-    s.add_argument("run", nargs="?", metavar="DIR", help="a run directory of any recurrent task")
+    _target_arguments(s, "spectrum.png")
     s.add_argument("--layer", type=int, default=0, metavar="K", help="which recurrent cell of the run [0]")
-    s.add_argument("--latest", action="store_true", help="the run's latest weights, not the best")
-    s.add_argument("--cell", choices=tuple(CELLS), help="analyse a fresh cell instead of a run")
-    s.add_argument("--hidden", type=int, default=64, metavar="N", help="fresh cell: units [64]")
-    s.add_argument("--init", choices=SCHEMES, default="uniform", help="fresh cell: initialisation [uniform]")
-    s.add_argument("--forget-bias", type=float, metavar="X", help="fresh LSTM: initial forget-gate bias")
-    s.add_argument("--seed", type=int, default=0, help="fresh cell: seed of its weights [0]")
-    s.add_argument("--out", default="spectrum.png", metavar="PNG", help="the plot; the JSON goes beside it")
     s.set_defaults(func=_cmd_spectrum)
 
     g = kinds.add_parser(
@@ -58,19 +48,12 @@ def add_commands(commands: Any, parser_class: type[argparse.ArgumentParser]) -> 
             "and a JSON of the numbers."
         ),
     )
-    g.add_argument("run", nargs="?", metavar="DIR", help="a run directory of any recurrent task")
+    _target_arguments(g, "gradients.png")
     g.add_argument("--module", type=int, default=0, metavar="K", help="which recurrent layer of the run [0]")
-    g.add_argument("--latest", action="store_true", help="the run's latest weights, not the best")
-    g.add_argument("--cell", choices=tuple(CELLS), help="a fresh cell instead of a run")
     g.add_argument("--compare", metavar="A,B,...", help="fresh cells side by side, e.g. rnn,lstm,gru")
-    g.add_argument("--hidden", type=int, default=64, metavar="N", help="fresh cells: units [64]")
     g.add_argument("--layers", type=int, default=1, metavar="N", help="fresh cells: stacked layers [1]")
-    g.add_argument("--init", choices=SCHEMES, default="uniform", help="fresh cells: initialisation [uniform]")
-    g.add_argument("--forget-bias", type=float, metavar="X", help="fresh LSTM: initial forget-gate bias")
     g.add_argument("--steps", type=int, default=100, metavar="T", help="sequence length [100]")
     g.add_argument("--batch", type=int, default=8, metavar="B", help="sequences averaged over [8]")
-    g.add_argument("--seed", type=int, default=0, help="seed of fresh weights, inputs and loss direction [0]")
-    g.add_argument("--out", default="gradients.png", metavar="PNG", help="the plot; the JSON goes beside it")
     g.set_defaults(func=_cmd_gradients)
 
     j = kinds.add_parser(
@@ -87,6 +70,37 @@ def add_commands(commands: Any, parser_class: type[argparse.ArgumentParser]) -> 
     j.add_argument("--latest", action="store_true", help="the run's latest weights, not the best")
     j.add_argument("--out", default="jacobian.png", metavar="PNG", help="the plot; the JSON goes beside it")
     j.set_defaults(func=_cmd_jacobian)
+
+
+def _target_arguments(p: argparse.ArgumentParser, out: str) -> None:
+    """What to analyse (a run, or a fresh cell and how to build it) and where the plot goes."""
+    from ..cells.init import SCHEMES
+    from ..tasks.recurrent import CELLS
+
+    p.add_argument("run", nargs="?", metavar="DIR", help="a run directory of any recurrent task")
+    p.add_argument("--latest", action="store_true", help="the run's latest weights, not the best")
+    p.add_argument("--cell", choices=tuple(CELLS), help="analyse a fresh cell instead of a run")
+    p.add_argument("--hidden", type=int, default=64, metavar="N", help="fresh cell: units [64]")
+    p.add_argument("--init", choices=SCHEMES, default="uniform", help="fresh cell: initialisation [uniform]")
+    p.add_argument("--forget-bias", type=float, metavar="X", help="fresh LSTM: initial forget-gate bias")
+    p.add_argument("--seed", type=int, default=0, help="seed of fresh weights (and of random inputs) [0]")
+    p.add_argument("--out", default=out, metavar="PNG", help=f"the plot; the JSON goes beside it [{out}]")
+
+
+def _png_path(out: str) -> Path:
+    if not out.lower().endswith(".png"):
+        raise ValueError(f"--out writes a PNG file: give a name ending in .png, got {out!r}")
+    return Path(out)
+
+
+def _save(fig: Any) -> bytes:
+    """A matplotlib figure as PNG bytes (written atomically by the caller), and closed."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
 
 
 def _cell(args: argparse.Namespace) -> tuple[nn.Module, str]:
@@ -134,9 +148,7 @@ def open_model(path: str, weights: str) -> nn.Module:
 
 
 def _cmd_spectrum(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    if out.suffix.lower() != ".png":
-        raise ValueError(f"--out writes a PNG file: give a name ending in .png, got {args.out!r}")
+    out = _png_path(args.out)
     cell, what = _cell(args)
     blocks = {g: spectrum(W) for g, W in recurrent_blocks(cell).items()}
     ckpt.atomic_write_bytes(out, _plot_spectrum(blocks, what))
@@ -187,10 +199,7 @@ def _plot_spectrum(blocks: dict[str, dict[str, Any]], title: str) -> bytes:
         conv.legend(fontsize=8)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return buf.getvalue()
+    return _save(fig)
 
 
 def _layers(args: argparse.Namespace) -> list[tuple[str, Recurrent]]:
@@ -239,9 +248,7 @@ def _layers(args: argparse.Namespace) -> list[tuple[str, Recurrent]]:
 def _cmd_gradients(args: argparse.Namespace) -> int:
     from .gradients import gradient_flow
 
-    out = Path(args.out)
-    if out.suffix.lower() != ".png":
-        raise ValueError(f"--out writes a PNG file: give a name ending in .png, got {args.out!r}")
+    out = _png_path(args.out)
     results = {}
     for label, layer in _layers(args):
         g = torch.Generator().manual_seed(args.seed)
@@ -282,19 +289,14 @@ def _plot_gradients(results: dict[str, dict[str, Any]]) -> bytes:
     ax.set_ylabel("norm (log scale)")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return buf.getvalue()
+    return _save(fig)
 
 
 def _cmd_jacobian(args: argparse.Namespace) -> int:
     from ..models import LanguageModel
     from .jacobian import MAX_CHARS, sequential_jacobian
 
-    out = Path(args.out)
-    if out.suffix.lower() != ".png":
-        raise ValueError(f"--out writes a PNG file: give a name ending in .png, got {args.out!r}")
+    out = _png_path(args.out)
     if not args.text:
         raise ValueError("--text is empty: give the text to read")
     if len(args.text) > MAX_CHARS:
@@ -344,7 +346,4 @@ def _plot_jacobian(text: str, norms: list[float]) -> bytes:
     curve.set_xlabel("characters back from the last one")
     curve.set_ylabel("|d y_T / d x_t|")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return buf.getvalue()
+    return _save(fig)
