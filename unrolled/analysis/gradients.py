@@ -58,7 +58,8 @@ def _decay(norms: list[float]) -> float | None:
 
 @torch.enable_grad()
 def gradient_flow(layer: Recurrent, x: Tensor, seed: int = 0, jacobians: bool = True) -> dict[str, Any]:
-    """Per layer of ``layer`` (its forward cells), on the batch ``x`` (B, T, I):
+    """Per layer of ``layer`` (its forward cells; a bidirectional layer must have one layer), on the
+    batch ``x`` (B, T, I):
 
     - ``grad_norm[t]``: the mean over the batch of ||dL/ds_t|| for the loss at the last step;
     - ``jacobian_norm[t]``: the mean of the spectral norm of ds_T/ds_t (this layer's own
@@ -69,6 +70,11 @@ def gradient_flow(layer: Recurrent, x: Tensor, seed: int = 0, jacobians: bool = 
     """
     if x.dim() != 3 or x.size(-1) != layer.input_size:
         raise ValueError(f"x must be (batch, steps, {layer.input_size}), got {tuple(x.shape)}")
+    if layer.bidirectional and layer.num_layers > 1:
+        raise ValueError(
+            "gradients follows the forward direction of a layer; a stacked bidirectional layer feeds "
+            "both directions to the next layer, which this analysis does not run"
+        )
     was_training = layer.training
     layer.eval()  # no dropout or zoneout: the model's function itself
     B, T = x.size(0), x.size(1)
