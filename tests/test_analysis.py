@@ -88,7 +88,7 @@ def test_analyze_spectrum_command(tmp_path, capsys, tiny_text_file) -> None:
 
 # ---- gradients -----------------------------------------------------------------------------
 def _fresh(cell: str, forget_bias: float | None = None, hidden: int = 32, layers: int = 1):
-    from unrolled.tasks.recurrent import RecurrentConfig
+    from unrolled.tasks.base import RecurrentConfig
 
     torch.manual_seed(0)
     cfg = RecurrentConfig(cell=cell, hidden=hidden, layers=layers, forget_bias=forget_bias)

@@ -11,7 +11,7 @@ from unrolled.cells.lstm import VARIANTS
 from unrolled.cli import main
 from unrolled.data import BPTTChunks
 from unrolled.tasks import charlm
-from unrolled.tasks.recurrent import CELLS
+from unrolled.tasks.base import CELLS
 from unrolled.training import checkpoint as ckpt
 
 SMALL = [

@@ -75,7 +75,7 @@ def add_commands(commands: Any, parser_class: type[argparse.ArgumentParser]) -> 
 def _target_arguments(p: argparse.ArgumentParser, out: str) -> None:
     """What to analyse (a run, or a fresh cell and how to build it) and where the plot goes."""
     from ..cells.init import SCHEMES
-    from ..tasks.recurrent import CELLS
+    from ..tasks.base import CELLS
 
     p.add_argument("run", nargs="?", metavar="DIR", help="a run directory of any recurrent task")
     p.add_argument("--latest", action="store_true", help="the run's latest weights, not the best")
@@ -108,7 +108,7 @@ def _cell(args: argparse.Namespace) -> tuple[nn.Module, str]:
     if (args.run is None) == (args.cell is None):
         raise ValueError("give a run directory or --cell NAME (a fresh cell), not both")
     if args.cell is not None:
-        from ..tasks.recurrent import RecurrentConfig
+        from ..tasks.base import RecurrentConfig
 
         cfg = RecurrentConfig(cell=args.cell, hidden=args.hidden, layers=1, init=args.init)
         cfg.forget_bias = args.forget_bias
@@ -204,7 +204,7 @@ def _plot_spectrum(blocks: dict[str, dict[str, Any]], title: str) -> bytes:
 
 def _layers(args: argparse.Namespace) -> list[tuple[str, Recurrent]]:
     """(label, recurrent layer) to analyse: a run's ``--module``, or fresh ``--cell``/``--compare`` cells."""
-    from ..tasks.recurrent import CELLS, RecurrentConfig
+    from ..tasks.base import CELLS, RecurrentConfig
 
     given = [x is not None for x in (args.run, args.cell, args.compare)]
     if sum(given) != 1:

@@ -25,7 +25,7 @@ from ..models import LanguageModel
 from ..training import Asset, Fit, LoopConfig, OptimConfig, Prepared, Run, RunConfig, Task, TrainerState, flag
 from ..training import checkpoint as ckpt
 from ..training.device import model_device
-from .recurrent import RecurrentConfig
+from .base import RecurrentConfig
 
 
 @dataclass

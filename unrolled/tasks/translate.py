@@ -38,7 +38,7 @@ from ..models.seq2seq import ATTENTIONS, Seq2Seq
 from ..training import Asset, Fit, LoopConfig, OptimConfig, Prepared, Run, RunConfig, Task, TrainerState, flag
 from ..training.device import model_device
 from ..training.loop import LossFn
-from .recurrent import RecurrentConfig
+from .base import RecurrentConfig
 
 log = logging.getLogger(__name__)
 
