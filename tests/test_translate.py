@@ -459,9 +459,12 @@ def test_translate_errors(tmp_path, capsys, tiny_text_file) -> None:
         == 0
     )
     capsys.readouterr()
+    blank = tmp_path / "blank.txt"
+    blank.write_text("one\n\ntwo\n", encoding="utf-8")
     cases = [
         (["translate", str(out), "--text", "one", "--beam", "0"], "--beam must be >= 1"),
         (["translate", str(out), "--text", "  "], "text 1 is empty"),
+        (["translate", str(out), "--file", str(blank)], "line 2 of .* is empty"),
         (["translate", str(lm), "--text", "one"], "not that of a translate run"),
         (["translate", str(out)], "--text TEXT .* or --file FILE"),
         (

@@ -557,6 +557,9 @@ class Translate(Task):
             texts = raw.splitlines()
             if not texts:
                 raise ValueError(f"{args.file!r} holds no sentences: give one per line")
+            blank = next((k + 1 for k, t in enumerate(texts) if not t.strip()), None)
+            if blank is not None:
+                raise ValueError(f"line {blank} of {args.file!r} is empty: give one sentence per line")
         else:
             texts = args.text
         run = self.open_run(args.run, **self.open_args(args))
