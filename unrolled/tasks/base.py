@@ -19,6 +19,7 @@ from ..cells.init import SCHEMES, init_recurrent_
 from ..cells.lstm import VARIANTS, resolve_variant
 from ..layers import Recurrent
 from ..training import flag
+from ..training.config import positive
 
 # --cell NAME -> the cell class (and fixed arguments) that every layer of the model is built from
 CELLS: dict[str, Callable[..., nn.Module]] = {
@@ -76,9 +77,7 @@ class RecurrentConfig:
                 raise ValueError(f"{option} applies to --cell lstm only, got --cell {self.cell}")
         if self.cell == "lstm":
             resolve_variant(self.variant)
-        for name in ("hidden", "layers"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"--{name} must be positive, got {getattr(self, name)}")
+        positive(self, ("hidden", "layers"))
 
     def cell_factory(self, hidden: int | None = None) -> Callable[[int], nn.Module]:
         """``input_size -> cell`` with this section's options (``hidden``: other than ``--hidden``)."""

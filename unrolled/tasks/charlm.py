@@ -24,6 +24,7 @@ from ..data import BPTTChunks, CharVocab, load_shakespeare, num_chunks, read_tex
 from ..models import LanguageModel
 from ..training import Asset, Fit, LoopConfig, OptimConfig, Prepared, Run, RunConfig, Task, TrainerState, flag
 from ..training import checkpoint as ckpt
+from ..training.config import positive
 from ..training.device import model_device
 from .base import RecurrentConfig
 
@@ -53,9 +54,7 @@ class DataConfig:
     batch_size: int = 64  # parallel streams; larger batches use the CPU's GEMMs better
 
     def validate(self) -> None:
-        for name in ("seq_len", "batch_size"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        positive(self, ("seq_len", "batch_size"))
         if not 0.0 < self.val_frac < 1.0:
             raise ValueError(f"--val-frac must be between 0 and 1 (exclusive), got {self.val_frac}")
 

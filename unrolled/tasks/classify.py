@@ -41,6 +41,7 @@ from ..models import RecurrentClassifier, TextCNN
 from ..models.classifier import POOLS
 from ..training import Asset, Fit, LoopConfig, OptimConfig, Prepared, Run, RunConfig, Task, TrainerState, flag
 from ..training import checkpoint as ckpt
+from ..training.config import positive, split_fractions
 from ..training.device import model_device, to_device
 
 LABELS = "labels.json"  # the class names, in output order
@@ -73,9 +74,7 @@ class ModelConfig:
             raise ValueError(f"unknown --arch {self.arch!r}: expected one of {', '.join(ARCHS)}")
         if self.pool not in POOLS:
             raise ValueError(f"unknown --pool {self.pool!r}: expected one of {', '.join(POOLS)}")
-        for name in ("embedding_dim", "channels", "hidden", "layers"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        positive(self, ("embedding_dim", "channels", "hidden", "layers"))
         if not self.widths or any(w <= 0 for w in self.widths):
             raise ValueError(f"--widths must be positive integers, got {self.widths}")
         if not 0.0 <= self.dropout < 1.0:
@@ -102,15 +101,8 @@ class DataConfig:
     def validate(self) -> None:
         if self.data is None:
             raise ValueError("--data FILE is required: a CSV or TSV file of labelled texts")
-        for name in ("batch_size", "max_tokens", "min_count", "max_vocab"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
-        test = 0.0 if self.test_data else self.test_frac
-        if not 0.0 < self.val_frac < 1.0 or not 0.0 <= test < 1.0 or self.val_frac + test >= 1.0:
-            raise ValueError(
-                f"--val-frac ({self.val_frac:g}) must be in (0, 1) and --test-frac ({test:g}) in [0, 1), "
-                "together below 1 so that some rows are left to train on"
-            )
+        positive(self, ("batch_size", "max_tokens", "min_count", "max_vocab"))
+        split_fractions(self.val_frac, 0.0 if self.test_data else self.test_frac)
 
 
 @dataclass

@@ -36,6 +36,7 @@ from ..metrics import corpus_scores
 from ..models.decoding import Hypothesis, beam_search, greedy
 from ..models.seq2seq import ATTENTIONS, Seq2Seq
 from ..training import Asset, Fit, LoopConfig, OptimConfig, Prepared, Run, RunConfig, Task, TrainerState, flag
+from ..training.config import positive, split_fractions
 from ..training.device import model_device
 from ..training.loop import LossFn
 from .base import RecurrentConfig
@@ -67,8 +68,7 @@ class ModelConfig(RecurrentConfig):
             raise ValueError(
                 f"--bidirectional splits --hidden over two directions: give an even one, got {self.hidden}"
             )
-        if self.embedding_dim <= 0:
-            raise ValueError(f"--embedding-dim must be positive, got {self.embedding_dim}")
+        positive(self, ("embedding_dim",))
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"--dropout must be in [0, 1), got {self.dropout}")
 
@@ -96,17 +96,8 @@ class DataConfig:
     def validate(self) -> None:
         if self.tokens not in TOKENS:
             raise ValueError(f"unknown --tokens {self.tokens!r}: expected {' or '.join(TOKENS)}")
-        for name in ("batch_size", "min_freq", "train_numbers", "held_out"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
-        if self.max_len is not None and self.max_len <= 0:
-            raise ValueError(f"--max-len must be positive (or none), got {self.max_len}")
-        test = 0.0 if self.test_data else self.test_frac
-        if not 0.0 < self.val_frac < 1.0 or not 0.0 <= test < 1.0 or self.val_frac + test >= 1.0:
-            raise ValueError(
-                f"--val-frac ({self.val_frac:g}) must be in (0, 1) and --test-frac ({test:g}) in [0, 1), "
-                "together below 1 so that some pairs are left to train on"
-            )
+        positive(self, ("batch_size", "min_freq", "train_numbers", "held_out", "max_len"))
+        split_fractions(self.val_frac, 0.0 if self.test_data else self.test_frac, "pairs")
 
 
 @dataclass

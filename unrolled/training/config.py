@@ -55,6 +55,23 @@ class OptimConfig:
             )
 
 
+def positive(section: Any, names: tuple[str, ...]) -> None:
+    """``ValueError`` for a size or count of ``section`` that is <= 0 (None: not set, allowed)."""
+    for name in names:
+        value = getattr(section, name)
+        if value is not None and value <= 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {value}")
+
+
+def split_fractions(val_frac: float, test_frac: float, rows: str = "rows") -> None:
+    """``ValueError`` unless 0 < val_frac < 1, 0 <= test_frac < 1 and some ``rows`` are left to train on."""
+    if not 0.0 < val_frac < 1.0 or not 0.0 <= test_frac < 1.0 or val_frac + test_frac >= 1.0:
+        raise ValueError(
+            f"--val-frac ({val_frac:g}) must be in (0, 1) and --test-frac ({test_frac:g}) in [0, 1), "
+            f"together below 1 so that some {rows} are left to train on"
+        )
+
+
 NONFINITE = ("stop", "skip")
 
 
@@ -77,14 +94,7 @@ class LoopConfig:
 
     def validate(self) -> None:
         _finite(self, ("max_minutes", "max_epochs"))
-        for name in ("max_steps", "eval_every", "log_every", "patience"):
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise ValueError(f"--{name.replace('_', '-')} must be positive, got {value}")
-        for name in ("max_minutes", "max_epochs"):
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise ValueError(f"--{name.replace('_', '-')} must be positive, got {value}")
+        positive(self, ("max_steps", "eval_every", "log_every", "patience", "max_minutes", "max_epochs"))
         if self.on_nonfinite not in NONFINITE:
             raise ValueError(
                 f"unknown --on-nonfinite {self.on_nonfinite!r}: expected {' or '.join(NONFINITE)}"
