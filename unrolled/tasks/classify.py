@@ -206,10 +206,12 @@ def build_model(cfg: ModelConfig, vocab_size: int, num_classes: int) -> TextCNN 
     return RecurrentClassifier(vocab_size, num_classes, rnn, cfg.embedding_dim, cfg.pool, cfg.dropout)
 
 
-def class_loss(model: nn.Module, x: tuple[Tensor, Tensor], y: Tensor, state: Any) -> tuple[Tensor, None, int]:
+def class_loss(
+    model: nn.Module, x: tuple[Tensor, Tensor], y: Tensor, state: Any
+) -> tuple[Tensor, None, Tensor]:
     """Mean cross-entropy of a batch; counts its real (unpadded) tokens."""
     tokens, lengths = x
-    return F.cross_entropy(model(tokens, lengths), y), None, int(lengths.sum())
+    return F.cross_entropy(model(tokens, lengths), y), None, lengths.sum()  # counted on the device
 
 
 def scores(y_true: Tensor, y_pred: Tensor, num_classes: int) -> dict[str, Any]:

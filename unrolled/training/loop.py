@@ -7,7 +7,8 @@ The loop knows nothing about any task. A task hands it
   epoch, by the epoch's number); ``x`` may be a tuple (e.g. tokens and lengths); when chunks are
   consecutive pieces of long streams (truncated BPTT) the recurrent state is carried from one
   chunk to the next and detached there, and reset at the start of every epoch;
-- ``loss_fn(model, x, y, state) -> (mean loss, new state, tokens)``;
+- ``loss_fn(model, x, y, state) -> (mean loss, new state, tokens)`` (tokens: an int, or a tensor
+  on the device, read together with the loss);
 - ``evaluate(model) -> {"val_loss": ..., ...}``, whose ``val_loss`` (or another metric named by
   ``select``, e.g. the highest ``val_bleu``) picks the best weights.
 
@@ -44,8 +45,9 @@ from .tensorboard import TensorBoardWriter
 
 log = logging.getLogger(__name__)
 
-# (model, x, y, carried state) -> (mean loss, new state, tokens); x may be a tuple (tokens, lengths)
-LossFn = Callable[[nn.Module, Any, Tensor, Any], tuple[Tensor, Any, int]]
+# (model, x, y, carried state) -> (mean loss, new state, tokens); x may be a tuple (tokens, lengths);
+# tokens may be a tensor on the device (no host sync: it is read with the loss, once per step)
+LossFn = Callable[[nn.Module, Any, Tensor, Any], tuple[Tensor, Any, "int | Tensor"]]
 EvalFn = Callable[[nn.Module], dict[str, float]]
 EventFn = Callable[[str, dict[str, Any]], None]
 
@@ -392,7 +394,8 @@ class Trainer:
             self.scaler.unscale_(self.optimizer)  # the true gradients, for the norm and clipping
         clip = self.optim_cfg.clip if self.optim_cfg.clip > 0 else math.inf
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)  # the norm before clipping
-        numbers = torch.stack([loss.detach().float(), norm.float(), norm.new_tensor(float(tokens))])
+        count = tokens.to(norm) if isinstance(tokens, Tensor) else norm.new_tensor(float(tokens))
+        numbers = torch.stack([loss.detach().float(), norm.float(), count.reshape(())])
         if self.world is not None:  # the global batch: mean loss, all tokens (the norm is the same)
             numbers = distributed.mean(numbers) * numbers.new_tensor([1.0, 1.0, self.world.size])
         loss_value, norm_value, total = numbers.tolist()
