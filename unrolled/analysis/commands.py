@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import io
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ import torch
 from torch import nn
 
 from ..layers import Recurrent
+from ..plotting import pyplot, save_png
 from ..training import checkpoint as ckpt
 from .spectrum import recurrent_blocks, spectrum
 
@@ -93,16 +93,6 @@ def _png_path(out: str) -> Path:
     return Path(out)
 
 
-def _save(fig: Any) -> bytes:
-    """A matplotlib figure as PNG bytes (written atomically by the caller), and closed."""
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return buf.getvalue()
-
-
 def _cell(args: argparse.Namespace) -> tuple[nn.Module, str]:
     """The cell to analyse, from a run (``--layer``) or built fresh (``--cell``), and its description."""
     if (args.run is None) == (args.cell is None):
@@ -151,7 +141,7 @@ def _cmd_spectrum(args: argparse.Namespace) -> int:
     out = _png_path(args.out)
     cell, what = _cell(args)
     blocks = {g: spectrum(W) for g, W in recurrent_blocks(cell).items()}
-    ckpt.atomic_write_bytes(out, _plot_spectrum(blocks, what))
+    save_png(_plot_spectrum(blocks, what), out)
     ckpt.atomic_write_json(out.with_suffix(".json"), {"cell": what, "blocks": blocks})
     print(what)
     for g, s in blocks.items():
@@ -171,11 +161,8 @@ def _cmd_spectrum(args: argparse.Namespace) -> int:
     return 0
 
 
-def _plot_spectrum(blocks: dict[str, dict[str, Any]], title: str) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def _plot_spectrum(blocks: dict[str, dict[str, Any]], title: str) -> Any:
+    plt = pyplot()
 
     n = len(blocks)
     fig, axes = plt.subplots(1, n + 1, figsize=(3.2 * (n + 1), 3.4), squeeze=False)
@@ -199,7 +186,7 @@ def _plot_spectrum(blocks: dict[str, dict[str, Any]], title: str) -> bytes:
         conv.legend(fontsize=8)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    return _save(fig)
+    return fig
 
 
 def _layers(args: argparse.Namespace) -> list[tuple[str, Recurrent]]:
@@ -254,7 +241,7 @@ def _cmd_gradients(args: argparse.Namespace) -> int:
         g = torch.Generator().manual_seed(args.seed)
         x = torch.randn(args.batch, args.steps, layer.input_size, generator=g)
         results[label] = gradient_flow(layer, x, seed=args.seed)
-    ckpt.atomic_write_bytes(out, _plot_gradients(results))
+    save_png(_plot_gradients(results), out)
     ckpt.atomic_write_json(out.with_suffix(".json"), results)
     for label, r in results.items():
         for k, layer in enumerate(r["layers"]):
@@ -268,11 +255,8 @@ def _cmd_gradients(args: argparse.Namespace) -> int:
     return 0
 
 
-def _plot_gradients(results: dict[str, dict[str, Any]]) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def _plot_gradients(results: dict[str, dict[str, Any]]) -> Any:
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for i, (label, r) in enumerate(results.items()):
@@ -289,7 +273,7 @@ def _plot_gradients(results: dict[str, dict[str, Any]]) -> bytes:
     ax.set_ylabel("norm (log scale)")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    return _save(fig)
+    return fig
 
 
 def _cmd_jacobian(args: argparse.Namespace) -> int:
@@ -307,7 +291,7 @@ def _cmd_jacobian(args: argparse.Namespace) -> int:
     if not isinstance(run.model, LanguageModel):
         raise ValueError(f"analyze jacobian reads a char-LM run; {args.run!r} is a {run.config.TASK} run")
     norms = sequential_jacobian(run.model, run.vocab.encode(args.text))
-    ckpt.atomic_write_bytes(out, _plot_jacobian(args.text, norms))
+    save_png(_plot_jacobian(args.text, norms), out)
     ckpt.atomic_write_json(out.with_suffix(".json"), {"run": args.run, "text": args.text, "norms": norms})
     top = max(norms)
     reach = next((len(norms) - 1 - t for t in range(len(norms)) if norms[t] >= 0.01 * top), 0)
@@ -316,12 +300,10 @@ def _cmd_jacobian(args: argparse.Namespace) -> int:
     return 0
 
 
-def _plot_jacobian(text: str, norms: list[float]) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def _plot_jacobian(text: str, norms: list[float]) -> Any:
     from matplotlib import colors
+
+    plt = pyplot()
 
     width = 60
     rows = (len(text) + width - 1) // width
@@ -346,4 +328,4 @@ def _plot_jacobian(text: str, norms: list[float]) -> bytes:
     curve.set_xlabel("characters back from the last one")
     curve.set_ylabel("|d y_T / d x_t|")
     fig.tight_layout()
-    return _save(fig)
+    return fig

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import json
 import logging
 import random
@@ -35,6 +34,7 @@ from ..data.pairs import SPECIALS, TOKENS, PairBatches, Pairs, detokenize, read_
 from ..metrics import corpus_scores
 from ..models.decoding import Hypothesis, beam_search, greedy
 from ..models.seq2seq import ATTENTIONS, Seq2Seq
+from ..plotting import pyplot, save_png
 from ..training import Asset, Fit, LoopConfig, OptimConfig, Prepared, Run, RunConfig, Task, TrainerState, flag
 from ..training.config import positive, split_fractions
 from ..training.device import model_device
@@ -623,12 +623,7 @@ def translate(
 
 def plot_attention(t: Translation, path: str | Path) -> None:
     """A heat map of one translation's attention weights (rows: output tokens, columns: source)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ..training.checkpoint import atomic_write_bytes
+    plt = pyplot()
 
     weights = t.hypothesis.attention
     assert weights is not None
@@ -642,7 +637,4 @@ def plot_attention(t: Translation, path: str | Path) -> None:
     ax.set_ylabel("output")
     fig.colorbar(image, ax=ax, fraction=0.04)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    plt.close(fig)
-    atomic_write_bytes(Path(path), buf.getvalue())
+    save_png(fig, path, dpi=120)
