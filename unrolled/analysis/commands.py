@@ -16,7 +16,7 @@ from .spectrum import recurrent_blocks, spectrum
 
 
 def add_commands(commands: Any, parser_class: type[argparse.ArgumentParser]) -> None:
-    """``unrolled analyze spectrum|gradients|jacobian``."""
+    """``unrolled analyze spectrum|gradients|jacobian|neurons``."""
     analyze = commands.add_parser(
         "analyze", help="look inside recurrent layers", description="Plots and numbers of recurrent layers."
     )
@@ -70,6 +70,25 @@ def add_commands(commands: Any, parser_class: type[argparse.ArgumentParser]) -> 
     j.add_argument("--latest", action="store_true", help="the run's latest weights, not the best")
     j.add_argument("--out", default="jacobian.png", metavar="PNG", help="the plot; the JSON goes beside it")
     j.set_defaults(func=_cmd_jacobian)
+
+    n = kinds.add_parser(
+        "neurons",
+        help="a web page that colours a text by any unit or gate of a char-LM",
+        description=(
+            "Run a char-LM over a text and write one self-contained HTML page (no network) that colours "
+            "each character by the value of a chosen unit: a layer's output h, the LSTM's memory cell c, "
+            "or a gate. It lists the units that correlate best with simple features of the text (inside "
+            "quotes, position in the line, after a newline, ...). Also writes a PNG of the first unit "
+            "shown and a JSON of the ranking."
+        ),
+    )
+    n.add_argument("run", metavar="DIR", help="a char-LM run directory")
+    n.add_argument("--text", required=True, metavar="FILE", help="the UTF-8 text to read")
+    n.add_argument("--latest", action="store_true", help="the run's latest weights, not the best")
+    n.add_argument("--layer", type=int, metavar="K", help="first view: layer K's output h [best unit's]")
+    n.add_argument("--unit", type=int, metavar="U", help="first view: unit U of that layer [best unit]")
+    n.add_argument("--out", default="neurons.html", metavar="HTML", help="the page [neurons.html]")
+    n.set_defaults(func=_cmd_neurons)
 
 
 def _target_arguments(p: argparse.ArgumentParser, out: str) -> None:
@@ -305,27 +324,131 @@ def _plot_jacobian(text: str, norms: list[float]) -> Any:
 
     plt = pyplot()
 
-    width = 60
-    rows = (len(text) + width - 1) // width
+    rows = _text_rows(text)
     fig, (ax, curve) = plt.subplots(
         2, 1, figsize=(9, 1.2 + 0.3 * rows + 2.4), height_ratios=[0.3 * rows + 0.6, 2.4]
     )
     values = [max(v, 1e-12) for v in norms]
     scale = colors.LogNorm(vmin=max(min(values), max(values) * 1e-6), vmax=max(values))
     cmap = plt.get_cmap("viridis")
-    for t, ch in enumerate(text):
-        r, c = divmod(t, width)
-        ax.add_patch(plt.Rectangle((c, -r - 1), 1, 1, color=cmap(scale(values[t]))))
-        shown = {"\n": "⏎", " ": "·"}.get(ch, ch)
-        ax.text(
-            c + 0.5, -r - 0.5, shown, ha="center", va="center", fontsize=7, family="monospace", color="white"
-        )
-    ax.set_xlim(0, width)
-    ax.set_ylim(-rows, 0)
-    ax.axis("off")
+    _text_heatmap(ax, text, [cmap(scale(v)) for v in values], "white")
     ax.set_title("|d y_T / d x_t| over the text (log colour scale)", fontsize=9)
     curve.semilogy(range(len(norms)), list(reversed(values)))
     curve.set_xlabel("characters back from the last one")
     curve.set_ylabel("|d y_T / d x_t|")
+    fig.tight_layout()
+    return fig
+
+
+WIDTH = 60  # characters per row of a text heat map
+
+
+def _text_rows(text: str) -> int:
+    return (len(text) + WIDTH - 1) // WIDTH
+
+
+def _text_heatmap(ax: Any, text: str, colours: list[Any], ink: str) -> None:
+    """Draw ``text`` WIDTH characters a row on ``ax``, character t on a square of ``colours[t]``."""
+    plt = pyplot()
+
+    for t, ch in enumerate(text):
+        r, c = divmod(t, WIDTH)
+        ax.add_patch(plt.Rectangle((c, -r - 1), 1, 1, color=colours[t]))
+        shown = {"\n": "⏎", " ": "·"}.get(ch, ch)
+        ax.text(c + 0.5, -r - 0.5, shown, ha="center", va="center", fontsize=7, family="monospace", color=ink)
+    ax.set_xlim(0, WIDTH)
+    ax.set_ylim(-_text_rows(text), 0)
+    ax.axis("off")
+
+
+def _cmd_neurons(args: argparse.Namespace) -> int:
+    from ..data.text import read_text
+    from ..models import LanguageModel
+    from . import neurons
+
+    out = Path(args.out)
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise ValueError(f"--out writes an HTML page: give a name ending in .html, got {args.out!r}")
+    text = read_text(args.text)
+    if len(text) > neurons.MAX_CHARS:
+        raise ValueError(
+            f"{args.text!r} has {len(text)} characters; the limit is {neurons.MAX_CHARS} (the page holds "
+            "every unit's value at every character): give a shorter text"
+        )
+    run = open_any_run(args.run, ckpt.LATEST if args.latest else ckpt.BEST)
+    if not isinstance(run.model, LanguageModel):
+        raise ValueError(f"analyze neurons reads a char-LM run; {args.run!r} is a {run.config.TASK} run")
+    layers = len(run.model.rnn.cells)
+    if args.layer is not None and not 0 <= args.layer < layers:
+        raise ValueError(
+            f"--layer {args.layer} is out of range: the run has {layers} layers (0..{layers - 1})"
+        )
+    ids = run.vocab.encode(text)
+    signals = neurons.activations(run.model, ids)
+    ranking = neurons.correlations(signals, neurons.text_features(text))
+    start = _first_view(args, signals, ranking)
+    title = f"{args.run} ({type(run.model.rnn.cells[0]).__name__}, {layers} layers), {len(text)} characters"
+    title += f" of {Path(args.text).name}"
+    page = neurons.render_page(neurons.page_data(text, signals, ranking, title, start))
+    ckpt.atomic_write_bytes(out, page.encode("utf-8"))
+    shown = signals[start[0]]
+    fig = _plot_unit(
+        text, shown.values[:, start[1]].tolist(), f"{shown.name}, unit {start[1]}", shown.bounded01
+    )
+    save_png(fig, out.with_suffix(".png"))
+    summary = {
+        "run": args.run,
+        "text": args.text,
+        "characters": len(text),
+        "signals": [{"name": s.name, "units": s.values.size(1)} for s in signals],
+        "features": {
+            name: {**f, "units": [{**u, "signal": signals[u["signal"]].name} for u in f["units"]]}
+            for name, f in ranking.items()
+        },
+        "start": {"signal": shown.name, "unit": start[1]},
+    }
+    ckpt.atomic_write_json(out.with_suffix(".json"), summary)
+    for name, f in summary["features"].items():
+        if f["present"]:
+            best = f["units"][0]
+            print(f"{name}: {best['signal']} #{best['unit']} (r = {best['r']:+.2f})")
+        else:
+            print(f"{name}: not in this text")
+    print(f"written: {out} (open it in a browser), {out.with_suffix('.png')} and {out.with_suffix('.json')}")
+    return 0
+
+
+def _first_view(args: argparse.Namespace, signals: list[Any], ranking: dict[str, Any]) -> tuple[int, int]:
+    """(signal, unit) the page opens on: ``--layer``/``--unit`` of h, else the best-correlated unit."""
+    if args.layer is None and args.unit is None:
+        best = max(
+            (u for f in ranking.values() for u in f["units"][:1]), key=lambda u: abs(u["r"]), default=None
+        )
+        return (0, 0) if best is None else (best["signal"], best["unit"])
+    layer = args.layer or 0
+    index = next(i for i, s in enumerate(signals) if s.layer == layer and s.kind == "h")
+    units = signals[index].values.size(1)
+    unit = args.unit or 0
+    if not 0 <= unit < units:
+        raise ValueError(f"--unit {unit} is out of range: layer {layer} has {units} units (0..{units - 1})")
+    return index, unit
+
+
+def _plot_unit(text: str, values: list[float], title: str, bounded01: bool) -> Any:
+    """The text coloured by one unit (its first 1200 characters), as the page shows it."""
+    from matplotlib import colors
+
+    plt = pyplot()
+
+    text, values = text[:1200], values[:1200]
+    rows = _text_rows(text)
+    fig, ax = plt.subplots(figsize=(9, 0.3 * rows + 0.8))
+    top = max(1.0, max(abs(v) for v in values))
+    if bounded01:
+        cmap, scale = plt.get_cmap("Greens"), colors.Normalize(0, 1)
+    else:
+        cmap, scale = plt.get_cmap("RdBu_r"), colors.Normalize(-top, top)
+    _text_heatmap(ax, text, [cmap(scale(v)) for v in values], "black")
+    ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig

@@ -1,6 +1,6 @@
 """Cells: the math of one time step, one family per file."""
 
-from .base import Cell, LSTMGateState, LSTMState
+from .base import Cell, LSTMGateState, LSTMState, probe_gates
 from .elman import RNNCell
 from .gru import GRUCell
 from .lstm import LSTMCell
@@ -17,4 +17,5 @@ __all__ = [
     "MinGRUCell",
     "MinLSTMCell",
     "RNNCell",
+    "probe_gates",
 ]

@@ -23,7 +23,8 @@ LSTM.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import torch
@@ -93,6 +94,44 @@ def map_state(fn: Callable[..., Tensor], state: Any, *others: Any) -> Any:
     """
     columns = zip(*(state_tensors(s) for s in (state, *others)), strict=True)
     return state_like(state, [fn(*ts) for ts in columns])
+
+
+_PROBE = "_gate_probe"  # an instance attribute, set only inside probe_gates
+
+
+def record_gates(cell: torch.nn.Module, **gates: Tensor | None) -> None:
+    """Hand one step's gate activations (B, H) to a probe attached by :func:`probe_gates`.
+
+    A cell calls this from ``forward`` with the gates it has just computed (the LSTM's i, f, o
+    and candidate g; the GRU's r, z and n). Without a probe it does nothing, at the cost of one
+    dictionary lookup per step. Gates a variant lacks are passed as None and left out.
+    """
+    probe = cell.__dict__.get(_PROBE)
+    if probe is not None:
+        probe.append({name: g.detach() for name, g in gates.items() if g is not None})
+
+
+@contextmanager
+def probe_gates(cell: torch.nn.Module) -> Iterator[list[dict[str, Tensor]]]:
+    """Collect the gate activations of every step ``cell`` runs inside the ``with`` block.
+
+    Yields a list that gains one ``{gate name: (B, H) tensor}`` per call of ``cell.forward``
+    (empty for a cell without gates, such as the Elman RNN). Only engines that call the cell's
+    ``forward`` step by step (``reference``) pass through it; run the cell yourself to be sure.
+
+        >>> from unrolled.cells import GRUCell
+        >>> cell = GRUCell(3, 4)
+        >>> with probe_gates(cell) as steps:
+        ...     h, _ = cell(torch.randn(2, 3))
+        >>> sorted(steps[0]), tuple(steps[0]["z"].shape)
+        (['n', 'r', 'z'], (2, 4))
+    """
+    steps: list[dict[str, Tensor]] = []
+    cell.__dict__[_PROBE] = steps
+    try:
+        yield steps
+    finally:
+        del cell.__dict__[_PROBE]
 
 
 def check_step_input(x: Tensor, input_size: int, name: str = "input") -> None:

@@ -25,7 +25,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import TensorStateMixin, add_gate_parameters, tensor_state_step_input, uniform_init_
+from .base import (
+    TensorStateMixin,
+    add_gate_parameters,
+    record_gates,
+    tensor_state_step_input,
+    uniform_init_,
+)
 from .regularizers import RecurrentRegularizersMixin
 
 
@@ -108,6 +114,7 @@ class GRUCell(RecurrentRegularizersMixin, TensorStateMixin, nn.Module):
                 r * hd, self.weight_hh[cand], None if b is None else b[cand], None if g is None else g[cand]
             )
             n = torch.tanh(xn + hn)
+        record_gates(self, r=r, z=z, n=n)
         h = self._zone(h, n + z * (h - n), self.zoneout)  # n + z (h - n) == (1 - z) n + z h
         if unbatched:
             h = h.squeeze(0)

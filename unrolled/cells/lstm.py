@@ -55,7 +55,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import LSTMGateState, LSTMState, add_gate_parameters, check_state, check_step_input, uniform_init_
+from .base import (
+    LSTMGateState,
+    LSTMState,
+    add_gate_parameters,
+    check_state,
+    check_step_input,
+    record_gates,
+    uniform_init_,
+)
 from .regularizers import RecurrentRegularizersMixin
 
 _FLAGS = (
@@ -327,6 +335,7 @@ class LSTMCell(RecurrentRegularizersMixin, nn.Module):
         )
         h = torch.tanh(c_out) if self.output_activation else c_out
         o = torch.sigmoid(pre["o"] + peep["o"] * c if "o" in peep else pre["o"]) if "o" in pre else None
+        record_gates(self, i=i, f=f, o=o, g=g)
         if o is not None:
             h = o * h
         if self.weight_hr is not None:

@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import TensorStateMixin, tensor_state_step_input, uniform_init_
+from .base import TensorStateMixin, record_gates, tensor_state_step_input, uniform_init_
 
 
 def g(v: Tensor) -> Tensor:
@@ -132,6 +132,7 @@ class MinGRUCell(_MinimalCell):
     def step(self, k: Tensor, h: Tensor) -> Tensor:
         kz, kh = k.chunk(2, dim=-1)  # (B, H) each
         z = torch.sigmoid(kz)
+        record_gates(self, z=z)
         return (1 - z) * h + z * g(kh)
 
     def log_coefficients(self, k: Tensor) -> tuple[Tensor, Tensor]:
@@ -166,6 +167,7 @@ class MinLSTMCell(_MinimalCell):
     def step(self, k: Tensor, h: Tensor) -> Tensor:
         kf, ki, kh = k.chunk(3, dim=-1)  # (B, H) each
         f, i = torch.sigmoid(kf), torch.sigmoid(ki)
+        record_gates(self, f=f, i=i)  # before normalisation
         return (f * h + i * g(kh)) / (f + i)
 
     def log_coefficients(self, k: Tensor) -> tuple[Tensor, Tensor]:

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import TensorStateMixin, tensor_state_step_input, uniform_init_
+from .base import TensorStateMixin, record_gates, tensor_state_step_input, uniform_init_
 
 
 class MUTCell(TensorStateMixin, nn.Module):
@@ -99,6 +99,7 @@ class MUTCell(TensorStateMixin, nn.Module):
             r = torch.sigmoid(xp["r"] + F.linear(h, W["r"]) + b["r"])
             x_h = xp["h"]
         candidate = torch.tanh(F.linear(r * h, W["h"]) + x_h + b["h"])
+        record_gates(self, z=z, r=r, n=candidate)
         h = candidate * z + h * (1 - z)
         if unbatched:
             h = h.squeeze(0)
