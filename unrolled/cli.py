@@ -4,6 +4,8 @@
     unrolled train TASK --resume DIR     continue a run
     unrolled eval DIR --text|--data FILE score a run (the task of DIR says which input it takes)
     unrolled sample | predict ...        the tasks' own commands
+    unrolled analyze ...                 look inside a run or a fresh cell (gradients, spectrum, ...)
+    unrolled experiment counting|ablation  the lectures' experiments, resumable
     unrolled bench speed|conv            benchmarks against torch.nn
 
 Every task comes from the registry (:mod:`unrolled.tasks`), and its training flags from its
@@ -158,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     from .analysis import commands as analysis
     from .bench import commands as bench
+    from .experiments import commands as experiments
     from .tasks import registry
 
     tasks = registry()
@@ -169,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     for task in tasks.values():
         task.add_commands(commands)
     analysis.add_commands(commands, _Parser)
+    experiments.add_commands(commands, _Parser)
     bench.add_commands(commands, _Parser)
     return parser
 

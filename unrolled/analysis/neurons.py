@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..cells import probe_gates
 from ..models import LanguageModel
@@ -53,42 +53,53 @@ class Signal:
 
 
 @torch.no_grad()
+def cell_signals(cell: nn.Module, x: Tensor) -> dict[str, Tensor]:
+    """Step ``cell`` over one sequence ``x`` (T, I) from a zero state, and return what it computed.
+
+    ``{"h": (T, P), "c": (T, H) for the LSTM family, "gate i": (T, H), ...}``: the output, the
+    memory cell and every gate the cell hands to :func:`unrolled.cells.probe_gates`.
+    """
+    x = x[None]  # (1, T, I)
+    if hasattr(cell, "start_sequence"):
+        cell.start_sequence(1, device=x.device, dtype=x.dtype)
+    state = cell.init_state(1, device=x.device, dtype=x.dtype)
+    outs, cells = [], []
+    with probe_gates(cell) as gates:
+        for t in range(x.size(1)):
+            h, state = cell(x[:, t], state)
+            outs.append(h[0])
+            if hasattr(state, "c"):  # the LSTM family's memory cell
+                cells.append(state.c[0])
+    out = {"h": torch.stack(outs)}
+    if cells:
+        out["c"] = torch.stack(cells)
+    for name in gates[0] if gates else ():
+        out[f"gate {name}"] = torch.stack([g[name][0] for g in gates])
+    return out
+
+
+@torch.no_grad()
 def activations(model: LanguageModel, ids: Tensor) -> list[Signal]:
     """Every signal of ``model`` reading the token ids ``ids`` (T,) from a zero state.
 
     Runs the cells step by step (the reference loop, in evaluation mode), so that each cell's
     gates pass through its probe; returns, layer by layer, h, then c (LSTM family), then the gates.
     """
-    rnn = model.rnn
-    if rnn.bidirectional:
+    if model.rnn.bidirectional:
         raise ValueError("analyze neurons reads a left-to-right model; this one is bidirectional")
     was_training = model.training
     model.eval()
     try:
         ids = ids.to(model.decoder.weight.device)
         if model.embed is not None:
-            x = model.embed(ids[None])
+            x = model.embed(ids)
         else:
-            x = F.one_hot(ids[None], model.vocab_size).to(model.decoder.weight.dtype)  # (1, T, I)
+            x = F.one_hot(ids, model.vocab_size).to(model.decoder.weight.dtype)  # (T, I)
         signals: list[Signal] = []
-        for k, cell in enumerate(rnn.cells):
-            if hasattr(cell, "start_sequence"):
-                cell.start_sequence(1, device=x.device, dtype=x.dtype)
-            state = cell.init_state(1, device=x.device, dtype=x.dtype)
-            outs, cells = [], []
-            with probe_gates(cell) as gates:
-                for t in range(x.size(1)):
-                    h, state = cell(x[:, t], state)
-                    outs.append(h[0])
-                    if hasattr(state, "c"):  # the LSTM family's memory cell
-                        cells.append(state.c[0])
-            out = torch.stack(outs)  # (T, P)
-            signals.append(Signal(k, "h", out))
-            if cells:
-                signals.append(Signal(k, "c", torch.stack(cells)))
-            for name in gates[0] if gates else ():
-                signals.append(Signal(k, f"gate {name}", torch.stack([g[name][0] for g in gates])))
-            x = out[None]
+        for k, cell in enumerate(model.rnn.cells):
+            values = cell_signals(cell, x)
+            signals += [Signal(k, kind, v) for kind, v in values.items()]
+            x = values["h"]
         return signals
     finally:
         model.train(was_training)
