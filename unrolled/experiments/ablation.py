@@ -43,6 +43,8 @@ class AblationConfig:
     hidden: int = 256
     layers: int = 1  # Greff et al. used one hidden layer
     text: str | None = None  # default: the char-LM's Shakespeare
+    batch_size: int = 64  # the char-LM's defaults
+    seq_len: int = 100
 
     def validate(self) -> None:
         if self.task != "charlm":
@@ -54,7 +56,7 @@ class AblationConfig:
             )
         if len(set(self.variants)) != len(self.variants):
             raise ValueError(f"--variants names a variant twice: {','.join(self.variants)}")
-        for name in ("seeds", "hidden", "layers"):
+        for name in ("seeds", "hidden", "layers", "batch_size", "seq_len"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"--{name} must be positive, got {getattr(self, name)}")
         if self.max_minutes is None and self.max_steps is None:
@@ -72,7 +74,7 @@ def run_config(config: AblationConfig, variant: str, seed: int) -> Any:
     cfg = CharLMConfig()
     cfg.model.cell, cfg.model.variant = "lstm", variant
     cfg.model.hidden, cfg.model.layers = config.hidden, config.layers
-    cfg.data.text = config.text
+    cfg.data.text, cfg.data.batch_size, cfg.data.seq_len = config.text, config.batch_size, config.seq_len
     cfg.loop.seed = seed
     return cfg
 

@@ -85,6 +85,8 @@ def add_commands(commands: Any, parser_class: type[argparse.ArgumentParser]) -> 
     a.add_argument("--hidden", type=int, default=ad.hidden, metavar="H", help=f"LSTM units [{ad.hidden}]")
     a.add_argument("--layers", type=int, default=ad.layers, metavar="L", help=f"[{ad.layers}]")
     a.add_argument("--text", metavar="FILE", help="the text [Shakespeare, as unrolled train charlm]")
+    a.add_argument("--batch-size", type=int, default=ad.batch_size, metavar="B", help=f"[{ad.batch_size}]")
+    a.add_argument("--seq-len", type=int, default=ad.seq_len, metavar="T", help=f"BPTT length [{ad.seq_len}]")
     a.add_argument("--out", default="experiments/ablation", metavar="DIR", help="[experiments/ablation]")
     add_device_argument(a)
     a.set_defaults(func=_cmd_ablation)
@@ -148,6 +150,8 @@ def _cmd_ablation(args: argparse.Namespace) -> int:
         hidden=args.hidden,
         layers=args.layers,
         text=args.text,
+        batch_size=args.batch_size,
+        seq_len=args.seq_len,
     )
     config.validate()
     device = resolve_device(args.device)

@@ -270,8 +270,14 @@ def plot(config: CountingConfig, runs: dict[str, dict[str, Any]], summary: dict[
         left.plot(n, s["share_by_n"], color=f"C{i}", label=f"{cell} (reach {s['generalises_to']})")
         best = max((r for r in runs.values() if r["cell"] == cell), key=lambda r: abs(r["trace"]["r"]))
         t = best["trace"]
-        label = f"{cell} seed {best['seed']}: {t['state']}[{t['unit']}], r = {t['r']:+.2f}"
-        right.plot(t["values"], color=f"C{i}", label=label)
+        v, n = t["values"], config.test_factor * N
+        top = max(abs(x) for x in v) or 1.0
+        per_a, per_b = (v[n - 1] - v[0]) / (n - 1), (v[n - 1 + n // 2] - v[n - 1]) / (n // 2)
+        label = (
+            f"{cell} seed {best['seed']}: {t['state']}[{t['unit']}], r = {t['r']:+.2f}, "
+            f"max {top:.3g}; {per_a:+.3g} per a, {per_b:+.3g} per b"
+        )
+        right.plot([x / top for x in v], color=f"C{i}", label=label)
     left.axvline(N, color="grey", ls="--", lw=0.8)
     left.text(N, 1.02, " trained up to here", fontsize=8, color="grey")
     left.set_xlabel("n")
@@ -281,7 +287,7 @@ def plot(config: CountingConfig, runs: dict[str, dict[str, Any]], summary: dict[
     n_test = config.test_factor * N
     right.axvline(n_test - 0.5, color="grey", ls=":", lw=0.8)
     right.set_xlabel(f"position in a^{n_test} b^{n_test + 1} (the b's start at the dotted line)")
-    right.set_ylabel("the unit closest to #a - #b")
-    right.legend(fontsize=8)
+    right.set_ylabel("the unit closest to #a - #b / its max |value|")
+    right.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     return fig
