@@ -227,3 +227,50 @@ def test_analyze_jacobian_command(tmp_path, capsys, tiny_text_file) -> None:
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and message in err, err
     assert not (tmp_path / "k.png").exists()
+
+
+def test_a_run_without_a_recurrent_layer_is_refused(tmp_path, capsys) -> None:
+    rows = "label,text\n" + "".join(
+        f"{'pos' if i % 2 else 'neg'},the film was {'bright' if i % 2 else 'dull'} and long\n"
+        for i in range(60)
+    )
+    (tmp_path / "moods.csv").write_text(rows, encoding="utf-8")
+    run = tmp_path / "cnn"
+    small = [
+        "--channels",
+        "4",
+        "--embedding-dim",
+        "8",
+        "--batch-size",
+        "8",
+        "--max-steps",
+        "1",
+        "--no-progress",
+    ]
+    train = [
+        "train",
+        "classify",
+        "--data",
+        str(tmp_path / "moods.csv"),
+        "--arch",
+        "cnn",
+        *small,
+        "--out",
+        str(run),
+    ]
+    assert main(train) == 0
+    (tmp_path / "t.txt").write_text("the film", encoding="utf-8")
+    capsys.readouterr()
+    for argv, message in [
+        (["spectrum", str(run)], "has no recurrent layer to analyse"),
+        (["gradients", str(run)], "has no recurrent layer to analyse"),
+        (["jacobian", str(run), "--text", "the film"], "reads a char-LM run; "),
+        (["neurons", str(run), "--text", str(tmp_path / "t.txt")], "reads a char-LM run; "),
+    ]:
+        assert (
+            main(["analyze", *argv, "--out", str(tmp_path / ("x.html" if argv[0] == "neurons" else "x.png"))])
+            == 2
+        )
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and message in err, err
+    assert not list(tmp_path.glob("x.*"))

@@ -347,15 +347,20 @@ def _text_rows(text: str) -> int:
     return (len(text) + WIDTH - 1) // WIDTH
 
 
-def _text_heatmap(ax: Any, text: str, colours: list[Any], ink: str) -> None:
-    """Draw ``text`` WIDTH characters a row on ``ax``, character t on a square of ``colours[t]``."""
+def _text_heatmap(ax: Any, text: str, colours: list[Any], ink: str | None = None) -> None:
+    """Draw ``text`` WIDTH characters a row on ``ax``, character t on a square of ``colours[t]``
+    (RGBA tuples), in ``ink``, or (None) in black or white, whichever reads better on its square."""
     plt = pyplot()
 
     for t, ch in enumerate(text):
         r, c = divmod(t, WIDTH)
         ax.add_patch(plt.Rectangle((c, -r - 1), 1, 1, color=colours[t]))
         shown = {"\n": "⏎", " ": "·"}.get(ch, ch)
-        ax.text(c + 0.5, -r - 0.5, shown, ha="center", va="center", fontsize=7, family="monospace", color=ink)
+        red, green, blue = colours[t][:3]
+        colour = ink or ("black" if 0.299 * red + 0.587 * green + 0.114 * blue > 0.5 else "white")
+        ax.text(
+            c + 0.5, -r - 0.5, shown, ha="center", va="center", fontsize=7, family="monospace", color=colour
+        )
     ax.set_xlim(0, WIDTH)
     ax.set_ylim(-_text_rows(text), 0)
     ax.axis("off")
@@ -448,7 +453,7 @@ def _plot_unit(text: str, values: list[float], title: str, bounded01: bool) -> A
         cmap, scale = plt.get_cmap("Greens"), colors.Normalize(0, 1)
     else:
         cmap, scale = plt.get_cmap("RdBu_r"), colors.Normalize(-top, top)
-    _text_heatmap(ax, text, [cmap(scale(v)) for v in values], "black")
+    _text_heatmap(ax, text, [cmap(scale(v)) for v in values])
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig
