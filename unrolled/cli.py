@@ -140,7 +140,9 @@ def _cmd_eval(tasks: dict[str, Any], names: list[str], args: argparse.Namespace)
         )
     task = tasks[kind]
     given = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
-    if set(given) != set(task.eval_inputs):
+    if set(given) != set(task.eval_inputs) and not (
+        task.eval_optional and set(given) <= set(task.eval_inputs)
+    ):
         wanted = " ".join(f"--{n} FILE" for n in task.eval_inputs)
         extra = ", ".join(f"--{n}" for n in given if n not in task.eval_inputs)
         not_these = f" (not {extra})" if extra else ""

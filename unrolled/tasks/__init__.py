@@ -14,6 +14,7 @@ MODULES = (
     "charlm",
     "classify",
     "translate",
+    "forecast",
 )  # the registered tasks, in the order `unrolled train --help` lists them
 
 

@@ -108,6 +108,7 @@ class Task:
     unit: ClassVar[str] = "tokens"  # what the progress bar counts per second
     default_limits: ClassVar[dict[str, float]] = {"max_minutes": 10.0}  # when no limit is given
     eval_inputs: ClassVar[dict[str, str]] = {}  # `unrolled eval` flag -> its help, e.g. {"text": ...}
+    eval_optional: ClassVar[bool] = False  # True: `unrolled eval RUN` may leave the inputs out
     # further `unrolled eval` options: name -> argparse keywords (e.g. {"beam": {"type": int, ...}})
     eval_options: ClassVar[dict[str, dict[str, Any]]] = {}
 

@@ -1,0 +1,609 @@
+"""Forecasting a time series: a CSV column or a built-in series -> run directory -> forecasts.
+
+Wiring only: data (:mod:`unrolled.data.series`: reading, missing values, a chronological
+train | validation | test split, differencing, scaling fitted on the training part, windows),
+model (:class:`unrolled.models.forecaster.Forecaster`: any recurrent layer and a linear head,
+direct or recursive, point or Gaussian), baselines (:mod:`unrolled.models.baselines`: naive,
+seasonal naive, ARIMA from statsmodels) and metrics (:mod:`unrolled.metrics.forecast`).
+
+Evaluation is rolling-origin backtesting: from every origin o of a part (the last input at o,
+the H targets after it inside the part) the model forecasts H steps from the known values up
+to o, with its weights fixed; the baselines forecast from the same origins. The validation part
+picks the best weights (by RMSE on the original scale); the test part is scored once, at the
+end, and written to results.json with every baseline's scores, and drawn in forecast.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from ..data.series import (
+    BUILTIN,
+    FILLS,
+    SEASONS,
+    Differencer,
+    Scaler,
+    Series,
+    WindowBatches,
+    builtin_series,
+    fill_missing,
+    read_csv_series,
+    split_points,
+    window_origins,
+)
+from ..metrics.forecast import forecast_scores, mase_scale
+from ..models.baselines import Arima, arima_order, naive, seasonal_naive
+from ..models.forecaster import LOSSES, STRATEGIES, Forecaster, forecast_loss
+from ..training import Asset, Fit, LoopConfig, OptimConfig, Prepared, Run, RunConfig, Task, TrainerState, flag
+from ..training import checkpoint as ckpt
+from ..training.config import positive
+from ..training.device import model_device
+from .base import RecurrentConfig
+
+SCALER = "scaler.json"  # the scaling fitted on the training part
+PLOT = "forecast.png"  # the test part's forecasts, written into the run directory
+SAMPLES = 200  # sample paths behind a Gaussian forecast's intervals
+LEVELS = ("80", "95")
+
+
+@dataclass
+class ModelConfig(RecurrentConfig):
+    """The network: past values (and covariates) -> recurrent layers -> linear head."""
+
+    cell: str = flag("lstm", choices=("rnn", "lstm", "gru", "mut1", "mut2", "mut3", "mingru", "minlstm"))
+    hidden: int = 64  # units per layer
+    layers: int = 1  # stacked recurrent layers
+    dropout: float = 0.0  # between layers and before the head
+    # direct: the head emits all H steps at once; recursive: one step, fed back H times
+    strategy: str = flag("direct", choices=STRATEGIES)
+    # gaussian: a mean and a scale per value, trained on the negative log-likelihood (intervals)
+    loss: str = flag("mse", choices=LOSSES)
+
+    def validate(self) -> None:
+        super().validate()
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"unknown --strategy {self.strategy!r}: expected {', '.join(STRATEGIES)}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"unknown --loss {self.loss!r}: expected {', '.join(LOSSES)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"--dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass
+class DataConfig:
+    """Which series, how it is cleaned, split, differenced and cut into windows."""
+
+    csv: str | None = flag(None, metavar="FILE")  # a CSV file with a header row (or --series)
+    column: str | None = flag(None, metavar="NAME")  # the target column of --csv
+    covariates: str | None = flag(None, metavar="A,B")  # further --csv columns fed as inputs
+    time_column: str | None = flag(None, metavar="NAME")  # a --csv column of time labels, for output
+    series: str | None = flag(None, choices=tuple(BUILTIN))  # a built-in series instead of --csv
+    noise: float = 0.0  # --series sine: standard deviation of added Gaussian noise
+    fill: str = flag("none", choices=FILLS)  # missing values: an error (none), ffill or interpolate
+    difference: int = 0  # d: model the d-th differences (a trend), integrate the forecast back
+    seasonal_difference: int = 0  # D: seasonal differences at lag --season before that
+    season: int | None = None  # S: seasonal naive, MASE, seasonal differences [the series', else 1]
+    lookback: int = 24  # L: input values per window
+    horizon: int = 1  # H: values forecast from each origin
+    test_size: int | None = None  # the last N points are the test part [10% of the series]
+    val_size: int | None = None  # the N points before it pick the best weights [as --test-size]
+    batch_size: int = 32  # windows per step
+    arima_order: str | None = flag(None, metavar="P,D,Q")  # the ARIMA baseline's order [AIC search]
+
+    def validate(self) -> None:
+        if (self.csv is None) == (self.series is None):
+            raise ValueError("give the series with --csv FILE --column NAME, or --series NAME (not both)")
+        if self.csv is not None and self.column is None:
+            raise ValueError("--csv needs --column NAME: the column to forecast")
+        if self.series is not None and (self.column or self.covariates or self.time_column):
+            raise ValueError("--column, --covariates and --time-column apply to --csv, not to --series")
+        if self.series is not None and self.series not in BUILTIN:
+            raise ValueError(f"unknown --series {self.series!r}: expected one of {', '.join(BUILTIN)}")
+        if self.fill not in FILLS:
+            raise ValueError(f"unknown --fill {self.fill!r}: expected one of {', '.join(FILLS)}")
+        positive(self, ("lookback", "horizon", "test_size", "val_size", "batch_size", "season"))
+        if self.difference < 0 or self.seasonal_difference < 0:
+            raise ValueError("--difference and --seasonal-difference must be >= 0")
+        if not (self.noise >= 0 and math.isfinite(self.noise)):
+            raise ValueError(f"--noise must be >= 0, got {self.noise}")
+        if self.arima_order is not None:
+            parse_order(self.arima_order)
+
+    def covariate_names(self) -> list[str]:
+        return [c.strip() for c in (self.covariates or "").split(",") if c.strip()]
+
+
+def parse_order(text: str) -> tuple[int, int, int]:
+    parts = text.split(",")
+    if len(parts) != 3 or not all(p.strip().isdigit() for p in parts):
+        raise ValueError(f"--arima-order must be three integers p,d,q (e.g. 2,0,1), got {text!r}")
+    p, d, q = (int(x) for x in parts)
+    return p, d, q
+
+
+@dataclass
+class ForecastConfig(RunConfig):
+    """Everything needed to rebuild and continue a forecasting run; saved as config.json."""
+
+    TASK: ClassVar[str] = "forecast"
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=3e-3))
+    # small series overfit: validate often, stop 10 validations after the best one
+    loop: LoopConfig = field(default_factory=lambda: LoopConfig(eval_every=50, patience=10))
+
+
+# ---- data ----------------------------------------------------------------------------------
+@dataclass
+class Data:
+    """A series ready for training: levels y (T,), model inputs (T', F) and the parts' bounds.
+
+    ``inputs`` row j is the differenced, scaled target (column 0) and covariates at time
+    j + lost (the first ``lost`` points have no differences). Parts are in the same row indices:
+    train [0, train_end), val [train_end, val_end), test [val_end, T').
+    """
+
+    series: Series
+    season: int
+    differencer: Differencer
+    scaler: Scaler
+    inputs: Tensor  # (T', F) float64
+    train_end: int
+    val_end: int
+
+    @property
+    def lost(self) -> int:
+        return self.differencer.lost
+
+    @property
+    def y(self) -> Tensor:
+        return self.series.values
+
+
+def load_series(cfg: DataConfig, seed: int = 0) -> Series:
+    """The series of a config, with its missing values filled as ``--fill`` says."""
+    if cfg.series is not None:
+        series = builtin_series(cfg.series, cfg.noise, seed)
+    else:
+        assert cfg.csv is not None and cfg.column is not None  # validate() says so to the user
+        series = read_csv_series(cfg.csv, cfg.column, cfg.covariate_names(), cfg.time_column)
+    return fill_missing(series, cfg.fill)
+
+
+def prepare_data(cfg: DataConfig, series: Series, scaler: Scaler | None = None) -> Data:
+    """Check the sizes, difference, split, and fit the scaling on the training part (or reuse one)."""
+    T = len(series)
+    season = cfg.season or SEASONS.get(cfg.series or "", 1)
+    differencer = Differencer(cfg.difference, cfg.seasonal_difference, season)
+    test = cfg.test_size or max(cfg.horizon, T // 10)
+    val = cfg.val_size or test
+    need = differencer.lost + cfg.lookback + cfg.horizon + val + test
+    if T < need:
+        raise ValueError(
+            f"the series has {T} points; it must have at least {need}: the differencing's "
+            f"{differencer.lost} + --lookback {cfg.lookback} + --horizon {cfg.horizon} for one training "
+            f"window, + the validation part ({val}) + the test part ({test})"
+        )
+    if cfg.horizon > val or cfg.horizon > test:
+        raise ValueError(
+            f"--horizon {cfg.horizon} is longer than the validation ({val}) or test ({test}) part: "
+            "no origin has its whole horizon inside them; give larger --val-size/--test-size"
+        )
+    z = differencer.apply(torch.cat([series.values[:, None], series.covariates], dim=1))
+    train_end, val_end = split_points(z.size(0), val, test)
+    if season >= train_end + differencer.lost:
+        raise ValueError(
+            f"--season {season} is not shorter than the training part ({train_end + differencer.lost} "
+            "points): give a smaller --season or a longer series"
+        )
+    names = [f"target {series.name!r}"] + [f"covariate {c!r}" for c in series.covariate_names]
+    scaler = scaler or Scaler.fit(z[:train_end], names)
+    return Data(series, season, differencer, scaler, scaler.transform(z), train_end, val_end)
+
+
+# ---- forecasting from origins (model and baselines) -------------------------------------------
+@dataclass
+class Backtest:
+    """Forecasts from every origin of a part, on the original scale: (origins, H) each."""
+
+    origins: list[int]  # as indices into the series y
+    truth: Tensor
+    forecasts: dict[str, Tensor]  # model name -> mean forecasts
+    intervals: dict[str, dict[str, tuple[Tensor, Tensor]]]  # model name -> level -> (lo, hi)
+
+
+def part_origins(data: Data, part: str, lookback: int, horizon: int) -> list[int]:
+    """The origins (rows of ``data.inputs``) of a part's windows, in time order."""
+    start, end = {"val": (data.train_end, data.val_end), "test": (data.val_end, data.inputs.size(0))}[part]
+    return window_origins(start, end, lookback, horizon)
+
+
+@torch.no_grad()
+def model_forecast(
+    model: Forecaster,
+    data: Data,
+    origins: list[int],
+    lookback: int,
+    horizon: int,
+    samples: int = 0,
+    seed: int = 0,
+) -> tuple[Tensor, dict[str, tuple[Tensor, Tensor]]]:
+    """The model's forecasts (len(origins), H) on the original scale, and intervals if it has any.
+
+    ``origins`` are rows of ``data.inputs``; future covariates (recursive) come from the data,
+    so an origin needs ``horizon - 1`` known rows after it when there are covariates.
+    """
+    was_training = model.training
+    model.eval()
+    device = model_device(model)
+    x = torch.stack([data.inputs[o - lookback + 1 : o + 1] for o in origins]).float().to(device)
+    future = None
+    if model.recursive and data.inputs.size(1) > 1:
+        future = torch.stack([data.inputs[o + 1 : o + horizon, 1:] for o in origins]).float().to(device)
+    g = torch.Generator().manual_seed(seed)
+    mean, paths = model.forecast(x, horizon, future, samples if model.gaussian else 0, g)
+    model.train(was_training)
+    levels = _to_levels(data, origins, mean.double().cpu())
+    intervals = {}
+    if paths is not None:
+        B, S, H = paths.shape
+        path_levels = _to_levels(
+            data, [o for o in origins for _ in range(S)], paths.reshape(B * S, H).double().cpu()
+        )
+        path_levels = path_levels.view(B, S, H)
+        for name in LEVELS:
+            a = (1 - int(name) / 100) / 2
+            q = torch.quantile(path_levels, torch.tensor([a, 1 - a], dtype=torch.float64), dim=1)
+            intervals[name] = (q[0], q[1])
+    return levels, intervals
+
+
+def _to_levels(data: Data, origins: list[int], z: Tensor) -> Tensor:
+    """Scaled differences forecast after each origin (rows of inputs) -> levels of y."""
+    diffs = data.scaler.inverse(z)
+    out = []
+    for o, d in zip(origins, diffs, strict=True):
+        history = data.y[: o + data.lost + 1]
+        out.append(data.differencer.integrate(history, d[None])[0])
+    return torch.stack(out)
+
+
+def backtest(
+    model: Forecaster, data: Data, part: str, cfg: DataConfig, arima: Arima | None, seed: int = 0
+) -> Backtest:
+    """Rolling-origin forecasts of the model and the baselines over a part."""
+    H = cfg.horizon
+    origins = part_origins(data, part, cfg.lookback, H)
+    at = [o + data.lost for o in origins]  # the same origins as indices of y
+    truth = torch.stack([data.y[t + 1 : t + H + 1] for t in at])
+    mean, intervals = model_forecast(model, data, origins, cfg.lookback, H, SAMPLES, seed)
+    forecasts = {"model": mean}
+    bounds = {"model": intervals} if intervals else {}
+    forecasts["naive"] = torch.stack([naive(data.y[: t + 1], H) for t in at])
+    if data.season > 1:
+        forecasts[f"seasonal naive ({data.season})"] = torch.stack(
+            [seasonal_naive(data.y[: t + 1], H, data.season) for t in at]
+        )
+    if arima is not None:
+        name = "ARIMA({},{},{})".format(*arima.order)
+        runs = [arima.forecast(data.y[: t + 1], H) for t in at]
+        forecasts[name] = torch.stack([m for m, _ in runs])
+        bounds[name] = {
+            lv: (torch.stack([b[lv][0] for _, b in runs]), torch.stack([b[lv][1] for _, b in runs]))
+            for lv in LEVELS
+        }
+    return Backtest(at, truth, forecasts, bounds)
+
+
+def score_backtest(bt: Backtest, scale: float) -> dict[str, Any]:
+    return {
+        name: forecast_scores(bt.truth, f, scale, bt.intervals.get(name)) for name, f in bt.forecasts.items()
+    }
+
+
+def fit_arima(data: Data, cfg: DataConfig) -> Arima:
+    """ARIMA on the series before the test part, with --arima-order or the AIC search's order."""
+    before = data.y[: data.val_end + data.lost]
+    order = parse_order(cfg.arima_order) if cfg.arima_order else arima_order(before)[0]
+    return Arima(before, order)
+
+
+# ---- the task ------------------------------------------------------------------------------
+def _scaler(obj: Any) -> Scaler:
+    if (
+        not isinstance(obj, dict)
+        or not isinstance(obj.get("mean"), list)
+        or not isinstance(obj.get("sd"), list)
+    ):
+        raise ValueError("scaler.json is not a {mean: [...], sd: [...]} object")
+    return Scaler(obj["mean"], obj["sd"])
+
+
+class Forecast(Task):
+    """Forecasting as a :class:`Task`: training, ``eval`` (backtest), and ``forecast``."""
+
+    name = "forecast"
+    help = "time-series forecaster (any recurrent cell) with naive, seasonal naive and ARIMA baselines"
+    description = (
+        "Train a recurrent forecaster on one column of a CSV file (--csv FILE --column NAME, a header "
+        "row) or a built-in series (--series: " + ", ".join(BUILTIN) + "). The series is split in time: "
+        "the last --test-size points are the test part, the --val-size before them the validation part "
+        "(picks the best weights), the rest trains; scaling is fitted on the training part only. Each "
+        "window has --lookback inputs and --horizon targets. At the end, the model and the baselines "
+        "(naive, seasonal naive, ARIMA) are backtested from every origin of the test part: RMSE, MAE, "
+        "MASE, sMAPE (and interval coverage with --loss gaussian) go to results.json, the plot to "
+        "forecast.png."
+    )
+    Config = ForecastConfig
+    assets = {"scaler": Asset(SCALER, _scaler, Scaler.to_json)}
+    unit = "windows"
+    default_limits = {"max_minutes": 5.0, "max_epochs": 300.0}
+    eval_inputs = {
+        "csv": "forecasting runs: a CSV file with the run's columns to backtest [the run's series]"
+    }
+    eval_optional = True
+
+    def prepare(self, config: ForecastConfig, assets: dict[str, Any] | None) -> Prepared:
+        series = load_series(config.data, config.loop.seed)
+        data = prepare_data(config.data, series, assets["scaler"] if assets else None)
+        info = {
+            "source": series.source,
+            "points": len(series),
+            "parts": {
+                "train": data.train_end + data.lost,
+                "val": data.val_end - data.train_end,
+                "test": data.inputs.size(0) - data.val_end,
+            },
+            "season": data.season,
+        }
+        return Prepared({"scaler": data.scaler}, data, series.sha256, series.source, info)
+
+    def build_model(self, config: ForecastConfig, assets: dict[str, Any]) -> nn.Module:
+        m, d = config.model, config.data
+        m.validate()
+        features = 1 + len(d.covariate_names())
+        rnn = m.build_recurrent(features, dropout=m.dropout)
+        return Forecaster(rnn, d.horizon, m.strategy, gaussian=m.loss == "gaussian", dropout=m.dropout)
+
+    def fit(self, config: ForecastConfig, model: nn.Module, prepared: Prepared) -> Fit:
+        data, d, loss = prepared.data, config.data, config.model.loss
+        recursive = config.model.strategy == "recursive"
+        origins = window_origins(0, data.train_end, d.lookback, d.horizon)
+        if not origins:
+            raise ValueError("the training part has no whole window: use a smaller --lookback or --horizon")
+        batches = WindowBatches(
+            data.inputs, origins, d.lookback, d.horizon, recursive, d.batch_size, seed=config.loop.seed
+        )
+        scale = mase_scale(data.y[: data.train_end + data.lost], data.season)
+
+        def loss_fn(m: nn.Module, x: Tensor, y: Tensor, state: Any) -> tuple[Tensor, None, Tensor]:
+            out, _ = m(x)
+            return forecast_loss(out, y, loss), None, torch.tensor(x.size(0), device=x.device)
+
+        val_origins = part_origins(data, "val", d.lookback, d.horizon)
+        val_windows = WindowBatches(
+            data.inputs, val_origins, d.lookback, d.horizon, recursive, len(val_origins), shuffle=False
+        )[0]
+        truth = torch.stack([data.y[o + data.lost + 1 : o + data.lost + d.horizon + 1] for o in val_origins])
+
+        def validate(m: nn.Module) -> dict[str, float]:
+            was_training = m.training
+            m.eval()
+            with torch.no_grad():
+                x, y = (t.to(model_device(m)) for t in val_windows)
+                val_loss = float(forecast_loss(m(x)[0], y, loss))
+            m.train(was_training)
+            mean, _ = model_forecast(m, data, val_origins, d.lookback, d.horizon)
+            s = forecast_scores(truth, mean, scale)
+            return {"val_loss": val_loss, "val_rmse": s["rmse"], "val_mase": s["mase"]}
+
+        # the best weights forecast best: RMSE of the H-step forecasts on the original scale
+        return Fit(batches, loss_fn, validate, select=("val_rmse", "min"))
+
+    def finish(self, run: Run, state: TrainerState, prepared: Prepared) -> dict[str, Any]:
+        data = prepared.data
+        results = evaluate_series(run, data, seed=run.config.loop.seed)
+        results["best_step"] = state.best_step
+        save_plot(run, data, results["_backtest"], run.path / PLOT)
+        del results["_backtest"]
+        return results
+
+    def evaluate(self, run: Run, **inputs: Any) -> dict[str, Any]:
+        d = run.config.data
+        if inputs.get("csv"):
+            if d.csv is None:
+                raise ValueError("this run was trained on a built-in --series; --csv applies to --csv runs")
+            series = fill_missing(
+                read_csv_series(inputs["csv"], d.column, d.covariate_names(), d.time_column), d.fill
+            )
+        else:
+            series = load_series(d, run.config.loop.seed)
+        data = prepare_data(d, series, run.scaler)
+        results = evaluate_series(run, data, seed=run.config.loop.seed)
+        del results["_backtest"]
+        return results
+
+    def eval_line(self, result: dict[str, Any], **inputs: str) -> str:
+        return table(result)
+
+    def describe_val(self, record: dict[str, Any]) -> tuple[str, str]:
+        return f"rmse {record['val_rmse']:.4g}", (
+            f"val RMSE {record['val_rmse']:.4g}, MASE {record['val_mase']:.3f}"
+        )
+
+    def report(self, run: Run, state: TrainerState, results: Any, args: argparse.Namespace) -> None:
+        self.print_summary(run, state)
+        print(table(results))
+        print(f"plot: {run.path / PLOT}")
+
+    def add_commands(self, commands: Any) -> None:
+        p = commands.add_parser(
+            "forecast",
+            help="forecast past the end of a forecasting run's series",
+            description=(
+                "Forecast the next --horizon values after the last point of the run's series (read "
+                "again from its --csv file or built-in series), with 80% and 95% intervals when the "
+                "run has a Gaussian head. Prints time, forecast (and bounds), or writes them to --csv."
+            ),
+        )
+        self.add_run_argument(p, "run directory of `unrolled train forecast`")
+        p.add_argument("--horizon", type=int, metavar="N", help="values to forecast [the run's --horizon]")
+        p.add_argument("--csv", metavar="FILE", help="write the forecast as CSV to FILE")
+        p.add_argument("--plot", metavar="PNG", help="draw the history and the forecast into PNG")
+        p.add_argument("--json", action="store_true", help="print one JSON object")
+        p.set_defaults(func=self._cmd_forecast)
+
+    def _cmd_forecast(self, args: argparse.Namespace) -> int:
+        if args.horizon is not None and args.horizon <= 0:
+            raise ValueError(f"--horizon must be positive, got {args.horizon}")
+        if args.plot is not None and not args.plot.lower().endswith(".png"):
+            raise ValueError(f"--plot writes a PNG file: give a name ending in .png, got {args.plot!r}")
+        run = self.open_run(args.run, **self.open_args(args))
+        d = run.config.data
+        horizon = args.horizon or d.horizon
+        model: Forecaster = run.model
+        if model.recursive and d.covariate_names() and horizon > 1:
+            raise ValueError(
+                "a recursive model with covariates needs their future values, which the series does not "
+                "have past its end: forecast --horizon 1, or train with --strategy direct"
+            )
+        data = prepare_data(d, load_series(d, run.config.loop.seed), run.scaler)
+        last = data.inputs.size(0) - 1
+        mean, intervals = model_forecast(
+            model, data, [last], d.lookback, horizon, SAMPLES, run.config.loop.seed
+        )
+        times = future_times(data.series, horizon)
+        rows = [{"time": t, "forecast": float(v)} for t, v in zip(times, mean[0], strict=True)]
+        for name, (lo, hi) in intervals.items():
+            for row, a, b in zip(rows, lo[0], hi[0], strict=True):
+                row[f"lo{name}"], row[f"hi{name}"] = float(a), float(b)
+        if args.csv:
+            buf = io.StringIO()
+            w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+            ckpt.atomic_write_bytes(Path(args.csv), buf.getvalue().encode("utf-8"))
+        if args.plot:
+            save_future_plot(data, rows, Path(args.plot))
+        if args.json:
+            print(json.dumps({"run": str(run.path), "horizon": horizon, "forecast": rows}))
+        elif not args.csv:
+            for row in rows:
+                print("\t".join(f"{v:.6g}" if isinstance(v, float) else str(v) for v in row.values()))
+        if args.csv or args.plot:
+            print(f"written: {', '.join(x for x in (args.csv, args.plot) if x)}", file=sys.stderr)
+        return 0
+
+
+TASK = Forecast()
+open_run = TASK.open_run
+train = TASK.train
+
+
+def evaluate_series(run: Run, data: Data, seed: int = 0) -> dict[str, Any]:
+    """Backtest scores of the model and every baseline on the test part (and on validation)."""
+    d = run.config.data
+    arima = fit_arima(data, d)
+    scale = mase_scale(data.y[: data.train_end + data.lost], data.season)
+    test = backtest(run.model, data, "test", d, arima, seed)
+    val = backtest(run.model, data, "val", d, None, seed)
+    return {
+        "horizon": d.horizon,
+        "season": data.season,
+        "mase_scale": scale,
+        "arima": {"order": list(arima.order), "aic": arima.aic, "searched": d.arima_order is None},
+        "test": score_backtest(test, scale),
+        "val": score_backtest(val, scale),
+        "_backtest": test,
+    }
+
+
+def table(results: dict[str, Any]) -> str:
+    """The test scores of the model and the baselines, one row each."""
+    rows = results["test"]
+    cov = any("coverage80" in r for r in rows.values())
+    part = f"test part ({next(iter(rows.values()))['origins']} origins)"
+    head = f"{part:<26}{'RMSE':>10}{'MAE':>10}{'MASE':>8}{'sMAPE':>8}"
+    lines = [head + ("  cover80  cover95" if cov else "")]
+    for name, r in rows.items():
+        line = f"{name:<26}{r['rmse']:>10.4g}{r['mae']:>10.4g}{r['mase']:>8.3f}{r['smape']:>8.2f}"
+        if cov and "coverage80" in r:
+            line += f"{r['coverage80']:>9.2f}{r['coverage95']:>9.2f}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def future_times(series: Series, horizon: int) -> list[str]:
+    """Labels of the steps after the end: the next integers when the labels are integers."""
+    last = series.times[-1] if series.times else str(len(series) - 1)
+    try:
+        step = int(series.times[-1]) - int(series.times[-2]) if len(series.times) > 1 else 1
+        return [str(int(last) + step * (h + 1)) for h in range(horizon)]
+    except ValueError:
+        return [f"{last}+{h + 1}" for h in range(horizon)]
+
+
+def save_plot(run: Run, data: Data, bt: Backtest, path: Path) -> None:
+    """History, test truth, and the model's and ARIMA's forecasts from non-overlapping origins."""
+    from ..plotting import pyplot, save_png
+
+    plt = pyplot()
+    H = run.config.data.horizon
+    fig, ax = plt.subplots(figsize=(10, 4))
+    start = max(0, bt.origins[0] - 4 * max(len(bt.origins), 30))
+    t = torch.arange(start, len(data.y))
+    ax.plot(t, data.y[start:], color="black", lw=1, label="series")
+    ax.axvline(bt.origins[0] + 0.5, color="grey", ls=":", lw=0.8)
+    picks = list(range(0, len(bt.origins), H))
+    for name, f in bt.forecasts.items():
+        if name != "model" and not name.startswith("ARIMA"):
+            continue
+        colour = "C0" if name == "model" else "C1"
+        for j, i in enumerate(picks):
+            steps = torch.arange(bt.origins[i] + 1, bt.origins[i] + H + 1)
+            ax.plot(steps, f[i], color=colour, lw=1.3, marker="." if H == 1 else None,
+                    label=name if j == 0 else None)  # fmt: skip
+            if name in bt.intervals:
+                lo, hi = bt.intervals[name]["95"]
+                ax.fill_between(steps, lo[i], hi[i], color=colour, alpha=0.15, lw=0,
+                                label=f"{name} 95%" if j == 0 else None)  # fmt: skip
+    ax.set_title(f"{data.series.name}: test part, {H}-step forecasts from every {H}th origin", fontsize=9)
+    ax.set_xlabel("time index")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_png(fig, path)
+
+
+def save_future_plot(data: Data, rows: list[dict[str, Any]], path: Path) -> None:
+    from ..plotting import pyplot, save_png
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(10, 4))
+    n = len(data.y)
+    start = max(0, n - 5 * len(rows) - 50)
+    ax.plot(range(start, n), data.y[start:], color="black", lw=1, label="series")
+    steps = list(range(n, n + len(rows)))
+    ax.plot(steps, [r["forecast"] for r in rows], color="C0", label="forecast")
+    if "lo95" in rows[0]:
+        ax.fill_between(
+            steps, [r["lo95"] for r in rows], [r["hi95"] for r in rows], color="C0", alpha=0.15, label="95%"
+        )
+        ax.fill_between(
+            steps, [r["lo80"] for r in rows], [r["hi80"] for r in rows], color="C0", alpha=0.25, label="80%"
+        )
+    ax.set_title(f"{data.series.name}: forecast of the next {len(rows)} values", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_png(fig, path)
