@@ -67,8 +67,9 @@ def read_csv_series(
 ) -> Series:
     """One numeric ``column`` (and ``covariates``) of a CSV file with a header row.
 
-    Empty cells (and NA, NaN, null) are missing values, kept as NaN for :func:`fill_missing`;
-    anything else that is not a number is an error naming its row and value.
+    Empty cells (and NA, NaN, null; a blank row inside the file) are missing values, kept as NaN
+    for :func:`fill_missing`; anything else that is not a number is an error naming its row and
+    value.
     """
     from .text import read_text
 
@@ -85,9 +86,9 @@ def read_csv_series(
     numeric = [column, *(covariates or [])]
     data: dict[str, list[float]] = {name: [] for name in numeric}
     times: list[str] = []
+    while len(rows) > 1 and not any(cell.strip() for cell in rows[-1]):
+        rows.pop()  # blank lines at the end; a blank row inside is a time step with missing values
     for r, row in enumerate(rows[1:], start=2):  # row numbers as in a spreadsheet: the header is 1
-        if not any(cell.strip() for cell in row):
-            continue
         for name in numeric:
             cell = row[index[name]].strip() if index[name] < len(row) else ""
             if cell.lower() in ("", "na", "nan", "null"):
@@ -102,7 +103,7 @@ def read_csv_series(
         if time_column:
             times.append(row[index[time_column]].strip() if index[time_column] < len(row) else "")
     values = torch.tensor(data[column], dtype=torch.float64)
-    cov = torch.tensor([data[c] for c in covariates or []], dtype=torch.float64).T.reshape(len(values), -1)
+    cov = torch.tensor([data[c] for c in covariates or []], dtype=torch.float64).reshape(-1, len(values)).T
     sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
     return Series(column, values, cov, list(covariates or []), times, str(path), sha)
 

@@ -4,7 +4,8 @@ For forecasts yhat of values y (one row per forecast origin, one column per step
 
     RMSE  = sqrt(mean (y - yhat)^2)         MAE = mean |y - yhat|
     MASE  = MAE / s,  s = mean_t |y_t - y_{t-S}| over the training part (the in-sample error of
-            the seasonal naive forecast, S = 1 without a season; Hyndman & Koehler 2006)
+            the seasonal naive forecast, S = 1 without a season; Hyndman & Koehler 2006; S = 1
+            too when the seasonal error is ~0, a series that repeats itself exactly)
     sMAPE = mean 200 |y - yhat| / (|y| + |yhat|)   in percent, 0 where y = yhat = 0
     coverage(lo, hi) = the share of y inside [lo, hi]
 
@@ -19,17 +20,25 @@ import torch
 from torch import Tensor
 
 
-def mase_scale(train: Tensor, season: int = 1) -> float:
-    """s: the mean absolute seasonal difference of the training part (lag ``season``)."""
+def mase_scale(train: Tensor, season: int = 1) -> tuple[float, int]:
+    """(s, lag): the mean absolute difference of the training part at lag ``season``.
+
+    A series that repeats itself exactly (the noiseless sine) has no seasonal naive error
+    (s ~ 0 would make every MASE astronomic): then the one-step naive error is the scale, and the
+    lag says which was used.
+    """
     if train.numel() <= season:
         raise ValueError(
             f"the training part ({train.numel()} points) is not longer than the season ({season}): "
             "no seasonal naive error to scale by; give a smaller --season"
         )
+    one = float((train[1:] - train[:-1]).abs().mean())
     s = float((train[season:] - train[:-season]).abs().mean())
+    if season > 1 and s <= 1e-6 * one:
+        return one, 1
     if not s > 0:
-        raise ValueError("the training part never changes over a season: MASE has no scale")
-    return s
+        raise ValueError("the training part never changes: MASE has no scale")
+    return s, season
 
 
 def _smape(y: Tensor, yhat: Tensor) -> Tensor:

@@ -41,9 +41,13 @@ def seasonal_naive(history: Tensor, horizon: int, season: int) -> Tensor:
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    """statsmodels warns about convergence and frequencies; the AIC and the scores say enough."""
+    """statsmodels warns about convergence and starting values; the AIC and the scores say enough.
+
+    Its fit sets its own warning filters inside, so ignoring is not enough: nothing is shown.
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        warnings.showwarning = lambda *args, **kwargs: None
         yield
 
 

@@ -386,7 +386,7 @@ class Forecast(Task):
         batches = WindowBatches(
             data.inputs, origins, d.lookback, d.horizon, recursive, d.batch_size, seed=config.loop.seed
         )
-        scale = mase_scale(data.y[: data.train_end + data.lost], data.season)
+        scale, _ = mase_scale(data.y[: data.train_end + data.lost], data.season)
 
         def loss_fn(m: nn.Module, x: Tensor, y: Tensor, state: Any) -> tuple[Tensor, None, Tensor]:
             out, _ = m(x)
@@ -516,13 +516,14 @@ def evaluate_series(run: Run, data: Data, seed: int = 0) -> dict[str, Any]:
     """Backtest scores of the model and every baseline on the test part (and on validation)."""
     d = run.config.data
     arima = fit_arima(data, d)
-    scale = mase_scale(data.y[: data.train_end + data.lost], data.season)
+    scale, lag = mase_scale(data.y[: data.train_end + data.lost], data.season)
     test = backtest(run.model, data, "test", d, arima, seed)
     val = backtest(run.model, data, "val", d, None, seed)
     return {
         "horizon": d.horizon,
         "season": data.season,
         "mase_scale": scale,
+        "mase_lag": lag,
         "arima": {"order": list(arima.order), "aic": arima.aic, "searched": d.arima_order is None},
         "test": score_backtest(test, scale),
         "val": score_backtest(val, scale),
@@ -535,12 +536,12 @@ def table(results: dict[str, Any]) -> str:
     rows = results["test"]
     cov = any("coverage80" in r for r in rows.values())
     part = f"test part ({next(iter(rows.values()))['origins']} origins)"
-    head = f"{part:<26}{'RMSE':>10}{'MAE':>10}{'MASE':>8}{'sMAPE':>8}"
+    head = f"{part:<26} {'RMSE':>10} {'MAE':>10} {'MASE':>7} {'sMAPE':>7}"
     lines = [head + ("  cover80  cover95" if cov else "")]
     for name, r in rows.items():
-        line = f"{name:<26}{r['rmse']:>10.4g}{r['mae']:>10.4g}{r['mase']:>8.3f}{r['smape']:>8.2f}"
+        line = f"{name:<26} {r['rmse']:>10.4g} {r['mae']:>10.4g} {r['mase']:>7.3f} {r['smape']:>7.2f}"
         if cov and "coverage80" in r:
-            line += f"{r['coverage80']:>9.2f}{r['coverage95']:>9.2f}"
+            line += f" {r['coverage80']:>8.2f} {r['coverage95']:>8.2f}"
         lines.append(line)
     return "\n".join(lines)
 
