@@ -556,46 +556,74 @@ def future_times(series: Series, horizon: int) -> list[str]:
         return [f"{last}+{h + 1}" for h in range(horizon)]
 
 
+def _axis(series: Series) -> Any:
+    """x positions of the points: the time labels when they are numbers (years), else indices."""
+    try:
+        return [float(t) for t in series.times] if len(series.times) == len(series) else None
+    except ValueError:
+        return None
+
+
+def _x(axis: Any, index: int) -> float:
+    """x of point ``index``, extrapolating the labels' last step past the end."""
+    if axis is None:
+        return float(index)
+    if index < len(axis):
+        return axis[index]
+    step = axis[-1] - axis[-2] if len(axis) > 1 else 1.0
+    return axis[-1] + step * (index - len(axis) + 1)
+
+
 def save_plot(run: Run, data: Data, bt: Backtest, path: Path) -> None:
-    """History, test truth, and the model's and ARIMA's forecasts from non-overlapping origins."""
+    """History, test truth, and the model's and ARIMA's forecasts from non-overlapping origins
+    (every H-th), with their 95% intervals where they have them."""
     from ..plotting import pyplot, save_png
 
     plt = pyplot()
     H = run.config.data.horizon
+    axis = _axis(data.series)
     fig, ax = plt.subplots(figsize=(10, 4))
     start = max(0, bt.origins[0] - 4 * max(len(bt.origins), 30))
-    t = torch.arange(start, len(data.y))
-    ax.plot(t, data.y[start:], color="black", lw=1, label="series")
-    ax.axvline(bt.origins[0] + 0.5, color="grey", ls=":", lw=0.8)
+    ax.plot(
+        [_x(axis, i) for i in range(start, len(data.y))], data.y[start:], color="black", lw=1, label="series"
+    )
+    ax.axvline((_x(axis, bt.origins[0]) + _x(axis, bt.origins[0] + 1)) / 2, color="grey", ls=":", lw=0.8)
     picks = list(range(0, len(bt.origins), H))
     for name, f in bt.forecasts.items():
         if name != "model" and not name.startswith("ARIMA"):
             continue
         colour = "C0" if name == "model" else "C1"
         for j, i in enumerate(picks):
-            steps = torch.arange(bt.origins[i] + 1, bt.origins[i] + H + 1)
-            ax.plot(steps, f[i], color=colour, lw=1.3, marker="." if H == 1 else None,
-                    label=name if j == 0 else None)  # fmt: skip
+            steps = [_x(axis, bt.origins[i] + h) for h in range(1, H + 1)]
+            label = name if j == 0 else None
             if name in bt.intervals:
                 lo, hi = bt.intervals[name]["95"]
-                ax.fill_between(steps, lo[i], hi[i], color=colour, alpha=0.15, lw=0,
-                                label=f"{name} 95%" if j == 0 else None)  # fmt: skip
-    ax.set_title(f"{data.series.name}: test part, {H}-step forecasts from every {H}th origin", fontsize=9)
-    ax.set_xlabel("time index")
+                if H == 1:
+                    below, above = f[i] - lo[i], hi[i] - f[i]
+                    ax.errorbar(steps, f[i], yerr=[below, above], color=colour, fmt=".", lw=0.8, label=label)
+                    continue
+                ax.fill_between(steps, lo[i], hi[i], color=colour, alpha=0.15, lw=0)
+            ax.plot(steps, f[i], color=colour, lw=1.3, marker="." if H == 1 else None, label=label)
+    every = "from each origin" if H == 1 else f"from every {H}th origin"
+    bands = " (bands, bars: 95% intervals)" if bt.intervals else ""
+    ax.set_title(f"{data.series.name}: the test part, {H}-step forecasts {every}{bands}", fontsize=9)
+    ax.set_xlabel("time" if axis is not None else "time index")
     ax.legend(fontsize=8)
     fig.tight_layout()
     save_png(fig, path)
 
 
 def save_future_plot(data: Data, rows: list[dict[str, Any]], path: Path) -> None:
+    """The end of the series and the forecast past it, with the 80% and 95% intervals if any."""
     from ..plotting import pyplot, save_png
 
     plt = pyplot()
+    axis = _axis(data.series)
     fig, ax = plt.subplots(figsize=(10, 4))
     n = len(data.y)
     start = max(0, n - 5 * len(rows) - 50)
-    ax.plot(range(start, n), data.y[start:], color="black", lw=1, label="series")
-    steps = list(range(n, n + len(rows)))
+    ax.plot([_x(axis, i) for i in range(start, n)], data.y[start:], color="black", lw=1, label="series")
+    steps = [_x(axis, n + h) for h in range(len(rows))]
     ax.plot(steps, [r["forecast"] for r in rows], color="C0", label="forecast")
     if "lo95" in rows[0]:
         ax.fill_between(
