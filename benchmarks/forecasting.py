@@ -9,7 +9,8 @@ Protocol, the same for every horizon:
    before (1949-1978), training = the rest. The model never sees the test part before step 3;
    ARIMA is fitted on training + validation, as the model's weights are chosen on both.
 2. Selection, on the validation part only: every setting of a small grid (cell, lookback,
-   dropout) is trained with every seed; the setting with the lowest mean validation RMSE wins.
+   dropout, strategy) is trained with every seed; the setting with the lowest mean validation
+   RMSE wins.
 3. The winner's runs (the same seeds) are backtested on the test part from every origin, with
    the baselines from the same origins. Each seed is reported, and the mean.
 
@@ -35,8 +36,12 @@ import torch
 
 from unrolled.tasks.forecast import TASK, ForecastConfig
 
-GRID = {"cell": ["lstm", "gru"], "lookback": [12, 40], "dropout": [0.0, 0.2]}
-HORIZONS = (1, 10)
+GRID = {
+    "cell": ["lstm", "gru"],
+    "lookback": [12, 40],
+    "dropout": [0.0, 0.2],
+    "strategy": ["direct", "recursive"],
+}
 
 
 def train(setting: dict, horizon: int, seed: int, out: Path) -> dict:
@@ -44,6 +49,7 @@ def train(setting: dict, horizon: int, seed: int, out: Path) -> dict:
     cfg.data.series, cfg.data.test_size, cfg.data.val_size = "sunspots", 30, 30
     cfg.data.horizon, cfg.data.lookback = horizon, setting["lookback"]
     cfg.model.cell, cfg.model.hidden, cfg.model.dropout = setting["cell"], 64, setting["dropout"]
+    cfg.model.strategy = setting["strategy"]
     cfg.model.layers = 1
     cfg.loop.seed = seed
     with contextlib.redirect_stderr(io.StringIO()):
@@ -55,6 +61,7 @@ def train(setting: dict, horizon: int, seed: int, out: Path) -> dict:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--horizons", default="1,10", help="comma-separated [1,10]")
     p.add_argument("--out", default=f"benchmarks/results/forecasting-{time.strftime('%Y-%m-%d')}-cpu2.json")
     args = p.parse_args()
     settings = [dict(zip(GRID, values, strict=True)) for values in itertools.product(*GRID.values())]
@@ -74,7 +81,7 @@ def main() -> int:
         "horizons": {},
     }
     with tempfile.TemporaryDirectory() as tmp:
-        for H in HORIZONS:
+        for H in [int(h) for h in args.horizons.split(",")]:
             runs = {}
             for k, setting in enumerate(settings):
                 for seed in range(args.seeds):

@@ -305,3 +305,21 @@ def test_builtin_series_load_from_statsmodels() -> None:
     co2 = builtin_series("co2")
     assert bool(torch.isnan(co2.values).any())  # its missing weeks stay missing until --fill
     assert len(builtin_series("elnino")) == 61 * 12
+
+
+def test_covariates_feed_the_network_and_a_recursive_forecast_needs_their_future(tmp_path, capsys) -> None:
+    values = _wave()
+    _csv(tmp_path / "c.csv", values, extra=("temp", [round(v / 2, 3) for v in values]))
+    out = tmp_path / "cov"
+    args = ["--csv", str(tmp_path / "c.csv"), "--column", "value", "--covariates", "temp", "--horizon", "2"]
+    assert _train([*args, "--strategy", "recursive", *SMALL, "--max-steps", "10", "--out", str(out)]) == 0
+    assert len(json.loads((out / "scaler.json").read_text())["mean"]) == 2  # target and covariate
+    capsys.readouterr()
+    assert main(["forecast", str(out), "--horizon", "2"]) == 2
+    assert "needs their future values" in capsys.readouterr().err
+    assert main(["forecast", str(out), "--horizon", "1"]) == 0
+    capsys.readouterr()
+    bad = ["--csv", str(tmp_path / "c.csv"), "--column", "value", "--covariates", "rain"]
+    assert _train([*bad, *SMALL, "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "no column 'rain' in" in err and "its columns are value, temp" in err
