@@ -172,7 +172,12 @@ def table(summary: dict[str, Any]) -> str:
 
 
 def plot(summary: dict[str, Any], runs: dict[str, dict[str, Any]]) -> Any:
-    """Bars of the mean validation loss (± sd) per variant, each seed as a dot, vanilla first."""
+    """Bars of the mean validation loss (± sd) per variant, each seed as a dot, vanilla grey.
+
+    A variant far worse than the rest (mean above 1.5 times the median of the means: a run
+    that diverged) would flatten every other bar: it is drawn to the top of the axis, with its
+    value written on it.
+    """
     from ..plotting import pyplot
 
     plt = pyplot()
@@ -180,17 +185,33 @@ def plot(summary: dict[str, Any], runs: dict[str, dict[str, Any]]) -> Any:
     fig, ax = plt.subplots(figsize=(1.0 + 0.8 * len(names), 3.8))
     means = [summary[v]["mean"] for v in names]
     sds = [summary[v]["sd"] or 0.0 for v in names]
+    median = statistics.median(means)
+    normal = [i for i, m in enumerate(means) if m <= 1.5 * median]
+    seeds = {v: [r["val_loss"] for r in runs.values() if r["variant"] == v] for v in names}
+    low = min(min(seeds[names[i]]) for i in normal) if normal else min(means)
+    high = max(max(means[i] + sds[i], *seeds[names[i]]) for i in normal) if normal else max(means)
+    pad = 0.1 * (high - low) or 0.05
+    top = high + 2 * pad
     colours = ["grey" if v == BASELINE else "C0" for v in names]
-    ax.bar(range(len(names)), means, yerr=sds, color=colours, alpha=0.6, capsize=3)
+    shown = [min(m, top) for m in means]
+    ax.bar(range(len(names)), shown, color=colours, alpha=0.6)
     for i, v in enumerate(names):
-        ys = [r["val_loss"] for r in runs.values() if r["variant"] == v]
-        ax.scatter([i] * len(ys), ys, color="black", s=8, zorder=3)
+        if i in normal:
+            ax.errorbar(i, means[i], yerr=sds[i], color="black", capsize=3, lw=1)
+            ax.scatter([i] * len(seeds[v]), seeds[v], color="black", s=8, zorder=3)
+        else:
+            ax.text(
+                i,
+                top - pad,
+                f"{means[i]:.2f}\n± {sds[i]:.2f}\n(off scale)",
+                ha="center",
+                va="top",
+                fontsize=7,
+            )
         p = summary[v]["p_welch"]
         if p is not None and p < 0.05:
-            ax.text(i, means[i] + sds[i], "*", ha="center", va="bottom")
-    low = min(min(means) - 2 * max(sds), min(r["val_loss"] for r in runs.values()))
-    high = max(max(means) + 2 * max(sds), max(r["val_loss"] for r in runs.values()))
-    ax.set_ylim(low - 0.05 * (high - low), high + 0.1 * (high - low))
+            ax.text(i, min(means[i] + sds[i], top - pad), "*", ha="center", va="bottom")
+    ax.set_ylim(low - pad, top)
     ax.set_xticks(range(len(names)), names)
     ax.set_ylabel("best validation loss (nats/char)")
     ax.set_title("LSTM variants (mean ± sd over seeds; * Welch p < 0.05 vs vanilla)", fontsize=9)
