@@ -49,7 +49,7 @@ from ..training import Asset, Fit, LoopConfig, OptimConfig, Prepared, Run, RunCo
 from ..training import checkpoint as ckpt
 from ..training.config import positive
 from ..training.device import model_device
-from .base import RecurrentConfig
+from .base import CELLS, RecurrentConfig
 
 SCALER = "scaler.json"  # the scaling fitted on the training part
 PLOT = "forecast.png"  # the test part's forecasts, written into the run directory
@@ -61,7 +61,7 @@ LEVELS = ("80", "95")
 class ModelConfig(RecurrentConfig):
     """The network: past values (and covariates) -> recurrent layers -> linear head."""
 
-    cell: str = flag("lstm", choices=("rnn", "lstm", "gru", "mut1", "mut2", "mut3", "mingru", "minlstm"))
+    cell: str = flag("lstm", choices=tuple(CELLS))  # recurrent cell of every layer
     hidden: int = 64  # units per layer
     layers: int = 1  # stacked recurrent layers
     dropout: float = 0.0  # between layers and before the head
