@@ -15,6 +15,7 @@ MODULES = (
     "classify",
     "translate",
     "forecast",
+    "tag",
 )  # the registered tasks, in the order `unrolled train --help` lists them
 
 

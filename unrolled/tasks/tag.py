@@ -1,0 +1,481 @@
+"""Sequence tagging (part of speech and the like): tagged sentences -> run directory -> tags.
+
+Wiring only: data (:mod:`unrolled.data.tagged`: the slash, CoNLL-U and two-column formats,
+sentences as ids, padded batches), model (:class:`unrolled.models.tagger.Tagger`: word
+embeddings and a character encoder, any recurrent layer, softmax or CRF), metrics (token
+accuracy, accuracy on words unseen in training, per-tag precision/recall/F1, the most frequent
+confusions) and the baseline every tagger must beat: each word's most frequent training tag,
+and the most frequent tag overall for a word never seen.
+
+The sentences are split (seeded) into training, validation (picks the best weights by token
+accuracy) and test parts (scored once at the end, with the baseline, into results.json).
+A tag of the validation or test part that training never saw is an error that names it: the
+model could never predict it, and silently mapping it would hide the problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from ..data import WordVocab, split_indices
+from ..data.tagged import (
+    FORMATS,
+    TAG_COLUMNS,
+    EncodedSentence,
+    Sentence,
+    SentenceBatches,
+    guess_format,
+    pad_sentences,
+    read_tagged,
+)
+from ..models.tagger import CHAR_ENCODERS, DECODERS, Tagger
+from ..training import Asset, Fit, LoopConfig, OptimConfig, Prepared, Run, RunConfig, Task, TrainerState, flag
+from ..training import checkpoint as ckpt
+from ..training.config import positive, split_fractions
+from ..training.device import model_device, to_device
+from .base import CELLS, RecurrentConfig
+
+TAGS = "tags.json"  # the tag names, in output order
+CHARS = "chars.json"  # the character vocabulary
+TOKEN = re.compile(r"\w+(?:[-'.]\w+)*\.?|[^\w\s]")  # words (Mr., U.S., don't, well-known), punctuation
+
+
+@dataclass
+class ModelConfig(RecurrentConfig):
+    """The network: word embeddings + character encoder -> recurrent layers -> tag scores."""
+
+    cell: str = flag("lstm", choices=tuple(CELLS))  # recurrent cell of every layer
+    hidden: int = 100  # units per layer and direction
+    layers: int = 1  # stacked recurrent layers
+    bidirectional: bool = True  # read each sentence both ways (--no-bidirectional: left to right)
+    embedding_dim: int = 100  # learned word embedding size
+    # a BiLSTM or a CNN over each word's characters, for words unseen in training (none: words only)
+    char_encoder: str = flag("lstm", choices=CHAR_ENCODERS)
+    decoder: str = flag("softmax", choices=DECODERS)  # softmax per word, or a linear-chain CRF
+    dropout: float = 0.5  # on the word features and the recurrent outputs
+    lower: bool = False  # look words up lower-cased (the character encoder still sees the case)
+
+    def validate(self) -> None:
+        super().validate()
+        positive(self, ("embedding_dim",))
+        if self.char_encoder not in CHAR_ENCODERS:
+            raise ValueError(
+                f"unknown --char-encoder {self.char_encoder!r}: expected {', '.join(CHAR_ENCODERS)}"
+            )
+        if self.decoder not in DECODERS:
+            raise ValueError(f"unknown --decoder {self.decoder!r}: expected {', '.join(DECODERS)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"--dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass
+class DataConfig:
+    """Where the tagged sentences come from and how they are split and batched."""
+
+    data: str | None = flag(None, metavar="FILE")  # tagged sentences (required)
+    format: str | None = flag(None, choices=FORMATS)  # slash, conllu or conll [from the suffix]
+    tag_column: str = flag("upos", choices=TAG_COLUMNS)  # CoNLL-U: which tags to learn
+    test_data: str | None = flag(None, metavar="FILE")  # a separate test file (then no test split)
+    val_frac: float = 0.1  # validation sentences: pick the best weights
+    test_frac: float = 0.1  # test sentences, scored once at the end
+    batch_size: int = 16  # sentences per step
+    min_count: int = 1  # words seen fewer times in training become <unk> (their characters still count)
+
+    def validate(self) -> None:
+        if self.data is None:
+            raise ValueError("--data FILE is required: a file of tagged sentences")
+        positive(self, ("batch_size", "min_count"))
+        split_fractions(self.val_frac, 0.0 if self.test_data else self.test_frac)
+
+
+@dataclass
+class TagConfig(RunConfig):
+    """Everything needed to rebuild and continue a tagger run; saved as config.json."""
+
+    TASK: ClassVar[str] = "tag"
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-3))
+    loop: LoopConfig = field(default_factory=lambda: LoopConfig(eval_every=100, patience=8))
+
+
+# ---- data ----------------------------------------------------------------------------------
+@dataclass
+class Vocabs:
+    words: WordVocab
+    chars: WordVocab
+    tags: list[str]
+    lower: bool
+
+    def encode(self, words: list[str], tags: list[str] | None, where: str = "") -> EncodedSentence:
+        index = {t: k for k, t in enumerate(self.tags)}
+        if tags is not None:
+            unseen = sorted({t for t in tags if t not in index})
+            if unseen:
+                raise ValueError(
+                    f"the tag {unseen[0]!r}{where} never occurs in the training sentences: the model cannot "
+                    "predict it (fix the file, or train on data that has it)"
+                )
+        return EncodedSentence(
+            self.words.encode([w.lower() if self.lower else w for w in words]),
+            [self.chars.encode(list(w)) for w in words],
+            torch.tensor([index[t] for t in tags] if tags is not None else [-1] * len(words)),
+        )
+
+
+@dataclass
+class Dataset:
+    vocabs: Vocabs
+    train: list[Sentence]
+    val: list[Sentence]
+    test: list[Sentence] | None
+    sources: list[str]
+    sha256: str
+
+
+def _read(cfg: DataConfig, path: str) -> list[Sentence]:
+    fmt = cfg.format or guess_format(path)
+    return read_tagged(path, fmt, cfg.tag_column).sentences
+
+
+def load_data(cfg: DataConfig, model: ModelConfig, seed: int, vocabs: Vocabs | None = None) -> Dataset:
+    """Read and split the sentences; build the vocabularies from the training part (or reuse them)."""
+    assert cfg.data is not None  # validate() says so to the user
+    fmt = cfg.format or guess_format(cfg.data)
+    main = read_tagged(cfg.data, fmt, cfg.tag_column)
+    sentences = main.sentences
+    test_file = (
+        read_tagged(cfg.test_data, cfg.format or guess_format(cfg.test_data), cfg.tag_column)
+        if cfg.test_data
+        else None
+    )
+    fractions = [cfg.val_frac] + ([] if test_file or cfg.test_frac == 0 else [cfg.test_frac])
+    parts = split_indices([0] * len(sentences), fractions, seed)  # one stratum: a seeded shuffle
+    val_i, rest = parts[0], parts[1:]
+    test_i, train_i = (rest[0], rest[1]) if len(rest) == 2 else ([], rest[0])
+    train = [sentences[i] for i in train_i]
+    if cfg.batch_size > len(train):
+        raise ValueError(
+            f"the training part has {len(train)} sentences, fewer than one batch (--batch-size "
+            f"{cfg.batch_size}): give more sentences or a smaller --batch-size"
+        )
+    if vocabs is None:
+        words = WordVocab.from_tokens(
+            ([w.lower() if model.lower else w for w in s.words] for s in train), cfg.min_count
+        )
+        chars = WordVocab.from_tokens("".join(s.words) for s in train)
+        tags = [
+            t
+            for t, _ in sorted(
+                Counter(t for s in train for t in s.tags).items(), key=lambda kv: (-kv[1], kv[0])
+            )
+        ]
+        vocabs = Vocabs(words, chars, tags, model.lower)
+    test = test_file.sentences if test_file else [sentences[i] for i in test_i] or None
+    sources = [main.source] + ([test_file.source] if test_file else [])
+    sha = main.sha256 + (test_file.sha256 if test_file else "")
+    return Dataset(vocabs, train, [sentences[i] for i in val_i], test, sources, sha)
+
+
+# ---- metrics and the baseline ----------------------------------------------------------------
+def wilson(successes: int, n: int, z: float = 1.959963984540054) -> list[float]:
+    """The 95% Wilson score interval of a proportion."""
+    if n == 0:
+        return [0.0, 1.0]
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return [max(0.0, centre - half), min(1.0, centre + half)]
+
+
+def scores(
+    sentences: list[Sentence], predicted: list[list[str]], known: set[str], lower: bool, top: int = 10
+) -> dict[str, Any]:
+    """Token accuracy, OOV accuracy (words not in ``known``), per-tag P/R/F1, top confusions."""
+    right = total = oov_right = oov_total = 0
+    gold_count: Counter[str] = Counter()
+    pred_count: Counter[str] = Counter()
+    hit: Counter[str] = Counter()
+    confusions: Counter[tuple[str, str]] = Counter()
+    for s, pred in zip(sentences, predicted, strict=True):
+        for w, g, p in zip(s.words, s.tags, pred, strict=True):
+            ok = g == p
+            right += ok
+            total += 1
+            gold_count[g] += 1
+            pred_count[p] += 1
+            if ok:
+                hit[g] += 1
+            else:
+                confusions[(g, p)] += 1
+            if (w.lower() if lower else w) not in known:
+                oov_total += 1
+                oov_right += ok
+    per_tag = {}
+    for t in sorted(gold_count | pred_count):
+        precision = hit[t] / pred_count[t] if pred_count[t] else 0.0
+        recall = hit[t] / gold_count[t] if gold_count[t] else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_tag[t] = {"precision": precision, "recall": recall, "f1": f1, "support": gold_count[t]}
+    return {
+        "accuracy": right / max(total, 1),
+        "accuracy_ci95": wilson(right, total),
+        "tokens": total,
+        "oov_accuracy": oov_right / oov_total if oov_total else None,
+        "oov_accuracy_ci95": wilson(oov_right, oov_total) if oov_total else None,
+        "oov_tokens": oov_total,
+        "per_tag": per_tag,
+        "confusions": [{"gold": g, "predicted": p, "count": c} for (g, p), c in confusions.most_common(top)],
+    }
+
+
+class MostFrequentTag:
+    """Each word's most frequent training tag; the most frequent tag overall for unseen words."""
+
+    def __init__(self, train: list[Sentence], lower: bool) -> None:
+        self.lower = lower
+        per_word: dict[str, Counter[str]] = {}
+        overall: Counter[str] = Counter()
+        for s in train:
+            for w, t in zip(s.words, s.tags, strict=True):
+                per_word.setdefault(self._key(w), Counter())[t] += 1
+                overall[t] += 1
+        self.default = min(overall, key=lambda t: (-overall[t], t))
+        self.best = {w: min(c, key=lambda t: (-c[t], t)) for w, c in per_word.items()}
+
+    def _key(self, w: str) -> str:
+        return w.lower() if self.lower else w
+
+    def tag(self, words: list[str]) -> list[str]:
+        return [self.best.get(self._key(w), self.default) for w in words]
+
+
+@torch.no_grad()
+def predict(
+    model: Tagger, vocabs: Vocabs, sentences: list[list[str]], batch_size: int = 64
+) -> list[list[str]]:
+    """The model's tags for each sentence (a list of words)."""
+    was_training = model.training
+    model.eval()
+    device = model_device(model)
+    out: list[list[str]] = []
+    for start in range(0, len(sentences), batch_size):
+        chunk = sentences[start : start + batch_size]
+        (words, chars, lengths), _ = pad_sentences([vocabs.encode(s, None) for s in chunk])
+        words, chars, lengths = to_device((words, chars, lengths), device)
+        ids = model.decode(model(words, chars, lengths), lengths).cpu()
+        out += [[vocabs.tags[k] for k in ids[i, : len(s)].tolist()] for i, s in enumerate(chunk)]
+    model.train(was_training)
+    return out
+
+
+def evaluate(model: Tagger, vocabs: Vocabs, sentences: list[Sentence], known: set[str]) -> dict[str, Any]:
+    predicted = predict(model, vocabs, [s.words for s in sentences])
+    return scores(sentences, predicted, known, vocabs.lower)
+
+
+# ---- the task ------------------------------------------------------------------------------
+def _tags(obj: Any) -> list[str]:
+    if not isinstance(obj, list) or not obj or not all(isinstance(t, str) for t in obj):
+        raise ValueError("tags.json is not a list of tag names")
+    return obj
+
+
+class Tag(Task):
+    """The tagger as a :class:`Task`: training, ``eval --data``, and ``tag``."""
+
+    name = "tag"
+    help = "sequence tagger (BiLSTM with character features, softmax or CRF) on tagged sentences"
+    description = (
+        "Train a tagger (part of speech or any per-word tags) on tagged sentences: word/TAG per token "
+        "one sentence per line (--format slash), CoNLL-U (conllu, --tag-column upos|xpos) or word<TAB>tag "
+        "with blank lines between sentences (conll); the format is guessed from the suffix unless "
+        "given. The sentences are split (by --seed) into training, validation (picks the best weights "
+        "by token accuracy) and test parts; token accuracy, accuracy on words unseen in training, "
+        "per-tag F1 and the most frequent errors of the model and of the most-frequent-tag baseline go "
+        "to results.json."
+    )
+    Config = TagConfig
+    assets = {
+        "vocab": Asset(ckpt.VOCAB, WordVocab.from_json, WordVocab.to_json),
+        "chars": Asset(CHARS, WordVocab.from_json, WordVocab.to_json),
+        "tags": Asset(TAGS, _tags, list),
+    }
+    unit = "sentences"
+    default_limits = {"max_minutes": 10.0, "max_epochs": 30.0}
+    eval_inputs = {"data": "tagger runs: a tagged file to score (read in the run's format)"}
+
+    def prepare(self, config: TagConfig, assets: dict[str, Any] | None) -> Prepared:
+        vocabs = None
+        if assets is not None:
+            vocabs = Vocabs(assets["vocab"], assets["chars"], assets["tags"], config.model.lower)
+        data = load_data(config.data, config.model, config.loop.seed, vocabs)
+        for part, sentences in (("validation", data.val), ("test", data.test or [])):
+            for k, s in enumerate(sentences):
+                data.vocabs.encode(s.words, s.tags, f" (sentence {k + 1} of the {part} part)")
+        info = {
+            "sources": data.sources,
+            "sentences": {"train": len(data.train), "val": len(data.val), "test": len(data.test or [])},
+            "tokens": {"train": sum(len(s.words) for s in data.train)},
+            "vocab_size": len(data.vocabs.words),
+            "tags": len(data.vocabs.tags),
+        }
+        v = data.vocabs
+        return Prepared(
+            {"vocab": v.words, "chars": v.chars, "tags": v.tags},
+            data,
+            data.sha256,
+            ", ".join(data.sources),
+            info,
+        )
+
+    def build_model(self, config: TagConfig, assets: dict[str, Any]) -> nn.Module:
+        m = config.model
+        m.validate()
+        char_size = 0 if m.char_encoder == "none" else 50
+        rnn = m.build_recurrent(m.embedding_dim + char_size, dropout=m.dropout, bidirectional=m.bidirectional)
+        return Tagger(
+            len(assets["vocab"]), len(assets["chars"]), len(assets["tags"]), rnn, m.embedding_dim,
+            m.char_encoder, m.decoder, m.dropout,
+        )  # fmt: skip
+
+    def fit(self, config: TagConfig, model: nn.Module, prepared: Prepared) -> Fit:
+        data = prepared.data
+        v = data.vocabs
+        encoded = [v.encode(s.words, s.tags) for s in data.train]
+        batches = SentenceBatches(encoded, config.data.batch_size, seed=config.loop.seed)
+        known = set(v.words.tokens)
+
+        def loss_fn(
+            m: nn.Module, x: tuple[Tensor, Tensor, Tensor], y: Tensor, state: Any
+        ) -> tuple[Tensor, None, Tensor]:
+            words, chars, lengths = x
+            return (
+                m.loss(m(words, chars, lengths), y, lengths),
+                None,
+                torch.tensor(words.size(0), device=words.device),
+            )
+
+        def validate(m: nn.Module) -> dict[str, float]:
+            r = evaluate(m, v, data.val, known)
+            return {
+                "val_loss": 1.0 - r["accuracy"],
+                "val_accuracy": r["accuracy"],
+                "val_oov_accuracy": r["oov_accuracy"] or 0.0,
+            }
+
+        return Fit(batches, loss_fn, validate, select=("val_accuracy", "max"))
+
+    def finish(self, run: Run, state: TrainerState, prepared: Prepared) -> dict[str, Any]:
+        data = prepared.data
+        v = data.vocabs
+        known = set(v.words.tokens)
+        baseline = MostFrequentTag(data.train, v.lower)
+        out: dict[str, Any] = {
+            "best_step": state.best_step,
+            "baseline": "most frequent tag per word; the most frequent tag overall for unseen words",
+        }
+        for part, sentences in (("val", data.val), ("test", data.test)):
+            if not sentences:
+                out[part] = None
+                continue
+            out[part] = {
+                "model": evaluate(run.model, v, sentences, known),
+                "baseline": scores(sentences, [baseline.tag(s.words) for s in sentences], known, v.lower),
+            }
+        return out
+
+    def evaluate(self, run: Run, **inputs: Any) -> dict[str, Any]:
+        d = run.config.data
+        v = Vocabs(run.vocab, run.chars, run.tags, run.config.model.lower)
+        sentences = _read(d, inputs["data"])
+        for k, s in enumerate(sentences):
+            v.encode(s.words, s.tags, f" (sentence {k + 1} of {inputs['data']!r})")
+        return evaluate(run.model, v, sentences, set(run.vocab.tokens))
+
+    def eval_line(self, result: dict[str, Any], **inputs: str) -> str:
+        oov = result["oov_accuracy"]
+        return (
+            f"{inputs['data']}: accuracy {result['accuracy']:.4f} over {result['tokens']:,} tokens, "
+            f"OOV accuracy {'-' if oov is None else f'{oov:.4f}'} over {result['oov_tokens']:,}"
+        )
+
+    def describe_val(self, record: dict[str, Any]) -> tuple[str, str]:
+        return f"acc {record['val_accuracy']:.4f}", (
+            f"val accuracy {record['val_accuracy']:.4f}, OOV accuracy {record['val_oov_accuracy']:.4f}"
+        )
+
+    def report(self, run: Run, state: TrainerState, results: Any, args: argparse.Namespace) -> None:
+        self.print_summary(run, state)
+        for part in ("val", "test"):
+            if results[part] is None:
+                continue
+            for who in ("model", "baseline"):
+                r = results[part][who]
+                lo, hi = r["accuracy_ci95"]
+                oov = "-" if r["oov_accuracy"] is None else f"{r['oov_accuracy']:.4f}"
+                print(
+                    f"{part} {who:<9} accuracy {r['accuracy']:.4f} [{lo:.4f}, {hi:.4f}]  "
+                    f"OOV accuracy {oov} ({r['oov_tokens']} tokens)"
+                )
+
+    def add_commands(self, commands: Any) -> None:
+        p = commands.add_parser(
+            "tag",
+            help="tag sentences with a tagger run",
+            description=(
+                "Tokenise plain text on whitespace and punctuation and print each sentence as word/TAG "
+                "(--format slash) or word<TAB>tag lines with a blank line after each sentence (conll)."
+            ),
+        )
+        self.add_run_argument(p, "run directory of `unrolled train tag`")
+        p.add_argument("--text", action="append", metavar="TEXT", help="a sentence to tag (repeatable)")
+        p.add_argument("--file", metavar="FILE", help="UTF-8 file with one sentence per line ('-' = stdin)")
+        p.add_argument("--format", choices=("slash", "conll"), default="slash", help="output format [slash]")
+        p.set_defaults(func=self._cmd_tag)
+
+    def _cmd_tag(self, args: argparse.Namespace) -> int:
+        from ..data import read_text
+
+        if (args.text is None) == (args.file is None):
+            raise ValueError("give the sentences with --text TEXT (repeatable) or --file FILE, not both")
+        lines = (
+            args.text
+            if args.file is None
+            else (sys.stdin.read() if args.file == "-" else read_text(args.file)).splitlines()
+        )
+        sentences = []
+        for k, line in enumerate(lines, 1):
+            words = tokenize(line)
+            if not words:
+                where = f"line {k} of {args.file!r}" if args.file else f"--text number {k}"
+                raise ValueError(f"{where} has no words to tag")
+            sentences.append(words)
+        run = self.open_run(args.run, **self.open_args(args))  # refuses a run of another task
+        v = Vocabs(run.vocab, run.chars, run.tags, run.config.model.lower)
+        for words, tags in zip(sentences, predict(run.model, v, sentences), strict=True):
+            if args.format == "slash":
+                print(" ".join(f"{w}/{t}" for w, t in zip(words, tags, strict=True)))
+            else:
+                print("\n".join(f"{w}\t{t}" for w, t in zip(words, tags, strict=True)) + "\n")
+        return 0
+
+
+def tokenize(text: str) -> list[str]:
+    """Plain text -> words and punctuation marks (``Mr.``, ``U.S.``, ``don't``, ``well-known`` stay whole)."""
+    return TOKEN.findall(text)
+
+
+TASK = Tag()
+open_run = TASK.open_run
+train = TASK.train
