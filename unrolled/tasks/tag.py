@@ -154,6 +154,11 @@ def load_data(cfg: DataConfig, model: ModelConfig, seed: int, vocabs: Vocabs | N
     fmt = cfg.format or guess_format(cfg.data)
     main = read_tagged(cfg.data, fmt, cfg.tag_column)
     sentences = main.sentences
+    if len(sentences) < cfg.batch_size:
+        raise ValueError(
+            f"{cfg.data!r} has {len(sentences)} sentences, fewer than one batch (--batch-size "
+            f"{cfg.batch_size}): give more sentences or a smaller --batch-size"
+        )
     test_file = (
         read_tagged(cfg.test_data, cfg.format or guess_format(cfg.test_data), cfg.tag_column)
         if cfg.test_data

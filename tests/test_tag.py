@@ -1,0 +1,285 @@
+"""Sequence tagging: the three formats, the CRF against brute force, padding, characters for
+unseen words, the baseline and metrics, the commands, resume and every bad input."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+
+import pytest
+import torch
+
+from unrolled.cli import main
+from unrolled.data.tagged import guess_format, read_tagged, split_slash
+from unrolled.layers.crf import LinearChainCRF
+from unrolled.tasks.base import RecurrentConfig
+from unrolled.tasks.tag import MostFrequentTag, Sentence, scores, tokenize, wilson
+
+SMALL = ["--hidden", "16", "--embedding-dim", "16", "--batch-size", "8", "--no-progress"]
+
+
+# ---- formats ------------------------------------------------------------------------------------
+def test_slash_format_splits_at_the_last_slash(tmp_path) -> None:
+    assert split_slash("1/2/CD") == ("1/2", "CD")
+    assert split_slash(",/,") == (",", ",") and split_slash("//:") == ("/", ":")
+    assert split_slash("and/or/CC") == ("and/or", "CC")
+    path = tmp_path / "s.txt"
+    path.write_text(
+        "The/DT dog/NN ate/VBD 1/2/CD of/IN it/PRP ./.\n\nA/DT cat/NN ,/, too/RB !/.\n", encoding="utf-8"
+    )
+    sentences = read_tagged(path, "slash").sentences
+    assert [s.words for s in sentences] == [
+        ["The", "dog", "ate", "1/2", "of", "it", "."],
+        ["A", "cat", ",", "too", "!"],
+    ]
+    assert sentences[1].tags == ["DT", "NN", ",", "RB", "."]
+    path.write_text("The/DT dog/NN\nran fast/RB\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"line 2 of .*: the token 'ran' has no tag"):
+        read_tagged(path, "slash")
+    path.write_text("The/DT dog/\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="the token 'dog/' has no tag"):
+        read_tagged(path, "slash")
+
+
+CONLLU = """# sent_id = 1
+# text = Je vais du marché.
+1	Je	je	PRON	PRP	_	2	nsubj	_	_
+2	vais	aller	VERB	VBP	_	0	root	_	_
+3-4	du	_	_	_	_	_	_	_	_
+3	de	de	ADP	IN	_	5	case	_	_
+4	le	le	DET	DT	_	5	det	_	_
+5	marché	marché	NOUN	NN	_	2	obl	_	SpaceAfter=No
+6	.	.	PUNCT	.	_	2	punct	_	_
+
+# sent_id = 2
+1	Oui	oui	INTJ	UH	_	0	root	_	_
+1.1	dit	dire	VERB	VBD	_	_	_	0:root	_
+2	!	!	PUNCT	.	_	1	punct	_	_
+
+"""
+
+
+def test_conllu_through_the_conllu_package(tmp_path) -> None:
+    path = tmp_path / "fr.conllu"
+    path.write_text(CONLLU, encoding="utf-8")
+    assert guess_format(path) == "conllu"
+    first, second = read_tagged(path, "conllu").sentences
+    assert first.words == ["Je", "vais", "de", "le", "marché", "."]  # the range 3-4 left out, its words kept
+    assert first.tags == ["PRON", "VERB", "ADP", "DET", "NOUN", "PUNCT"]
+    assert second.words == ["Oui", "!"]  # the empty node 1.1 left out
+    assert read_tagged(path, "conllu", "xpos").sentences[0].tags == ["PRP", "VBP", "IN", "DT", "NN", "."]
+    path.write_text(CONLLU.replace("2\tvais\taller", "2\tvais aller"), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"line 4 of .* is not CoNLL-U: expected 10 tab-separated fields"):
+        read_tagged(path, "conllu")
+
+
+def test_two_column_conll(tmp_path) -> None:
+    path = tmp_path / "t.conll"
+    path.write_text("The\tDT\ndog\tNN\n\n\nIt\tPRP\nran\tVBD\textra\n", encoding="utf-8")
+    assert guess_format(path) == "conll"
+    sentences = read_tagged(path, "conll").sentences
+    assert [s.words for s in sentences] == [["The", "dog"], ["It", "ran"]] and sentences[1].tags == [
+        "PRP",
+        "VBD",
+    ]
+    path.write_text("The\tDT\ndog\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"line 2 of .*: expected word<TAB>tag, got 'dog'"):
+        read_tagged(path, "conll")
+
+
+def test_tokenize_keeps_abbreviations_and_splits_punctuation() -> None:
+    assert tokenize("Mr. Smith's well-known dog, in the U.S., ate 3.5 apples!") == [
+        "Mr.", "Smith's", "well-known", "dog", ",", "in", "the", "U.S.", ",", "ate", "3.5", "apples", "!",
+    ]  # fmt: skip
+
+
+# ---- the CRF ----------------------------------------------------------------------------------
+def _crf(K: int = 3) -> LinearChainCRF:
+    torch.manual_seed(0)
+    crf = LinearChainCRF(K).double()
+    with torch.no_grad():
+        for p in crf.parameters():
+            p.normal_()
+    return crf
+
+
+@pytest.mark.parametrize("T", [1, 2, 3, 4, 5])
+def test_crf_partition_and_viterbi_equal_brute_force(T: int) -> None:
+    crf, K = _crf(), 3
+    g = torch.Generator().manual_seed(T)
+    emissions = torch.randn(1, T, K, generator=g, dtype=torch.float64)
+    mask = torch.ones(1, T, dtype=torch.bool)
+    with torch.no_grad():
+        every = {
+            y: float(crf.score(emissions, torch.tensor([y]), mask))
+            for y in itertools.product(range(K), repeat=T)
+        }
+    brute = torch.logsumexp(torch.tensor(list(every.values()), dtype=torch.float64), 0)
+    torch.testing.assert_close(crf.log_partition(emissions, mask)[0].detach(), brute, rtol=0, atol=1e-12)
+    assert tuple(crf.decode(emissions, mask)[0].tolist()) == max(every, key=every.get)
+
+
+def test_crf_on_a_padded_batch_equals_each_sentence_alone() -> None:
+    crf, K = _crf(), 3
+    g = torch.Generator().manual_seed(7)
+    alone = [torch.randn(1, T, K, generator=g, dtype=torch.float64) for T in (2, 5, 1, 4)]
+    batch = torch.randn(4, 5, K, generator=g, dtype=torch.float64)  # random scores on the pads too
+    mask = torch.zeros(4, 5, dtype=torch.bool)
+    for i, e in enumerate(alone):
+        batch[i, : e.size(1)] = e[0]
+        mask[i, : e.size(1)] = True
+    tags = torch.randint(0, K, (4, 5), generator=g)
+    for i, e in enumerate(alone):
+        m = torch.ones(1, e.size(1), dtype=torch.bool)
+        torch.testing.assert_close(crf.log_partition(batch, mask)[i], crf.log_partition(e, m)[0])
+        torch.testing.assert_close(
+            crf.score(batch, tags, mask)[i], crf.score(e, tags[i : i + 1, : e.size(1)], m)[0]
+        )
+        assert crf.decode(batch, mask)[i, : e.size(1)].tolist() == crf.decode(e, m)[0].tolist()
+
+
+# ---- the model -------------------------------------------------------------------------------------
+def _tagger(decoder: str, char_encoder: str = "lstm"):
+    from unrolled.models.tagger import Tagger
+
+    torch.manual_seed(0)
+    rnn = RecurrentConfig(cell="lstm", hidden=8, layers=1).build_recurrent(
+        12 + (0 if char_encoder == "none" else 50), bidirectional=True
+    )
+    return Tagger(30, 20, 5, rnn, 12, char_encoder, decoder).eval()
+
+
+@pytest.mark.parametrize("decoder, chars", [("softmax", "lstm"), ("crf", "cnn"), ("crf", "none")])
+def test_padding_never_changes_a_sentences_tags(decoder: str, chars: str) -> None:
+    from unrolled.data.tagged import EncodedSentence, pad_sentences
+
+    model = _tagger(decoder, chars)
+    g = torch.Generator().manual_seed(0)
+
+    def sentence(n: int) -> EncodedSentence:
+        words = torch.randint(2, 30, (n,), generator=g)
+        chars_ = [
+            torch.randint(2, 20, (int(torch.randint(1, 9, (1,), generator=g)),), generator=g)
+            for _ in range(n)
+        ]
+        return EncodedSentence(words, chars_, torch.zeros(n, dtype=torch.long))
+
+    sentences = [sentence(n) for n in (3, 9, 1, 6)]
+    (words, chars_, lengths), _ = pad_sentences(sentences)
+    batch = model.decode(model(words, chars_, lengths), lengths)
+    emissions = model(words, chars_, lengths)
+    for i, s in enumerate(sentences):
+        (w, c, n), _ = pad_sentences([s])
+        alone = model(w, c, n)
+        torch.testing.assert_close(emissions[i, : s.words.numel()], alone[0], atol=1e-5, rtol=1e-5)
+        assert batch[i, : s.words.numel()].tolist() == model.decode(alone, n)[0].tolist()
+
+
+def _suffix_corpus(n: int, seed: int) -> list[str]:
+    """Sentences of made-up words whose tag only their suffix tells: -ly ADV, -ing VERB, -ous ADJ."""
+    rng = random.Random(seed)
+    stems = [
+        "".join(rng.choice("bcdfghklmnprstvz") + rng.choice("aeiou") for _ in range(2)) for _ in range(400)
+    ]
+    suffix = {"ADV": "ly", "VERB": "ing", "ADJ": "ous"}
+    lines = []
+    for _ in range(n):
+        tokens = []
+        for _ in range(rng.randint(3, 7)):
+            tag = rng.choice(list(suffix))
+            tokens.append(f"{rng.choice(stems)}{suffix[tag]}/{tag}")
+        lines.append(" ".join(tokens))
+    return lines
+
+
+def test_an_unseen_word_gets_its_tag_from_its_characters(tmp_path, capsys) -> None:
+    (tmp_path / "toy.txt").write_text("\n".join(_suffix_corpus(300, 0)) + "\n", encoding="utf-8")
+    out = tmp_path / "run"
+    args = ["--data", str(tmp_path / "toy.txt"), *SMALL, "--max-steps", "150", "--eval-every", "50"]
+    assert main(["train", "tag", *args, "--out", str(out)]) == 0
+    capsys.readouterr()
+    words = ["zuxoqily", "wyjopaing", "qexurous"]  # letters never in a training stem
+    assert main(["tag", str(out), "--text", " ".join(words)]) == 0
+    assert capsys.readouterr().out.split() == ["zuxoqily/ADV", "wyjopaing/VERB", "qexurous/ADJ"]
+    results = json.loads((out / "results.json").read_text())
+    assert results["test"]["model"]["oov_accuracy"] > 0.95
+    assert results["test"]["baseline"]["oov_accuracy"] < 0.5  # one tag for every unseen word
+
+
+# ---- baseline and metrics ------------------------------------------------------------------------------
+def test_baseline_and_scores_by_hand() -> None:
+    train = [Sentence(["the", "dog", "runs"], ["DT", "NN", "VBZ"]), Sentence(["the", "runs"], ["DT", "NNS"]),
+             Sentence(["a", "runs"], ["DT", "NNS"])]  # fmt: skip
+    base = MostFrequentTag(train, lower=False)
+    assert base.tag(["the", "runs", "cat"]) == ["DT", "NNS", "DT"]  # unseen: the most frequent tag
+    gold = [Sentence(["the", "cat", "runs"], ["DT", "NN", "VBZ"])]
+    s = scores(gold, [["DT", "DT", "NNS"]], known={"the", "runs"}, lower=False)
+    assert s["accuracy"] == pytest.approx(1 / 3) and s["oov_accuracy"] == 0.0 and s["oov_tokens"] == 1
+    assert s["per_tag"]["DT"] == {"precision": 0.5, "recall": 1.0, "f1": pytest.approx(2 / 3), "support": 1}
+    assert s["per_tag"]["NN"]["recall"] == 0.0 and s["per_tag"]["NNS"]["precision"] == 0.0
+    assert {(c["gold"], c["predicted"]) for c in s["confusions"]} == {("NN", "DT"), ("VBZ", "NNS")}
+    lo, hi = wilson(90, 100)
+    assert lo == pytest.approx(0.8256, abs=1e-4) and hi == pytest.approx(0.9448, abs=1e-4)
+
+
+# ---- commands, resume, bad input -------------------------------------------------------------------------
+def test_train_eval_resume_and_conll_output(tmp_path, capsys) -> None:
+    (tmp_path / "toy.txt").write_text("\n".join(_suffix_corpus(120, 1)) + "\n", encoding="utf-8")
+    out = tmp_path / "run"
+    args = ["--data", str(tmp_path / "toy.txt"), *SMALL, "--decoder", "crf", "--char-encoder", "cnn"]
+    assert main(["train", "tag", *args, "--max-steps", "10", "--out", str(out)]) == 0
+    assert "test model" in capsys.readouterr().out
+    assert main(["train", "tag", "--resume", str(out), "--max-steps", "5", "--no-progress"]) == 0
+    assert json.loads((out / "checkpoint.json").read_text())["step"] == 15
+    capsys.readouterr()
+    (tmp_path / "more.txt").write_text("\n".join(_suffix_corpus(5, 2)) + "\n", encoding="utf-8")
+    assert main(["eval", str(out), "--data", str(tmp_path / "more.txt"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["tokens"] > 0
+    assert main(["tag", str(out), "--text", "bakoly", "--format", "conll"]) == 0
+    assert capsys.readouterr().out.split("\t")[0] == "bakoly"
+
+
+def test_bad_input(tmp_path, capsys) -> None:
+    good = tmp_path / "toy.txt"
+    good.write_text("\n".join(_suffix_corpus(40, 3)) + "\n", encoding="utf-8")
+    test_file = tmp_path / "test.txt"
+    test_file.write_text("bakoly/ADV zizing/NOUN\n", encoding="utf-8")
+    few = tmp_path / "few.txt"
+    few.write_text("a/DT b/NN\n", encoding="utf-8")
+    cases = [
+        (["--data", str(test_file), "--test-data", str(test_file)], "fewer than one batch"),
+        (
+            ["--data", str(good), "--test-data", str(test_file)],
+            "the tag 'NOUN' (sentence 1 of the test part) never occurs",
+        ),
+        (["--data", str(few)], "fewer than one batch"),
+        (["--data", str(tmp_path / "none.txt")], "text file not found"),
+    ]
+    for extra, message in cases:
+        assert main(["train", "tag", *SMALL, *extra, "--out", str(tmp_path / "run")]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+        assert not (tmp_path / "run").exists()
+    (tmp_path / "lm.txt").write_text("abc abc abc\n" * 300, encoding="utf-8")
+    lm = [
+        "train",
+        "charlm",
+        "--text",
+        str(tmp_path / "lm.txt"),
+        "--hidden",
+        "8",
+        "--layers",
+        "1",
+        "--seq-len",
+        "8",
+    ]
+    assert (
+        main([*lm, "--batch-size", "4", "--max-steps", "1", "--no-progress", "--out", str(tmp_path / "lm")])
+        == 0
+    )
+    capsys.readouterr()
+    assert main(["tag", str(tmp_path / "lm"), "--text", "a b"]) == 2
+    assert "config.json is not that of a tag run" in capsys.readouterr().err
+    assert main(["tag", str(tmp_path / "lm"), "--text", "  "]) == 2
+    assert "has no words to tag" in capsys.readouterr().err
