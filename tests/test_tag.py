@@ -89,9 +89,10 @@ def test_two_column_conll(tmp_path) -> None:
 
 
 def test_tokenize_keeps_abbreviations_and_splits_punctuation() -> None:
-    assert tokenize("Mr. Smith's well-known dog, in the U.S., ate 3.5 apples!") == [
-        "Mr.", "Smith's", "well-known", "dog", ",", "in", "the", "U.S.", ",", "ate", "3.5", "apples", "!",
+    assert tokenize("Mr. Smith's well-known dog, in the U.S., ate 3.5 apples.") == [
+        "Mr.", "Smith's", "well-known", "dog", ",", "in", "the", "U.S.", ",", "ate", "3.5", "apples", ".",
     ]  # fmt: skip
+    assert tokenize("He met Dr. Who.") == ["He", "met", "Dr.", "Who", "."]  # the last period ends the text
 
 
 # ---- the CRF ----------------------------------------------------------------------------------

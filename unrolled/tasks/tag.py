@@ -46,7 +46,7 @@ from .base import CELLS, RecurrentConfig
 
 TAGS = "tags.json"  # the tag names, in output order
 CHARS = "chars.json"  # the character vocabulary
-TOKEN = re.compile(r"\w+(?:[-'.]\w+)*\.?|[^\w\s]")  # words (Mr., U.S., don't, well-known), punctuation
+TOKEN = re.compile(r"\w+(?:[-'.]\w+)*|[^\w\s]")  # words (U.S, 3.5, don't, well-known), punctuation
 
 
 @dataclass
@@ -430,7 +430,7 @@ class Tag(Task):
                 lo, hi = r["accuracy_ci95"]
                 oov = "-" if r["oov_accuracy"] is None else f"{r['oov_accuracy']:.4f}"
                 print(
-                    f"{part} {who:<9} accuracy {r['accuracy']:.4f} [{lo:.4f}, {hi:.4f}]  "
+                    f"{part:<4} {who:<8} accuracy {r['accuracy']:.4f} [{lo:.4f}, {hi:.4f}]  "
                     f"OOV accuracy {oov} ({r['oov_tokens']} tokens)"
                 )
 
@@ -477,8 +477,25 @@ class Tag(Task):
 
 
 def tokenize(text: str) -> list[str]:
-    """Plain text -> words and punctuation marks (``Mr.``, ``U.S.``, ``don't``, ``well-known`` stay whole)."""
-    return TOKEN.findall(text)
+    """Plain text -> words and punctuation marks, as the Penn Treebank writes them.
+
+    ``don't``, ``well-known``, ``3.5`` stay whole. A period stays with the word before it when
+    that word looks like an abbreviation (an initialism such as ``U.S``, or a capitalised word
+    of at most four letters such as ``Mr``, ``Inc``, ``Nov``) and the period does not end the
+    text; otherwise it is a token of its own.
+    """
+    tokens = TOKEN.findall(text)
+    out: list[str] = []
+    for k, token in enumerate(tokens):
+        previous = out[-1] if out else ""
+        abbreviation = "." in previous.strip(".") or (
+            previous[:1].isupper() and previous.isalpha() and len(previous) <= 4
+        )
+        if token == "." and abbreviation and k + 1 < len(tokens) and not previous.endswith("."):
+            out[-1] = previous + "."
+        else:
+            out.append(token)
+    return out
 
 
 TASK = Tag()
