@@ -74,6 +74,13 @@ def test_conllu_through_the_conllu_package(tmp_path) -> None:
         read_tagged(path, "conllu")
 
 
+def test_an_empty_conllu_sentence_is_named(tmp_path) -> None:
+    path = tmp_path / "empty.conllu"
+    path.write_text(CONLLU + "# sent_id = 3\n1-2\tdu\t_\t_\t_\t_\t_\t_\t_\t_\n\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"sentence 3 of .* is empty"):
+        read_tagged(path, "conllu")
+
+
 def test_two_column_conll(tmp_path) -> None:
     path = tmp_path / "t.conll"
     path.write_text("The\tDT\ndog\tNN\n\n\nIt\tPRP\nran\tVBD\textra\n", encoding="utf-8")
