@@ -16,6 +16,7 @@ model could never predict it, and silently mapping it would hide the problem.
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import re
 import sys
@@ -44,6 +45,7 @@ from ..training.config import positive, split_fractions
 from ..training.device import model_device, to_device
 from .base import CELLS, RecurrentConfig
 
+log = logging.getLogger(__name__)
 TAGS = "tags.json"  # the tag names, in output order
 CHARS = "chars.json"  # the character vocabulary
 TOKEN = re.compile(r"\w+(?:[-'.]\w+)*|[^\w\s]")  # words (U.S, 3.5, don't, well-known), punctuation
@@ -143,16 +145,23 @@ class Dataset:
     sha256: str
 
 
+def _format(cfg: DataConfig, path: str) -> str:
+    """--format, or the format guessed from the file's suffix (and said so)."""
+    if cfg.format:
+        return cfg.format
+    fmt = guess_format(path)
+    log.info(f"reading {path} as --format {fmt} (from its suffix; give --format to choose)")
+    return fmt
+
+
 def _read(cfg: DataConfig, path: str) -> list[Sentence]:
-    fmt = cfg.format or guess_format(path)
-    return read_tagged(path, fmt, cfg.tag_column).sentences
+    return read_tagged(path, _format(cfg, path), cfg.tag_column).sentences
 
 
 def load_data(cfg: DataConfig, model: ModelConfig, seed: int, vocabs: Vocabs | None = None) -> Dataset:
     """Read and split the sentences; build the vocabularies from the training part (or reuse them)."""
     assert cfg.data is not None  # validate() says so to the user
-    fmt = cfg.format or guess_format(cfg.data)
-    main = read_tagged(cfg.data, fmt, cfg.tag_column)
+    main = read_tagged(cfg.data, _format(cfg, cfg.data), cfg.tag_column)
     sentences = main.sentences
     if len(sentences) < cfg.batch_size:
         raise ValueError(
@@ -160,9 +169,7 @@ def load_data(cfg: DataConfig, model: ModelConfig, seed: int, vocabs: Vocabs | N
             f"{cfg.batch_size}): give more sentences or a smaller --batch-size"
         )
     test_file = (
-        read_tagged(cfg.test_data, cfg.format or guess_format(cfg.test_data), cfg.tag_column)
-        if cfg.test_data
-        else None
+        read_tagged(cfg.test_data, _format(cfg, cfg.test_data), cfg.tag_column) if cfg.test_data else None
     )
     fractions = [cfg.val_frac] + ([] if test_file or cfg.test_frac == 0 else [cfg.test_frac])
     parts = split_indices([0] * len(sentences), fractions, seed)  # one stratum: a seeded shuffle
