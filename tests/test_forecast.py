@@ -225,13 +225,21 @@ def test_training_writes_results_plot_and_resumes(tmp_path, capsys) -> None:
 
 def test_gaussian_intervals_reach_their_coverage_on_gaussian_noise(tmp_path) -> None:
     g = torch.Generator().manual_seed(3)
-    noise = (5 + 2 * torch.randn(700, generator=g, dtype=torch.float64)).tolist()
-    _csv(tmp_path / "n.csv", [round(v, 5) for v in noise])
+    noise = 5 + 2 * torch.randn(2000, generator=g, dtype=torch.float64)
+    _csv(tmp_path / "n.csv", [round(v, 5) for v in noise.tolist()])
     out = tmp_path / "g"
-    args = ["--csv", str(tmp_path / "n.csv"), "--column", "value", "--loss", "gaussian", "--test-size", "300"]
-    assert _train([*args, *SMALL, "--max-steps", "300", "--lr", "0.01", "--out", str(out)]) == 0
+    args = ["--csv", str(tmp_path / "n.csv"), "--column", "value", "--loss", "gaussian"]
+    parts = ["--test-size", "500", "--val-size", "300"]
+    assert _train([*args, *parts, *SMALL, "--max-steps", "300", "--lr", "0.01", "--out", str(out)]) == 0
     model = json.loads((out / "results.json").read_text())["test"]["model"]
-    # 300 independent points: the binomial sd of a coverage is ~0.023 (80%) and ~0.013 (95%)
+    test = noise[-500:]  # the true distribution's own intervals cover this much of these points
+    oracle = {
+        k: float(((test - 5).abs() <= z * 2).double().mean()) for k, z in (("80", 1.2816), ("95", 1.96))
+    }
+    # 500 independent points: the binomial sd of a coverage is ~0.018 (80%) and ~0.010 (95%)
+    assert (
+        abs(model["coverage80"] - oracle["80"]) < 0.05 and abs(model["coverage95"] - oracle["95"]) < 0.03
+    ), model
     assert abs(model["coverage80"] - 0.80) < 0.08 and abs(model["coverage95"] - 0.95) < 0.05, model
 
 

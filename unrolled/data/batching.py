@@ -80,3 +80,48 @@ def grouped_batches(
         batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
     rng.shuffle(batches)
     return batches
+
+
+class GroupedBatches(Sequence[Any]):
+    """The batches of one epoch over rows with length ``keys``, for any batch of rows.
+
+    With ``shuffle``, each epoch has its own order, fixed by ``seed`` and the epoch number
+    (:meth:`set_epoch`, called by the trainer), so a resumed run sees the same batches; rows of
+    similar key are batched together (:func:`grouped_batches`) so that little time goes into
+    padding. A subclass says how a list of row indices becomes a batch (:meth:`make`).
+    """
+
+    def __init__(
+        self, keys: Sequence[Any], batch_size: int, *, shuffle: bool = True, seed: int = 0, pool: int = 50
+    ) -> None:
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.keys, self.batch_size, self.shuffle, self.seed, self.pool = (
+            list(keys),
+            batch_size,
+            shuffle,
+            seed,
+            pool,
+        )
+        self.epoch: int | None = None
+        self.batches: list[list[int]] = []
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            self.epoch = epoch
+            self.batches = grouped_batches(
+                self.keys, self.batch_size, self.shuffle, self.seed, epoch, self.pool
+            )
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, k: int) -> Any:
+        if not 0 <= k < len(self.batches):
+            raise IndexError(f"batch {k} out of range (0..{len(self.batches) - 1})")
+        return self.make(self.batches[k])
+
+    def make(self, rows: list[int]) -> Any:
+        """The batch of the rows ``rows``."""
+        raise NotImplementedError

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .batching import grouped_batches
+from .batching import GroupedBatches
 from .text import read_text
 from .vocab import PAD
 
@@ -217,14 +217,9 @@ def pad_batch(rows: Sequence[Tensor], min_len: int = 1) -> tuple[Tensor, Tensor]
     return out, lengths
 
 
-class ClassBatches(Sequence[tuple[tuple[Tensor, Tensor], Tensor]]):
-    """The batches of one epoch: ``((tokens (B, T), lengths (B,)), labels (B,))``.
-
-    With ``shuffle``, each epoch has its own order, fixed by ``seed`` and the epoch number
-    (:meth:`set_epoch`, called by the trainer), so a resumed run sees the same batches. Rows of
-    similar length are batched together (sorted within pools of ``pool`` batches, then the
-    batches shuffled) so that little time goes into padding.
-    """
+class ClassBatches(GroupedBatches):
+    """The batches of one epoch: ``((tokens (B, T), lengths (B,)), labels (B,))``, texts of
+    similar length together, in an order fixed by ``seed`` and the epoch (:class:`GroupedBatches`)."""
 
     def __init__(
         self,
@@ -237,26 +232,9 @@ class ClassBatches(Sequence[tuple[tuple[Tensor, Tensor], Tensor]]):
         min_len: int = 1,
         pool: int = 50,
     ) -> None:
-        if batch_size <= 0:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
-        self.ids, self.labels = list(ids), labels
-        self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
-        self.min_len, self.pool = min_len, pool
-        self.epoch: int | None = None
-        self.batches: list[list[int]] = []
-        self.set_epoch(0)
+        self.ids, self.labels, self.min_len = list(ids), labels, min_len
+        super().__init__([len(r) for r in self.ids], batch_size, shuffle=shuffle, seed=seed, pool=pool)
 
-    def set_epoch(self, epoch: int) -> None:
-        if epoch == self.epoch:
-            return
-        self.epoch = epoch
-        keys = [len(r) for r in self.ids]
-        self.batches = grouped_batches(keys, self.batch_size, self.shuffle, self.seed, epoch, self.pool)
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def __getitem__(self, k: int) -> tuple[tuple[Tensor, Tensor], Tensor]:  # type: ignore[override]
-        rows = self.batches[k]
+    def make(self, rows: list[int]) -> tuple[tuple[Tensor, Tensor], Tensor]:
         tokens, lengths = pad_batch([self.ids[i] for i in rows], self.min_len)
         return (tokens, lengths), self.labels[rows]

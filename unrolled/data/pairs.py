@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .batching import grouped_batches
+from .batching import GroupedBatches
 from .labelled import _column, pad_batch
 from .text import read_text
 
@@ -178,13 +178,13 @@ def pairs_sha256(pairs: Sequence[tuple[str, str]]) -> str:
     return h.hexdigest()
 
 
-class PairBatches(Sequence[tuple[tuple[Tensor, Tensor, Tensor], Tensor]]):
+class PairBatches(GroupedBatches):
     """The batches of one epoch: ``((src (B, S), src_lengths (B,), tgt_in (B, T)), tgt_out (B, T))``.
 
     ``src`` rows are the given source ids (``<eos>`` already appended); ``tgt_in`` is ``<bos>``
     followed by the target ids and ``tgt_out`` the target ids followed by ``<eos>``, both padded
     with ``<pad>`` (id 0, which the loss ignores). With ``shuffle``, pairs of similar lengths are
-    batched together in an order fixed by ``seed`` and the epoch (:meth:`set_epoch`).
+    batched together in an order fixed by ``seed`` and the epoch (:class:`GroupedBatches`).
     """
 
     def __init__(
@@ -198,26 +198,11 @@ class PairBatches(Sequence[tuple[tuple[Tensor, Tensor, Tensor], Tensor]]):
         shuffle: bool = True,
         seed: int = 0,
     ) -> None:
-        if batch_size <= 0:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
-        self.src, self.tgt = list(src), list(tgt)
-        self.batch_size, self.bos, self.eos = batch_size, bos, eos
-        self.shuffle, self.seed = shuffle, seed
-        self.keys = [(len(s), len(t)) for s, t in zip(self.src, self.tgt, strict=True)]
-        self.epoch: int | None = None
-        self.batches: list[list[int]] = []
-        self.set_epoch(0)
+        self.src, self.tgt, self.bos, self.eos = list(src), list(tgt), bos, eos
+        keys = [(len(s), len(t)) for s, t in zip(self.src, self.tgt, strict=True)]
+        super().__init__(keys, batch_size, shuffle=shuffle, seed=seed)
 
-    def set_epoch(self, epoch: int) -> None:
-        if epoch != self.epoch:
-            self.epoch = epoch
-            self.batches = grouped_batches(self.keys, self.batch_size, self.shuffle, self.seed, epoch)
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def __getitem__(self, k: int) -> tuple[tuple[Tensor, Tensor, Tensor], Tensor]:  # type: ignore[override]
-        rows = self.batches[k]
+    def make(self, rows: list[int]) -> tuple[tuple[Tensor, Tensor, Tensor], Tensor]:
         src, lengths = pad_batch([self.src[i] for i in rows])
         tgt_in, _ = pad_batch([torch.cat([self.tgt[i].new_tensor([self.bos]), self.tgt[i]]) for i in rows])
         tgt_out, _ = pad_batch([torch.cat([self.tgt[i], self.tgt[i].new_tensor([self.eos])]) for i in rows])

@@ -20,13 +20,14 @@ from __future__ import annotations
 import csv
 import hashlib
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
+
+from .batching import GroupedBatches
 
 FILLS = ("none", "ffill", "interpolate")
 BUILTIN = {
@@ -284,12 +285,10 @@ def window(data: Tensor, origin: int, lookback: int, horizon: int, recursive: bo
     return data[lo : origin + 1], data[origin + 1 : origin + horizon + 1, 0]
 
 
-class WindowBatches(Sequence[tuple[Tensor, Tensor]]):
-    """The batches of one epoch over the windows at ``origins``: ``(x (B, *, F), y (B, *))``.
-
-    Each epoch has its own order of the origins, fixed by ``seed`` and the epoch number
-    (:meth:`set_epoch`), so that a resumed run sees the same batches.
-    """
+class WindowBatches(GroupedBatches):
+    """The batches of one epoch over the windows at ``origins``: ``(x (B, *, F), y (B, *))``, in an
+    order fixed by ``seed`` and the epoch (:class:`GroupedBatches`; the windows are of one length),
+    so that a resumed run sees the same batches."""
 
     def __init__(
         self,
@@ -305,27 +304,10 @@ class WindowBatches(Sequence[tuple[Tensor, Tensor]]):
     ) -> None:
         self.data, self.origins = data.float(), origins
         self.lookback, self.horizon, self.recursive = lookback, horizon, recursive
-        self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
-        self.order: list[int] = []
-        self.epoch: int | None = None
-        self.set_epoch(0)
+        super().__init__([0] * len(origins), batch_size, shuffle=shuffle, seed=seed)
 
-    def set_epoch(self, epoch: int) -> None:
-        if epoch == self.epoch:
-            return
-        self.epoch = epoch
-        if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            self.order = [self.origins[i] for i in torch.randperm(len(self.origins), generator=g).tolist()]
-        else:
-            self.order = list(self.origins)
-
-    def __len__(self) -> int:
-        return (len(self.order) + self.batch_size - 1) // self.batch_size
-
-    def __getitem__(self, k: int) -> tuple[Tensor, Tensor]:  # type: ignore[override]
-        if not 0 <= k < len(self):
-            raise IndexError(k)
-        chosen = self.order[k * self.batch_size : (k + 1) * self.batch_size]
-        pairs = [window(self.data, o, self.lookback, self.horizon, self.recursive) for o in chosen]
+    def make(self, rows: list[int]) -> tuple[Tensor, Tensor]:
+        pairs = [
+            window(self.data, self.origins[i], self.lookback, self.horizon, self.recursive) for i in rows
+        ]
         return torch.stack([x for x, _ in pairs]), torch.stack([y for _, y in pairs])

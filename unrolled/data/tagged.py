@@ -25,6 +25,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from .batching import GroupedBatches
+
 FORMATS = ("slash", "conllu", "conll")
 TAG_COLUMNS = ("upos", "xpos")
 
@@ -181,29 +183,15 @@ def pad_sentences(batch: Sequence[EncodedSentence]) -> tuple[tuple[Tensor, Tenso
     return (words, chars, lengths), tags
 
 
-class SentenceBatches(Sequence[tuple[tuple[Tensor, Tensor, Tensor], Tensor]]):
-    """The batches of one epoch, sentences of similar length together, in an order fixed by
-    ``seed`` and the epoch (:meth:`set_epoch`), so a resumed run sees the same batches."""
+class SentenceBatches(GroupedBatches):
+    """The batches of one epoch (see :func:`pad_sentences`), sentences of similar length together,
+    in an order fixed by ``seed`` and the epoch (:class:`GroupedBatches`)."""
 
     def __init__(
         self, sentences: Sequence[EncodedSentence], batch_size: int, *, shuffle: bool = True, seed: int = 0
     ) -> None:
-        self.sentences, self.batch_size, self.shuffle, self.seed = list(sentences), batch_size, shuffle, seed
-        self.epoch: int | None = None
-        self.batches: list[list[int]] = []
-        self.set_epoch(0)
+        self.sentences = list(sentences)
+        super().__init__([s.words.numel() for s in self.sentences], batch_size, shuffle=shuffle, seed=seed)
 
-    def set_epoch(self, epoch: int) -> None:
-        from .batching import grouped_batches
-
-        if epoch == self.epoch:
-            return
-        self.epoch = epoch
-        keys = [s.words.numel() for s in self.sentences]
-        self.batches = grouped_batches(keys, self.batch_size, self.shuffle, self.seed, epoch)
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def __getitem__(self, k: int) -> tuple[tuple[Tensor, Tensor, Tensor], Tensor]:  # type: ignore[override]
-        return pad_sentences([self.sentences[i] for i in self.batches[k]])
+    def make(self, rows: list[int]) -> tuple[tuple[Tensor, Tensor, Tensor], Tensor]:
+        return pad_sentences([self.sentences[i] for i in rows])

@@ -409,8 +409,10 @@ class Forecast(Task):
             s = forecast_scores(truth, mean, scale)
             return {"val_loss": val_loss, "val_rmse": s["rmse"], "val_mase": s["mase"]}
 
-        # the best weights forecast best: RMSE of the H-step forecasts on the original scale
-        return Fit(batches, loss_fn, validate, select=("val_rmse", "min"))
+        # the best weights forecast best: RMSE of the H-step forecasts on the original scale; with a
+        # Gaussian head the likelihood, which judges the scale (the intervals) as well as the mean
+        select = "val_loss" if loss == "gaussian" else "val_rmse"
+        return Fit(batches, loss_fn, validate, select=(select, "min"))
 
     def finish(self, run: Run, state: TrainerState, prepared: Prepared) -> dict[str, Any]:
         data = prepared.data
