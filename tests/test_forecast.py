@@ -219,6 +219,8 @@ def test_training_writes_results_plot_and_resumes(tmp_path, capsys) -> None:
     assert main(["forecast", str(out), "--horizon", "2", "--csv", str(table), "--plot", str(png)]) == 0
     assert table.read_text().splitlines()[0] == "time,forecast" and len(table.read_text().splitlines()) == 3
     assert png.read_bytes()[:4] == b"\x89PNG"
+    assert main(["eval", str(out), "--data", str(table)]) == 2
+    assert "evaluated on its own data, or give --csv FILE (not --data)" in capsys.readouterr().err
     assert main(["forecast", str(out), "--horizon", "4"]) == 2  # direct, trained for 3
     assert "forecasts at most the 3 steps" in capsys.readouterr().err
 

@@ -146,6 +146,8 @@ def _cmd_eval(tasks: dict[str, Any], names: list[str], args: argparse.Namespace)
         wanted = " ".join(f"--{n} FILE" for n in task.eval_inputs)
         extra = ", ".join(f"--{n}" for n in given if n not in task.eval_inputs)
         not_these = f" (not {extra})" if extra else ""
+        if task.eval_optional:
+            raise ValueError(f"a {kind} run is evaluated on its own data, or give {wanted}{not_these}")
         raise ValueError(f"a {kind} run is evaluated on a file: give {wanted}{not_these}")
     run = task.open_run(args.run, **task.open_args(args))
     result = task.evaluate(run, **given, **{n: getattr(args, n) for n in task.eval_options})
