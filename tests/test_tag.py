@@ -13,8 +13,9 @@ import torch
 from unrolled.cli import main
 from unrolled.data.tagged import guess_format, read_tagged, split_slash
 from unrolled.layers.crf import LinearChainCRF
+from unrolled.metrics.tagging import scores, wilson
 from unrolled.tasks.base import RecurrentConfig
-from unrolled.tasks.tag import MostFrequentTag, Sentence, scores, tokenize, wilson
+from unrolled.tasks.tag import MostFrequentTag, Sentence, tokenize
 
 SMALL = ["--hidden", "16", "--embedding-dim", "16", "--batch-size", "8", "--no-progress"]
 

@@ -116,7 +116,7 @@ def _cmd_counting(args: argparse.Namespace) -> int:
         )
 
     study = run_counting(config, args.out, on_result=said)
-    summary = study_summary(study)
+    summary = study.summary
     out = Path(args.out) / "counting.png"
     save_png(plot(config, study.runs, summary), out)
     print(
@@ -126,12 +126,6 @@ def _cmd_counting(args: argparse.Namespace) -> int:
     print(table(config, summary))
     print(f"written: {study.path} and {out}")
     return 0
-
-
-def study_summary(study: Any) -> dict[str, Any]:
-    from ..training import checkpoint as ckpt
-
-    return ckpt.read_json(study.path, "the study's results file")["summary"]
 
 
 def _cmd_ablation(args: argparse.Namespace) -> int:
@@ -167,7 +161,7 @@ def _cmd_ablation(args: argparse.Namespace) -> int:
         )
 
     study = run_ablation(config, args.out, device=device, on_start=starting, on_result=said)
-    summary = study_summary(study)
+    summary = study.summary
     out = Path(args.out) / "ablation.png"
     save_png(plot(summary, study.runs), out)
     print(table(summary))

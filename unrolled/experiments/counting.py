@@ -189,10 +189,10 @@ def train_one(config: CountingConfig, cell: str, seed: int) -> dict[str, Any]:
         nn.utils.clip_grad_norm_(model.parameters(), config.clip)
         opt.step()
         schedule.step()
-        losses.append(loss.item())
+        losses.append(loss.detach())  # read once at the end, not one host sync per step
     N = config.train_max
     passed = recognised(model, config.test_factor * N)
-    tail = losses[-100:]
+    tail = torch.stack(losses[-100:]).tolist()
     return {
         "cell": cell,
         "seed": seed,

@@ -23,6 +23,7 @@ class Study:
         self.path = self.folder / f"{name}.json"
         self.settings = json.loads(json.dumps(settings))  # as it reads back from the file
         self.runs: dict[str, Any] = {}
+        self.summary: dict[str, Any] = {}  # as last saved
         if self.folder.exists() and not self.folder.is_dir():
             raise ValueError(f"--out must be a folder; {str(self.folder)!r} is a file")
         if self.path.exists():
@@ -50,5 +51,5 @@ class Study:
         self.folder.mkdir(parents=True, exist_ok=True)
         body = {"settings": self.settings, "runs": self.runs}
         if summary is not None:
-            body["summary"] = summary
+            body["summary"] = self.summary = summary
         ckpt.atomic_write_json(self.path, body)

@@ -40,6 +40,7 @@ from ..data.series import (
     fill_missing,
     read_csv_series,
     split_points,
+    window,
     window_origins,
 )
 from ..metrics.forecast import forecast_scores, mase_scale
@@ -258,11 +259,7 @@ def model_forecast(
     levels = _to_levels(data, origins, mean.double().cpu())
     intervals = {}
     if paths is not None:
-        B, S, H = paths.shape
-        path_levels = _to_levels(
-            data, [o for o in origins for _ in range(S)], paths.reshape(B * S, H).double().cpu()
-        )
-        path_levels = path_levels.view(B, S, H)
+        path_levels = _to_levels(data, origins, paths.double().cpu())  # (B, S, H)
         for name in LEVELS:
             a = (1 - int(name) / 100) / 2
             q = torch.quantile(path_levels, torch.tensor([a, 1 - a], dtype=torch.float64), dim=1)
@@ -271,12 +268,17 @@ def model_forecast(
 
 
 def _to_levels(data: Data, origins: list[int], z: Tensor) -> Tensor:
-    """Scaled differences forecast after each origin (rows of inputs) -> levels of y."""
+    """Scaled differences forecast after each origin (rows of inputs) -> levels of y.
+
+    ``z`` is (B, H), or (B, S, H) for S sample paths per origin: each origin is integrated once,
+    from its own known history."""
     diffs = data.scaler.inverse(z)
-    out = []
-    for o, d in zip(origins, diffs, strict=True):
-        history = data.y[: o + data.lost + 1]
-        out.append(data.differencer.integrate(history, d[None])[0])
+    if not data.differencer.lags:
+        return diffs
+    out = [
+        data.differencer.integrate(data.y[: o + data.lost + 1], d)
+        for o, d in zip(origins, diffs, strict=True)
+    ]
     return torch.stack(out)
 
 
@@ -388,14 +390,13 @@ class Forecast(Task):
         )
         scale, _ = mase_scale(data.y[: data.train_end + data.lost], data.season)
 
-        def loss_fn(m: nn.Module, x: Tensor, y: Tensor, state: Any) -> tuple[Tensor, None, Tensor]:
+        def loss_fn(m: nn.Module, x: Tensor, y: Tensor, state: Any) -> tuple[Tensor, None, int]:
             out, _ = m(x)
-            return forecast_loss(out, y, loss), None, torch.tensor(x.size(0), device=x.device)
+            return forecast_loss(out, y, loss), None, x.size(0)  # windows
 
         val_origins = part_origins(data, "val", d.lookback, d.horizon)
-        val_windows = WindowBatches(
-            data.inputs, val_origins, d.lookback, d.horizon, recursive, len(val_origins), shuffle=False
-        )[0]
+        pairs = [window(data.inputs.float(), o, d.lookback, d.horizon, recursive) for o in val_origins]
+        val_windows = torch.stack([x for x, _ in pairs]), torch.stack([y for _, y in pairs])
         truth = torch.stack([data.y[o + data.lost + 1 : o + data.lost + d.horizon + 1] for o in val_origins])
 
         def validate(m: nn.Module) -> dict[str, float]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import re
 import sys
 from collections import Counter
@@ -38,6 +37,7 @@ from ..data.tagged import (
     pad_sentences,
     read_tagged,
 )
+from ..metrics.tagging import scores
 from ..models.tagger import CHAR_ENCODERS, DECODERS, Tagger
 from ..training import Asset, Fit, LoopConfig, OptimConfig, Prepared, Run, RunConfig, Task, TrainerState, flag
 from ..training import checkpoint as ckpt
@@ -119,8 +119,11 @@ class Vocabs:
     tags: list[str]
     lower: bool
 
+    def __post_init__(self) -> None:
+        self.tag_index = {t: k for k, t in enumerate(self.tags)}
+
     def encode(self, words: list[str], tags: list[str] | None, where: str = "") -> EncodedSentence:
-        index = {t: k for k, t in enumerate(self.tags)}
+        index = self.tag_index
         if tags is not None:
             unseen = sorted({t for t in tags if t not in index})
             if unseen:
@@ -199,58 +202,7 @@ def load_data(cfg: DataConfig, model: ModelConfig, seed: int, vocabs: Vocabs | N
     return Dataset(vocabs, train, [sentences[i] for i in val_i], test, sources, sha)
 
 
-# ---- metrics and the baseline ----------------------------------------------------------------
-def wilson(successes: int, n: int, z: float = 1.959963984540054) -> list[float]:
-    """The 95% Wilson score interval of a proportion."""
-    if n == 0:
-        return [0.0, 1.0]
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return [max(0.0, centre - half), min(1.0, centre + half)]
-
-
-def scores(
-    sentences: list[Sentence], predicted: list[list[str]], known: set[str], lower: bool, top: int = 10
-) -> dict[str, Any]:
-    """Token accuracy, OOV accuracy (words not in ``known``), per-tag P/R/F1, top confusions."""
-    right = total = oov_right = oov_total = 0
-    gold_count: Counter[str] = Counter()
-    pred_count: Counter[str] = Counter()
-    hit: Counter[str] = Counter()
-    confusions: Counter[tuple[str, str]] = Counter()
-    for s, pred in zip(sentences, predicted, strict=True):
-        for w, g, p in zip(s.words, s.tags, pred, strict=True):
-            ok = g == p
-            right += ok
-            total += 1
-            gold_count[g] += 1
-            pred_count[p] += 1
-            if ok:
-                hit[g] += 1
-            else:
-                confusions[(g, p)] += 1
-            if (w.lower() if lower else w) not in known:
-                oov_total += 1
-                oov_right += ok
-    per_tag = {}
-    for t in sorted(gold_count | pred_count):
-        precision = hit[t] / pred_count[t] if pred_count[t] else 0.0
-        recall = hit[t] / gold_count[t] if gold_count[t] else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        per_tag[t] = {"precision": precision, "recall": recall, "f1": f1, "support": gold_count[t]}
-    return {
-        "accuracy": right / max(total, 1),
-        "accuracy_ci95": wilson(right, total),
-        "tokens": total,
-        "oov_accuracy": oov_right / oov_total if oov_total else None,
-        "oov_accuracy_ci95": wilson(oov_right, oov_total) if oov_total else None,
-        "oov_tokens": oov_total,
-        "per_tag": per_tag,
-        "confusions": [{"gold": g, "predicted": p, "count": c} for (g, p), c in confusions.most_common(top)],
-    }
-
-
+# ---- the baseline and prediction -------------------------------------------------------------
 class MostFrequentTag:
     """Each word's most frequent training tag; the most frequent tag overall for unseen words."""
 
@@ -370,13 +322,9 @@ class Tag(Task):
 
         def loss_fn(
             m: nn.Module, x: tuple[Tensor, Tensor, Tensor], y: Tensor, state: Any
-        ) -> tuple[Tensor, None, Tensor]:
+        ) -> tuple[Tensor, None, int]:
             words, chars, lengths = x
-            return (
-                m.loss(m(words, chars, lengths), y, lengths),
-                None,
-                torch.tensor(words.size(0), device=words.device),
-            )
+            return m.loss(m(words, chars, lengths), y, lengths), None, words.size(0)  # sentences
 
         def validate(m: nn.Module) -> dict[str, float]:
             r = evaluate(m, v, data.val, known)
