@@ -242,9 +242,12 @@ def test_train_eval_resume_and_conll_output(tmp_path, capsys) -> None:
     assert main(["train", "tag", "--resume", str(out), "--max-steps", "5", "--no-progress"]) == 0
     assert json.loads((out / "checkpoint.json").read_text())["step"] == 15
     capsys.readouterr()
-    (tmp_path / "more.txt").write_text("\n".join(_suffix_corpus(5, 2)) + "\n", encoding="utf-8")
+    more = _suffix_corpus(5, 2) + ["bakoly/ADV fuzzy/NEW"]  # a tag training never saw: an error, said
+    (tmp_path / "more.txt").write_text("\n".join(more) + "\n", encoding="utf-8")
     assert main(["eval", str(out), "--data", str(tmp_path / "more.txt"), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["tokens"] > 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["tokens_with_unseen_tags"] == 1 and result["tokens"] > 1
+    assert result["per_tag"]["NEW"]["recall"] == 0.0
     assert main(["tag", str(out), "--text", "bakoly", "--format", "conll"]) == 0
     assert capsys.readouterr().out.split("\t")[0] == "bakoly"
 
@@ -253,14 +256,14 @@ def test_bad_input(tmp_path, capsys) -> None:
     good = tmp_path / "toy.txt"
     good.write_text("\n".join(_suffix_corpus(40, 3)) + "\n", encoding="utf-8")
     test_file = tmp_path / "test.txt"
-    test_file.write_text("bakoly/ADV zizing/NOUN\n", encoding="utf-8")
+    test_file.write_text("bakoly/X zizing/NOUN\n", encoding="utf-8")
     few = tmp_path / "few.txt"
     few.write_text("a/DT b/NN\n", encoding="utf-8")
     cases = [
         (["--data", str(test_file), "--test-data", str(test_file)], "fewer than one batch"),
         (
             ["--data", str(good), "--test-data", str(test_file)],
-            "the tag 'NOUN' (sentence 1 of the test part) never occurs",
+            "2 of the 2 tokens of the test part carry tags that training never saw ('NOUN', 'X')",
         ),
         (["--data", str(few)], "fewer than one batch"),
         (["--data", str(tmp_path / "none.txt")], "text file not found"),

@@ -9,8 +9,9 @@ and the most frequent tag overall for a word never seen.
 
 The sentences are split (seeded) into training, validation (picks the best weights by token
 accuracy) and test parts (scored once at the end, with the baseline, into results.json).
-A tag of the validation or test part that training never saw is an error that names it: the
-model could never predict it, and silently mapping it would hide the problem.
+A tag of the validation or test part that training never saw cannot be predicted: its tokens
+count as errors, and the run says how many and which tags (more than half of a part's tokens
+is an error: the file is then in another tag set).
 """
 
 from __future__ import annotations
@@ -122,20 +123,37 @@ class Vocabs:
     def __post_init__(self) -> None:
         self.tag_index = {t: k for k, t in enumerate(self.tags)}
 
-    def encode(self, words: list[str], tags: list[str] | None, where: str = "") -> EncodedSentence:
-        index = self.tag_index
-        if tags is not None:
-            unseen = sorted({t for t in tags if t not in index})
-            if unseen:
-                raise ValueError(
-                    f"the tag {unseen[0]!r}{where} never occurs in the training sentences: the model cannot "
-                    "predict it (fix the file, or train on data that has it)"
-                )
+    def encode(self, words: list[str], tags: list[str] | None) -> EncodedSentence:
+        """Ids of a sentence; ``tags`` (training sentences only: their tags are all known) or None."""
         return EncodedSentence(
             self.words.encode([w.lower() if self.lower else w for w in words]),
             [self.chars.encode(list(w)) for w in words],
-            torch.tensor([index[t] for t in tags] if tags is not None else [-1] * len(words)),
+            torch.tensor([self.tag_index[t] for t in tags] if tags is not None else [-1] * len(words)),
         )
+
+    def unseen_tags(self, sentences: list[Sentence], what: str) -> int:
+        """How many tokens of ``sentences`` carry a tag that training never saw, and say so.
+
+        The model cannot predict such a tag, so those tokens count as errors in every score. More
+        than half of them is an error: the file is then most likely in another tag set (another
+        ``--tag-column``, another corpus).
+        """
+        unseen = Counter(t for s in sentences for t in s.tags if t not in self.tag_index)
+        n, total = sum(unseen.values()), sum(len(s.tags) for s in sentences)
+        if n == 0:
+            return 0
+        ranked = sorted(unseen, key=lambda t: (-unseen[t], t))  # the most frequent first
+        names = ", ".join(map(repr, ranked[:5])) + (", ..." if len(ranked) > 5 else "")
+        if 2 * n > total:
+            raise ValueError(
+                f"{n} of the {total} tokens of {what} carry tags that training never saw ({names}): is it "
+                "the same tag set? (check --tag-column and --format)"
+            )
+        log.info(
+            f"{what}: {n} of {total} tokens carry tags that training never saw ({names}); the model cannot "
+            "predict them: they count as errors"
+        )
+        return n
 
 
 @dataclass
@@ -284,10 +302,10 @@ class Tag(Task):
         if assets is not None:
             vocabs = Vocabs(assets["vocab"], assets["chars"], assets["tags"], config.model.lower)
         data = load_data(config.data, config.model, config.loop.seed, vocabs)
-        for part, sentences in (("validation", data.val), ("test", data.test or [])):
-            for k, s in enumerate(sentences):
-                data.vocabs.encode(s.words, s.tags, f" (sentence {k + 1} of the {part} part)")
+        unseen = {part: data.vocabs.unseen_tags(sentences, f"the {part} part") for part, sentences in
+                  (("validation", data.val), ("test", data.test or []))}  # fmt: skip
         info = {
+            "tokens_with_unseen_tags": unseen,
             "sources": data.sources,
             "sentences": {"train": len(data.train), "val": len(data.val), "test": len(data.test or [])},
             "tokens": {"train": sum(len(s.words) for s in data.train)},
@@ -359,9 +377,8 @@ class Tag(Task):
         d = run.config.data
         v = Vocabs(run.vocab, run.chars, run.tags, run.config.model.lower)
         sentences = _read(d, inputs["data"])
-        for k, s in enumerate(sentences):
-            v.encode(s.words, s.tags, f" (sentence {k + 1} of {inputs['data']!r})")
-        return evaluate(run.model, v, sentences, set(run.vocab.tokens))
+        unseen = v.unseen_tags(sentences, repr(inputs["data"]))
+        return {**evaluate(run.model, v, sentences, set(run.vocab.tokens)), "tokens_with_unseen_tags": unseen}
 
     def eval_line(self, result: dict[str, Any], **inputs: str) -> str:
         oov = result["oov_accuracy"]
