@@ -45,7 +45,10 @@ class CharVocab:
         if missing:
             shown = ", ".join(repr(c) for c in missing[:10])
             more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
-            raise ValueError(f"characters not in the model's vocabulary: {shown}{more}")
+            raise ValueError(
+                f"characters not in the model's vocabulary: {shown}{more} (it was trained without them: "
+                "leave them out of the text, or train on a text that has them)"
+            )
         return torch.tensor([self.index[c] for c in text], dtype=torch.long)
 
     def decode(self, ids: Iterable[int]) -> str:
