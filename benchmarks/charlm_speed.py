@@ -25,7 +25,7 @@ from torch import nn
 from unrolled.data.batching import BPTTChunks
 from unrolled.data.shakespeare import load_shakespeare
 from unrolled.data.vocab import CharVocab
-from unrolled.tasks.charlm import ModelConfig, build_model
+from unrolled.tasks.lm import ModelConfig, build_model
 from unrolled.training.loop import detach_state
 
 

@@ -10,7 +10,7 @@ import torch
 from unrolled.cells.lstm import VARIANTS
 from unrolled.cli import main
 from unrolled.data import BPTTChunks
-from unrolled.tasks import charlm
+from unrolled.tasks import lm
 from unrolled.tasks.base import CELLS
 from unrolled.training import checkpoint as ckpt
 
@@ -100,7 +100,7 @@ def test_resume_equals_an_unbroken_run(tiny_text_file, tmp_path) -> None:
 
 
 def test_resume_crosses_an_epoch_boundary(tiny_text_file, tmp_path) -> None:
-    corpus = charlm.load_corpus(charlm.DataConfig(str(tiny_text_file), batch_size=4, seq_len=16))
+    corpus = lm.load_corpus(lm.DataConfig(str(tiny_text_file), batch_size=4, seq_len=16))
     n = len(BPTTChunks(corpus.train, 4, 16))
     args = ["--lr-schedule", "constant", "--eval-every", "1000"]
     _assert_split_run_equals_whole(tiny_text_file, tmp_path, n + 3, n - 2, args)
@@ -130,18 +130,18 @@ def test_sampling_is_deterministic_for_a_seed(trained_run, capsys) -> None:
 
 def test_greedy_sampling_ignores_the_seed(trained_run) -> None:
     out, _ = trained_run
-    run = charlm.open_run(out)
-    a = "".join(charlm.generate(run.model, run.vocab, "BO", 50, temperature=0, seed=1))
-    b = "".join(charlm.generate(run.model, run.vocab, "BO", 50, temperature=0, seed=2))
+    run = lm.open_run(out)
+    a = "".join(lm.generate(run.model, run.vocab, "BO", 50, temperature=0, seed=1))
+    b = "".join(lm.generate(run.model, run.vocab, "BO", 50, temperature=0, seed=2))
     logits, _ = run.model(run.vocab.encode("BO").unsqueeze(0))
     assert a == b and a[0] == run.vocab.chars[int(logits[0, -1].argmax())]
 
 
 def test_top_k_one_is_greedy(trained_run) -> None:
     out, _ = trained_run
-    run = charlm.open_run(out)
-    greedy = "".join(charlm.generate(run.model, run.vocab, "A", 60, temperature=0))
-    top1 = "".join(charlm.generate(run.model, run.vocab, "A", 60, temperature=1.3, top_k=1, seed=5))
+    run = lm.open_run(out)
+    greedy = "".join(lm.generate(run.model, run.vocab, "A", 60, temperature=0))
+    top1 = "".join(lm.generate(run.model, run.vocab, "A", 60, temperature=1.3, top_k=1, seed=5))
     assert greedy == top1
 
 
@@ -149,10 +149,10 @@ def test_eval_matches_the_models_loss(trained_run, capsys) -> None:
     out, text = trained_run
     assert main(["eval", str(out), "--text", str(text), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    run = charlm.open_run(out)
+    run = lm.open_run(out)
     ids = run.vocab.encode(text.read_text())
     # the same figure computed directly, one stream at a time, with a batch of one row
-    expected = charlm.stream_loss(run.model, ids, 1, 1000)
+    expected = lm.stream_loss(run.model, ids, 1, 1000)
     assert result["chars"] == len(ids)
     assert abs(result["bits_per_char"] * 0.6931471805599453 - result["nats_per_char"]) < 1e-9
     assert result["nats_per_char"] < 3.0 and abs(result["nats_per_char"] - expected) < 0.15
@@ -188,7 +188,7 @@ def test_every_lstm_variant_trains_and_samples_from_the_command_line(
     assert _train(tiny_text_file, out, *extra) == 0
     config = json.loads((out / ckpt.CONFIG).read_text())
     assert config["model"]["variant"] == variant
-    run = charlm.open_run(out)  # rebuilt from config.json: the variant's parameters must fit
+    run = lm.open_run(out)  # rebuilt from config.json: the variant's parameters must fit
     assert run.model.rnn.cells[0].variant == variant
     assert run.model.rnn.cells[0].layer_norm == (variant in ("vanilla", "NOAF"))
     capsys.readouterr()
@@ -205,10 +205,10 @@ def test_every_cell_trains_and_resumes_from_the_command_line(tiny_text_file, tmp
         "lstm": ["--recurrent-dropout", "0.2", "--init", "xavier", "--forget-bias", "1"],
     }.get(cell, [])
     assert _train(tiny_text_file, out, "--cell", cell, "--max-steps", "3", *extra) == 0
-    run = charlm.open_run(out)
+    run = lm.open_run(out)
     assert run.config.model.cell == cell
     assert run.model.rnn.engine == "fused"  # every cell of the package trains on the fused engine (or scan)
     if cell == "gru":
-        assert not charlm.open_run(out).model.rnn.cells[0].reset_after
+        assert not lm.open_run(out).model.rnn.cells[0].reset_after
     assert _resume(out, "--max-steps", "2") == 0
     assert ckpt.trainer_state(out)["step"] == 5

@@ -111,7 +111,7 @@ def _resume(out, steps):
 def test_a_crash_between_any_two_writes_of_a_save_leaves_a_run_that_opens_and_resumes(
     tiny_text_file, tmp_path, monkeypatch
 ) -> None:
-    from unrolled.tasks import charlm
+    from unrolled.tasks import lm
 
     reference = {}
     for steps in (3, 5, 7):  # unbroken runs: the weights each step should have
@@ -141,8 +141,8 @@ def test_a_crash_between_any_two_writes_of_a_save_leaves_a_run_that_opens_and_re
         weights, _, _ = ckpt.load_checkpoint(out)  # the three files agree
         for key, value in weights.items():
             assert torch.equal(value, reference[step][key]), (k, calls[k], key)
-        charlm.open_run(out)  # sample / eval open it, with the best weights ...
-        charlm.open_run(out, weights=ckpt.LATEST)  # ... and with the latest
+        lm.open_run(out)  # sample / eval open it, with the best weights ...
+        lm.open_run(out, weights=ckpt.LATEST)  # ... and with the latest
         assert _resume(out, 2) == 0  # and --resume continues from the last complete checkpoint
         assert ckpt.trainer_state(out)["step"] == step + 2
         final = ckpt.load_weights(ckpt.weights_file(out, ckpt.LATEST))[0]

@@ -63,7 +63,7 @@ def test_bad_text_files(capsys, tmp_path, content, pattern) -> None:
         (["--batch-size", "-3"], "--batch-size must be positive, got -3"),
         (["--hidden", "0"], "--hidden must be positive, got 0"),
         (["--cell", "transformer"], "invalid choice: 'transformer'"),
-        (["--val-frac", "1.5"], "--val-frac must be between 0 and 1"),
+        (["--val-frac", "1.5"], "--val-frac (1.5) must be in (0, 1)"),
         (["--lr", "-1"], "--lr must be positive"),
         (["--lr", "inf"], "--lr must be a finite number, got inf"),
         (["--max-epochs", "inf"], "--max-epochs must be a finite number, got inf"),

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from unrolled.cli import main
-from unrolled.tasks import charlm
+from unrolled.tasks import lm
 from unrolled.training import checkpoint as ckpt
 from unrolled.training.device import resolve_device, to_device
 
@@ -66,8 +66,8 @@ def test_a_run_trained_on_the_gpu_samples_and_resumes_on_the_cpu_and_back(tiny_t
                  "--device", "cuda", "--dropout", "0.2", *SMALL]) == 0  # fmt: skip
     weights = ckpt.load_weights(ckpt.weights_file(out, ckpt.LATEST))[0]
     assert all(w.device.type == "cpu" for w in weights.values())  # the run directory is device-free
-    gpu = charlm.open_run(out, device="cuda")
-    cpu = charlm.open_run(out, device="cpu")
+    gpu = lm.open_run(out, device="cuda")
+    cpu = lm.open_run(out, device="cpu")
     ids = gpu.vocab.encode("ALICE:").unsqueeze(0)
     torch.testing.assert_close(gpu.model(ids.cuda())[0].cpu(), cpu.model(ids)[0], atol=1e-4, rtol=1e-4)
     assert main(["train", "charlm", "--resume", str(out), "--max-steps", "2", "--device", "cpu",

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from unrolled.cli import EXIT_DIVERGED, main
-from unrolled.tasks import charlm
+from unrolled.tasks import lm
 from unrolled.training import checkpoint as ckpt
 
 SMALL = ["--hidden", "16", "--batch-size", "4", "--seq-len", "16", "--no-progress", "--sample-length", "0"]
@@ -57,7 +57,7 @@ def test_a_diverging_run_stops_with_exit_3_and_keeps_its_last_good_checkpoint(
     assert saved < step and f"the checkpoint of step {saved} is kept" in err[0]
     weights = ckpt.load_weights(ckpt.weights_file(out, ckpt.LATEST))[0]
     assert all(torch.isfinite(w).all() for w in weights.values())  # nothing non-finite was saved
-    assert charlm.open_run(out).model is not None  # the run opens...
+    assert lm.open_run(out).model is not None  # the run opens...
     # ... and resumes; with --on-nonfinite skip the bad steps are skipped and counted
     assert main(["train", "charlm", "--resume", str(out), "--max-steps", "6", "--on-nonfinite", "skip",
                  "--log-every", "1", "--no-progress", "--sample-length", "0"]) == 0  # fmt: skip
@@ -75,13 +75,13 @@ def test_skip_gives_up_after_too_many_non_finite_steps_in_a_row(
 ):
     from unrolled.training import loop
 
-    real_loss = charlm.lm_loss
+    real_loss = lm.lm_loss
 
     def nan_loss(model, x, y, state):  # a model that only ever produces NaN
         loss, state, tokens = real_loss(model, x, y, state)
         return loss * float("nan"), state, tokens
 
-    monkeypatch.setattr(charlm, "lm_loss", nan_loss)
+    monkeypatch.setattr(lm, "lm_loss", nan_loss)
     monkeypatch.setattr(loop, "MAX_SKIPS_IN_A_ROW", 3)
     out = tmp_path / "run"
     code = _train(tiny_text_file, out, "--max-steps", "200", "--on-nonfinite", "skip")

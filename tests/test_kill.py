@@ -17,7 +17,7 @@ import time
 import pytest
 
 from unrolled.cli import main
-from unrolled.tasks import charlm
+from unrolled.tasks import lm
 from unrolled.training import checkpoint as ckpt
 
 ROUNDS = 12
@@ -51,7 +51,7 @@ def test_kill_9_at_random_moments_never_loses_the_run(tiny_text_file, tmp_path) 
         proc.stderr.close()
         # whatever the moment, the last complete checkpoint is there, whole, and the run opens
         weights, _, state = ckpt.load_checkpoint(out)
-        charlm.open_run(out)
+        lm.open_run(out)
         steps.append(state["step"])
     assert steps == sorted(steps) and steps[-1] > steps[0], steps  # progress was kept across the kills
     assert main(["train", "charlm", "--resume", str(out), "--max-steps", "3", *SMALL[-3:]]) == 0

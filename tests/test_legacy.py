@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from unrolled.cli import main
-from unrolled.tasks import charlm, classify
+from unrolled.tasks import classify, lm
 from unrolled.training import checkpoint as ckpt
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "legacy-0.1"
@@ -46,7 +46,7 @@ def test_a_legacy_classifier_run_predicts_and_scores_as_before(legacy, capsys) -
 
 @pytest.mark.parametrize("task, run", [("charlm", "charlm-run"), ("classify", "classify-run")])
 def test_resuming_a_legacy_run_moves_it_to_the_new_layout(legacy, task, run) -> None:
-    module = {"charlm": charlm, "classify": classify}[task]
+    module = {"charlm": lm, "classify": classify}[task]
     quiet = ["--no-progress"] + (["--sample-length", "0"] if task == "charlm" else [])
     best_before = ckpt.load_weights(legacy / run / ckpt.LEGACY_BEST)[0]
     assert ckpt.trainer_state(run)["step"] == 6

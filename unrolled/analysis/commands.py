@@ -295,8 +295,19 @@ def _plot_gradients(results: dict[str, dict[str, Any]]) -> Any:
     return fig
 
 
-def _cmd_jacobian(args: argparse.Namespace) -> int:
+def _check_char_lm(run: Any, command: str, path: str) -> None:
+    """``ValueError`` unless ``run`` is a language model over characters."""
     from ..models import LanguageModel
+
+    if not isinstance(run.model, LanguageModel):
+        raise ValueError(f"analyze {command} reads a char-LM run; {path!r} is a {run.config.TASK} run")
+    if run.config.data.unit != "char":
+        raise ValueError(
+            f"analyze {command} reads a char-LM run; {path!r} models {run.config.data.unit}s, not characters"
+        )
+
+
+def _cmd_jacobian(args: argparse.Namespace) -> int:
     from .jacobian import MAX_CHARS, sequential_jacobian
 
     out = _png_path(args.out)
@@ -307,8 +318,7 @@ def _cmd_jacobian(args: argparse.Namespace) -> int:
             f"--text has {len(args.text)} characters; the limit is {MAX_CHARS}: give a shorter one"
         )
     run = open_any_run(args.run, ckpt.LATEST if args.latest else ckpt.BEST)
-    if not isinstance(run.model, LanguageModel):
-        raise ValueError(f"analyze jacobian reads a char-LM run; {args.run!r} is a {run.config.TASK} run")
+    _check_char_lm(run, "jacobian", args.run)
     norms = sequential_jacobian(run.model, run.vocab.encode(args.text))
     save_png(_plot_jacobian(args.text, norms), out)
     ckpt.atomic_write_json(out.with_suffix(".json"), {"run": args.run, "text": args.text, "norms": norms})
@@ -368,7 +378,6 @@ def _text_heatmap(ax: Any, text: str, colours: list[Any], ink: str | None = None
 
 def _cmd_neurons(args: argparse.Namespace) -> int:
     from ..data.text import read_text
-    from ..models import LanguageModel
     from . import neurons
 
     out = Path(args.out)
@@ -381,8 +390,7 @@ def _cmd_neurons(args: argparse.Namespace) -> int:
             "every unit's value at every character): give a shorter text"
         )
     run = open_any_run(args.run, ckpt.LATEST if args.latest else ckpt.BEST)
-    if not isinstance(run.model, LanguageModel):
-        raise ValueError(f"analyze neurons reads a char-LM run; {args.run!r} is a {run.config.TASK} run")
+    _check_char_lm(run, "neurons", args.run)
     layers = len(run.model.rnn.cells)
     if args.layer is not None and not 0 <= args.layer < layers:
         raise ValueError(

