@@ -1,0 +1,228 @@
+"""PyTorch's word_language_model recipe against `unrolled train lm --unit word`, at equal wall-clock.
+
+    python benchmarks/wordlm_torch_baseline.py [--text FILE] [--minutes 10] [--which both|baseline|ours]
+        [--out benchmarks/results/wordlm-DATE-cpu2.json]
+
+The baseline
+    The recipe of PyTorch's ``examples/word_language_model`` (written here from its description,
+    not copied): word embeddings of 200, dropout 0.2 on the embeddings, between the layers and
+    before the decoder, a 2-layer ``torch.nn.LSTM`` of 200 units, a linear decoder tied to the
+    embedding (``--tied``), both initialised uniform in [-0.1, 0.1] with a zero bias; batches of
+    20 contiguous streams cut into 35-token chunks with the state carried (and detached) between
+    them; plain SGD at lr 20 with the gradient's norm clipped to 0.25; after each epoch the
+    validation loss is computed and the learning rate divided by 4 when it did not improve; the
+    weights of the best validation are kept. Its 40-epoch limit becomes the wall-clock budget;
+    when the budget ends inside an epoch, that epoch is validated too.
+
+Ours
+    ``unrolled train lm --unit word`` with its defaults (no flag but the text and the budget),
+    through the Python API, into ``benchmarks/results/wordlm-DATE-cpu2/runs/`` (not kept in git).
+
+The same data for both
+    The text (default: the char-LM's Shakespeare), its tokens (``unrolled.data.words.tokenize``),
+    the split (train | validation 10% | test 10%, by token position) and the vocabulary (training
+    words seen at least twice, the rest ``<unk>``) all come from ``unrolled.tasks.lm.load_corpus``
+    with our defaults, so both models read and predict the same ids. Both test perplexities are
+    computed by the same function (``stream_loss``: the test stream in 10 rows, 35-token chunks,
+    the state carried, every token but each row's first predicted once), with each run's best
+    weights. Tokens/s count training tokens over the whole budget, validation included. The two
+    runs go one after the other in this process, each with every core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from unrolled.tasks.lm import TASK, DataConfig, LMConfig, load_corpus, stream_loss
+
+BASELINE = {
+    "emsize": 200,
+    "nhid": 200,
+    "nlayers": 2,
+    "dropout": 0.2,
+    "tied": True,
+    "lr": 20.0,
+    "clip": 0.25,
+    "batch_size": 20,
+    "bptt": 35,
+    "anneal": 4.0,
+}
+EVAL_ROWS, EVAL_LEN = 10, 35  # the example's evaluation batch size, and its bptt
+
+
+class RNNModel(nn.Module):
+    """Encoder -> dropout -> LSTM -> dropout -> decoder (tied to the encoder), batch-first."""
+
+    def __init__(self, ntoken: int, ninp: int, nhid: int, nlayers: int, dropout: float, tied: bool) -> None:
+        super().__init__()
+        self.drop = nn.Dropout(dropout)
+        self.encoder = nn.Embedding(ntoken, ninp)
+        self.rnn = nn.LSTM(ninp, nhid, nlayers, dropout=dropout, batch_first=True)
+        self.decoder = nn.Linear(nhid, ntoken)
+        if tied:
+            if nhid != ninp:
+                raise ValueError("tied weights need nhid == emsize")
+            self.decoder.weight = self.encoder.weight
+        nn.init.uniform_(self.encoder.weight, -0.1, 0.1)
+        nn.init.zeros_(self.decoder.bias)
+        if not tied:
+            nn.init.uniform_(self.decoder.weight, -0.1, 0.1)
+
+    def forward(self, x: Tensor, state: Any = None) -> tuple[Tensor, Any]:
+        out, state = self.rnn(self.drop(self.encoder(x)), state)
+        return self.decoder(self.drop(out)), state
+
+
+def run_baseline(corpus: Any, minutes: float, seed: int) -> dict[str, Any]:
+    c = BASELINE
+    torch.manual_seed(seed)
+    model = RNNModel(len(corpus.vocab), c["emsize"], c["nhid"], c["nlayers"], c["dropout"], c["tied"])
+    B, T = c["batch_size"], c["bptt"]
+    n = corpus.train.numel() // B
+    rows = corpus.train[: n * B].view(B, n)  # batchify: B contiguous streams
+    lr, best_val, best_state = c["lr"], math.inf, None
+    t0, steps, tokens, epoch, history = time.perf_counter(), 0, 0, 0, []
+    out_of_time = False
+    while not out_of_time:
+        model.train()
+        state = None
+        for i in range(0, n - 1, T):
+            if time.perf_counter() - t0 >= minutes * 60:
+                out_of_time = True
+                break
+            x, y = rows[:, i : min(i + T, n - 1)], rows[:, i + 1 : min(i + T, n - 1) + 1]
+            state = None if state is None else tuple(s.detach() for s in state)  # repackage the hidden state
+            model.zero_grad()
+            logits, state = model(x, state)
+            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), c["clip"])
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.add_(p.grad, alpha=-lr)
+            steps += 1
+            tokens += y.numel()
+        epoch += 1
+        val = stream_loss(model, corpus.val, EVAL_ROWS, EVAL_LEN)
+        elapsed = time.perf_counter() - t0
+        history.append(
+            {"epoch": epoch, "val_loss": val, "val_ppl": math.exp(val), "lr": lr, "elapsed": elapsed}
+        )
+        print(f"baseline epoch {epoch}: val ppl {math.exp(val):.2f}, lr {lr:g}, {elapsed:.0f} s", flush=True)
+        if val < best_val:
+            best_val, best_state = val, copy.deepcopy(model.state_dict())
+        else:
+            lr /= c["anneal"]
+    elapsed = time.perf_counter() - t0
+    assert best_state is not None
+    model.load_state_dict(best_state)
+    test = stream_loss(model, corpus.test, EVAL_ROWS, EVAL_LEN)
+    return {
+        "settings": BASELINE,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "steps": steps,
+        "epochs": epoch,
+        "tokens_per_s": tokens / elapsed,
+        "minutes": elapsed / 60,
+        "best_val_ppl": math.exp(best_val),
+        "test_nats_per_word": test,
+        "test_ppl": math.exp(test),
+        "history": history,
+    }
+
+
+def run_ours(text: str | None, minutes: float, folder: Path) -> dict[str, Any]:
+    config = LMConfig()
+    config.data.text, config.data.unit = text, "word"
+    folder.mkdir(parents=True, exist_ok=True)
+    out = Path(tempfile.mkdtemp(prefix="lm-word-", dir=folder))
+    out.rmdir()  # train() makes it
+    run, state, results = TASK.train(config, out, loop_overrides={"max_minutes": minutes})
+    assert results is not None
+    test = stream_loss(run.model, load_corpus(run.config.data, run.vocab).test, EVAL_ROWS, EVAL_LEN)
+    history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return {
+        "settings": {
+            "model": vars(run.config.model),
+            "data": vars(run.config.data),
+            "optim": vars(run.config.optim),
+        },
+        "run": str(out),
+        "parameters": sum(p.numel() for p in run.model.parameters()),
+        "steps": state.step,
+        "epochs": state.epoch,
+        "tokens_per_s": state.tokens / state.elapsed,
+        "minutes": state.elapsed / 60,
+        "best_val_ppl": results["val"]["perplexity"],
+        "test_nats_per_word": test,
+        "test_ppl": math.exp(test),
+        "results_json_test_ppl": results["test"]["perplexity"],  # scored in 32 rows, as the run trained
+        "history": [r for r in history if r.get("kind") == "val" or "val_loss" in r],
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--text", metavar="FILE", help="UTF-8 text [Shakespeare, as unrolled train lm]")
+    p.add_argument("--minutes", type=float, default=10.0, help="wall-clock budget of each run [10]")
+    p.add_argument("--which", choices=("both", "baseline", "ours"), default="both")
+    p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--out", help="results JSON [benchmarks/results/wordlm-DATE-cpu2.json]")
+    a = p.parse_args()
+    out = Path(
+        a.out or f"benchmarks/results/wordlm-{time.strftime('%Y-%m-%d')}-cpu{torch.get_num_threads()}.json"
+    )
+    data = DataConfig(text=a.text, unit="word")
+    corpus = load_corpus(data)
+    print(
+        f"{corpus.source}: {len(corpus.train):,} / {len(corpus.val):,} / {len(corpus.test):,} tokens, "
+        f"vocabulary {len(corpus.vocab):,}",
+        flush=True,
+    )
+    result: dict[str, Any] = {
+        "machine": {
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+        },
+        "data": {
+            "source": corpus.source,
+            "tokens": {"train": len(corpus.train), "val": len(corpus.val), "test": len(corpus.test)},
+            "vocabulary": len(corpus.vocab),
+            "min_count": data.min_count,
+        },
+        "scoring": f"stream_loss, {EVAL_ROWS} rows x {EVAL_LEN} tokens, best weights of each run",
+        "minutes": a.minutes,
+    }
+    if a.which in ("both", "baseline"):
+        result["baseline"] = run_baseline(corpus, a.minutes, a.seed)
+    if a.which in ("both", "ours"):
+        result["ours"] = run_ours(a.text, a.minutes, out.parent / out.stem / "runs")
+    for name in ("baseline", "ours"):
+        if name in result:
+            r = result[name]
+            print(
+                f"{name}: test perplexity {r['test_ppl']:.2f} (best val {r['best_val_ppl']:.2f}), "
+                f"{r['steps']} steps, {r['tokens_per_s']:,.0f} tokens/s",
+                flush=True,
+            )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"written: {out}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
