@@ -65,14 +65,16 @@ UNIT_DEFAULTS: dict[str, dict[str, Any]] = {
         "embedding_dim": 64,
         "dropout": 0.1,
         "embedding_dropout": 0.0,
+        "tie_weights": False,
     },
     "word": {
         "seq_len": 35,
         "batch_size": 32,
         "test_frac": 0.1,
         "embedding_dim": None,  # = --hidden
-        "dropout": 0.4,
+        "dropout": 0.3,
         "embedding_dropout": 0.1,
+        "tie_weights": True,
     },
 }
 
@@ -90,11 +92,12 @@ class ModelConfig(RecurrentConfig):
 
     # learned embedding size, 0 = one-hot (as in the lecture) [chars 64, words --hidden]
     embedding_dim: int | None = None
-    # dropout between layers and before the decoder; narrows the train/val gap [chars 0.1, words 0.4]
+    # dropout between layers and before the decoder; narrows the train/val gap [chars 0.1, words 0.3]
     dropout: float | None = None
     embedding_dropout: float | None = None  # dropout on the embeddings [chars 0, words 0.1]
-    # the decoder reuses the embedding matrix (Press & Wolf 2017): needs --embedding-dim = --hidden
-    tie_weights: bool = False
+    # the decoder reuses the embedding matrix (Press & Wolf 2017); needs --embedding-dim equal to
+    # --hidden [chars off, words on]
+    tie_weights: bool | None = None
 
     def validate(self) -> None:
         super().validate()
@@ -106,8 +109,9 @@ class ModelConfig(RecurrentConfig):
                 raise ValueError(f"--{name.replace('_', '-')} must be in [0, 1), got {value}")
         if self.tie_weights and self.embedding_dim is not None and self.embedding_dim != self.hidden:
             raise ValueError(
-                f"--tie-weights needs --embedding-dim equal to --hidden: got {self.embedding_dim} and "
-                f"{self.hidden}; set --embedding-dim {self.hidden}, or leave out --tie-weights"
+                f"tied weights (--tie-weights, the default for words) need --embedding-dim equal to "
+                f"--hidden: got {self.embedding_dim} and {self.hidden}; set --embedding-dim "
+                f"{self.hidden}, or give --no-tie-weights"
             )
 
     def resolve(self, unit: str) -> None:
@@ -282,7 +286,7 @@ def build_model(cfg: ModelConfig, vocab_size: int, unit: str = "char") -> Langua
         embedding_dim=cfg.embedding_dim,
         dropout=cfg.dropout,
         embedding_dropout=cfg.embedding_dropout,
-        tie_weights=cfg.tie_weights,
+        tie_weights=bool(cfg.tie_weights),
     )
 
 

@@ -7,7 +7,8 @@ error), the default the one of the task's config instance, and the help the fiel
 comment lines right above the field and the one at the end of it, in the class or the one it
 inherits from). A ``bool`` field is a switch: ``--name`` sets it when it defaults to False; when
 it defaults to True, ``--no-name`` clears it, or a flag named for what it does (``reset_after``:
-``--reset-before``).
+``--reset-before``); a ``bool | None`` field that defaults to None (decided later, e.g. by
+another setting) gets both ``--name`` and ``--no-name``.
 :func:`flag` sets what a plain default cannot say: another flag name, the choices, a metavar,
 ``fixed=True`` (may not change on ``--resume``), ``hidden=True`` (no flag).
 
@@ -151,7 +152,11 @@ def add_config_flags(
             default, kind = getattr(obj, f.name), _base_type(hints[f.name])
             help_text = helps.get(f.name, "")
             kwargs: dict[str, Any] = {"dest": f"{section.name}.{f.name}", "default": argparse.SUPPRESS}
-            if kind is bool:
+            if kind is bool and default is None:  # bool | None: --name and --no-name, None = not set
+                off = f"--no-{f.name.replace('_', '-')}"
+                group.add_argument(off, action="store_false", help=f"turn off: {help_text}", **kwargs)
+                kwargs["action"] = "store_true"
+            elif kind is bool:
                 if default and not meta.get("name"):
                     option, help_text = f"--no-{f.name.replace('_', '-')}", f"turn off: {help_text}"
                 kwargs["action"] = "store_false" if default else "store_true"
