@@ -134,9 +134,9 @@ def word_run(tmp_path_factory):
     text = root / "tiny.txt"
     text.write_text(TINY_TEXT, encoding="utf-8")
     out = root / "run"
-    assert (
-        _train(text, out, "--max-steps", "120", "--eval-every", "40", "--lr", "1e-2", "--dropout", "0") == 0
-    )
+    steps = ["--max-steps", "250", "--eval-every", "50"]
+    model = ["--cell", "gru", "--dropout", "0", "--embedding-dropout", "0"]
+    assert _train(text, out, *steps, *model, "--optimizer", "adam", "--lr", "1e-2") == 0
     return out, text
 
 
@@ -228,6 +228,7 @@ def test_a_vocabulary_that_leaves_most_validation_words_unk_is_refused(tmp_path,
         (["--unit", "word", "--min-count", "0"], "--min-count must be positive"),
         (["--unit", "word", "--test-frac", "0.95"], "--test-frac (0.95)"),
         (["--unit", "sentence"], "invalid choice: 'sentence'"),
+        (["--lower", "--max-vocab", "100"], "--lower, --max-vocab applies to --unit word"),
     ],
 )
 def test_bad_model_and_data_flags(tiny_text_file, tmp_path, capsys, flags, pattern) -> None:
@@ -302,3 +303,21 @@ def test_train_lm_unit_char_is_train_charlm(tiny_text_file, tmp_path) -> None:
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     ca, cb = (json.loads((tmp_path / n / ckpt.CONFIG).read_text()) for n in "ab")
     assert (ca.pop("task"), cb.pop("task")) == ("lm", "charlm") and ca == cb
+
+
+def test_sgd_takes_plain_steps_of_the_clipped_gradient() -> None:
+    """--optimizer sgd: p <- p - lr * g, with g clipped to --clip in global norm by the trainer."""
+    from unrolled.training.config import OptimConfig
+    from unrolled.training.loop import make_optimizer
+
+    model = nn.Linear(3, 2)
+    before = [p.detach().clone() for p in model.parameters()]
+    optimizer = make_optimizer(model, OptimConfig(optimizer="sgd", lr=20.0))
+    assert type(optimizer) is torch.optim.SGD
+    model(torch.randn(4, 3)).pow(2).sum().backward()
+    nn.utils.clip_grad_norm_(model.parameters(), 0.25)
+    grads = [p.grad.clone() for p in model.parameters()]
+    optimizer.step()
+    for p, b, g in zip(model.parameters(), before, grads, strict=True):
+        assert torch.allclose(p, b - 20.0 * g, atol=1e-6)
+    assert type(make_optimizer(model, OptimConfig())) is torch.optim.AdamW

@@ -48,9 +48,9 @@ from ..data.words import NEWLINE, Detokenizer, tokenize
 from ..models import LanguageModel
 from ..training import Asset, Fit, LoopConfig, OptimConfig, Prepared, Run, RunConfig, Task, TrainerState, flag
 from ..training import checkpoint as ckpt
-from ..training.config import positive, split_fractions
+from ..training.config import OPTIMIZERS, positive, split_fractions
 from ..training.device import model_device
-from .base import RecurrentConfig
+from .base import CELLS, RecurrentConfig
 
 UNITS = ("char", "word")
 MAX_UNK_SHARE = 0.5  # a vocabulary that leaves more of the validation part <unk> is refused
@@ -59,6 +59,7 @@ MAX_UNK_SHARE = 0.5  # a vocabulary that leaves more of the validation part <unk
 # before words came (so its old run directories, which lack the newer settings, mean the same).
 UNIT_DEFAULTS: dict[str, dict[str, Any]] = {
     "char": {
+        "cell": "gru",
         "seq_len": 100,
         "batch_size": 64,
         "test_frac": 0.0,
@@ -66,8 +67,13 @@ UNIT_DEFAULTS: dict[str, dict[str, Any]] = {
         "dropout": 0.1,
         "embedding_dropout": 0.0,
         "tie_weights": False,
+        "optimizer": "adam",
+        "lr": 3e-3,
+        "clip": 1.0,
+        "min_lr_ratio": 0.1,
     },
     "word": {
+        "cell": "lstm",
         "seq_len": 35,
         "batch_size": 32,
         "test_frac": 0.1,
@@ -75,6 +81,10 @@ UNIT_DEFAULTS: dict[str, dict[str, Any]] = {
         "dropout": 0.3,
         "embedding_dropout": 0.1,
         "tie_weights": True,
+        "optimizer": "sgd",
+        "lr": 20.0,
+        "clip": 0.25,
+        "min_lr_ratio": 0.01,
     },
 }
 
@@ -89,6 +99,9 @@ def _fill(section: Any, unit: str, hidden: int = 0) -> None:
 @dataclass
 class ModelConfig(RecurrentConfig):
     """The network: embedding -> recurrent layers (the ``--cell`` flags) -> linear to the vocabulary."""
+
+    # recurrent cell [chars gru: ~1.3x the chars/s of our LSTM; words lstm: trains better with SGD]
+    cell: str | None = flag(None, choices=tuple(CELLS))
 
     # learned embedding size, 0 = one-hot (as in the lecture) [chars 64, words --hidden]
     embedding_dim: int | None = None
@@ -138,11 +151,33 @@ class DataConfig:
         if self.unit not in UNITS:
             raise ValueError(f"unknown --unit {self.unit!r}: expected {' or '.join(UNITS)}")
         positive(self, ("seq_len", "batch_size", "min_count", "max_vocab"))
+        word_only = {"--lower": self.lower, "--min-count": self.min_count != 2, "--max-vocab": self.max_vocab}
+        given = [option for option, value in word_only.items() if value]
+        if self.unit == "char" and given:
+            raise ValueError(
+                f"{', '.join(given)} applies to --unit word; a char-LM's vocabulary is every character"
+            )
         split_fractions(self.val_frac, self.test_frac or 0.0, "text")
 
     def resolve(self) -> None:
         """Fill the settings left at None with the unit's defaults."""
         _fill(self, self.unit)
+
+
+@dataclass
+class LMOptimConfig(OptimConfig):
+    """:class:`OptimConfig` with the optimizer, its learning rate and the clipping set by ``--unit``."""
+
+    # adam: Adam with decoupled weight decay; sgd: plain SGD, the classic word-LM recipe (it
+    # generalises better there; Adam overfits a small corpus) [chars adam, words sgd]
+    optimizer: str | None = flag(None, choices=OPTIMIZERS)
+    lr: float | None = None  # peak learning rate [chars 3e-3 (Adam), words 20 (SGD)]
+    clip: float | None = None  # max global gradient norm, 0 = no clipping [chars 1, words 0.25]
+    min_lr_ratio: float | None = None  # floor of the cosine schedule, a fraction of --lr [chars 0.1, words 0.01]
+
+    def resolve(self, unit: str) -> None:
+        """Fill the settings left at None with ``unit``'s defaults."""
+        _fill(self, unit)
 
 
 @dataclass
@@ -153,7 +188,7 @@ class LMConfig(RunConfig):
 
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
+    optim: LMOptimConfig = field(default_factory=LMOptimConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
 
     def resolve(self) -> LMConfig:
@@ -161,6 +196,7 @@ class LMConfig(RunConfig):
         if self.data.unit in UNITS:
             self.data.resolve()
             self.model.resolve(self.data.unit)
+            self.optim.resolve(self.data.unit)
         return self
 
     def validate(self) -> None:

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 from .flags import flag
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+OPTIMIZERS = ("adam", "sgd")
 
 
 def _finite(section: Any, names: tuple[str, ...]) -> None:
@@ -25,9 +26,12 @@ def _finite(section: Any, names: tuple[str, ...]) -> None:
 class OptimConfig:
     """How parameters are updated."""
 
-    lr: float = 3e-3  # peak learning rate of Adam; char-LMs of a few hundred units like 2e-3..5e-3
+    # adam: Adam with decoupled weight decay (AdamW); sgd: plain SGD, the classic word-LM recipe
+    # (an lr around 20 with --clip 0.25); its --weight-decay is an L2 term in the gradient
+    optimizer: str = flag("adam", choices=OPTIMIZERS)
+    lr: float = 3e-3  # peak learning rate; char-LMs of a few hundred units like 2e-3..5e-3 with Adam
     clip: float = 1.0  # max global gradient norm, 0 = no clipping; tames exploding BPTT gradients
-    weight_decay: float = 0.0  # AdamW-style decoupled weight decay (0 = plain Adam)
+    weight_decay: float = 0.0  # decoupled from the gradient with Adam (AdamW); an L2 term with SGD
     # cosine: decay to lr x min-lr-ratio at the planned end of the run; constant: no decay
     schedule: str = flag("cosine", name="lr-schedule", choices=("cosine", "constant"))
     min_lr_ratio: float = 0.1  # floor of the cosine schedule, as a fraction of --lr
@@ -44,6 +48,8 @@ class OptimConfig:
             raise ValueError(f"--clip must be >= 0 (0 disables clipping), got {self.clip}")
         if not 0 <= self.min_lr_ratio <= 1:
             raise ValueError(f"--min-lr-ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown --optimizer {self.optimizer!r}: expected {' or '.join(OPTIMIZERS)}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"unknown --precision {self.precision!r}: expected {', '.join(PRECISIONS)}")
         if self.schedule not in ("cosine", "constant"):

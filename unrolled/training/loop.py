@@ -71,6 +71,13 @@ class TrainerState:
 MAX_SKIPS_IN_A_ROW = 100  # past this many non-finite steps in a row, even "skip" stops the run
 
 
+def make_optimizer(model: nn.Module, optim: OptimConfig) -> torch.optim.Optimizer:
+    """``--optimizer``: AdamW (decoupled weight decay) or plain SGD (weight decay as L2)."""
+    if optim.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=optim.lr, weight_decay=optim.weight_decay)
+    return torch.optim.AdamW(model.parameters(), lr=optim.lr, weight_decay=optim.weight_decay)
+
+
 class Diverged(RuntimeError):
     """Training met a non-finite loss or gradient norm; the run directory keeps its last checkpoint."""
 
@@ -134,7 +141,7 @@ class Trainer:
         # loss so that small gradients survive, and its scaler skips steps whose gradients overflow
         self.amp_dtype = autocast_dtype(optim.precision, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type) if optim.precision == "fp16" else None
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=optim.lr, weight_decay=optim.weight_decay)
+        self.optimizer = make_optimizer(model, optim)
         # torchrun: each rank trains a DistributedDataParallel copy on its rows of every batch
         self.world = distributed.current()
         self.main = self.world is None or self.world.main  # rank 0 writes, logs and decides to stop
