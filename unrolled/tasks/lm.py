@@ -173,7 +173,8 @@ class LMOptimConfig(OptimConfig):
     optimizer: str | None = flag(None, choices=OPTIMIZERS)
     lr: float | None = None  # peak learning rate [chars 3e-3 (Adam), words 20 (SGD)]
     clip: float | None = None  # max global gradient norm, 0 = no clipping [chars 1, words 0.25]
-    min_lr_ratio: float | None = None  # floor of the cosine schedule, a fraction of --lr [chars 0.1, words 0.01]
+    # floor of the cosine schedule, as a fraction of --lr [chars 0.1, words 0.01]
+    min_lr_ratio: float | None = None
 
     def resolve(self, unit: str) -> None:
         """Fill the settings left at None with ``unit``'s defaults."""
