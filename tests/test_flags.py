@@ -126,7 +126,9 @@ def test_help_shows_each_tasks_own_defaults(capsys) -> None:
     assert "--widths W,W,... cnn: kernel widths (Kim 2014) [3,4,5]" in classify
     assert "as if given --max-minutes 10 and --max-epochs 10" in classify
     charlm = _help(["train", "charlm"], capsys)
-    assert "[0.003]" in charlm and "--reset-before" in charlm and "--on-nonfinite {stop,skip}" in charlm
+    assert "[chars 3e-3 (Adam), words 20 (SGD)]" in charlm and "--reset-before" in charlm
+    assert "--on-nonfinite {stop,skip}" in charlm
+    assert "--tie-weights" in charlm and "--no-tie-weights" in charlm  # a bool | None setting: both
 
 
 def test_bad_flag_values_are_one_line_errors(capsys, tmp_path) -> None:
