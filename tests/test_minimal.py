@@ -114,6 +114,31 @@ def test_linear_scan_is_the_recurrence(chunk) -> None:
     )
 
 
+@pytest.mark.parametrize("chunk", [1, 2, 3, 4, 7, 64])
+def test_linear_scan_backward_by_hand_equals_autograd_of_the_recurrence(chunk) -> None:
+    """The reverse scan of the adjoint against autograd through the step-by-step loop (b = 0 too)."""
+    steps = 11
+    log_a = (-torch.rand(steps, 2, 3, dtype=torch.float64) * 3).requires_grad_()
+    log_b = torch.randn(steps, 2, 3, dtype=torch.float64)
+    log_b[4:6, 0] = float("-inf")
+    log_b.requires_grad_()
+    h0 = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(steps, 2, 3, dtype=torch.float64)  # a loss that reads every h_t
+
+    def loop(log_a, log_b, h0):
+        h, out = h0, []
+        for t in range(steps):
+            h = log_a[t].exp() * h + log_b[t].exp()
+            out.append(h)
+        return torch.stack(out)
+
+    expected = torch.autograd.grad((loop(log_a, log_b, h0) * weights).sum(), (log_a, log_b, h0))
+    got = torch.autograd.grad((linear_scan(log_a, log_b, h0, chunk) * weights).sum(), (log_a, log_b, h0))
+    for want, have in zip(expected, got, strict=True):
+        torch.testing.assert_close(have, want, atol=1e-12, rtol=1e-10)
+    assert torch.autograd.gradcheck(lambda a, h: linear_scan(a, log_b.detach(), h, chunk), (log_a, h0))
+
+
 @pytest.mark.parametrize("name", CELLS)
 @pytest.mark.parametrize("bias", [True, False])
 def test_cell_step_gradcheck(name, bias) -> None:

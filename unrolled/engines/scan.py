@@ -26,7 +26,13 @@ With a log-space cumulative sum ``A`` this is a parallel scan (Feng et al. 2024,
   resolution of ``h_{t-1}``. Measured against a float64 loop at T = 4096: 5e-7 in ``h``, 2e-6 in
   the gradients (float32), against 5e-4 and 1e-2 for the single logcumsumexp scan.
 
-Autograd derives the backward.
+The backward is written by hand (:class:`_LinearScan`): the adjoint ``lam_t = dL/dh_t`` in total
+obeys the same recurrence backwards in time, ``lam_t = g_t + a_{t+1} lam_{t+1}``, so it is one
+more scan on flipped time; then ``dL/db_t = lam_t``, ``dL/dlog a_t = lam_t a_t h_{t-1}`` and
+``dL/dh_0 = a_0 lam_0``. Only ``log a``, ``h_0`` and ``h`` are kept for it (autograd through the
+chunked forward kept every intermediate of every level). Measured at (T, B, H) = (4096, 8, 128)
+on 2 CPU cores: forward + backward 90 ms, against 131 ms with autograd's backward; the minGRU
+layer then trains 5.6x faster than its step-by-step loop (3.9x before).
 
 Shapes: ``x`` (T, B, I), ``h_0`` (B, H), ``log a``, ``log b`` and the output (T, B, H).
 Variable lengths come as the mask the fused engine builds, (T, B, 1) bool: a step past a row's
@@ -39,10 +45,12 @@ step, the sequential mode.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 CHUNK = 4  # steps per chunk: the floor on log a is -(log(max float) - 10) / CHUNK
 
@@ -53,7 +61,29 @@ def linear_scan(log_a: Tensor, log_b: Tensor, h0: Tensor, chunk: int = CHUNK) ->
     if chunk < 1:
         raise ValueError(f"chunk must be a positive number of steps, got {chunk}")
     floor = -(math.log(torch.finfo(log_a.dtype).max) - 10.0) / chunk
-    return _scan(log_a.clamp(min=floor), log_b.exp(), h0, chunk, floor)
+    return _LinearScan.apply(log_a.clamp(min=floor), log_b.exp(), h0, chunk, floor)
+
+
+class _LinearScan(torch.autograd.Function):
+    """``h = scan(log a, b, h0)`` forward, and the reverse scan of the adjoint backward."""
+
+    @staticmethod
+    def forward(ctx: Any, log_a: Tensor, b: Tensor, h0: Tensor, chunk: int, floor: float) -> Tensor:
+        h = _scan(log_a, b, h0, chunk, floor)
+        ctx.save_for_backward(log_a, h0, h)
+        ctx.chunk, ctx.floor = chunk, floor
+        return h
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
+        log_a, h0, h = ctx.saved_tensors
+        # lam_t = g_t + a_{t+1} lam_{t+1}; in flipped time s = T-1-t it is lam'_s = a_{T-s} lam'_{s-1} + g'_s
+        a_next = torch.cat([log_a[1:], log_a.new_zeros(1, *log_a.shape[1:])])  # log a_{t+1} (a_T: unused)
+        lam = _scan(a_next.flip(0), g.flip(0), torch.zeros_like(h0), ctx.chunk, ctx.floor).flip(0)
+        a = log_a.exp()
+        before = torch.cat([h0.unsqueeze(0), h[:-1]])  # h_{t-1}
+        return lam * a * before, lam, lam[0] * a[0], None, None
 
 
 def _scan(log_a: Tensor, b: Tensor, h0: Tensor, chunk: int, floor: float) -> Tensor:
