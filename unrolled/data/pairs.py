@@ -19,7 +19,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,13 +29,10 @@ from torch import Tensor
 from .batching import GroupedBatches
 from .labelled import _column, pad_batch
 from .text import read_text
+from .words import split_marks
 
 TOKENS = ("word", "char")
 SPECIALS = ("<pad>", "<unk>", "<bos>", "<eos>")  # the specials of a translator's vocabularies
-
-
-def _is_punct(ch: str) -> bool:
-    return unicodedata.category(ch)[0] in "PS"  # punctuation and symbols: . , ! ? « » " ( ) ...
 
 
 def word_tokens(text: str, keep_case: bool = False) -> list[str]:
@@ -50,15 +46,7 @@ def word_tokens(text: str, keep_case: bool = False) -> list[str]:
     """
     out: list[str] = []
     for chunk in (text if keep_case else text.lower()).split():
-        i, j = 0, len(chunk)
-        while i < j and _is_punct(chunk[i]):
-            i += 1
-        while j > i and _is_punct(chunk[j - 1]):
-            j -= 1
-        out.extend(chunk[:i])
-        if i < j:
-            out.append(chunk[i:j])
-        out.extend(chunk[j:])
+        split_marks(chunk, out)
     return out
 
 

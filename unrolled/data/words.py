@@ -38,8 +38,9 @@ def _is_mark(ch: str) -> bool:
     return unicodedata.category(ch)[0] in "PS"
 
 
-def _split_piece(piece: str, out: list[str]) -> None:
-    """A white-space-free piece -> its leading marks, the word, its trailing marks."""
+def split_marks(piece: str, out: list[str]) -> None:
+    """Append a white-space-free piece to ``out`` as its leading marks (one token each), the word,
+    its trailing marks (the translator's words are cut the same way)."""
     i, j = 0, len(piece)
     while i < j and _is_mark(piece[i]):
         i += 1
@@ -59,7 +60,7 @@ def tokenize(text: str, lower: bool = False) -> list[str]:
     lines = text.split("\n")
     for k, line in enumerate(lines):
         for piece in line.split():
-            _split_piece(piece, out)
+            split_marks(piece, out)
         if k + 1 < len(lines):
             out.append(NEWLINE)
     return out
