@@ -49,6 +49,7 @@ def test_tokenize_splits_marks_off_words_and_keeps_line_breaks() -> None:
         "3.5", "%", ".", NEWLINE, NEWLINE, "End",
     ]  # fmt: skip
     assert tokenize("The KING\n", lower=True) == ["the", "king", NEWLINE]
+    assert detokenize(tokenize("'Tis so, th' old man.\n('Twas)")) == "'Tis so, th' old man.\n('Twas)"
     assert detokenize(tokenize(text)) == 'KING:\nIs\'t so? "Go (now)", he said - - well-known 3.5%.\n\nEnd'
 
 

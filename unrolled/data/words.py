@@ -10,7 +10,8 @@ separator).
 
 :func:`detokenize` joins tokens back into text: words separated by one space, a closing mark
 (``. , ; : ! ? ) ] }`` ...) attached to the token before it, an opening mark (``( [ {`` ...)
-to the token after it, straight double quotes alternately opening and closing within a line,
+to the token after it, straight double quotes alternately opening and closing within a line, an
+apostrophe closing (``th'``) except at the start of a line or after an opening mark (``'Tis``),
 and no space around a line break. Every mark attaches on one side at most, so two words are
 never glued together and the round trip keeps the tokens::
 
@@ -81,10 +82,12 @@ class Detokenizer:
         if token == QUOTE:
             closing = self._open_quote
             self._open_quote = not self._open_quote
+        elif token == "'" and self._glue_next:  # at a line's start or after an opening mark: 'Tis
+            closing = False
         else:
             closing = token in CLOSING
         glue = self._glue_next or closing
-        self._glue_next = token in OPENING or (token == QUOTE and not closing)
+        self._glue_next = token in OPENING or (token in (QUOTE, "'") and not closing)
         return token if glue else " " + token
 
 
