@@ -3,12 +3,14 @@
 - ``reference`` (:mod:`.reference`): the plain autograd loop over the cell; the oracle.
 - ``fused`` (:mod:`.fused`): one input GEMM, one recurrent GEMM per step, explicit BPTT; for
   minGRU/minLSTM the parallel scan of :mod:`.scan`.
+- ``compiled`` (:mod:`.compiled`): the fused engine's time loops in C++, built on first use (CPU).
 - ``native`` (:mod:`.native`): torch's own fused kernel on our cells' parameters, for the cells
   torch has.
 - ``auto``: the first engine that supports the layer's cells in the preference list of its
   device (:mod:`.registry`, with the measurements behind each entry).
 """
 
+from . import compiled
 from .fused import fused_supports, register_fused, run_fused
 from .native import native_mode, native_supports, run_native
 from .reference import run_reference
@@ -23,6 +25,18 @@ register(
         why_not=(
             "impl='fused' does not support {cell!r} (it runs the cells of this package, not custom cells): "
             "use impl='auto' or 'reference'"
+        ),
+    )
+)
+register(
+    Engine(
+        "compiled",
+        compiled.supports,
+        run_cell=compiled.run_compiled,
+        why_not=(
+            "impl='compiled' does not run {cell!r}: it runs this package's step cells (Elman, the LSTM "
+            "family, GRU, MUT) and needs a C++ compiler (unrolled.engines.compiled.unavailable_reason() "
+            "says why a build failed): use impl='auto' or 'fused'"
         ),
     )
 )

@@ -58,9 +58,17 @@ def run_fused(
     """
     if not fused_supports(cell):
         raise ValueError(f"the fused engine does not support {cell!r} yet: use impl='reference'")
+    return run_with_runner(_RUNNERS[type(cell)], cell, x, state, reverse, lengths)
+
+
+def run_with_runner(
+    runner: Any, cell: nn.Module, x: Tensor, state: Any, reverse: bool, lengths: Tensor | None, **options: Any
+) -> tuple[Tensor, Any]:
+    """``runner(cell, x, state, reverse, mask, **options)`` with the lengths made a step mask and
+    autocast lifted (the compiled engine runs the same runners with its loops as an option)."""
     mask = None if lengths is None else step_mask(lengths, x.size(0))
     if torch.is_autocast_enabled(x.device.type):
         with torch.autocast(x.device.type, enabled=False):
             state = map_state(lambda t: t.float(), state)
-            return _RUNNERS[type(cell)](cell, x.float(), state, reverse, mask)
-    return _RUNNERS[type(cell)](cell, x, state, reverse, mask)
+            return runner(cell, x.float(), state, reverse, mask, **options)
+    return runner(cell, x, state, reverse, mask, **options)

@@ -18,6 +18,7 @@ class FusedElman(torch.autograd.Function):
     @staticmethod
     def forward(
         ctx: Any,
+        loops: Any,
         relu: bool,
         reverse: bool,
         mask: Tensor | None,
@@ -28,19 +29,14 @@ class FusedElman(torch.autograd.Function):
         b_ih: Tensor | None,
         b_hh: Tensor | None,
     ) -> tuple[Tensor, Tensor]:
-        T, B, _ = x.shape
         hs = input_projection(x, w_ih, None if b_ih is None else b_ih + b_hh)  # becomes h_t in place
         h_in = torch.empty_like(hs)
         out = torch.empty_like(hs)
-        w_hh_t = w_hh.t()
-        h = h0
-        for t in step_order(T, reverse):
-            h_in[t] = h
-            h_new = hs[t].addmm_(h, w_hh_t)
-            h_new = h_new.relu_() if relu else h_new.tanh_()
-            step_mask = None if mask is None else mask[t]
-            out[t] = h_new if step_mask is None else h_new.masked_fill(~step_mask, 0.0)
-            h = keep(step_mask, h_new, h)
+        if loops is not None:  # the compiled loop (unrolled.engines.compiled): the same steps in C++
+            (h,) = loops.elman_forward(hs, h0, w_hh, mask, h_in, out, relu, reverse)
+        else:
+            h = _forward_steps(relu, reverse, mask, hs, h0, w_hh, h_in, out)
+        ctx.loops = loops
         ctx.relu, ctx.reverse = relu, reverse
         ctx.save_for_backward(mask, x, hs, h_in, w_ih, w_hh, b_ih)
         return out, h
@@ -48,30 +44,72 @@ class FusedElman(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, d_out: Tensor, d_h: Tensor) -> tuple[Any, ...]:
         mask, x, hs, h_in, w_ih, w_hh, b_ih = ctx.saved_tensors
-        T = x.size(0)
         d_pre = torch.empty_like(hs)
-        dh_state = d_h
-        for t in step_order(T, not ctx.reverse):
-            step_mask = None if mask is None else mask[t]
-            dh = dh_state + d_out[t]
-            if step_mask is not None:
-                dh = dh * step_mask
-            h = hs[t]
-            if ctx.relu:
-                torch.mul(dh, h > 0, out=d_pre[t])
-            else:
-                torch.mul(dh, 1 - h * h, out=d_pre[t])
-            dh_state = keep(step_mask, d_pre[t] @ w_hh, dh_state)
+        if ctx.loops is not None:
+            (dh_state,) = ctx.loops.elman_backward(hs, d_out, d_h, w_hh, mask, d_pre, ctx.relu, ctx.reverse)
+        else:
+            dh_state = _backward_steps(ctx.relu, ctx.reverse, mask, hs, d_out, d_h, w_hh, d_pre)
         need = ctx.needs_input_grad
-        dx, dw_ih, db = input_grads(d_pre, x, w_ih, need[3], need[5], b_ih is not None)
-        dw_hh = outer_sum(d_pre, h_in) if need[6] else None
-        return None, None, None, dx, dh_state, dw_ih, dw_hh, db, db
+        dx, dw_ih, db = input_grads(d_pre, x, w_ih, need[4], need[6], b_ih is not None)
+        dw_hh = outer_sum(d_pre, h_in) if need[7] else None
+        return None, None, None, None, dx, dh_state, dw_ih, dw_hh, db, db
+
+
+def _forward_steps(
+    relu: bool,
+    reverse: bool,
+    mask: Tensor | None,
+    hs: Tensor,
+    h0: Tensor,
+    w_hh: Tensor,
+    h_in: Tensor,
+    out: Tensor,
+) -> Tensor:
+    """The forward time loop in Python: ``hs`` (the input side) becomes h_t in place."""
+    T = hs.size(0)
+    w_hh_t = w_hh.t()
+    h = h0
+    for t in step_order(T, reverse):
+        h_in[t] = h
+        h_new = hs[t].addmm_(h, w_hh_t)
+        h_new = h_new.relu_() if relu else h_new.tanh_()
+        step_mask = None if mask is None else mask[t]
+        out[t] = h_new if step_mask is None else h_new.masked_fill(~step_mask, 0.0)
+        h = keep(step_mask, h_new, h)
+    return h
+
+
+def _backward_steps(
+    relu: bool,
+    reverse: bool,
+    mask: Tensor | None,
+    hs: Tensor,
+    d_out: Tensor,
+    d_h: Tensor,
+    w_hh: Tensor,
+    d_pre: Tensor,
+) -> Tensor:
+    """The backward time loop in Python: fills ``d_pre``; returns the initial h's gradient."""
+    T = hs.size(0)
+    dh_state = d_h
+    for t in step_order(T, not reverse):
+        step_mask = None if mask is None else mask[t]
+        dh = dh_state + d_out[t]
+        if step_mask is not None:
+            dh = dh * step_mask
+        h = hs[t]
+        if relu:
+            torch.mul(dh, h > 0, out=d_pre[t])
+        else:
+            torch.mul(dh, 1 - h * h, out=d_pre[t])
+        dh_state = keep(step_mask, d_pre[t] @ w_hh, dh_state)
+    return dh_state
 
 
 def run_elman(
-    cell: Any, x: Tensor, state: Tensor, reverse: bool, mask: Tensor | None
+    cell: Any, x: Tensor, state: Tensor, reverse: bool, mask: Tensor | None, loops: Any = None
 ) -> tuple[Tensor, Tensor]:
     relu = cell.nonlinearity == "relu"
     return FusedElman.apply(
-        relu, reverse, mask, x, state, cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh
+        loops, relu, reverse, mask, x, state, cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh
     )

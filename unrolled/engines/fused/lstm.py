@@ -72,6 +72,7 @@ class FusedLSTM(torch.autograd.Function):
     @staticmethod
     def forward(
         ctx: Any,
+        loops: Any,
         spec: LSTMSpec,
         reverse: bool,
         mask: Tensor | None,
@@ -94,9 +95,6 @@ class FusedLSTM(torch.autograd.Function):
         T, B, _ = x.shape
         G, H = len(spec.gates), c0.size(1)
         R = h0.size(1)
-        col = {name: j for j, name in enumerate(spec.gates)}
-        sig_cols = [col[s] for s in spec.sigmoid]
-        peep = dict(zip(spec.sigmoid, w_peep, strict=True)) if spec.peephole else {}
         acts = input_projection(x, w_ih, None if b_ih is None else b_ih + b_hh)  # (T, B, G*H), in place
         h_in, c_in, c_out = x.new_empty(T, B, R), x.new_empty(T, B, H), x.new_empty(T, B, H)
         m_all = x.new_empty(T, B, H) if w_hr is not None else None
@@ -105,54 +103,61 @@ class FusedLSTM(torch.autograd.Function):
         q_raw = x.new_empty(T, B, G * H) if ln_hh is not None else None  # h W_hh^T before its LN
         c_norm = x.new_empty(T, B, H) if ln_c_w is not None else None  # LN(c_t)
         stats = x.new_empty(4, T, B, 1)  # mean and rstd of the recurrent LN, then of the cell LN
-        drop, zone = noise
-        w_hh_t = w_hh.t()
-        h, c, a = h0, c0, a0
-        for t in step_order(T, reverse):
-            c_in[t] = c
-            h_in[t] = h if drop is None else h * drop
-            if q_raw is None:
-                pre = acts[t].addmm_(h_in[t], w_hh_t)  # (B, G*H): the step's one recurrent GEMM
-            else:
-                q, stats[0, t], stats[1, t] = norm(torch.mm(h_in[t], w_hh_t, out=q_raw[t]), ln_hh)
-                pre = acts[t].add_(q)
-            v = pre.view(B, G, H)
-            if a_in is not None:
-                a_in[t] = a
-                v[:, sig_cols] += (a @ w_gate.t()).view(B, len(sig_cols), H)
-            gi = _gate(v, col, "i", peep, c)
-            gf = _gate(v, col, "f", peep, c)
-            gg = v[:, col["g"]]
-            if spec.input_activation:
-                gg.tanh_()
-            ig = gg if gi is None else gi * gg
-            if spec.coupled:
-                c_new = torch.addcmul(ig, 1 - gi, c)
-            elif gf is not None:
-                c_new = torch.addcmul(ig, gf, c)
-            else:
-                c_new = c + ig
-            go = _gate(v, col, "o", peep, c_new)
-            if c_norm is None:
-                y = c_new
-            else:
-                y, stats[2, t], stats[3, t] = norm(c_new, ln_c_w, ln_c_b)
-                c_norm[t] = y
-            if spec.output_activation:
-                y = torch.tanh(y)
-            m = y if go is None else go * y
-            h_new = m if w_hr is None else m @ w_hr.t()
-            if m_all is not None:
-                m_all[t] = m
-            c_out[t] = c_new
-            if zone is not None:  # zoneout: each unit keeps its previous value where its mask is 1
-                h_new = torch.addcmul(h_new, zone[0][t], h - h_new)
-                c_new = torch.addcmul(c_new, zone[1][t], c - c_new)
-            step_mask = None if mask is None else mask[t]
-            out[t] = h_new if step_mask is None else h_new.masked_fill(~step_mask, 0.0)
-            h, c = keep(step_mask, h_new, h), keep(step_mask, c_new, c)
-            if a_in is not None:
-                a = keep(step_mask, v[:, sig_cols].reshape(B, -1), a)
+        if loops is not None:  # the compiled loop (unrolled.engines.compiled): the same steps in C++
+            h, c, a = loops.lstm_forward(
+                acts,
+                h0,
+                c0,
+                a0,
+                w_hh,
+                w_peep,
+                w_hr,
+                w_gate,
+                ln_hh,
+                ln_c_w,
+                ln_c_b,
+                mask,
+                noise.dropout,
+                *(noise.zoneout or (None, None)),
+                h_in,
+                c_in,
+                c_out,
+                m_all,
+                a_in,
+                out,
+                q_raw,
+                c_norm,
+                stats,
+                *_loop_args(spec, reverse),
+            )
+        else:
+            h, c, a = _forward_steps(
+                spec,
+                reverse,
+                mask,
+                noise,
+                acts,
+                h0,
+                c0,
+                a0,
+                w_hh,
+                w_peep,
+                w_hr,
+                w_gate,
+                ln_hh,
+                ln_c_w,
+                ln_c_b,
+                h_in,
+                c_in,
+                c_out,
+                m_all,
+                a_in,
+                out,
+                q_raw,
+                c_norm,
+                stats,
+            )
+        ctx.loops = loops
         ctx.spec, ctx.reverse, ctx.noise = spec, reverse, noise
         ctx.save_for_backward(
             mask, x, h_in, c_in, c_out, acts, m_all, a_in, w_ih, w_hh, b_ih, w_peep, w_hr, w_gate
@@ -170,90 +175,68 @@ class FusedLSTM(torch.autograd.Function):
         G, H = len(spec.gates), c_in.size(2)
         col = {name: j for j, name in enumerate(spec.gates)}
         sig_cols = [col[s] for s in spec.sigmoid]
-        peep = dict(zip(spec.sigmoid, w_peep, strict=True)) if spec.peephole else {}
         q_raw, c_norm, stats, ln_hh, ln_c_w = ctx.layer_norm
-        drop, zone = ctx.noise
         d_pre = torch.empty_like(acts)
         d_q = torch.empty_like(acts) if q_raw is not None else d_pre  # d(h W_hh^T) before its LN
         d_cn = torch.empty_like(c_out) if c_norm is not None else None  # d LN(c_t)
         dh_all = torch.empty_like(d_out) if w_hr is not None else None
-        dh_state, dc_state, da_state = d_h, d_c, d_a
-        for t in step_order(T, not ctx.reverse):
-            step_mask = None if mask is None else mask[t]
-            dh, dc = dh_state + d_out[t], dc_state
-            da = da_state if w_gate is not None else None
-            if step_mask is not None:  # rows past their end: no gradient through this step
-                dh, dc = dh * step_mask, dc * step_mask
-                da = None if da is None else da * step_mask
-            if zone is not None:  # the part of dh, dc that reaches the kept previous units
-                dh_kept, dc_kept = dh * zone[0][t], dc * zone[1][t]
-                dh, dc = dh - dh_kept, dc - dc_kept
-            if dh_all is not None:
-                dh_all[t] = dh
-            dm = dh if w_hr is None else dh @ w_hr
-            v, dv = acts[t].view(B, G, H), d_pre[t].view(B, G, H)
-            da_gate = {} if da is None else dict(zip(spec.sigmoid, da.view(B, -1, H).unbind(1), strict=True))
-            c_new, c_prev = c_out[t], c_in[t]
-            y = c_new if c_norm is None else c_norm[t]
-            if spec.output_activation:
-                y = torch.tanh(y)
-            if "o" in col:
-                go = v[:, col["o"]]
-                do = dm * y
-                if "o" in da_gate:
-                    do = do + da_gate["o"]
-                dpo = torch.mul(do, dsigmoid(go), out=dv[:, col["o"]])
-                dy = dm * go
-            else:
-                dy = dm
-            dy = dy * (1 - y * y) if spec.output_activation else dy
-            if d_cn is not None:
-                d_cn[t] = dy
-                dy = norm_grad(dy, c_new, stats[2, t], stats[3, t], ln_c_w)
-            dc = dc + dy
-            if "o" in peep:
-                dc = dc + dpo * peep["o"]
-            gg = v[:, col["g"]]
-            gi = v[:, col["i"]] if "i" in col else None
-            dg = dc if gi is None else dc * gi
-            if spec.input_activation:
-                torch.mul(dg, 1 - gg * gg, out=dv[:, col["g"]])
-            else:
-                dv[:, col["g"]] = dg
-            dc_prev = dc
-            if gi is not None:
-                di = dc * (gg - c_prev) if spec.coupled else dc * gg
-                if "i" in da_gate:
-                    di = di + da_gate["i"]
-                dpi = torch.mul(di, dsigmoid(gi), out=dv[:, col["i"]])
-                if spec.coupled:
-                    dc_prev = dc * (1 - gi)
-            if "f" in col:
-                gf = v[:, col["f"]]
-                df = dc * c_prev
-                if "f" in da_gate:
-                    df = df + da_gate["f"]
-                dpf = torch.mul(df, dsigmoid(gf), out=dv[:, col["f"]])
-                dc_prev = dc * gf
-            if "i" in peep:
-                dc_prev = dc_prev + dpi * peep["i"]
-            if "f" in peep:
-                dc_prev = dc_prev + dpf * peep["f"]
-            if q_raw is not None:
-                d_q[t] = norm_grad(d_pre[t], q_raw[t], stats[0, t], stats[1, t], ln_hh)
-            dh_prev = d_q[t] @ w_hh
-            if drop is not None:
-                dh_prev *= drop
-            if zone is not None:
-                dh_prev += dh_kept
-                dc_prev = dc_prev + dc_kept
-            dh_state, dc_state = keep(step_mask, dh_prev, dh_state), keep(step_mask, dc_prev, dc_state)
-            if w_gate is not None:
-                da_prev = dv[:, sig_cols].reshape(B, -1) @ w_gate
-                da_state = keep(step_mask, da_prev, da_state)
+        if ctx.loops is not None:
+            dh_state, dc_state, da_state = ctx.loops.lstm_backward(
+                acts,
+                d_out,
+                d_h,
+                d_c,
+                d_a,
+                c_in,
+                c_out,
+                w_hh,
+                w_peep,
+                w_hr,
+                w_gate,
+                ln_hh,
+                ln_c_w,
+                mask,
+                ctx.noise.dropout,
+                *(ctx.noise.zoneout or (None, None)),
+                q_raw,
+                c_norm,
+                stats,
+                d_pre,
+                d_q,
+                d_cn,
+                dh_all,
+                *_loop_args(spec, ctx.reverse),
+            )
+        else:
+            dh_state, dc_state, da_state = _backward_steps(
+                spec,
+                ctx.reverse,
+                mask,
+                ctx.noise,
+                acts,
+                d_out,
+                d_h,
+                d_c,
+                d_a,
+                c_in,
+                c_out,
+                w_hh,
+                w_peep,
+                w_hr,
+                w_gate,
+                ln_hh,
+                ln_c_w,
+                q_raw,
+                c_norm,
+                stats,
+                d_pre,
+                d_q,
+                d_cn,
+                dh_all,
+            )
         need = ctx.needs_input_grad
-        dx, dw_ih, db = input_grads(d_pre, x, w_ih, need[4], need[8], b_ih is not None)
-        dw_hh = outer_sum(d_q, h_in) if need[9] else None
+        dx, dw_ih, db = input_grads(d_pre, x, w_ih, need[5], need[9], b_ih is not None)
+        dw_hh = outer_sum(d_q, h_in) if need[10] else None
         d_ln_hh = d_ln_c_w = d_ln_c_b = None
         if q_raw is not None:
             d_ln_hh = norm_gain_grad(d_pre, q_raw, stats[0], stats[1])
@@ -275,6 +258,7 @@ class FusedLSTM(torch.autograd.Function):
             None,
             None,
             None,
+            None,
             dx,
             dh_state,
             dc_state,
@@ -292,6 +276,218 @@ class FusedLSTM(torch.autograd.Function):
         )
 
 
+def _forward_steps(
+    spec: LSTMSpec,
+    reverse: bool,
+    mask: Tensor | None,
+    noise: StepNoise,
+    acts: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    a0: Tensor,
+    w_hh: Tensor,
+    w_peep: Tensor | None,
+    w_hr: Tensor | None,
+    w_gate: Tensor | None,
+    ln_hh: Tensor | None,
+    ln_c_w: Tensor | None,
+    ln_c_b: Tensor | None,
+    h_in: Tensor,
+    c_in: Tensor,
+    c_out: Tensor,
+    m_all: Tensor | None,
+    a_in: Tensor | None,
+    out: Tensor,
+    q_raw: Tensor | None,
+    c_norm: Tensor | None,
+    stats: Tensor,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The forward time loop in Python: overwrites ``acts`` with the gates, fills the saved
+    buffers and returns the final ``(h, c, a)``."""
+    T, B, _ = acts.shape
+    G, H = len(spec.gates), c0.size(1)
+    col = {name: j for j, name in enumerate(spec.gates)}
+    sig_cols = [col[s] for s in spec.sigmoid]
+    peep = dict(zip(spec.sigmoid, w_peep, strict=True)) if spec.peephole else {}
+    drop, zone = noise
+    w_hh_t = w_hh.t()
+    h, c, a = h0, c0, a0
+    for t in step_order(T, reverse):
+        c_in[t] = c
+        h_in[t] = h if drop is None else h * drop
+        if q_raw is None:
+            pre = acts[t].addmm_(h_in[t], w_hh_t)  # (B, G*H): the step's one recurrent GEMM
+        else:
+            q, stats[0, t], stats[1, t] = norm(torch.mm(h_in[t], w_hh_t, out=q_raw[t]), ln_hh)
+            pre = acts[t].add_(q)
+        v = pre.view(B, G, H)
+        if a_in is not None:
+            a_in[t] = a
+            v[:, sig_cols] += (a @ w_gate.t()).view(B, len(sig_cols), H)
+        gi = _gate(v, col, "i", peep, c)
+        gf = _gate(v, col, "f", peep, c)
+        gg = v[:, col["g"]]
+        if spec.input_activation:
+            gg.tanh_()
+        ig = gg if gi is None else gi * gg
+        if spec.coupled:
+            c_new = torch.addcmul(ig, 1 - gi, c)
+        elif gf is not None:
+            c_new = torch.addcmul(ig, gf, c)
+        else:
+            c_new = c + ig
+        go = _gate(v, col, "o", peep, c_new)
+        if c_norm is None:
+            y = c_new
+        else:
+            y, stats[2, t], stats[3, t] = norm(c_new, ln_c_w, ln_c_b)
+            c_norm[t] = y
+        if spec.output_activation:
+            y = torch.tanh(y)
+        m = y if go is None else go * y
+        h_new = m if w_hr is None else m @ w_hr.t()
+        if m_all is not None:
+            m_all[t] = m
+        c_out[t] = c_new
+        if zone is not None:  # zoneout: each unit keeps its previous value where its mask is 1
+            h_new = torch.addcmul(h_new, zone[0][t], h - h_new)
+            c_new = torch.addcmul(c_new, zone[1][t], c - c_new)
+        step_mask = None if mask is None else mask[t]
+        out[t] = h_new if step_mask is None else h_new.masked_fill(~step_mask, 0.0)
+        h, c = keep(step_mask, h_new, h), keep(step_mask, c_new, c)
+        if a_in is not None:
+            a = keep(step_mask, v[:, sig_cols].reshape(B, -1), a)
+    return h, c, a
+
+
+def _backward_steps(
+    spec: LSTMSpec,
+    reverse: bool,
+    mask: Tensor | None,
+    noise: StepNoise,
+    acts: Tensor,
+    d_out: Tensor,
+    d_h: Tensor,
+    d_c: Tensor,
+    d_a: Tensor,
+    c_in: Tensor,
+    c_out: Tensor,
+    w_hh: Tensor,
+    w_peep: Tensor | None,
+    w_hr: Tensor | None,
+    w_gate: Tensor | None,
+    ln_hh: Tensor | None,
+    ln_c_w: Tensor | None,
+    q_raw: Tensor | None,
+    c_norm: Tensor | None,
+    stats: Tensor,
+    d_pre: Tensor,
+    d_q: Tensor,
+    d_cn: Tensor | None,
+    dh_all: Tensor | None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The backward time loop in Python: fills ``d_pre`` (and ``d_q``, ``d_cn``, ``dh_all``
+    where used) and returns the gradients of the initial ``(h, c, a)``."""
+    T, B, _ = acts.shape
+    G, H = len(spec.gates), c_in.size(2)
+    col = {name: j for j, name in enumerate(spec.gates)}
+    sig_cols = [col[s] for s in spec.sigmoid]
+    peep = dict(zip(spec.sigmoid, w_peep, strict=True)) if spec.peephole else {}
+    drop, zone = noise
+    dh_state, dc_state, da_state = d_h, d_c, d_a
+    for t in step_order(T, not reverse):
+        step_mask = None if mask is None else mask[t]
+        dh, dc = dh_state + d_out[t], dc_state
+        da = da_state if w_gate is not None else None
+        if step_mask is not None:  # rows past their end: no gradient through this step
+            dh, dc = dh * step_mask, dc * step_mask
+            da = None if da is None else da * step_mask
+        if zone is not None:  # the part of dh, dc that reaches the kept previous units
+            dh_kept, dc_kept = dh * zone[0][t], dc * zone[1][t]
+            dh, dc = dh - dh_kept, dc - dc_kept
+        if dh_all is not None:
+            dh_all[t] = dh
+        dm = dh if w_hr is None else dh @ w_hr
+        v, dv = acts[t].view(B, G, H), d_pre[t].view(B, G, H)
+        da_gate = {} if da is None else dict(zip(spec.sigmoid, da.view(B, -1, H).unbind(1), strict=True))
+        c_new, c_prev = c_out[t], c_in[t]
+        y = c_new if c_norm is None else c_norm[t]
+        if spec.output_activation:
+            y = torch.tanh(y)
+        if "o" in col:
+            go = v[:, col["o"]]
+            do = dm * y
+            if "o" in da_gate:
+                do = do + da_gate["o"]
+            dpo = torch.mul(do, dsigmoid(go), out=dv[:, col["o"]])
+            dy = dm * go
+        else:
+            dy = dm
+        dy = dy * (1 - y * y) if spec.output_activation else dy
+        if d_cn is not None:
+            d_cn[t] = dy
+            dy = norm_grad(dy, c_new, stats[2, t], stats[3, t], ln_c_w)
+        dc = dc + dy
+        if "o" in peep:
+            dc = dc + dpo * peep["o"]
+        gg = v[:, col["g"]]
+        gi = v[:, col["i"]] if "i" in col else None
+        dg = dc if gi is None else dc * gi
+        if spec.input_activation:
+            torch.mul(dg, 1 - gg * gg, out=dv[:, col["g"]])
+        else:
+            dv[:, col["g"]] = dg
+        dc_prev = dc
+        if gi is not None:
+            di = dc * (gg - c_prev) if spec.coupled else dc * gg
+            if "i" in da_gate:
+                di = di + da_gate["i"]
+            dpi = torch.mul(di, dsigmoid(gi), out=dv[:, col["i"]])
+            if spec.coupled:
+                dc_prev = dc * (1 - gi)
+        if "f" in col:
+            gf = v[:, col["f"]]
+            df = dc * c_prev
+            if "f" in da_gate:
+                df = df + da_gate["f"]
+            dpf = torch.mul(df, dsigmoid(gf), out=dv[:, col["f"]])
+            dc_prev = dc * gf
+        if "i" in peep:
+            dc_prev = dc_prev + dpi * peep["i"]
+        if "f" in peep:
+            dc_prev = dc_prev + dpf * peep["f"]
+        if q_raw is not None:
+            d_q[t] = norm_grad(d_pre[t], q_raw[t], stats[0, t], stats[1, t], ln_hh)
+        dh_prev = d_q[t] @ w_hh
+        if drop is not None:
+            dh_prev *= drop
+        if zone is not None:
+            dh_prev += dh_kept
+            dc_prev = dc_prev + dc_kept
+        dh_state, dc_state = keep(step_mask, dh_prev, dh_state), keep(step_mask, dc_prev, dc_state)
+        if w_gate is not None:
+            da_prev = dv[:, sig_cols].reshape(B, -1) @ w_gate
+            da_state = keep(step_mask, da_prev, da_state)
+    return dh_state, dc_state, da_state
+
+
+def _loop_args(spec: LSTMSpec, reverse: bool) -> tuple[Any, ...]:
+    """The compiled loop's description of a variant: the column block of each gate i, f, g, o
+    and the row of each peephole i, f, o (-1 where absent), the sigmoid gates' columns, the
+    flags and the direction."""
+    col = {name: j for j, name in enumerate(spec.gates)}
+    peep = {name: j for j, name in enumerate(spec.sigmoid)} if spec.peephole else {}
+    return (
+        [col.get(g, -1) for g in "ifgo"],
+        [peep.get(g, -1) for g in "ifo"],
+        [col[s] for s in spec.sigmoid],
+        spec.coupled,
+        spec.input_activation,
+        spec.output_activation,
+        reverse,
+    )
+
+
 def _gate(v: Tensor, col: dict[str, int], name: str, peep: dict[str, Tensor], c: Tensor) -> Tensor | None:
     """Sigmoid gate ``name`` in place in ``v`` (B, G, H), with its peephole on ``c``; None if absent."""
     if name not in col:
@@ -302,7 +498,9 @@ def _gate(v: Tensor, col: dict[str, int], name: str, peep: dict[str, Tensor], c:
     return gate.sigmoid_()
 
 
-def run_lstm(cell: Any, x: Tensor, state: Any, reverse: bool, mask: Tensor | None) -> tuple[Tensor, Any]:
+def run_lstm(
+    cell: Any, x: Tensor, state: Any, reverse: bool, mask: Tensor | None, loops: Any = None
+) -> tuple[Tensor, Any]:
     fgr = cell.weight_gate_hh is not None
     a0 = state[2] if fgr else x.new_zeros(x.size(1), 0)
     noise = draw_noise(cell, x, state[0], reverse, (state[0].size(1), state[1].size(1)))
@@ -313,6 +511,7 @@ def run_lstm(cell: Any, x: Tensor, state: Any, reverse: bool, mask: Tensor | Non
             x = x + (b_ih + b_hh)
         w_ih = b_ih = b_hh = None
     out, h, c, a = FusedLSTM.apply(
+        loops,
         lstm_spec(cell),
         reverse,
         mask,

@@ -61,6 +61,7 @@ class FusedMUT(torch.autograd.Function):
     @staticmethod
     def forward(
         ctx: Any,
+        loops: Any,
         arch: int,
         identity: bool,
         reverse: bool,
@@ -78,71 +79,33 @@ class FusedMUT(torch.autograd.Function):
         rh_in = x.new_empty(T, B, H)  # r * h_{t-1}, the input of W_hh
         th_in = x.new_empty(T, B, H) if arch == 3 else None  # tanh(h_{t-1}), the input of W_hz
         out = x.new_empty(T, B, H)
-        w_t = w_hh.t()
-        w_gates_t, w_n_t = w_t[:, :-H], w_t[:, -H:]  # MUT1: W_hr; MUT2, MUT3: [W_hz; W_hr]
         if arch == 1:
             acts[..., :H].sigmoid_()  # z reads no state: every step's at once
-        h = h0
-        for t in step_order(T, reverse):
-            h_in[t] = h
-            a = acts[t]
-            if arch == 1:
-                a[:, H : 2 * H].addmm_(h, w_gates_t).sigmoid_()
-            elif arch == 2:
-                a[:, : 2 * H].addmm_(h, w_gates_t).sigmoid_()
-            else:
-                a[:, :H].addmm_(torch.tanh(h, out=th_in[t]), w_gates_t[:, :H])
-                a[:, H : 2 * H].addmm_(h, w_gates_t[:, H:])
-                a[:, : 2 * H].sigmoid_()
-            z, r = a[:, :H], a[:, H : 2 * H]
-            n = a[:, 2 * H :].addmm_(torch.mul(r, h, out=rh_in[t]), w_n_t).tanh_()
-            h_new = torch.addcmul(h, z, n - h, out=out[t])
-            if mask is not None:
-                h = keep(mask[t], h_new, h)
-                out[t].masked_fill_(~mask[t], 0.0)
-            else:
-                h = h_new
+        if loops is not None:  # the compiled loop (unrolled.engines.compiled): the same steps in C++
+            (h,) = loops.mut_forward(acts, h0, w_hh, mask, h_in, rh_in, th_in, out, arch, reverse)
+        else:
+            h = _forward_steps(arch, reverse, mask, acts, h0, w_hh, h_in, rh_in, th_in, out)
+        ctx.loops = loops
         ctx.arch, ctx.identity, ctx.reverse = arch, identity, reverse
         ctx.save_for_backward(mask, x, acts, h_in, rh_in, th_in, x_tanh, w_ih, w_hh, b_ih)
-        return out, h.clone() if mask is None else h  # without a mask, h is a view of out
+        return out, h
 
     @staticmethod
     def backward(ctx: Any, d_out: Tensor, d_h: Tensor) -> tuple[Any, ...]:
         mask, x, acts, h_in, rh_in, th_in, x_tanh, w_ih, w_hh, b_ih = ctx.saved_tensors
         arch = ctx.arch
-        T = x.size(0)
         H = h_in.size(2)
         d_acts = torch.empty_like(acts)  # dZ, dR, dN: the gradients of the gates' arguments
-        w_gates, w_n = w_hh[:-H], w_hh[-H:]
-        dh_state = d_h
-        for t in step_order(T, not ctx.reverse):
-            step_mask = None if mask is None else mask[t]
-            dh = dh_state + d_out[t]
-            if step_mask is not None:
-                dh.mul_(step_mask)
-            a, da = acts[t], d_acts[t]
-            z, r, n = a[:, :H], a[:, H : 2 * H], a[:, 2 * H :]
-            dz, dr, dn = da[:, :H], da[:, H : 2 * H], da[:, 2 * H :]
-            h_prev = h_in[t]
-            torch.mul(dh * (n - h_prev), dsigmoid(z), out=dz)
-            dh_z = dh * z
-            torch.mul(dh_z, 1 - n * n, out=dn)
-            dh_prev = dh.sub_(dh_z)  # dh (1 - z)
-            d_rh = dn @ w_n
-            torch.mul(d_rh * h_prev, dsigmoid(r), out=dr)
-            dh_prev.addcmul_(d_rh, r)
-            if arch == 2:
-                dh_prev.addmm_(da[:, : 2 * H], w_gates)
-            else:
-                dh_prev.addmm_(dr, w_gates[-H:])
-                if arch == 3:
-                    th = th_in[t]
-                    dh_prev.addcmul_(dz @ w_gates[:H], 1 - th * th)
-            dh_state = keep(step_mask, dh_prev, dh_state)
+        if ctx.loops is not None:
+            (dh_state,) = ctx.loops.mut_backward(
+                acts, d_out, d_h, h_in, th_in, w_hh, mask, d_acts, arch, ctx.reverse
+            )
+        else:
+            dh_state = _backward_steps(arch, ctx.reverse, mask, acts, d_out, d_h, h_in, th_in, w_hh, d_acts)
         need = ctx.needs_input_grad
-        db = d_acts.sum((0, 1)) if b_ih is not None and need[8] else None
+        db = d_acts.sum((0, 1)) if b_ih is not None and need[9] else None
         dw_hh = None
-        if need[7]:
+        if need[8]:
             if arch == 1:
                 blocks = [outer_sum(d_acts[..., H : 2 * H], h_in)]
             elif arch == 2:
@@ -160,15 +123,101 @@ class FusedMUT(torch.autograd.Function):
         elif ctx.identity:
             d_proj = torch.cat([d_acts[..., :H], d_acts[..., 2 * H :]], dim=2)
             d_self = d_acts[..., H : 2 * H]
-        dx, dw_ih, _ = input_grads(d_proj, x, w_ih, need[4], need[6], False)
+        dx, dw_ih, _ = input_grads(d_proj, x, w_ih, need[5], need[7], False)
         if dx is not None and d_self is not None:
             dx += d_self
-        return None, None, None, None, dx, dh_state, dw_ih, dw_hh, db
+        return None, None, None, None, None, dx, dh_state, dw_ih, dw_hh, db
 
 
-def run_mut(cell: Any, x: Tensor, state: Tensor, reverse: bool, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+def _forward_steps(
+    arch: int,
+    reverse: bool,
+    mask: Tensor | None,
+    acts: Tensor,
+    h0: Tensor,
+    w_hh: Tensor,
+    h_in: Tensor,
+    rh_in: Tensor,
+    th_in: Tensor | None,
+    out: Tensor,
+) -> Tensor:
+    """The forward time loop in Python: ``acts`` becomes z, r, n in place (MUT1's z already is)."""
+    T, _, _ = acts.shape
+    H = h0.size(1)
+    w_t = w_hh.t()
+    w_gates_t, w_n_t = w_t[:, :-H], w_t[:, -H:]  # MUT1: W_hr; MUT2, MUT3: [W_hz; W_hr]
+    h = h0
+    for t in step_order(T, reverse):
+        h_in[t] = h
+        a = acts[t]
+        if arch == 1:
+            a[:, H : 2 * H].addmm_(h, w_gates_t).sigmoid_()
+        elif arch == 2:
+            a[:, : 2 * H].addmm_(h, w_gates_t).sigmoid_()
+        else:
+            a[:, :H].addmm_(torch.tanh(h, out=th_in[t]), w_gates_t[:, :H])
+            a[:, H : 2 * H].addmm_(h, w_gates_t[:, H:])
+            a[:, : 2 * H].sigmoid_()
+        z, r = a[:, :H], a[:, H : 2 * H]
+        n = a[:, 2 * H :].addmm_(torch.mul(r, h, out=rh_in[t]), w_n_t).tanh_()
+        h_new = torch.addcmul(h, z, n - h, out=out[t])
+        if mask is not None:
+            h = keep(mask[t], h_new, h)
+            out[t].masked_fill_(~mask[t], 0.0)
+        else:
+            h = h_new
+    return h.clone() if mask is None else h  # without a mask, h is a view of out
+
+
+def _backward_steps(
+    arch: int,
+    reverse: bool,
+    mask: Tensor | None,
+    acts: Tensor,
+    d_out: Tensor,
+    d_h: Tensor,
+    h_in: Tensor,
+    th_in: Tensor | None,
+    w_hh: Tensor,
+    d_acts: Tensor,
+) -> Tensor:
+    """The backward time loop in Python: fills ``d_acts``; returns the initial h's gradient."""
+    T = acts.size(0)
+    H = h_in.size(2)
+    w_gates, w_n = w_hh[:-H], w_hh[-H:]
+    dh_state = d_h
+    for t in step_order(T, not reverse):
+        step_mask = None if mask is None else mask[t]
+        dh = dh_state + d_out[t]
+        if step_mask is not None:
+            dh.mul_(step_mask)
+        a, da = acts[t], d_acts[t]
+        z, r, n = a[:, :H], a[:, H : 2 * H], a[:, 2 * H :]
+        dz, dr, dn = da[:, :H], da[:, H : 2 * H], da[:, 2 * H :]
+        h_prev = h_in[t]
+        torch.mul(dh * (n - h_prev), dsigmoid(z), out=dz)
+        dh_z = dh * z
+        torch.mul(dh_z, 1 - n * n, out=dn)
+        dh_prev = dh.sub_(dh_z)  # dh (1 - z)
+        d_rh = dn @ w_n
+        torch.mul(d_rh * h_prev, dsigmoid(r), out=dr)
+        dh_prev.addcmul_(d_rh, r)
+        if arch == 2:
+            dh_prev.addmm_(da[:, : 2 * H], w_gates)
+        else:
+            dh_prev.addmm_(dr, w_gates[-H:])
+            if arch == 3:
+                th = th_in[t]
+                dh_prev.addcmul_(dz @ w_gates[:H], 1 - th * th)
+        dh_state = keep(step_mask, dh_prev, dh_state)
+    return dh_state
+
+
+def run_mut(
+    cell: Any, x: Tensor, state: Tensor, reverse: bool, mask: Tensor | None, loops: Any = None
+) -> tuple[Tensor, Tensor]:
     """The fused MUTCell over ``x`` (T, B, I) from ``state`` (B, H): ``(out, h_T)``."""
     identity = len(cell.x_terms) == 2  # a term adds x itself (I = H): MUT1's c, MUT2's r
     return FusedMUT.apply(
-        cell.arch, identity, reverse, mask, x, state, cell.weight_ih, cell.weight_hh, cell.bias_ih
+        loops, cell.arch, identity, reverse, mask, x, state, cell.weight_ih, cell.weight_hh, cell.bias_ih
     )

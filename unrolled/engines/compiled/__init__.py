@@ -1,0 +1,137 @@
+"""The compiled engine: the fused engine's time loops in C++, built on first use.
+
+The fused engine (:mod:`unrolled.engines.fused`) does the work over all steps at once (the input
+projection, the weight gradients) in a few large GEMMs, but its time loop is Python: 15-30 small
+operations per step, each with several microseconds of dispatch, which dominates at batch 1 and
+costs a fifth of the time at batch 32. This engine runs the same autograd Functions with the two
+loops (forward, and the hand-derived BPTT backward) in C++ (``csrc/``): per step one recurrent
+GEMM through ATen and the gate math as raw loops over the rows, vectorised by the compiler.
+Same equations, same saved tensors, same random masks; only the loop changed.
+
+The C++ is built with :func:`torch.utils.cpp_extension.load` on first use (about a minute on
+two cores) and cached under torch's extension directory (``TORCH_EXTENSIONS_DIR``), so later
+processes load it in a fraction of a second. Where it cannot be built (no C++ compiler),
+:func:`available` is False with the reason in :func:`unavailable_reason`; ``impl="auto"`` then
+falls back to the fused engine with a one-time note, and ``impl="compiled"`` raises.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ...cells import GRUCell, LSTMCell, MUTCell, RNNCell
+from ..fused import run_with_runner
+from ..fused.elman import run_elman
+from ..fused.gru import run_gru
+from ..fused.lstm import run_lstm
+from ..fused.mut import run_mut
+
+CSRC = Path(__file__).with_name("csrc")
+SOURCES = ("bindings.cpp", "lstm.cpp", "gru.cpp", "elman.cpp")
+_RUNNERS = {RNNCell: run_elman, LSTMCell: run_lstm, GRUCell: run_gru, MUTCell: run_mut}
+
+_module: ModuleType | None = None
+_error: str | None = None
+_noted = False
+
+
+def _flags() -> list[str]:
+    """-O3, and AVX2/FMA where the CPU has them (the build is cached per flag set)."""
+    flags = ["-O3", "-std=c++17"]
+    if torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512"):
+        flags += ["-mavx2", "-mfma"]
+    return flags
+
+
+def load(verbose: bool = False) -> ModuleType | None:
+    """The compiled loops, built on the first call of the process (cached across processes);
+    None if they cannot be built (:func:`unavailable_reason` says why)."""
+    global _module, _error
+    if _module is not None or _error is not None:
+        return _module
+    from torch.utils import cpp_extension
+
+    flags = _flags()
+    name = "unrolled_loops_" + ("avx2" if "-mavx2" in flags else "base")
+    try:
+        if verbose or os.environ.get("UNROLLED_VERBOSE_BUILD"):
+            print("unrolled: building the compiled engine (once; about a minute)", file=sys.stderr)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the build's own notices (compiler version, ABI)
+            _module = cpp_extension.load(
+                name,
+                [str(CSRC / s) for s in SOURCES],
+                extra_cflags=flags,
+                extra_include_paths=[str(CSRC)],
+                verbose=verbose,
+            )
+    except Exception as err:  # no compiler, a failed build: the fused engine remains
+        _error = f"{type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ''}"
+    return _module
+
+
+def available() -> bool:
+    """Whether the compiled loops are (or can be) built on this machine."""
+    return load() is not None
+
+
+def unavailable_reason() -> str | None:
+    load()
+    return _error
+
+
+def note_fallback() -> None:
+    """Say once per process that ``auto`` runs the fused engine because the build failed."""
+    global _noted
+    if not _noted and _error is not None:
+        _noted = True
+        print(
+            f"unrolled: the compiled engine could not be built ({_error}); "
+            "running the Python fused engine instead",
+            file=sys.stderr,
+        )
+
+
+def compiled_supports(cell: nn.Module) -> bool:
+    """Whether the compiled engine has a loop for ``cell``'s family (the step cells of the
+    fused engine; minGRU and minLSTM run as a parallel scan, with no time loop to compile)."""
+    return type(cell) in _RUNNERS
+
+
+def supports(cells: Sequence[nn.Module]) -> bool:
+    """Whether the compiled engine runs this stack: every cell of a supported family, and the
+    loops built. When only the build is missing, say once that the fused engine runs instead."""
+    if not all(compiled_supports(c) for c in cells):
+        return False
+    if available():
+        return True
+    note_fallback()
+    return False
+
+
+def run_compiled(
+    cell: nn.Module, x: Tensor, state: Any, *, reverse: bool = False, lengths: Tensor | None = None
+) -> tuple[Tensor, Any]:
+    """Same contract as :func:`unrolled.engines.run_reference`, on the compiled loops."""
+    module = load()
+    if module is None:
+        raise RuntimeError(
+            f"the compiled engine could not be built ({_error}): install a C++ compiler, "
+            "or use impl='fused'"
+        )
+    if not compiled_supports(cell):
+        raise ValueError(f"the compiled engine does not run {cell!r}: use impl='auto' or 'fused'")
+    if x.device.type != "cpu":
+        raise ValueError(
+            f"the compiled engine runs on the CPU, got a tensor on {x.device}: use impl='auto' or 'fused'"
+        )
+    return run_with_runner(_RUNNERS[type(cell)], cell, x, state, reverse, lengths, loops=module)

@@ -1,0 +1,49 @@
+// The Python bindings of the compiled time loops (unrolled.engines.compiled loads this module).
+#include <torch/extension.h>
+
+#include "common.h"
+
+namespace unrolled {
+std::vector<Tensor> lstm_forward(Tensor, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                                 const OptTensor&, const OptTensor&, const OptTensor&, const OptTensor&,
+                                 const OptTensor&, const OptTensor&, const OptTensor&, const OptTensor&,
+                                 const OptTensor&, const OptTensor&, Tensor, Tensor, Tensor, const OptTensor&,
+                                 const OptTensor&, Tensor, const OptTensor&, const OptTensor&, Tensor,
+                                 const std::vector<int64_t>&, const std::vector<int64_t>&,
+                                 const std::vector<int64_t>&, bool, bool, bool, bool);
+std::vector<Tensor> lstm_backward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                                  const Tensor&, const Tensor&, const Tensor&, const OptTensor&,
+                                  const OptTensor&, const OptTensor&, const OptTensor&, const OptTensor&,
+                                  const OptTensor&, const OptTensor&, const OptTensor&, const OptTensor&,
+                                  const OptTensor&, const OptTensor&, const Tensor&, Tensor, Tensor,
+                                  const OptTensor&, const OptTensor&, const std::vector<int64_t>&,
+                                  const std::vector<int64_t>&, const std::vector<int64_t>&, bool, bool, bool,
+                                  bool);
+std::vector<Tensor> gru_forward(Tensor, const Tensor&, const Tensor&, const OptTensor&, const OptTensor&,
+                                const OptTensor&, const OptTensor&, const OptTensor&, Tensor, Tensor, Tensor,
+                                const OptTensor&, Tensor, bool, bool);
+std::vector<Tensor> gru_backward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                                 const Tensor&, const OptTensor&, const OptTensor&, const OptTensor&,
+                                 const OptTensor&, const OptTensor&, const Tensor&, Tensor, Tensor,
+                                 const OptTensor&, bool, bool);
+std::vector<Tensor> elman_forward(Tensor, const Tensor&, const Tensor&, const OptTensor&, Tensor, Tensor, bool,
+                                  bool);
+std::vector<Tensor> elman_backward(const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                                   const OptTensor&, Tensor, bool, bool);
+std::vector<Tensor> mut_forward(Tensor, const Tensor&, const Tensor&, const OptTensor&, Tensor, Tensor,
+                                const OptTensor&, Tensor, int64_t, bool);
+std::vector<Tensor> mut_backward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const OptTensor&,
+                                 const Tensor&, const OptTensor&, Tensor, int64_t, bool);
+}  // namespace unrolled
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "unrolled's compiled time loops (forward and backward of each cell family)";
+  m.def("lstm_forward", &unrolled::lstm_forward);
+  m.def("lstm_backward", &unrolled::lstm_backward);
+  m.def("gru_forward", &unrolled::gru_forward);
+  m.def("gru_backward", &unrolled::gru_backward);
+  m.def("elman_forward", &unrolled::elman_forward);
+  m.def("elman_backward", &unrolled::elman_backward);
+  m.def("mut_forward", &unrolled::mut_forward);
+  m.def("mut_backward", &unrolled::mut_backward);
+}
