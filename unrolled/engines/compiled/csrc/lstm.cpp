@@ -187,6 +187,8 @@ void backward_impl(const Spec& s, bool reverse, const Tensor& acts, const Tensor
   Tensor dh_kept = zoned ? at::empty({B, R}, opts) : Tensor();
   Tensor dc_kept = zoned ? at::empty({B, H}, opts) : Tensor();
   Tensor dc_prev = at::empty({B, H}, opts);
+  std::vector<T> y_buf(H);
+  T* y_row = y_buf.data();
   Tensor da = S > 0 ? at::empty({B, S * H}, opts) : Tensor();
   Tensor d_sig = S > 0 ? at::empty({B, S * H}, opts) : Tensor();
   // which FGR block of da feeds each gate (-1: none)
@@ -227,26 +229,26 @@ void backward_impl(const Spec& s, bool reverse, const Tensor& acts, const Tensor
       const T* y = y0 + b * H;
       const T* dmb = dm_p + b * H;
       T* dyb = dy_p + b * H;
+      if (s.out_act) {  // y = tanh(c_t), recomputed
+        for (int64_t j = 0; j < H; ++j) y_row[j] = tanh_(y[j]);
+        y = y_row;
+      }
       if (s.co >= 0) {
         const T* go = v + s.co * H;
         T* dgo = dv + s.co * H;
-        const T* dab = ao >= 0 ? da_p + (b * S + ao) * H : nullptr;
         for (int64_t j = 0; j < H; ++j) {
-          const T yj = s.out_act ? tanh_(y[j]) : y[j];
-          T d = dmb[j] * yj;
-          if (dab != nullptr) d += dab[j];
-          dgo[j] = d * go[j] * (T(1) - go[j]);
-          dyb[j] = s.out_act ? dmb[j] * go[j] * (T(1) - yj * yj) : dmb[j] * go[j];
+          dgo[j] = dmb[j] * y[j] * go[j] * (T(1) - go[j]);
+          dyb[j] = dmb[j] * go[j];
+        }
+        if (ao >= 0) {
+          const T* dab = da_p + (b * S + ao) * H;
+          for (int64_t j = 0; j < H; ++j) dgo[j] += dab[j] * go[j] * (T(1) - go[j]);
         }
       } else {
-        for (int64_t j = 0; j < H; ++j) {
-          if (s.out_act) {
-            const T yj = tanh_(y[j]);
-            dyb[j] = dmb[j] * (T(1) - yj * yj);
-          } else {
-            dyb[j] = dmb[j];
-          }
-        }
+        std::copy(dmb, dmb + H, dyb);
+      }
+      if (s.out_act) {
+        for (int64_t j = 0; j < H; ++j) dyb[j] *= T(1) - y[j] * y[j];
       }
     }
     if (c_norm.has_value()) {  // back through the cell's layer norm
@@ -270,31 +272,43 @@ void backward_impl(const Spec& s, bool reverse, const Tensor& acts, const Tensor
       const T* gg = v + s.cg * H;
       T* dgg = dv + s.cg * H;
       const T* gi = s.ci >= 0 ? v + s.ci * H : nullptr;
-      for (int64_t j = 0; j < H; ++j) {
-        const T dg = gi == nullptr ? dcb[j] : dcb[j] * gi[j];
-        dgg[j] = s.in_act ? dg * (T(1) - gg[j] * gg[j]) : dg;
+      if (gi == nullptr) {
+        std::copy(dcb, dcb + H, dgg);
+      } else {
+        for (int64_t j = 0; j < H; ++j) dgg[j] = dcb[j] * gi[j];
+      }
+      if (s.in_act) {
+        for (int64_t j = 0; j < H; ++j) dgg[j] *= T(1) - gg[j] * gg[j];
       }
       std::copy(dcb, dcb + H, dcpb);
       if (gi != nullptr) {
         T* dgi = dv + s.ci * H;
-        const T* dab = ai >= 0 ? da_p + (b * S + ai) * H : nullptr;
-        for (int64_t j = 0; j < H; ++j) {
-          T d = s.coupled ? dcb[j] * (gg[j] - cp[j]) : dcb[j] * gg[j];
-          if (dab != nullptr) d += dab[j];
-          dgi[j] = d * gi[j] * (T(1) - gi[j]);
-          if (s.coupled) dcpb[j] = dcb[j] * (T(1) - gi[j]);
+        if (s.coupled) {
+          for (int64_t j = 0; j < H; ++j) {
+            dgi[j] = dcb[j] * (gg[j] - cp[j]);
+            dcpb[j] = dcb[j] * (T(1) - gi[j]);
+          }
+        } else {
+          for (int64_t j = 0; j < H; ++j) dgi[j] = dcb[j] * gg[j];
         }
+        if (ai >= 0) {
+          const T* dab = da_p + (b * S + ai) * H;
+          for (int64_t j = 0; j < H; ++j) dgi[j] += dab[j];
+        }
+        for (int64_t j = 0; j < H; ++j) dgi[j] *= gi[j] * (T(1) - gi[j]);
       }
       if (s.cf >= 0) {
         const T* gf = v + s.cf * H;
         T* dgf = dv + s.cf * H;
-        const T* dab = af >= 0 ? da_p + (b * S + af) * H : nullptr;
         for (int64_t j = 0; j < H; ++j) {
-          T d = dcb[j] * cp[j];
-          if (dab != nullptr) d += dab[j];
-          dgf[j] = d * gf[j] * (T(1) - gf[j]);
+          dgf[j] = dcb[j] * cp[j];
           dcpb[j] = dcb[j] * gf[j];
         }
+        if (af >= 0) {
+          const T* dab = da_p + (b * S + af) * H;
+          for (int64_t j = 0; j < H; ++j) dgf[j] += dab[j];
+        }
+        for (int64_t j = 0; j < H; ++j) dgf[j] *= gf[j] * (T(1) - gf[j]);
       }
       if (s.pi >= 0) {
         const T* p = peep + s.pi * H;
