@@ -55,7 +55,8 @@ CELLS: dict[str, Callable[[int, int], nn.Module]] = {
     "mingru": lambda i, h: MinGRUCell(i, h),  # fused = the parallel scan
     "minlstm": lambda i, h: MinLSTMCell(i, h),
 }
-ENGINES = ("auto", "reference", "fused", "compiled", "native")  # auto: what a layer runs by default on the device
+# auto: what a layer runs by default on the device
+ENGINES = ("auto", "reference", "fused", "compiled", "native")
 MEMORY_BATCH = 4
 
 

@@ -118,7 +118,7 @@ class FusedGRU(torch.autograd.Function):
         d_q = torch.empty_like(acts) if ctx.reset_after else x.new_empty(T, B, 2 * H)  # d(Q)
         d_raw = torch.empty_like(raw) if raw is not None else None  # d of the products before LN
         if ctx.loops is not None:
-            (dh_state,) = ctx.loops.gru_backward(
+            dh_state, d_ln = ctx.loops.gru_backward(
                 acts,
                 d_out,
                 d_h,
@@ -138,7 +138,7 @@ class FusedGRU(torch.autograd.Function):
                 ctx.reverse,
             )
         else:
-            dh_state = _backward_steps(
+            dh_state, d_ln = _backward_steps(
                 ctx.reset_after,
                 ctx.reverse,
                 mask,
@@ -159,14 +159,12 @@ class FusedGRU(torch.autograd.Function):
         need = ctx.needs_input_grad
         dx, dw_ih, db_ih = input_grads(d_pre, x, w_ih, need[5], need[7], b_ih is not None)
         h_rec = h_in if drop is None else h_in * drop  # the h that entered the products
-        dw_hh = db_hh = d_ln = None
+        dw_hh = db_hh = None
         if ctx.reset_after:
             if need[8]:
                 dw_hh = outer_sum(d_q if d_raw is None else d_raw, h_rec)
             if b_hh is not None:
                 db_hh = d_q.sum((0, 1))
-            if ln_hh is not None:
-                d_ln = norm_gain_grad(d_q, raw, stats[0, 0], stats[0, 1])
         else:
             d_n = d_pre[:, :, 2 * H :]
             if need[8]:
@@ -176,13 +174,6 @@ class FusedGRU(torch.autograd.Function):
                 dw_hh = torch.cat([outer_sum(d_rz_raw, h_rec), outer_sum(d_n_raw, aux)])
             if b_hh is not None:
                 db_hh = torch.cat([d_q.sum((0, 1)), d_n.sum((0, 1))])
-            if ln_hh is not None:
-                d_ln = torch.cat(
-                    [
-                        norm_gain_grad(d_q, raw[..., : 2 * H], stats[0, 0], stats[0, 1]),
-                        norm_gain_grad(d_n, raw[..., 2 * H :], stats[1, 0], stats[1, 1]),
-                    ]
-                )
         return None, None, None, None, None, dx, dh_state, dw_ih, dw_hh, db_ih, db_hh, d_ln
 
 
@@ -268,9 +259,9 @@ def _backward_steps(
     d_pre: Tensor,
     d_q: Tensor,
     d_raw: Tensor | None,
-) -> Tensor:
+) -> tuple[Tensor, Tensor | None]:
     """The backward time loop in Python: fills ``d_pre``, ``d_q`` (and ``d_raw`` with layer
-    norm) and returns the gradient of the initial h."""
+    norm) and returns the gradients of the initial h and of the layer norm's gains (None if off)."""
     T, B, _ = acts.shape
     H = h_in.size(2)
     drop, zone = noise
@@ -322,7 +313,17 @@ def _backward_steps(
         if zone is not None:
             dh_prev += dh_kept
         dh_state = keep(step_mask, dh_prev, dh_state)
-    return dh_state
+    d_ln = None
+    if ln_hh is not None and reset_after:
+        d_ln = norm_gain_grad(d_q, raw, stats[0, 0], stats[0, 1])
+    elif ln_hh is not None:
+        d_ln = torch.cat(
+            [
+                norm_gain_grad(d_q, raw[..., : 2 * H], stats[0, 0], stats[0, 1]),
+                norm_gain_grad(d_pre[..., 2 * H :], raw[..., 2 * H :], stats[1, 0], stats[1, 1]),
+            ]
+        )
+    return dh_state, d_ln
 
 
 def run_gru(

@@ -178,10 +178,9 @@ class FusedLSTM(torch.autograd.Function):
         q_raw, c_norm, stats, ln_hh, ln_c_w = ctx.layer_norm
         d_pre = torch.empty_like(acts)
         d_q = torch.empty_like(acts) if q_raw is not None else d_pre  # d(h W_hh^T) before its LN
-        d_cn = torch.empty_like(c_out) if c_norm is not None else None  # d LN(c_t)
         dh_all = torch.empty_like(d_out) if w_hr is not None else None
         if ctx.loops is not None:
-            dh_state, dc_state, da_state = ctx.loops.lstm_backward(
+            dh_state, dc_state, da_state, d_ln_hh, d_ln_c_w, d_ln_c_b = ctx.loops.lstm_backward(
                 acts,
                 d_out,
                 d_h,
@@ -203,12 +202,11 @@ class FusedLSTM(torch.autograd.Function):
                 stats,
                 d_pre,
                 d_q,
-                d_cn,
                 dh_all,
                 *_loop_args(spec, ctx.reverse),
             )
         else:
-            dh_state, dc_state, da_state = _backward_steps(
+            dh_state, dc_state, da_state, d_ln_hh, d_ln_c_w, d_ln_c_b = _backward_steps(
                 spec,
                 ctx.reverse,
                 mask,
@@ -231,18 +229,11 @@ class FusedLSTM(torch.autograd.Function):
                 stats,
                 d_pre,
                 d_q,
-                d_cn,
                 dh_all,
             )
         need = ctx.needs_input_grad
         dx, dw_ih, db = input_grads(d_pre, x, w_ih, need[5], need[9], b_ih is not None)
         dw_hh = outer_sum(d_q, h_in) if need[10] else None
-        d_ln_hh = d_ln_c_w = d_ln_c_b = None
-        if q_raw is not None:
-            d_ln_hh = norm_gain_grad(d_pre, q_raw, stats[0], stats[1])
-        if d_cn is not None:
-            d_ln_c_w = norm_gain_grad(d_cn, c_out, stats[2], stats[3])
-            d_ln_c_b = d_cn.sum((0, 1))
         d_peep = None
         if w_peep is not None:
             dv_all = d_pre.view(T, B, G, H)
@@ -383,17 +374,18 @@ def _backward_steps(
     stats: Tensor,
     d_pre: Tensor,
     d_q: Tensor,
-    d_cn: Tensor | None,
     dh_all: Tensor | None,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """The backward time loop in Python: fills ``d_pre`` (and ``d_q``, ``d_cn``, ``dh_all``
-    where used) and returns the gradients of the initial ``(h, c, a)``."""
+) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor | None, Tensor | None]:
+    """The backward time loop in Python: fills ``d_pre`` (and ``d_q``, ``dh_all`` where used)
+    and returns the gradients of the initial ``(h, c, a)`` and of the layer norms' gains and
+    cell-LN bias (None where off)."""
     T, B, _ = acts.shape
     G, H = len(spec.gates), c_in.size(2)
     col = {name: j for j, name in enumerate(spec.gates)}
     sig_cols = [col[s] for s in spec.sigmoid]
     peep = dict(zip(spec.sigmoid, w_peep, strict=True)) if spec.peephole else {}
     drop, zone = noise
+    d_cn = torch.empty_like(c_out) if c_norm is not None else None  # d LN(c_t)
     dh_state, dc_state, da_state = d_h, d_c, d_a
     for t in step_order(T, not reverse):
         step_mask = None if mask is None else mask[t]
@@ -468,7 +460,13 @@ def _backward_steps(
         if w_gate is not None:
             da_prev = dv[:, sig_cols].reshape(B, -1) @ w_gate
             da_state = keep(step_mask, da_prev, da_state)
-    return dh_state, dc_state, da_state
+    d_ln_hh = d_ln_c_w = d_ln_c_b = None
+    if q_raw is not None:
+        d_ln_hh = norm_gain_grad(d_pre, q_raw, stats[0], stats[1])
+    if d_cn is not None:
+        d_ln_c_w = norm_gain_grad(d_cn, c_out, stats[2], stats[3])
+        d_ln_c_b = d_cn.sum((0, 1))
+    return dh_state, dc_state, da_state, d_ln_hh, d_ln_c_w, d_ln_c_b
 
 
 def _loop_args(spec: LSTMSpec, reverse: bool) -> tuple[Any, ...]:

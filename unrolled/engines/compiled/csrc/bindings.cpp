@@ -16,7 +16,7 @@ std::vector<Tensor> lstm_backward(const Tensor&, const Tensor&, const Tensor&, c
                                   const OptTensor&, const OptTensor&, const OptTensor&, const OptTensor&,
                                   const OptTensor&, const OptTensor&, const OptTensor&, const OptTensor&,
                                   const OptTensor&, const OptTensor&, const Tensor&, Tensor, Tensor,
-                                  const OptTensor&, const OptTensor&, const std::vector<int64_t>&,
+                                  const OptTensor&, const std::vector<int64_t>&,
                                   const std::vector<int64_t>&, const std::vector<int64_t>&, bool, bool, bool,
                                   bool);
 std::vector<Tensor> gru_forward(Tensor, const Tensor&, const Tensor&, const OptTensor&, const OptTensor&,

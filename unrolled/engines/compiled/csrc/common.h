@@ -44,6 +44,14 @@ inline double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
 inline float tanh_(float x) { return 1.0f - 2.0f / (1.0f + exp_approx(2.0f * x)); }
 inline double tanh_(double x) { return std::tanh(x); }
 
+// fn(b) for every row b < B: one step's row-local work (rows are independent within a step).
+// Splitting the rows between torch's two threads (at::parallel_for) measured no faster at
+// (B, H) = (32, 256), where MKL's GEMMs already use both cores, so the rows run in turn.
+template <typename F>
+inline void for_rows(int64_t B, const F& fn) {
+  for (int64_t b = 0; b < B; ++b) fn(b);
+}
+
 template <typename T>
 inline void sigmoid_rows(T* v, int64_t n) {
   for (int64_t j = 0; j < n; ++j) v[j] = sigmoid(v[j]);
@@ -149,5 +157,56 @@ inline void end_grad(const T* prev, const T* drop, const T* kept, const bool* li
 
 // Layer norm over the last dimension with torch's eps, as the cells compute it.
 constexpr double kLayerNormEps = 1e-5;
+
+// Sums with eight partial accumulators, which the compiler keeps in one vector register
+// (a plain running sum is a dependency chain it may not reorder).
+template <typename T, typename F>
+inline T row_sum(int64_t n, F term) {
+  T acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8)
+    for (int k = 0; k < 8; ++k) acc[k] += term(j + k);
+  T s = 0;
+  for (int k = 0; k < 8; ++k) s += acc[k];
+  for (; j < n; ++j) s += term(j);
+  return s;
+}
+
+// One row's layer norm: y = x̂ gain (+ bias) with x̂ = (x - mean) rstd, rstd = 1 / sqrt(var + eps)
+// (biased variance, two passes). add: y is added to out instead of written. Returns mean, rstd.
+template <typename T>
+inline void norm_row(const T* x, int64_t n, const T* gain, const T* bias, T* out, bool add, T* mean_out,
+                     T* rstd_out) {
+  const T mean = row_sum<T>(n, [&](int64_t j) { return x[j]; }) / T(n);
+  const T var = row_sum<T>(n, [&](int64_t j) { return (x[j] - mean) * (x[j] - mean); }) / T(n);
+  const T rstd = T(1) / std::sqrt(var + T(kLayerNormEps));
+  *mean_out = mean;
+  *rstd_out = rstd;
+  if (add) {
+    for (int64_t j = 0; j < n; ++j) out[j] += (x[j] - mean) * rstd * gain[j];
+  } else if (bias == nullptr) {
+    for (int64_t j = 0; j < n; ++j) out[j] = (x[j] - mean) * rstd * gain[j];
+  } else {
+    for (int64_t j = 0; j < n; ++j) out[j] = (x[j] - mean) * rstd * gain[j] + bias[j];
+  }
+}
+
+// The backward of norm_row for one row: dx = rstd (g - mean(g) - x̂ mean(g x̂)) with g = dy gain;
+// adds dy x̂ to d_gain (and dy to d_bias if given). dx may alias dy.
+template <typename T>
+inline void norm_row_grad(const T* dy, const T* x, int64_t n, T mean, T rstd, const T* gain, T* dx, T* d_gain,
+                          T* d_bias) {
+  const T g_mean = row_sum<T>(n, [&](int64_t j) { return dy[j] * gain[j]; }) / T(n);
+  const T gx_mean =
+      row_sum<T>(n, [&](int64_t j) { return dy[j] * gain[j] * (x[j] - mean) * rstd; }) / T(n);
+  if (d_bias != nullptr) {
+    for (int64_t j = 0; j < n; ++j) d_bias[j] += dy[j];
+  }
+  for (int64_t j = 0; j < n; ++j) {
+    const T xhat = (x[j] - mean) * rstd;
+    d_gain[j] += dy[j] * xhat;
+    dx[j] = rstd * (dy[j] * gain[j] - g_mean - xhat * gx_mean);
+  }
+}
 
 }  // namespace unrolled

@@ -41,6 +41,10 @@ void forward_impl(const Spec& s, bool reverse, Tensor acts, Tensor h, Tensor c, 
   const bool* mask_p = mask.has_value() ? mask->data_ptr<bool>() : nullptr;
   const T* zh = ptr<T>(zone_h);
   const T* zc = ptr<T>(zone_c);
+  const T* ln_hh_p = ptr<T>(ln_hh);
+  const T* ln_c_w_p = ptr<T>(ln_c_w);
+  const T* ln_c_b_p = ptr<T>(ln_c_b);
+  T* st_p = stats.data_ptr<T>();  // (4, T, B, 1): mean, rstd of the recurrent LN, then of the cell's
   Tensor h_new = w_hr.has_value() ? at::empty({B, R}, acts.options()) : Tensor();
   Tensor m_buf = w_hr.has_value() ? Tensor() : at::empty({B, H}, acts.options());
   T* h_p = h.data_ptr<T>();
@@ -58,10 +62,12 @@ void forward_impl(const Spec& s, bool reverse, Tensor acts, Tensor h, Tensor c, 
     } else {
       Tensor raw = (*q_raw)[t];
       at::mm_out(raw, hin_t, w_hh_t);
-      auto normed = at::native_layer_norm(raw, {GH}, ln_hh, {}, kLayerNormEps);
-      stats[0][t].copy_(std::get<1>(normed));
-      stats[1][t].copy_(std::get<2>(normed));
-      pre.add_(std::get<0>(normed));
+      const T* raw_p = raw.data_ptr<T>();
+      T* pre_p = pre.data_ptr<T>();
+      for_rows(B, [&](int64_t b) {  // A += LN(h W_hh^T) gain, per row
+        norm_row(raw_p + b * GH, GH, ln_hh_p, static_cast<const T*>(nullptr), pre_p + b * GH, true,
+                 st_p + t * B + b, st_p + (Tn + t) * B + b);
+      });
     }
     Tensor extra;  // FGR: a_{t-1} R^T, added to the sigmoid gates' arguments
     if (S > 0) {
@@ -70,7 +76,10 @@ void forward_impl(const Spec& s, bool reverse, Tensor acts, Tensor h, Tensor c, 
     }
     T* v0 = pre.data_ptr<T>();
     T* cn0 = c_out.data_ptr<T>() + t * B * H;
-    for (int64_t b = 0; b < B; ++b) {  // i, f, g and c_t
+    T* m0 = w_hr.has_value() ? m_all->data_ptr<T>() + t * B * H : m_buf.data_ptr<T>();
+    T* cnorm0 = c_norm.has_value() ? c_norm->data_ptr<T>() + t * B * H : nullptr;
+    for_rows(B, [&](int64_t b) {
+      // i, f, g and c_t
       T* v = v0 + b * GH;
       const T* cp = c_p + b * H;
       T* cn = cn0 + b * H;
@@ -112,19 +121,14 @@ void forward_impl(const Spec& s, bool reverse, Tensor acts, Tensor h, Tensor c, 
       } else {
         for (int64_t j = 0; j < H; ++j) cn[j] = gi[j] * gg[j] + gf[j] * cp[j];
       }
-    }
-    const T* y0 = cn0;  // what the output activation reads: c_t, or LN(c_t)
-    if (c_norm.has_value()) {
-      auto normed = at::native_layer_norm(c_out[t], {H}, ln_c_w, ln_c_b, kLayerNormEps);
-      (*c_norm)[t].copy_(std::get<0>(normed));
-      stats[2][t].copy_(std::get<1>(normed));
-      stats[3][t].copy_(std::get<2>(normed));
-      y0 = c_norm->data_ptr<T>() + t * B * H;
-    }
-    T* m0 = w_hr.has_value() ? m_all->data_ptr<T>() + t * B * H : m_buf.data_ptr<T>();
-    for (int64_t b = 0; b < B; ++b) {  // o and m_t = o y
-      T* v = v0 + b * GH;
-      const T* y = y0 + b * H;
+      // LN(c_t) if on: what the output activation reads
+      const T* y = cn;
+      if (cnorm0 != nullptr) {
+        norm_row(cn, H, ln_c_w_p, ln_c_b_p, cnorm0 + b * H, false, st_p + (2 * Tn + t) * B + b,
+                 st_p + (3 * Tn + t) * B + b);
+        y = cnorm0 + b * H;
+      }
+      // o and m_t = o y
       T* m = m0 + b * H;
       if (s.out_act) {
         for (int64_t j = 0; j < H; ++j) m[j] = tanh_(y[j]);
@@ -135,13 +139,12 @@ void forward_impl(const Spec& s, bool reverse, Tensor acts, Tensor h, Tensor c, 
         T* go = v + s.co * H;
         if (s.po >= 0) {
           const T* p = peep + s.po * H;
-          const T* cn = cn0 + b * H;
           for (int64_t j = 0; j < H; ++j) go[j] += p[j] * cn[j];
         }
         sigmoid_rows(go, H);
         for (int64_t j = 0; j < H; ++j) m[j] *= go[j];
       }
-    }
+    });
     const T* hn;
     if (w_hr.has_value()) {
       at::mm_out(h_new, (*m_all)[t], *w_hr_t);
@@ -171,8 +174,8 @@ void backward_impl(const Spec& s, bool reverse, const Tensor& acts, const Tensor
                    const OptTensor& w_gate, const OptTensor& ln_hh, const OptTensor& ln_c_w,
                    const OptTensor& mask, const OptTensor& drop, const OptTensor& zone_h,
                    const OptTensor& zone_c, const OptTensor& q_raw, const OptTensor& c_norm,
-                   const Tensor& stats, Tensor d_pre, Tensor d_q, const OptTensor& d_cn,
-                   const OptTensor& dh_all) {
+                   const Tensor& stats, Tensor d_pre, Tensor d_q, const OptTensor& dh_all,
+                   Tensor d_ln_hh, Tensor d_ln_c_w, Tensor d_ln_c_b) {
   const int64_t Tn = acts.size(0), B = acts.size(1), GH = acts.size(2);
   const int64_t H = c_in.size(2), R = d_out.size(2);
   const int64_t S = w_gate.has_value() ? static_cast<int64_t>(s.sig_cols.size()) : 0;  // FGR only
@@ -182,15 +185,26 @@ void backward_impl(const Spec& s, bool reverse, const Tensor& acts, const Tensor
   const T* zh = ptr<T>(zone_h);
   const T* zc = ptr<T>(zone_c);
   const bool zoned = zh != nullptr;
+  const T* ln_hh_p = ptr<T>(ln_hh);
+  const T* ln_c_w_p = ptr<T>(ln_c_w);
+  const T* st_p = stats.data_ptr<T>();
   auto opts = acts.options();
   Tensor dh = at::empty({B, R}, opts), dc = at::empty({B, H}, opts), dy = at::empty({B, H}, opts);
   Tensor dh_kept = zoned ? at::empty({B, R}, opts) : Tensor();
   Tensor dc_kept = zoned ? at::empty({B, H}, opts) : Tensor();
   Tensor dc_prev = at::empty({B, H}, opts);
-  std::vector<T> y_buf(H);
-  T* y_row = y_buf.data();
+  Tensor y_buf = s.out_act ? at::empty({B, H}, opts) : Tensor();
+  T* y_rows = s.out_act ? y_buf.data_ptr<T>() : nullptr;  // tanh(c_t) or tanh(LN(c_t)), per row
+  // the layer norms' gain gradients, summed per row (rows run on separate threads), then over rows
+  Tensor ln_rows_hh = ln_hh.has_value() ? at::zeros({B, GH}, opts) : Tensor();
+  Tensor ln_rows_c = ln_c_w.has_value() ? at::zeros({2, B, H}, opts) : Tensor();
+  T* d_ln_hh_rows = ln_hh.has_value() ? ln_rows_hh.data_ptr<T>() : nullptr;
+  T* d_ln_c_w_rows = ln_c_w.has_value() ? ln_rows_c.data_ptr<T>() : nullptr;
+  T* d_ln_c_b_rows = ln_c_w.has_value() ? d_ln_c_w_rows + B * H : nullptr;
+  const T* q_raw_p = ptr<T>(q_raw);
   Tensor da = S > 0 ? at::empty({B, S * H}, opts) : Tensor();
   Tensor d_sig = S > 0 ? at::empty({B, S * H}, opts) : Tensor();
+  T* d_sig_p = S > 0 ? d_sig.data_ptr<T>() : nullptr;
   // which FGR block of da feeds each gate (-1: none)
   int64_t ai = -1, af = -1, ao = -1;
   for (int64_t k = 0; k < S; ++k) {
@@ -223,13 +237,15 @@ void backward_impl(const Spec& s, bool reverse, const Tensor& acts, const Tensor
     const T* cn0 = c_out.data_ptr<T>() + t * B * H;
     const T* cp0 = c_in.data_ptr<T>() + t * B * H;
     const T* y0 = c_norm.has_value() ? c_norm->data_ptr<T>() + t * B * H : cn0;
-    for (int64_t b = 0; b < B; ++b) {  // through m = o y: dA_o and dy
+    for_rows(B, [&](int64_t b) {
+      // through m = o y: dA_o and dy
       const T* v = v0 + b * GH;
       T* dv = dv0 + b * GH;
       const T* y = y0 + b * H;
       const T* dmb = dm_p + b * H;
       T* dyb = dy_p + b * H;
       if (s.out_act) {  // y = tanh(c_t), recomputed
+        T* y_row = y_rows + b * H;
         for (int64_t j = 0; j < H; ++j) y_row[j] = tanh_(y[j]);
         y = y_row;
       }
@@ -250,17 +266,12 @@ void backward_impl(const Spec& s, bool reverse, const Tensor& acts, const Tensor
       if (s.out_act) {
         for (int64_t j = 0; j < H; ++j) dyb[j] *= T(1) - y[j] * y[j];
       }
-    }
-    if (c_norm.has_value()) {  // back through the cell's layer norm
-      (*d_cn)[t].copy_(dy);
-      dy.copy_(std::get<0>(at::native_layer_norm_backward(dy, c_out[t], {H}, stats[2][t], stats[3][t], ln_c_w,
-                                                          {}, {true, false, false})));
-    }
-    for (int64_t b = 0; b < B; ++b) {  // through c_t: dA_i, dA_f, dA_g and dc_{t-1}
-      const T* v = v0 + b * GH;
-      T* dv = dv0 + b * GH;
+      if (c_norm.has_value()) {  // back through the cell's layer norm
+        norm_row_grad(dyb, cn0 + b * H, H, st_p[(2 * Tn + t) * B + b], st_p[(3 * Tn + t) * B + b], ln_c_w_p, dyb,
+                      d_ln_c_w_rows + b * H, d_ln_c_b_rows + b * H);
+      }
+      // through c_t: dA_i, dA_f, dA_g and dc_{t-1}
       const T* cp = cp0 + b * H;
-      const T* dyb = dy_p + b * H;
       T* dcb = dc_p + b * H;
       T* dcpb = dcp_p + b * H;
       for (int64_t j = 0; j < H; ++j) dcb[j] += dyb[j];
@@ -320,26 +331,30 @@ void backward_impl(const Spec& s, bool reverse, const Tensor& acts, const Tensor
         const T* dgf = dv + s.cf * H;
         for (int64_t j = 0; j < H; ++j) dcpb[j] += dgf[j] * p[j];
       }
-    }
-    Tensor d_rec = d_pre[t];
-    if (q_raw.has_value()) {
-      d_rec = d_q[t];
-      d_rec.copy_(std::get<0>(at::native_layer_norm_backward(d_pre[t], (*q_raw)[t], {GH}, stats[0][t],
-                                                             stats[1][t], ln_hh, {}, {true, false, false})));
-    }
+      if (q_raw.has_value()) {  // back through the recurrent layer norm
+        norm_row_grad(dv, q_raw_p + (t * B + b) * GH, GH, st_p[t * B + b], st_p[(Tn + t) * B + b], ln_hh_p,
+                      d_q.data_ptr<T>() + (t * B + b) * GH, d_ln_hh_rows + b * GH, static_cast<T*>(nullptr));
+      }
+      if (S > 0) {  // FGR: gather the sigmoid gates' dA for da_{t-1} = dA_sig R
+        for (int64_t k = 0; k < S; ++k) {
+          const T* src = dv + s.sig_cols[k] * H;
+          std::copy(src, src + H, d_sig_p + (b * S + k) * H);
+        }
+      }
+    });
+    Tensor d_rec = q_raw.has_value() ? d_q[t] : d_pre[t];
     Tensor dh_prev = at::mm(d_rec, w_hh);
     end_grad(dh_prev.data_ptr<T>(), drop_p, zoned ? dh_kept.data_ptr<T>() : nullptr, live, dhs_p, B, R);
     end_grad<T>(dcp_p, nullptr, zoned ? dc_kept.data_ptr<T>() : nullptr, live, dcs_p, B, H);
     if (S > 0) {
-      T* ds = d_sig.data_ptr<T>();
-      for (int64_t b = 0; b < B; ++b)
-        for (int64_t k = 0; k < S; ++k) {
-          const T* src = dv0 + b * GH + s.sig_cols[k] * H;
-          std::copy(src, src + H, ds + (b * S + k) * H);
-        }
       Tensor da_prev = at::mm(d_sig, *w_gate);
       end_grad<T>(da_prev.data_ptr<T>(), nullptr, nullptr, live, da_state.data_ptr<T>(), B, S * H);
     }
+  }
+  if (ln_hh.has_value()) d_ln_hh.copy_(ln_rows_hh.sum(0));
+  if (ln_c_w.has_value()) {
+    d_ln_c_w.copy_(ln_rows_c[0].sum(0));
+    d_ln_c_b.copy_(ln_rows_c[1].sum(0));
   }
 }
 
@@ -360,33 +375,36 @@ std::vector<Tensor> lstm_forward(
   TORCH_CHECK(acts.is_contiguous() && h_in.is_contiguous() && out.is_contiguous(), "lstm loop: buffers must be contiguous");
   Tensor h = h0.contiguous().clone(), c = c0.contiguous().clone(), a = a0.contiguous().clone();
   AT_DISPATCH_FLOATING_TYPES(acts.scalar_type(), "lstm_forward", [&] {
-    forward_impl<scalar_t>(s, reverse, acts, h, c, a, w_hh, contiguous(w_peep), w_hr, w_gate, ln_hh, ln_c_w,
-                           ln_c_b, contiguous(mask), contiguous(drop), contiguous(zone_h), contiguous(zone_c),
+    forward_impl<scalar_t>(s, reverse, acts, h, c, a, w_hh, contiguous(w_peep), w_hr, w_gate, contiguous(ln_hh),
+                           contiguous(ln_c_w), contiguous(ln_c_b), contiguous(mask), contiguous(drop), contiguous(zone_h), contiguous(zone_c),
                            h_in, c_in, c_out, m_all, a_in, out, q_raw, c_norm, stats);
   });
   return {h, c, a};
 }
 
-// Runs the backward loop from the final states' gradients, filling d_pre (T, B, G*H; d_q and
-// d_cn with layer norm, dh_all with a projection); returns the initial states' gradients.
+// Runs the backward loop from the final states' gradients, filling d_pre (T, B, G*H; d_q with
+// the recurrent layer norm, dh_all with a projection); returns the initial states' gradients and
+// the layer norms' gain (and cell-LN bias) gradients, summed over steps and rows (undefined if off).
 std::vector<Tensor> lstm_backward(
     const Tensor& acts, const Tensor& d_out, const Tensor& d_h, const Tensor& d_c, const Tensor& d_a,
     const Tensor& c_in, const Tensor& c_out, const Tensor& w_hh, const OptTensor& w_peep,
     const OptTensor& w_hr, const OptTensor& w_gate, const OptTensor& ln_hh, const OptTensor& ln_c_w,
     const OptTensor& mask, const OptTensor& drop, const OptTensor& zone_h, const OptTensor& zone_c,
     const OptTensor& q_raw, const OptTensor& c_norm, const Tensor& stats, Tensor d_pre, Tensor d_q,
-    const OptTensor& d_cn, const OptTensor& dh_all, const std::vector<int64_t>& cols,
-    const std::vector<int64_t>& peeps, const std::vector<int64_t>& sig_cols, bool coupled,
-    bool in_act, bool out_act, bool reverse) {
+    const OptTensor& dh_all, const std::vector<int64_t>& cols, const std::vector<int64_t>& peeps,
+    const std::vector<int64_t>& sig_cols, bool coupled, bool in_act, bool out_act, bool reverse) {
   const Spec s = make_spec(cols, peeps, sig_cols, coupled, in_act, out_act);
   Tensor dh = d_h.contiguous().clone(), dc = d_c.contiguous().clone(), da = d_a.contiguous().clone();
+  Tensor d_ln_hh = ln_hh.has_value() ? at::zeros_like(*ln_hh) : Tensor();
+  Tensor d_ln_c_w = ln_c_w.has_value() ? at::zeros_like(*ln_c_w) : Tensor();
+  Tensor d_ln_c_b = ln_c_w.has_value() ? at::zeros_like(*ln_c_w) : Tensor();
   AT_DISPATCH_FLOATING_TYPES(acts.scalar_type(), "lstm_backward", [&] {
     backward_impl<scalar_t>(s, reverse, acts, d_out.contiguous(), dh, dc, da, c_in, c_out, w_hh,
-                            contiguous(w_peep), w_hr, w_gate, ln_hh, ln_c_w, contiguous(mask), contiguous(drop),
-                            contiguous(zone_h), contiguous(zone_c), q_raw, c_norm, stats, d_pre, d_q, d_cn,
-                            dh_all);
+                            contiguous(w_peep), w_hr, w_gate, contiguous(ln_hh), contiguous(ln_c_w),
+                            contiguous(mask), contiguous(drop), contiguous(zone_h), contiguous(zone_c), q_raw,
+                            c_norm, stats, d_pre, d_q, dh_all, d_ln_hh, d_ln_c_w, d_ln_c_b);
   });
-  return {dh, dc, da};
+  return {dh, dc, da, d_ln_hh, d_ln_c_w, d_ln_c_b};
 }
 
 }  // namespace unrolled
