@@ -5,6 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
+from unrolled.engines import compiled
+
+# The engine auto trains this package's step cells with on a CPU: the compiled C++ loops where
+# they could be built on this machine, else the Python fused engine.
+STEP_ENGINE = "compiled" if compiled.available() else "fused"
+NEEDS_COMPILED = pytest.mark.skipif(
+    not compiled.available(), reason=f"no compiled engine: {compiled.unavailable_reason()}"
+)
+
 
 @pytest.fixture(autouse=True)
 def _seed() -> None:
@@ -26,7 +35,7 @@ def tiny_text_file(tmp_path):
     return path
 
 
-@pytest.fixture(params=["reference", "fused", "native"])
+@pytest.fixture(params=["reference", "fused", pytest.param("compiled", marks=NEEDS_COMPILED), "native"])
 def impl(request) -> str:
     """Every engine that runs the cells torch.nn has: each is checked against torch.nn."""
     return request.param

@@ -7,10 +7,10 @@ import functools
 
 import pytest
 import torch
-from conftest import DoublerCell
+from conftest import NEEDS_COMPILED, STEP_ENGINE, DoublerCell
 
 import unrolled
-from unrolled.engines import ENGINES, choose
+from unrolled.engines import ENGINES, choose, compiled
 
 I, H = 5, 6
 
@@ -18,25 +18,31 @@ I, H = 5, 6
 @pytest.mark.parametrize(
     "make, expected, native",
     [
-        (lambda **kw: unrolled.RNN(I, H, nonlinearity="relu", **kw), "fused", True),
-        (lambda **kw: unrolled.RNN(I, H, num_layers=2, **kw), "fused", True),
+        (lambda **kw: unrolled.RNN(I, H, nonlinearity="relu", **kw), STEP_ENGINE, True),
+        (lambda **kw: unrolled.RNN(I, H, num_layers=2, **kw), STEP_ENGINE, True),
         (lambda **kw: unrolled.LSTM(I, H, proj_size=3, **kw), "native", True),
-        (lambda **kw: unrolled.GRU(I, H, **kw), "fused", True),
-        (lambda **kw: unrolled.LSTM(I, H, variant="CIFG", **kw), "fused", False),
-        (lambda **kw: unrolled.LSTM(I, H, layer_norm=True, **kw), "fused", False),
-        (lambda **kw: unrolled.LSTM(I, H, zoneout=0.1, **kw), "fused", False),
-        (lambda **kw: unrolled.GRU(I, H, reset_after=False, **kw), "fused", False),
-        (lambda **kw: unrolled.GRU(I, H, recurrent_dropout=0.1, **kw), "fused", False),
+        (lambda **kw: unrolled.GRU(I, H, **kw), STEP_ENGINE, True),
+        (lambda **kw: unrolled.LSTM(I, H, variant="CIFG", **kw), STEP_ENGINE, False),
+        (lambda **kw: unrolled.LSTM(I, H, layer_norm=True, **kw), STEP_ENGINE, False),
+        (lambda **kw: unrolled.LSTM(I, H, zoneout=0.1, **kw), STEP_ENGINE, False),
+        (lambda **kw: unrolled.GRU(I, H, reset_after=False, **kw), STEP_ENGINE, False),
+        (lambda **kw: unrolled.GRU(I, H, recurrent_dropout=0.1, **kw), STEP_ENGINE, False),
         (
             lambda **kw: unrolled.Recurrent(functools.partial(unrolled.MUTCell, hidden_size=H), I, **kw),
-            "fused",
+            STEP_ENGINE,
+            False,
+        ),
+        (
+            lambda **kw: unrolled.Recurrent(functools.partial(unrolled.MinGRUCell, hidden_size=H), I, **kw),
+            "fused",  # the parallel scan: no time loop to compile
             False,
         ),
         (lambda **kw: unrolled.Recurrent(DoublerCell, I, **kw), "reference", False),
     ],
 )
 def test_auto_picks_the_fastest_engine_that_runs_the_cells(make, expected, native) -> None:
-    """auto: native for torch's LSTM, fused for the other cells it supports, else the reference."""
+    """auto: native for torch's LSTM, compiled (or fused) for the other cells it supports, the
+    fused scan for minGRU, else the reference."""
     assert make().engine == expected
     assert make(impl="reference").engine == "reference"
     if native:
@@ -44,11 +50,16 @@ def test_auto_picks_the_fastest_engine_that_runs_the_cells(make, expected, nativ
     else:
         with pytest.raises(ValueError, match="impl='native' runs only the cells torch fuses"):
             make(impl="native")
-    if expected in ("native", "fused"):
+    if expected != "reference":
         assert make(impl="fused").engine == "fused"
     else:
         with pytest.raises(ValueError, match="impl='fused' does not support"):
             make(impl="fused")
+    if expected in (STEP_ENGINE, "native") and compiled.available():
+        assert make(impl="compiled").engine == "compiled"
+    else:
+        with pytest.raises(ValueError, match="impl='compiled' does not run"):
+            make(impl="compiled")
 
 
 def test_unknown_impl() -> None:
@@ -70,12 +81,20 @@ def test_native_trains_the_cells_own_parameters() -> None:
     torch.testing.assert_close(lstm(x)[0], reference(x)[0], atol=1e-6, rtol=0)
 
 
+def _without_compiler(monkeypatch) -> None:
+    """As on a machine where the compiled engine could not be built."""
+    monkeypatch.setattr(compiled, "_module", None)
+    monkeypatch.setattr(compiled, "_error", "RuntimeError: no C++ compiler (simulated)")
+    monkeypatch.setattr(compiled, "_noted", False)
+
+
 @pytest.mark.parametrize(
     "make", [lambda **kw: unrolled.GRU(I, H, **kw), lambda **kw: unrolled.RNN(I, H, num_layers=2, **kw)]
 )
-def test_auto_runs_torchs_kernel_out_of_autograd(make, monkeypatch) -> None:
-    """Under no_grad, auto runs the native engine where torch has the cells; in training, fused;
-    an explicit impl is kept under no_grad too."""
+def test_without_the_compiled_engine_auto_trains_fused_and_infers_native(make, monkeypatch, capsys) -> None:
+    """Where the C++ cannot be built, auto falls back to the Python fused engine in training
+    (saying so once) and to torch's kernel under no_grad; an explicit impl is kept under no_grad."""
+    _without_compiler(monkeypatch)
     layer = make()
     x = torch.randn(4, 3, I)
     calls = []
@@ -92,22 +111,31 @@ def test_auto_runs_torchs_kernel_out_of_autograd(make, monkeypatch) -> None:
         make(impl="fused")(x)
         assert calls == [1]
     torch.testing.assert_close(inferred, trained.detach(), atol=1e-6, rtol=0)
+    notes = capsys.readouterr().err
+    assert notes.count("the compiled engine could not be built (RuntimeError: no C++ compiler") == 1
+    with pytest.raises(ValueError, match="impl='compiled' does not run"):
+        make(impl="compiled")
+
+
+STEP_INFER = "compiled" if STEP_ENGINE == "compiled" else "native"  # GRU and Elman under no_grad
 
 
 @pytest.mark.parametrize(
     "make, cpu_train, cpu_infer, cuda",
     [
-        (lambda: unrolled.GRU(I, H), "fused", "native", "native"),
-        (lambda: unrolled.RNN(I, H, num_layers=2), "fused", "native", "native"),
+        (lambda: unrolled.GRU(I, H), STEP_ENGINE, STEP_INFER, "native"),
+        (lambda: unrolled.RNN(I, H, num_layers=2), STEP_ENGINE, STEP_INFER, "native"),
         (lambda: unrolled.LSTM(I, H, bidirectional=True), "native", "native", "native"),
-        (lambda: unrolled.GRU(I, H, layer_norm=True), "fused", "fused", "fused"),
-        (lambda: unrolled.LSTM(I, H, variant="CIFG"), "fused", "fused", "fused"),
+        (lambda: unrolled.GRU(I, H, layer_norm=True), STEP_ENGINE, STEP_ENGINE, "fused"),
+        (lambda: unrolled.LSTM(I, H, variant="CIFG"), STEP_ENGINE, STEP_ENGINE, "fused"),
         (lambda: unrolled.Recurrent(DoublerCell, I), "reference", "reference", "reference"),
     ],
 )
 def test_auto_decides_per_device(make, cpu_train, cpu_infer, cuda) -> None:
     """On CUDA, torch's cuDNN kernels wherever torch has the cells (the fused Python loop is
-    6-69x slower there); on CPU as measured there. The choice is per device type and mode."""
+    6-69x slower there; the compiled engine runs on the CPU only); on CPU as measured there
+    (the compiled GRU and Elman loops infer faster than torch's kernels). The choice is per
+    device type and mode."""
     layer = make()
     assert layer.engine == layer.engine_for("cpu") == cpu_train
     assert layer.engine_for("cpu", training=False) == cpu_infer
@@ -118,15 +146,24 @@ def test_auto_decides_per_device(make, cpu_train, cpu_infer, cuda) -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_moving_a_layer_to_cuda_decides_again() -> None:
     gru = unrolled.GRU(I, H)
-    assert gru.engine == "fused"
+    assert gru.engine == STEP_ENGINE
     assert gru.to("cuda").engine == "native"
     x = torch.randn(4, 3, I, device="cuda")
     reference = unrolled.GRU(I, H, impl="reference").to("cuda")
     reference.load_state_dict(gru.state_dict())
     torch.testing.assert_close(gru(x)[0], reference(x)[0], atol=1e-5, rtol=0)
-    assert gru.to("cpu").engine == "fused"
+    assert gru.to("cpu").engine == STEP_ENGINE
 
 
 def test_an_explicit_impl_is_kept_on_every_device() -> None:
     gru = unrolled.GRU(I, H, impl="fused")
     assert gru.engine_for("cuda") == gru.engine_for("cpu", training=False) == "fused"
+
+
+@NEEDS_COMPILED
+def test_the_compiled_engine_refuses_a_cuda_tensor() -> None:
+    gru = unrolled.GRU(I, H, impl="compiled")
+    with pytest.raises(ValueError, match="the compiled engine runs on the CPU"):
+        compiled.run_compiled(
+            gru.cells[0], torch.randn(4, 3, I, device="meta"), torch.zeros(3, H, device="meta")
+        )

@@ -9,10 +9,11 @@ import functools
 
 import pytest
 import torch
+from conftest import STEP_ENGINE
 from torch.nn.utils.rnn import pack_sequence
 
 import unrolled
-from unrolled.engines import fused_supports, run_fused
+from unrolled.engines import compiled, fused_supports, run_fused
 
 H = 6
 DT = torch.float64
@@ -22,11 +23,22 @@ def _make(arch, bias=True):
     return functools.partial(unrolled.MUTCell, hidden_size=H, arch=arch, bias=bias)
 
 
-def _pair(make, input_size, dtype=DT):
+ENGINES = [
+    "fused",
+    pytest.param(
+        "compiled",
+        marks=pytest.mark.skipif(
+            not compiled.available(), reason=f"no compiled engine: {compiled.unavailable_reason()}"
+        ),
+    ),
+]
+
+
+def _pair(make, input_size, dtype=DT, engine="fused"):
     ref = unrolled.Recurrent(make, input_size, num_layers=2, bidirectional=True, impl="reference").to(dtype)
-    fused = unrolled.Recurrent(make, input_size, num_layers=2, bidirectional=True, impl="fused").to(dtype)
+    fused = unrolled.Recurrent(make, input_size, num_layers=2, bidirectional=True, impl=engine).to(dtype)
     fused.load_state_dict(ref.state_dict())
-    assert fused.engine == "fused"
+    assert fused.engine == engine
     return ref, fused
 
 
@@ -40,9 +52,9 @@ def _run(layer, x, h0, **kw):
 
 
 @pytest.mark.parametrize("arch", [1, 2, 3])
-def test_mut_is_fused_by_default(arch) -> None:
+def test_mut_runs_hand_derived_bptt_by_default(arch) -> None:
     assert fused_supports(unrolled.MUTCell(H, H, arch=arch))
-    assert unrolled.Recurrent(_make(arch), H).engine == "fused"
+    assert unrolled.Recurrent(_make(arch), H).engine == STEP_ENGINE
 
 
 @pytest.mark.parametrize("arch", [1, 2, 3])
@@ -51,8 +63,9 @@ def test_mut_is_fused_by_default(arch) -> None:
 @pytest.mark.parametrize(
     "lengths", [None, [3, 5, 1, 5], [3, 0, 5, 2]], ids=["full", "lengths", "zero-length"]
 )
-def test_fused_mut_equals_reference(arch, input_size, bias, lengths) -> None:
-    ref, fused = _pair(_make(arch, bias), input_size)
+@pytest.mark.parametrize("engine", ENGINES)
+def test_fused_mut_equals_reference(arch, input_size, bias, lengths, engine) -> None:
+    ref, fused = _pair(_make(arch, bias), input_size, engine=engine)
     x = torch.randn(5, 4, input_size, dtype=DT)
     h0 = torch.randn(4, 4, H, dtype=DT)
     kw = {} if lengths is None else {"lengths": torch.tensor(lengths)}
@@ -61,8 +74,9 @@ def test_fused_mut_equals_reference(arch, input_size, bias, lengths) -> None:
 
 
 @pytest.mark.parametrize("arch", [1, 2, 3])
-def test_fused_mut_equals_reference_in_float32_on_packed_input(arch) -> None:
-    ref, fused = _pair(_make(arch), H, torch.float32)
+@pytest.mark.parametrize("engine", ENGINES)
+def test_fused_mut_equals_reference_in_float32_on_packed_input(arch, engine) -> None:
+    ref, fused = _pair(_make(arch), H, torch.float32, engine)
     seqs = [torch.randn(n, H) for n in (4, 7, 2)]
     outs = []
     for layer in (ref, fused):
@@ -78,13 +92,15 @@ def test_fused_mut_equals_reference_in_float32_on_packed_input(arch) -> None:
 @pytest.mark.parametrize("arch", [1, 2, 3])
 @pytest.mark.parametrize("input_size", [H, 4], ids=["I=H", "I!=H"])
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
-def test_fused_mut_gradcheck(arch, input_size, reverse) -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_fused_mut_gradcheck(arch, input_size, reverse, engine) -> None:
+    run = run_fused if engine == "fused" else compiled.run_compiled
     cell = unrolled.MUTCell(input_size, H, arch=arch).to(DT)
     x = torch.randn(4, 3, input_size, dtype=DT, requires_grad=True)
     h0 = torch.randn(3, H, dtype=DT, requires_grad=True)
     lengths = torch.tensor([4, 2, 0])
 
     def f(x, h0, *params):
-        return run_fused(cell, x, h0, reverse=reverse, lengths=lengths)
+        return run(cell, x, h0, reverse=reverse, lengths=lengths)
 
     assert torch.autograd.gradcheck(f, (x, h0, *cell.parameters()), eps=1e-6, atol=1e-6)

@@ -280,7 +280,8 @@ def test_a_char_run_from_before_words_opens_samples_scores_and_resumes(old_char_
     assert main(["sample", "charlm-run", "--prime", "AL", "--length", "40", "--seed", "3"]) == 0
     assert capsys.readouterr().out == (old_char_run / "sample-AL-40-seed3.txt").read_text(encoding="utf-8")
     assert main(["eval", "charlm-run", "--text", "tiny.txt", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["nats_per_char"] == pytest.approx(3.6184921525360894, abs=1e-9)
+    # float32: the engine auto picks may round differently from the one that wrote the fixture
+    assert json.loads(capsys.readouterr().out)["nats_per_char"] == pytest.approx(3.6184921525360894, abs=1e-6)
     run = lm.open_run("charlm-run")
     assert run.config.TASK == "charlm" and run.config.data.unit == "char" and run.config.data.test_frac == 0.0
     assert run.config.model.embedding_dropout == 0.0 and not run.config.model.tie_weights

@@ -61,8 +61,20 @@ Preference = tuple[tuple[str, tuple[str, ...] | None], ...]
 _ACCELERATOR: Preference = (("native", None), ("fused", None), ("reference", None))
 PREFERENCES: dict[str, dict[str, Preference]] = {
     "cpu": {
-        "train": (("native", ("LSTMCell",)), ("fused", None), ("native", None), ("reference", None)),
-        "infer": (("native", None), ("fused", None), ("reference", None)),
+        "train": (
+            ("native", ("LSTMCell",)),
+            ("compiled", None),
+            ("fused", None),
+            ("native", None),
+            ("reference", None),
+        ),
+        "infer": (
+            ("native", ("LSTMCell",)),
+            ("compiled", None),
+            ("native", None),
+            ("fused", None),
+            ("reference", None),
+        ),
     },
     "cuda": {"train": _ACCELERATOR, "infer": _ACCELERATOR},
 }

@@ -17,7 +17,6 @@ falls back to the fused engine with a one-time note, and ``impl="compiled"`` rai
 
 from __future__ import annotations
 
-import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -63,7 +62,8 @@ def load(verbose: bool = False) -> ModuleType | None:
     flags = _flags()
     name = "unrolled_loops_" + ("avx2" if "-mavx2" in flags else "base")
     try:
-        if verbose or os.environ.get("UNROLLED_VERBOSE_BUILD"):
+        built = Path(cpp_extension._get_build_directory(name, verbose=False), f"{name}.so")
+        if verbose or not built.exists():
             print("unrolled: building the compiled engine (once; about a minute)", file=sys.stderr)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the build's own notices (compiler version, ABI)
@@ -125,8 +125,7 @@ def run_compiled(
     module = load()
     if module is None:
         raise RuntimeError(
-            f"the compiled engine could not be built ({_error}): install a C++ compiler, "
-            "or use impl='fused'"
+            f"the compiled engine could not be built ({_error}): install a C++ compiler, or use impl='fused'"
         )
     if not compiled_supports(cell):
         raise ValueError(f"the compiled engine does not run {cell!r}: use impl='auto' or 'fused'")
