@@ -208,9 +208,7 @@ def test_every_cell_trains_and_resumes_from_the_command_line(tiny_text_file, tmp
     assert _train(tiny_text_file, out, "--cell", cell, "--max-steps", "3", *extra) == 0
     run = lm.open_run(out)
     assert run.config.model.cell == cell
-    # every cell of the package trains on the compiled (or fused) engine; minGRU and minLSTM on
-    # the fused engine's parallel scan
-    assert run.model.rnn.engine == ("fused" if cell.startswith("min") else STEP_ENGINE)
+    assert run.model.rnn.engine == STEP_ENGINE  # every cell of the package: compiled (or fused)
     if cell == "gru":
         assert not lm.open_run(out).model.rnn.cells[0].reset_after
     assert _resume(out, "--max-steps", "2") == 0

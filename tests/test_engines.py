@@ -34,15 +34,15 @@ I, H = 5, 6
         ),
         (
             lambda **kw: unrolled.Recurrent(functools.partial(unrolled.MinGRUCell, hidden_size=H), I, **kw),
-            "fused",  # the parallel scan: no time loop to compile
+            STEP_ENGINE,  # the sequential C++ pass, else the parallel scan
             False,
         ),
         (lambda **kw: unrolled.Recurrent(DoublerCell, I, **kw), "reference", False),
     ],
 )
 def test_auto_picks_the_fastest_engine_that_runs_the_cells(make, expected, native) -> None:
-    """auto: native for torch's LSTM, compiled (or fused) for the other cells it supports, the
-    fused scan for minGRU, else the reference."""
+    """auto: native for torch's LSTM, compiled (or fused) for the other cells of the package,
+    else the reference."""
     assert make().engine == expected
     assert make(impl="reference").engine == "reference"
     if native:

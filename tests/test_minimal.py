@@ -1,6 +1,7 @@
 """minGRU and minLSTM: the cell step against the equations written out, the parallel scan
-(``impl="fused"``) against the sequential loop (``impl="reference"``) for outputs, states and every
-gradient, gradcheck of both, long sequences, and the char-LM and benchmark entry points."""
+(``impl="fused"``) and the compiled engine's sequential C++ pass (``impl="compiled"``) against the
+step-by-step loop (``impl="reference"``) for outputs, states and every gradient, gradcheck of
+each, long sequences, and the char-LM and benchmark entry points."""
 
 from __future__ import annotations
 
@@ -9,13 +10,14 @@ import json
 
 import pytest
 import torch
+from conftest import NEEDS_COMPILED, STEP_ENGINE
 from torch.nn.utils.rnn import pack_sequence
 
 import unrolled
 from unrolled.bench import speed
 from unrolled.cells.minimal import g, log_g
 from unrolled.cli import main
-from unrolled.engines import run_fused
+from unrolled.engines import compiled, run_fused
 from unrolled.engines.scan import linear_scan, run_scan
 
 B, T, I, H = 4, 70, 5, 6  # T > 64: the default scan runs two chunks
@@ -23,12 +25,15 @@ CELLS = {"mingru": unrolled.MinGRUCell, "minlstm": unrolled.MinLSTMCell}
 ATOL = {torch.float32: 1e-4, torch.float64: 1e-10}
 
 
-def _pair(cls, dtype, num_layers=2, bidirectional=True):
+ENGINES = ["fused", pytest.param("compiled", marks=NEEDS_COMPILED)]  # the scan; the sequential C++ pass
+
+
+def _pair(cls, dtype, num_layers=2, bidirectional=True, engine="fused"):
     make = functools.partial(cls, hidden_size=H)
     loop = unrolled.Recurrent(make, I, num_layers, bidirectional, impl="reference").to(dtype)
-    scan = unrolled.Recurrent(make, I, num_layers, bidirectional, impl="fused").to(dtype)
+    scan = unrolled.Recurrent(make, I, num_layers, bidirectional, impl=engine).to(dtype)
     scan.load_state_dict(loop.state_dict())
-    assert scan.engine == "fused" and unrolled.Recurrent(make, I).engine == "fused"  # auto picks the scan
+    assert scan.engine == engine and unrolled.Recurrent(make, I).engine == STEP_ENGINE  # what auto picks
     return loop, scan
 
 
@@ -55,8 +60,9 @@ def _initial(kind, shape, dtype):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("h0", ["positive", "zero", "signed"])
 @pytest.mark.parametrize("lengths", [None, [3, T, 0, 66]], ids=["full", "lengths"])
-def test_scan_equals_loop(name, dtype, h0, lengths) -> None:
-    loop, scan = _pair(CELLS[name], dtype)
+@pytest.mark.parametrize("engine", ENGINES)
+def test_scan_equals_loop(name, dtype, h0, lengths, engine) -> None:
+    loop, scan = _pair(CELLS[name], dtype, engine=engine)
     x = torch.randn(T, B, I, dtype=dtype)
     hx = _initial(h0, (4, B, H), dtype)
     kw = {} if lengths is None else {"lengths": torch.tensor(lengths)}
@@ -71,8 +77,9 @@ def test_scan_equals_loop(name, dtype, h0, lengths) -> None:
 
 
 @pytest.mark.parametrize("name", CELLS)
-def test_scan_equals_loop_on_packed_input(name) -> None:
-    loop, scan = _pair(CELLS[name], torch.float32)
+@pytest.mark.parametrize("engine", ENGINES)
+def test_scan_equals_loop_on_packed_input(name, engine) -> None:
+    loop, scan = _pair(CELLS[name], torch.float32, engine=engine)
     seqs = [torch.randn(n, I) for n in (40, 70, 2, 1)]
     results = []
     for layer in (loop, scan):
@@ -87,8 +94,9 @@ def test_scan_equals_loop_on_packed_input(name) -> None:
 
 
 @pytest.mark.parametrize("name", CELLS)
-def test_long_sequence_scan_equals_loop_in_float32(name) -> None:
-    loop, scan = _pair(CELLS[name], torch.float32, num_layers=1, bidirectional=False)
+@pytest.mark.parametrize("engine", ENGINES)
+def test_long_sequence_scan_equals_loop_in_float32(name, engine) -> None:
+    loop, scan = _pair(CELLS[name], torch.float32, num_layers=1, bidirectional=False, engine=engine)
     x = torch.randn(2000, 3, I)
     hx = _initial("positive", (1, 3, H), torch.float32)
     expected, got = _run(loop, x, hx), _run(scan, x, hx)
@@ -163,6 +171,22 @@ def test_scan_gradcheck(name, reverse, bias) -> None:
     assert torch.autograd.gradcheck(f, (x, h0, *cell.parameters()), eps=1e-6, atol=1e-6)
 
 
+@NEEDS_COMPILED
+@pytest.mark.parametrize("name", CELLS)
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("bias", [True, False])
+def test_compiled_recurrence_gradcheck(name, reverse, bias) -> None:
+    """The C++ pass's hand-written backward (csrc/scan.cpp), with a row of length 0 and one cut short."""
+    cell = CELLS[name](3, 4, bias=bias).double()
+    x = torch.randn(10, 3, 3, dtype=torch.float64, requires_grad=True)
+    h0 = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+
+    def f(x, h0, *params):
+        return compiled.run_compiled(cell, x, h0, reverse=reverse, lengths=torch.tensor([10, 5, 0]))
+
+    assert torch.autograd.gradcheck(f, (x, h0, *cell.parameters()), eps=1e-6, atol=1e-6)
+
+
 def test_equations_of_one_step_by_hand() -> None:
     x, h = torch.randn(2, I), torch.randn(2, H)
     gru = unrolled.MinGRUCell(I, H)
@@ -194,7 +218,7 @@ def test_log_coefficients_are_those_of_the_step(name) -> None:
     torch.testing.assert_close(mix, torch.ones_like(mix), atol=1e-12, rtol=0)
 
 
-@pytest.mark.parametrize("impl", ["reference", "fused"])
+@pytest.mark.parametrize("impl", ["reference", *ENGINES])
 def test_min_lstm_normalised_gates_keep_a_state_equal_to_its_candidate(impl) -> None:
     # f' + i' = 1: h_t = f' h_{t-1} + i' h~ stays at h~ when it starts there, whatever the
     # (unnormalised) gates are. Without the normalisation it would drift by (f + i - 1) h~.
@@ -263,6 +287,7 @@ def test_scan_vs_loop_bench(tmp_path, capsys) -> None:
     result = speed.scan_vs_loop(**speed.SCAN_SMOKE, repeats=1)
     for key in ("scan_train_ms", "loop_train_ms", "scan_infer_ms", "loop_infer_ms", "train_speedup"):
         assert result[key] > 0
+    assert ("compiled_train_speedup" in result) == compiled.available()  # the sequential C++ pass too
     assert "speedup" in speed.format_scan(result)
     path = tmp_path / "speed.json"
     assert (
@@ -270,7 +295,9 @@ def test_scan_vs_loop_bench(tmp_path, capsys) -> None:
     )
     report = json.loads(path.read_text())
     assert report["scan_vs_loop"]["size"] == [2, 16, 8, 8]
-    assert {"mingru/reference", "mingru/fused"} <= {r["name"] for r in report["results"]}
+    assert {"mingru/reference", "mingru/fused", f"mingru/{STEP_ENGINE}"} <= {
+        r["name"] for r in report["results"]
+    }
     assert "minGRU parallel scan vs step-by-step loop" in capsys.readouterr().out
 
 

@@ -31,6 +31,7 @@ from torch import nn
 
 from ..cells import GRUCell, LSTMCell, MinGRUCell, MinLSTMCell, MUTCell, RNNCell
 from ..cells.lstm import VARIANTS
+from ..engines import compiled
 from ..layers import Recurrent
 from .timing import timed
 
@@ -182,14 +183,19 @@ def scan_vs_loop(
     repeats: int = 5,
     device: torch.device | None = None,
 ) -> dict[str, Any]:
-    """minGRU over a long sequence: its parallel scan (``impl="fused"``) against its step-by-step
-    loop (``impl="reference"``), for ``train`` (forward + backward) and ``infer``, timed in
-    interleaved rounds as :func:`run_speed` does; medians in ms and the loop/scan speedups."""
+    """minGRU over a long sequence: its parallel scan (``impl="fused"``) and, on a CPU where it
+    is built, the compiled engine's sequential C++ pass (``impl="compiled"``) against its
+    step-by-step loop (``impl="reference"``), for ``train`` (forward + backward) and ``infer``,
+    timed in interleaved rounds as :func:`run_speed` does; medians in ms and the loop/scan and
+    loop/compiled speedups."""
     torch.manual_seed(0)
     loop = Recurrent(lambda i: MinGRUCell(i, H), I, impl="reference").to(device)
-    scan = Recurrent(lambda i: MinGRUCell(i, H), I, impl="fused").to(device)
-    scan.load_state_dict(loop.state_dict())
-    layers = {"scan": scan, "loop": loop}
+    layers = {"scan": Recurrent(lambda i: MinGRUCell(i, H), I, impl="fused").to(device)}
+    if (device is None or torch.device(device).type == "cpu") and compiled.available():
+        layers["compiled"] = Recurrent(lambda i: MinGRUCell(i, H), I, impl="compiled").to(device)
+    layers["loop"] = loop
+    for layer in layers.values():
+        layer.load_state_dict(loop.state_dict())
     x = torch.randn(T, B, I, device=device)
     for layer in layers.values():  # warm-up on a short prefix: the loop at full T takes seconds
         _train(layer, x[:64])
@@ -201,23 +207,29 @@ def scan_vs_loop(
             times[f"{name}_train"].append(timed(_train, layer, x))
             times[f"{name}_infer"].append(timed(_infer, layer, x))
     ms = {f"{k}_ms": statistics.median(v) * 1e3 for k, v in times.items()}
-    return {
-        "cell": "mingru",
-        "size": [B, T, I, H],
-        **ms,
-        "train_speedup": ms["loop_train_ms"] / ms["scan_train_ms"],
-        "infer_speedup": ms["loop_infer_ms"] / ms["scan_infer_ms"],
+    speedups = {
+        f"{prefix}{mode}_speedup": ms[f"loop_{mode}_ms"] / ms[f"{name}_{mode}_ms"]
+        for name, prefix in (("scan", ""), ("compiled", "compiled_"))
+        if name in layers
+        for mode in ("train", "infer")
     }
+    return {"cell": "mingru", "size": [B, T, I, H], **ms, **speedups}
 
 
 def format_scan(scan: dict[str, Any]) -> str:
     """One line per mode of a :func:`scan_vs_loop` result."""
     lines = [f"minGRU parallel scan vs step-by-step loop, (B, T, I, H) = {tuple(scan['size'])}"]
     for mode in ("train", "infer"):
-        lines.append(
+        line = (
             f"  {mode:5s} scan {scan[f'scan_{mode}_ms']:9.1f} ms   loop {scan[f'loop_{mode}_ms']:9.1f} ms   "
             f"speedup {scan[f'{mode}_speedup']:5.1f}x"
         )
+        if f"compiled_{mode}_ms" in scan:
+            line += (
+                f"   compiled (sequential C++) {scan[f'compiled_{mode}_ms']:9.1f} ms   "
+                f"speedup {scan[f'compiled_{mode}_speedup']:5.1f}x"
+            )
+        lines.append(line)
     return "\n".join(lines)
 
 

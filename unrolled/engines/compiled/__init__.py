@@ -25,9 +25,11 @@ from types import ModuleType
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
-from ...cells import GRUCell, LSTMCell, MUTCell, RNNCell
+from ...cells import GRUCell, LSTMCell, MinGRUCell, MinLSTMCell, MUTCell, RNNCell
 from ..fused import run_with_runner
 from ..fused.elman import run_elman
 from ..fused.gru import run_gru
@@ -35,8 +37,49 @@ from ..fused.lstm import run_lstm
 from ..fused.mut import run_mut
 
 CSRC = Path(__file__).with_name("csrc")
-SOURCES = ("bindings.cpp", "lstm.cpp", "gru.cpp", "elman.cpp")
-_RUNNERS = {RNNCell: run_elman, LSTMCell: run_lstm, GRUCell: run_gru, MUTCell: run_mut}
+
+
+class _MinimalRecurrence(torch.autograd.Function):
+    """minGRU/minLSTM from their pre-activations ``k`` (T, B, G*H): ``h_t = a_t h_{t-1} + b_t``
+    with ``a``, ``b`` computed from ``k`` in the same C++ pass (``csrc/scan.cpp``: the equations
+    and their backward); returns ``(out, h_n)`` as the reference loop does."""
+
+    @staticmethod
+    def forward(
+        ctx: Any, loops: ModuleType, k: Tensor, h0: Tensor, mask: Tensor | None, gru: bool, reverse: bool
+    ) -> tuple[Tensor, Tensor]:
+        out, h_n, h_in = loops.min_forward(k, h0, mask, gru, reverse)
+        ctx.save_for_backward(k, mask, h_in)
+        ctx.loops, ctx.gru, ctx.reverse = loops, gru, reverse
+        return out, h_n
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, d_out: Tensor, d_hn: Tensor) -> tuple[Tensor | None, ...]:
+        k, mask, h_in = ctx.saved_tensors
+        dk, dh0 = ctx.loops.min_backward(k, mask, h_in, d_out, d_hn, ctx.gru, ctx.reverse)
+        return None, dk, dh0, None, None, None
+
+
+def _run_minimal(
+    cell: nn.Module, x: Tensor, state: Tensor, reverse: bool, mask: Tensor | None, loops: ModuleType
+) -> tuple[Tensor, Tensor]:
+    """minGRU and minLSTM on the compiled engine: one GEMM for every step's pre-activations,
+    then the recurrence as one sequential pass (on a CPU faster than the parallel scan of
+    :mod:`unrolled.engines.scan`, which the fused engine runs; see ``csrc/scan.cpp``)."""
+    k = F.linear(x, cell.weight_ih, cell.bias_ih)  # (T, B, G*H)
+    return _MinimalRecurrence.apply(loops, k, state, mask, isinstance(cell, MinGRUCell), reverse)
+
+
+SOURCES = ("bindings.cpp", "lstm.cpp", "gru.cpp", "elman.cpp", "scan.cpp")
+_RUNNERS = {
+    RNNCell: run_elman,
+    LSTMCell: run_lstm,
+    GRUCell: run_gru,
+    MUTCell: run_mut,
+    MinGRUCell: _run_minimal,
+    MinLSTMCell: _run_minimal,
+}
 
 _module: ModuleType | None = None
 _error: str | None = None
@@ -102,8 +145,8 @@ def note_fallback() -> None:
 
 
 def compiled_supports(cell: nn.Module) -> bool:
-    """Whether the compiled engine has a loop for ``cell``'s family (the step cells of the
-    fused engine; minGRU and minLSTM run as a parallel scan, with no time loop to compile)."""
+    """Whether the compiled engine has a loop for ``cell``'s family: every cell of the fused
+    engine (for minGRU and minLSTM the linear recurrence, run sequentially instead of scanned)."""
     return type(cell) in _RUNNERS
 
 

@@ -85,10 +85,11 @@ def step_order(steps: int, reverse: bool) -> range:
 
 
 def input_projection(x: Tensor, weight: Tensor | None, bias: Tensor | None) -> Tensor:
-    """``x W^T + b`` for all steps at once: (T, B, I) -> (T, B, rows); a copy of ``x`` when
-    ``weight`` is None (the input was projected outside, e.g. to layer-normalise it)."""
+    """``x W^T + b`` for all steps at once: (T, B, I) -> (T, B, rows); when ``weight`` is None
+    (the input was projected outside, e.g. to layer-normalise it) ``x + b``, or a copy of ``x``:
+    always a new tensor, which the loop overwrites with the gates."""
     if weight is None:
-        return x.clone(memory_format=torch.contiguous_format)
+        return x.clone(memory_format=torch.contiguous_format) if bias is None else torch.add(x, bias)
     T, B, I = x.shape
     flat = x.reshape(T * B, I)
     out = flat @ weight.t() if bias is None else torch.addmm(bias, flat, weight.t())
@@ -99,13 +100,13 @@ def input_grads(
     d_pre: Tensor, x: Tensor, weight: Tensor | None, need_x: bool, need_w: bool, need_b: bool
 ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
     """Gradients of :func:`input_projection` from ``d_pre`` (T, B, rows), one GEMM each."""
+    db = d_pre.sum((0, 1)) if need_b else None
     if weight is None:
-        return (d_pre if need_x else None), None, None
+        return (d_pre if need_x else None), None, db
     T, B, I = x.shape
     flat = d_pre.reshape(T * B, -1)
     dx = (flat @ weight).view(T, B, I) if need_x else None
     dw = flat.t() @ x.reshape(T * B, I) if need_w else None
-    db = flat.sum(0) if need_b else None
     return dx, dw, db
 
 

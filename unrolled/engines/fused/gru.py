@@ -331,11 +331,9 @@ def run_gru(
 ) -> tuple[Tensor, Tensor]:
     noise = draw_noise(cell, x, state, reverse, (state.size(1),))
     w_ih, b_ih = cell.weight_ih, cell.bias_ih
-    if cell.layer_norm:  # LN(x W_ih^T) + b_ih for all steps, differentiated by autograd
+    if cell.layer_norm:  # LN(x W_ih^T) for all steps, differentiated by autograd; + b_ih inside
         x = F.layer_norm(F.linear(x, w_ih), (w_ih.size(0),), cell.ln_ih_weight)
-        if b_ih is not None:
-            x = x + b_ih
-        w_ih = b_ih = None
+        w_ih = None
     return FusedGRU.apply(
         loops,
         cell.reset_after,

@@ -503,11 +503,9 @@ def run_lstm(
     a0 = state[2] if fgr else x.new_zeros(x.size(1), 0)
     noise = draw_noise(cell, x, state[0], reverse, (state[0].size(1), state[1].size(1)))
     w_ih, b_ih, b_hh = cell.weight_ih, cell.bias_ih, cell.bias_hh
-    if cell.layer_norm:  # LN(x W_ih^T) + b_ih + b_hh for all steps, differentiated by autograd
+    if cell.layer_norm:  # LN(x W_ih^T) for all steps, differentiated by autograd; + b_ih + b_hh inside
         x = F.layer_norm(F.linear(x, w_ih), (w_ih.size(0),), cell.ln_ih_weight)
-        if b_ih is not None:
-            x = x + (b_ih + b_hh)
-        w_ih = b_ih = b_hh = None
+        w_ih = None
     out, h, c, a = FusedLSTM.apply(
         loops,
         lstm_spec(cell),

@@ -34,6 +34,9 @@ std::vector<Tensor> mut_forward(Tensor, const Tensor&, const Tensor&, const OptT
                                 const OptTensor&, Tensor, int64_t, bool);
 std::vector<Tensor> mut_backward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const OptTensor&,
                                  const Tensor&, const OptTensor&, Tensor, int64_t, bool);
+std::vector<Tensor> min_forward(const Tensor&, const Tensor&, const OptTensor&, bool, bool);
+std::vector<Tensor> min_backward(const Tensor&, const OptTensor&, const Tensor&, const Tensor&, const Tensor&, bool,
+                                 bool);
 }  // namespace unrolled
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -46,4 +49,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("elman_backward", &unrolled::elman_backward);
   m.def("mut_forward", &unrolled::mut_forward);
   m.def("mut_backward", &unrolled::mut_backward);
+  m.def("min_forward", &unrolled::min_forward);
+  m.def("min_backward", &unrolled::min_backward);
 }
