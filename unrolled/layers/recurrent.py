@@ -52,13 +52,14 @@ class Recurrent(nn.Module):
         batch_first: input and output are (B, T, features) instead of (T, B, features).
         impl: the engine that runs the time loop (:mod:`unrolled.engines`): ``"reference"``
             (the autograd loop over the cell), ``"fused"`` (one recurrent GEMM per step and a
-            hand-derived backward; for minGRU/minLSTM a parallel scan over time), ``"native"``
-            (torch's fused kernel; only for the cells torch has, without options) or ``"auto"``
-            (the fastest engine that supports the cells on the layer's device, as measured:
-            on CPU native for torch's LSTM, fused for the other cells of this package,
-            reference for custom cells, and under ``torch.no_grad()`` native wherever torch
-            has the cells; on CUDA native (cuDNN) wherever torch has the cells, then fused;
-            see :mod:`unrolled.engines.registry`).
+            hand-derived backward; for minGRU/minLSTM a parallel scan over time),
+            ``"compiled"`` (the fused engine's time loops in C++, built on first use; CPU
+            only), ``"native"`` (torch's fused kernel; only for the cells torch has, without
+            options) or ``"auto"`` (the fastest engine that supports the cells on the layer's
+            device, as measured: on CPU native for torch's LSTM, compiled for the other cells
+            of this package (fused where it cannot be built), reference for custom cells;
+            on CUDA native (cuDNN) wherever torch has the cells, then fused; see
+            :mod:`unrolled.engines.registry`).
             Every engine computes the same function.
 
     Shapes (D = 2 if bidirectional else 1, O = the cells' output size):
