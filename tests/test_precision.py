@@ -40,7 +40,7 @@ LAYERS = {
 
 def _cases():
     for name, make in LAYERS.items():
-        for impl in ("reference", "fused", "native", "auto"):
+        for impl in ("reference", "fused", "compiled", "native", "auto"):
             try:
                 make(impl)
             except ValueError:

@@ -45,9 +45,21 @@ def _meta(args: argparse.Namespace) -> dict[str, Any]:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "machine": platform.machine(),
-        "processor": platform.processor(),
+        "processor": platform.processor() or _cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # the SIMD level torch uses
         "repeats": args.repeats,
     }
+
+
+def _cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else ''."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
 
 
 def _progress(message: str) -> None:
