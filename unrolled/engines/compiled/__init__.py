@@ -19,8 +19,8 @@ so with I = H a training step does 47 H^2 multiply-adds per row where the LSTM d
 floor of 2.35x for GEMMs of equal speed); minGRU trains 15x faster than its step-by-step loop
 at T = 4096 (the parallel scan: 4.4x). Under ``torch.no_grad()`` torch's LSTM runs oneDNN's
 fused RNN kernel (its own JIT GEMMs; ATen's GEMMs go to MKL, which runs its AVX2 "zen" kernel
-on this AMD CPU, as perf shows), so inference of the gated cells stays at 0.9-2.0x torch's LSTM at the large sizes (FGR 3.3x;
-at batch 1 2.25x at most, FGR 4.0x).
+on this AMD CPU, as perf shows), so inference of the gated cells stays at 0.9-2.0x torch's
+LSTM at the large sizes (FGR 3.3x; at batch 1 2.25x at most, FGR 4.0x).
 
 The C++ is built with :func:`torch.utils.cpp_extension.load` on first use (about a minute on
 two cores) and cached under torch's extension directory (``TORCH_EXTENSIONS_DIR``), so later
