@@ -167,3 +167,21 @@ def test_the_compiled_engine_refuses_a_cuda_tensor() -> None:
         compiled.run_compiled(
             gru.cells[0], torch.randn(4, 3, I, device="meta"), torch.zeros(3, H, device="meta")
         )
+
+
+def test_a_failed_build_leaves_the_fused_engine_and_says_why(tmp_path, monkeypatch, capsys) -> None:
+    """A real build that fails (a C++ error): no module, the compiler's complaint kept as the
+    reason, auto on the fused engine with one note, and nothing in the real extension cache."""
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "broken.cpp").write_text("this is not C++;\n", encoding="utf-8")
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path / "build"))
+    monkeypatch.setattr(compiled, "CSRC", tmp_path / "src")
+    monkeypatch.setattr(compiled, "SOURCES", ("broken.cpp",))
+    for name, value in (("_module", None), ("_error", None), ("_noted", False)):
+        monkeypatch.setattr(compiled, name, value)
+    assert compiled.load() is None and not compiled.available()
+    reason = compiled.unavailable_reason()
+    assert "broken.cpp" in reason and "error:" in reason  # the compiler's own line
+    assert unrolled.GRU(I, H).engine == "fused"
+    err = capsys.readouterr().err
+    assert "building the compiled engine" in err and err.count("could not be built") == 1

@@ -102,7 +102,8 @@ _noted = False
 
 def _flags() -> list[str]:
     """-O3, and AVX2/FMA where the CPU has them (the build is cached per flag set)."""
-    flags = ["-O3", "-fno-trapping-math"]  # no FP traps: lets the float-to-int of exp_approx vectorise
+    # no FP traps: lets the float-to-int of exp_approx vectorise; OpenMP: torch's thread pool
+    flags = ["-O3", "-fno-trapping-math", "-fopenmp"]
     if torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512"):
         flags += ["-mavx2", "-mfma"]
     return flags
@@ -128,12 +129,21 @@ def load(verbose: bool = False) -> ModuleType | None:
                 name,
                 [str(CSRC / s) for s in SOURCES],
                 extra_cflags=flags,
+                extra_ldflags=["-fopenmp"],
                 extra_include_paths=[str(CSRC)],
                 verbose=verbose,
             )
     except Exception as err:  # no compiler, a failed build: the fused engine remains
-        _error = f"{type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ''}"
+        _error = f"{type(err).__name__}: {_first_error(str(err))}"
     return _module
+
+
+def _first_error(text: str) -> str:
+    """The compiler's first error line in a build's output (else its last line), trimmed."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    errors = [line for line in lines if "error:" in line]
+    line = errors[0] if errors else (lines[-1] if lines else "no message")
+    return line if len(line) <= 300 else line[:297] + "..."
 
 
 def available() -> bool:

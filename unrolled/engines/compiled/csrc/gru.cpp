@@ -47,7 +47,7 @@ void forward_impl(bool reset_after, bool reverse, Tensor acts, Tensor h, const T
     Tensor q = (ln || !b1.has_value()) ? at::mm(hd, w1) : at::addmm(*b1, hd, w1);
     T* q0 = q.data_ptr<T>();
     const T* hd_p = hd.data_ptr<T>();
-    for_rows(B, [&](int64_t b) {
+    for_rows(B, 3 * H, [&](int64_t b) {
       T* v = v0 + b * 3 * H;
       T* qb = q0 + b * QW;
       if (ln) {  // keep the raw product, then Q = LN(raw) gain + b
@@ -76,7 +76,7 @@ void forward_impl(bool reset_after, bool reverse, Tensor acts, Tensor h, const T
     if (!reset_after) {  // n = tanh(P_n + (r h) W_hn^T + b_hn), with LN on the product if on
       Tensor qn = (ln || !b_n.has_value()) ? at::mm(aux[t], w_n_t) : at::addmm(*b_n, aux[t], w_n_t);
       T* qn0 = qn.data_ptr<T>();
-      for_rows(B, [&](int64_t b) {
+      for_rows(B, 3 * H, [&](int64_t b) {
         T* v = v0 + b * 3 * H;
         T* qb = qn0 + b * H;
         if (ln) {
@@ -138,7 +138,7 @@ void backward_impl(bool reset_after, bool reverse, const Tensor& acts, const Ten
     T* dq0 = d_q.data_ptr<T>() + t * B * QW;
     const T* raw0 = ln ? raw_p + t * B * 3 * H : nullptr;
     T* draw0 = ln ? draw_p + t * B * 3 * H : nullptr;
-    for_rows(B, [&](int64_t b) {  // through h_t = n + z (h_{t-1} - n), and reset_after's Q
+    for_rows(B, 3 * H, [&](int64_t b) {  // through h_t = n + z (h_{t-1} - n), and reset_after's Q
       const T* r = v0 + b * 3 * H;
       const T* z = r + H;
       const T* n = z + H;
@@ -177,7 +177,7 @@ void backward_impl(bool reset_after, bool reverse, const Tensor& acts, const Ten
     } else {
       Tensor d_rh = at::mm(d_n, w_n);  // d(r h)
       const T* drh0 = d_rh.data_ptr<T>();
-      for_rows(B, [&](int64_t b) {
+      for_rows(B, 3 * H, [&](int64_t b) {
         const T* r = v0 + b * 3 * H;
         T* dr = dv0 + b * 3 * H;
         const T* hp = hin0 + b * H;

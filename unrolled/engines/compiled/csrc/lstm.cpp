@@ -64,7 +64,7 @@ void forward_impl(const Spec& s, bool reverse, Tensor acts, Tensor h, Tensor c, 
       at::mm_out(raw, hin_t, w_hh_t);
       const T* raw_p = raw.data_ptr<T>();
       T* pre_p = pre.data_ptr<T>();
-      for_rows(B, [&](int64_t b) {  // A += LN(h W_hh^T) gain, per row
+      for_rows(B, GH, [&](int64_t b) {  // A += LN(h W_hh^T) gain, per row
         norm_row(raw_p + b * GH, GH, ln_hh_p, static_cast<const T*>(nullptr), pre_p + b * GH, true,
                  st_p + t * B + b, st_p + (Tn + t) * B + b);
       });
@@ -78,7 +78,7 @@ void forward_impl(const Spec& s, bool reverse, Tensor acts, Tensor h, Tensor c, 
     T* cn0 = c_out.data_ptr<T>() + t * B * H;
     T* m0 = w_hr.has_value() ? m_all->data_ptr<T>() + t * B * H : m_buf.data_ptr<T>();
     T* cnorm0 = c_norm.has_value() ? c_norm->data_ptr<T>() + t * B * H : nullptr;
-    for_rows(B, [&](int64_t b) {
+    for_rows(B, GH, [&](int64_t b) {
       // i, f, g and c_t
       T* v = v0 + b * GH;
       const T* cp = c_p + b * H;
@@ -237,7 +237,7 @@ void backward_impl(const Spec& s, bool reverse, const Tensor& acts, const Tensor
     const T* cn0 = c_out.data_ptr<T>() + t * B * H;
     const T* cp0 = c_in.data_ptr<T>() + t * B * H;
     const T* y0 = c_norm.has_value() ? c_norm->data_ptr<T>() + t * B * H : cn0;
-    for_rows(B, [&](int64_t b) {
+    for_rows(B, GH, [&](int64_t b) {
       // through m = o y: dA_o and dy
       const T* v = v0 + b * GH;
       T* dv = dv0 + b * GH;
