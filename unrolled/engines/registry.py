@@ -8,17 +8,17 @@ preference list of the layer's device type and mode (training, or inference unde
 
 The preferences, and the measurements behind them (ratios of forward+backward time to
 torch.nn.LSTM of the same size; ``unrolled bench speed``, on an idle 2-core CPU:
-benchmarks/results/speed-2026-11-30-cpu2.json):
+benchmarks/results/speed-2026-11-30b-cpu2.json; runs of the same day vary by up to 10%):
 
-- CPU, training: native for torch's LSTM (its kernel: 1.04 / 0.97 / 1.01 at (B,T,I,H) =
-  (32,100,256,256) / (64,100,512,512) / (1,200,128,128) against our compiled LSTM's 1.17 /
-  1.11 / 1.44); compiled for every other cell of the package (faster than fused everywhere,
-  e.g. the GRU 0.81 / 0.76 / 1.10 against fused 1.06 / 0.78 / 5.99 and torch's GRU kernel
-  1.16 / 0.78 / 7.56); fused where compiled cannot be built; then native (the cells only
+- CPU, training: native for torch's LSTM (its kernel: 0.88 / 1.05 / 1.01 at (B,T,I,H) =
+  (32,100,256,256) / (64,100,512,512) / (1,200,128,128) against our compiled LSTM's 1.02 /
+  1.08 / 1.36); compiled for every other cell of the package (faster than fused everywhere,
+  e.g. the GRU 0.70 / 0.76 / 1.10 against fused 0.95 / 0.84 / 7.46 and torch's GRU kernel
+  1.01 / 0.84 / 7.90); fused where compiled cannot be built; then native (the cells only
   torch runs), then the reference loop (custom cells).
-- CPU, inference: native for torch's LSTM (oneDNN: the compiled LSTM infers in 1.86 / 1.45 /
-  2.25x its time), then compiled (the GRU 1.30 / 0.94 / 1.57x torch's LSTM against torch's
-  GRU kernel 1.49 / 0.98 / 3.96x; the Elman RNN 0.46 / 0.37 / 0.71 against 0.58 / 0.34 / 1.57),
+- CPU, inference: native for torch's LSTM (oneDNN: the compiled LSTM infers in 1.61 / 1.56 /
+  1.67x its time), then compiled (the GRU 1.09 / 1.05 / 1.30x torch's LSTM against torch's
+  GRU kernel 1.29 / 1.12 / 3.43x; the Elman RNN 0.40 / 0.35 / 0.64 against 0.47 / 0.39 / 1.38),
   then as in training.
 - CUDA (and any other accelerator), training and inference: native (cuDNN) wherever torch has
   the cells, then fused, then reference. Measured on an H200 (torch 2.11): at (B,T,I,H) =

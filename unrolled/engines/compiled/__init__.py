@@ -10,17 +10,25 @@ Same equations, same saved tensors, same random masks; only the loop changed. mi
 minLSTM have no recurrent GEMM: their coefficients and the linear recurrence are one sequential
 C++ pass (``csrc/scan.cpp``), which on a CPU beats the parallel scan of the fused engine.
 
-Measured on an idle 2-core CPU (benchmarks/results/speed-2026-11-30-cpu2.json), forward +
-backward against torch.nn.LSTM of the same size: at (B,T,I,H) = (1,200,128,128) every cell
-trains in 0.14-1.45x (FGR 2.66x) where the fused engine's Python loop took 4.3-8.3x for the
-gated cells (FGR 11.2x); at (32,100,256,256) and (64,100,512,512) in 0.21-1.20x except the
-LSTM with layer norm (1.33, 1.35) and FGR (2.25, 2.70: its gate-to-gate matrix R is (3H, 3H),
-so with I = H a training step does 47 H^2 multiply-adds per row where the LSTM does 20 H^2, a
-floor of 2.35x for GEMMs of equal speed); minGRU trains 15x faster than its step-by-step loop
-at T = 4096 (the parallel scan: 4.4x). Under ``torch.no_grad()`` torch's LSTM runs oneDNN's
-fused RNN kernel (its own JIT GEMMs; ATen's GEMMs go to MKL, which runs its AVX2 "zen" kernel
-on this AMD CPU, as perf shows), so inference of the gated cells stays at 0.9-2.0x torch's
-LSTM at the large sizes (FGR 3.3x; at batch 1 2.25x at most, FGR 4.0x).
+Measured on an idle 2-core CPU (benchmarks/results/speed-2026-11-30b-cpu2.json; runs of the
+same day vary by up to 10%), forward + backward against torch.nn.LSTM of the same size: at
+(B,T,I,H) = (1,200,128,128) every cell trains in 0.25-1.61x (FGR 3.68x) where the fused
+engine's Python loop took 5.5-11.6x for the gated cells (FGR 15x); at (32,100,256,256) in
+0.23-1.15x and at (64,100,512,512) in 0.22-1.27x (the LSTM with layer norm; the next is 1.08),
+FGR 2.30x and 2.57x. FGR's gate-to-gate matrix R is (3H, 3H): with I = H a training step does
+47 H^2 multiply-adds per row where the LSTM does 20 H^2, a floor of 2.35x for GEMMs of equal
+speed, and at batch 1, where a step is bound by reading the recurrent weights, 13 H^2 floats
+against 4 H^2. minGRU trains 14-15x faster than its step-by-step loop at T = 4096 (the
+parallel scan: 4.1-4.4x). Under ``torch.no_grad()`` torch's LSTM runs oneDNN's fused RNN kernel
+(its own JIT GEMMs; ATen's GEMMs go to MKL, which runs its AVX2 "zen" kernel on this AMD CPU,
+as perf shows), so inference of the gated cells takes 0.8-1.9x torch's LSTM's time (FGR 3.2x;
+at batch 1 1.3-1.9x, FGR 5.0x).
+
+Why C++ and not ``torch.compile`` of the step: measured here (benchmarks/torch_compile_step.py),
+the compiled pointwise step of the peephole LSTM alone takes 17 us a call at batch 1 (eager:
+27 us), 3.4 ms for 200 steps, which is 2.8x torch's whole LSTM forward before any GEMM, Python
+loop or backward, after an 18 s first compile per variant; this engine runs that LSTM's whole
+forward in 1.9 ms (the benchmark's lstm-vanilla/compiled, inference).
 
 The C++ is built with :func:`torch.utils.cpp_extension.load` on first use (about a minute on
 two cores) and cached under torch's extension directory (``TORCH_EXTENSIONS_DIR``), so later

@@ -202,9 +202,22 @@ inline void norm_row(const T* x, int64_t n, const T* gain, const T* bias, T* out
 template <typename T>
 inline void norm_row_grad(const T* dy, const T* x, int64_t n, T mean, T rstd, const T* gain, T* dx, T* d_gain,
                           T* d_bias) {
-  const T g_mean = row_sum<T>(n, [&](int64_t j) { return dy[j] * gain[j]; }) / T(n);
-  const T gx_mean =
-      row_sum<T>(n, [&](int64_t j) { return dy[j] * gain[j] * (x[j] - mean) * rstd; }) / T(n);
+  T g_acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, gx_acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};  // one pass, both sums
+  int64_t j0 = 0;
+  for (; j0 + 8 <= n; j0 += 8)
+    for (int k = 0; k < 8; ++k) {
+      const T g = dy[j0 + k] * gain[j0 + k];
+      g_acc[k] += g;
+      gx_acc[k] += g * (x[j0 + k] - mean);
+    }
+  T g_sum = 0, gx_sum = 0;
+  for (int k = 0; k < 8; ++k) g_sum += g_acc[k], gx_sum += gx_acc[k];
+  for (; j0 < n; ++j0) {
+    const T g = dy[j0] * gain[j0];
+    g_sum += g;
+    gx_sum += g * (x[j0] - mean);
+  }
+  const T g_mean = g_sum / T(n), gx_mean = gx_sum * rstd / T(n);
   if (d_bias != nullptr) {
     for (int64_t j = 0; j < n; ++j) d_bias[j] += dy[j];
   }
