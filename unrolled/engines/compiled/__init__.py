@@ -43,7 +43,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import torch
@@ -68,42 +68,113 @@ class _MinimalRecurrence(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx: Any, loops: ModuleType, k: Tensor, h0: Tensor, mask: Tensor | None, gru: bool, reverse: bool
+        ctx: Any, module: ModuleType, k: Tensor, h0: Tensor, mask: Tensor | None, gru: bool, reverse: bool
     ) -> tuple[Tensor, Tensor]:
-        out, h_n, h_in = loops.min_forward(k, h0, mask, gru, reverse)
+        out, h_n, h_in = module.min_forward(k, h0, mask, gru, reverse)
         ctx.save_for_backward(k, mask, h_in)
-        ctx.loops, ctx.gru, ctx.reverse = loops, gru, reverse
+        ctx.module, ctx.gru, ctx.reverse = module, gru, reverse
         return out, h_n
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, d_out: Tensor, d_hn: Tensor) -> tuple[Tensor | None, ...]:
         k, mask, h_in = ctx.saved_tensors
-        dk, dh0 = ctx.loops.min_backward(k, mask, h_in, d_out, d_hn, ctx.gru, ctx.reverse)
+        dk, dh0 = ctx.module.min_backward(k, mask, h_in, d_out, d_hn, ctx.gru, ctx.reverse)
         return None, dk, dh0, None, None, None
 
 
 def _run_minimal(
-    cell: nn.Module, x: Tensor, state: Tensor, reverse: bool, mask: Tensor | None, loops: ModuleType
+    cell: nn.Module, x: Tensor, state: Tensor, reverse: bool, mask: Tensor | None, steps: ModuleType
 ) -> tuple[Tensor, Tensor]:
     """minGRU and minLSTM on the compiled engine: one GEMM for every step's pre-activations,
     then the recurrence as one sequential pass (on a CPU faster than the parallel scan of
     :mod:`unrolled.engines.scan`, which the fused engine runs; see ``csrc/scan.cpp``)."""
     k = F.linear(x, cell.weight_ih, cell.bias_ih)  # (T, B, G*H)
-    return _MinimalRecurrence.apply(loops, k, state, mask, isinstance(cell, MinGRUCell), reverse)
+    return _MinimalRecurrence.apply(steps, k, state, mask, isinstance(cell, MinGRUCell), reverse)
+
+
+# The C++ loops behind the fused engine's step interface: each family's ``STEPS`` (forward,
+# backward) take the same arguments as its Python loops (the variant, the direction, the mask,
+# the noise and the tensors); these adapters unpack what C++ takes as plain values.
+def _lstm_args(spec: Any, reverse: bool) -> tuple[Any, ...]:
+    """An LSTM variant as plain values: the column block of each gate i, f, g, o and the row of
+    each peephole i, f, o (-1 where absent), the sigmoid gates' columns, the flags, the direction."""
+    col = {name: j for j, name in enumerate(spec.gates)}
+    peep = {name: j for j, name in enumerate(spec.sigmoid)} if spec.peephole else {}
+    return (
+        [col.get(g, -1) for g in "ifgo"],
+        [peep.get(g, -1) for g in "ifo"],
+        [col[s] for s in spec.sigmoid],
+        spec.coupled,
+        spec.input_activation,
+        spec.output_activation,
+        reverse,
+    )
+
+
+def _zones(noise: Any, parts: int) -> tuple[Tensor | None, ...]:
+    return noise.zoneout or (None,) * parts
+
+
+def _steps(module: ModuleType) -> dict[type[nn.Module], tuple[Any, Any]]:
+    """Each supported cell class -> (its fused runner, the C++ steps it runs with)."""
+    m = module
+    lstm = SimpleNamespace(
+        forward=lambda spec, reverse, mask, noise, acts, h0, c0, a0, *rest: m.lstm_forward(
+            acts,
+            h0,
+            c0,
+            a0,
+            *rest[:7],
+            mask,
+            noise.dropout,
+            *_zones(noise, 2),
+            *rest[7:],
+            *_lstm_args(spec, reverse),
+        ),
+        backward=lambda spec, reverse, mask, noise, *rest: m.lstm_backward(
+            *rest[:13], mask, noise.dropout, *_zones(noise, 2), *rest[13:], *_lstm_args(spec, reverse)
+        ),
+    )
+    gru = SimpleNamespace(
+        forward=lambda reset_after, reverse, mask, noise, *rest: m.gru_forward(
+            *rest[:5], mask, noise.dropout, *_zones(noise, 1), *rest[5:], reset_after, reverse
+        )[0],
+        backward=lambda reset_after, reverse, mask, noise, *rest: tuple(
+            m.gru_backward(*rest[:7], mask, noise.dropout, *_zones(noise, 1), *rest[7:], reset_after, reverse)
+        ),
+    )
+    elman = SimpleNamespace(
+        forward=lambda relu, reverse, mask, hs, h0, w_hh, h_in, out: m.elman_forward(
+            hs, h0, w_hh, mask, h_in, out, relu, reverse
+        )[0],
+        backward=lambda relu, reverse, mask, hs, d_out, d_h, w_hh, d_pre: m.elman_backward(
+            hs, d_out, d_h, w_hh, mask, d_pre, relu, reverse
+        )[0],
+    )
+    mut = SimpleNamespace(
+        forward=lambda arch, reverse, mask, acts, h0, w_hh, h_in, rh_in, th_in, out: m.mut_forward(
+            acts, h0, w_hh, mask, h_in, rh_in, th_in, out, arch, reverse
+        )[0],
+        backward=lambda arch, reverse, mask, acts, d_out, d_h, h_in, th_in, w_hh, d_acts: m.mut_backward(
+            acts, d_out, d_h, h_in, th_in, w_hh, mask, d_acts, arch, reverse
+        )[0],
+    )
+    return {
+        RNNCell: (run_elman, elman),
+        LSTMCell: (run_lstm, lstm),
+        GRUCell: (run_gru, gru),
+        MUTCell: (run_mut, mut),
+        MinGRUCell: (_run_minimal, m),  # the recurrence h = a h + b as one sequential C++ pass
+        MinLSTMCell: (_run_minimal, m),
+    }
 
 
 SOURCES = ("bindings.cpp", "lstm.cpp", "gru.cpp", "elman.cpp", "scan.cpp")
-_RUNNERS = {
-    RNNCell: run_elman,
-    LSTMCell: run_lstm,
-    GRUCell: run_gru,
-    MUTCell: run_mut,
-    MinGRUCell: _run_minimal,
-    MinLSTMCell: _run_minimal,
-}
+SUPPORTED = (RNNCell, LSTMCell, GRUCell, MUTCell, MinGRUCell, MinLSTMCell)
 
 _module: ModuleType | None = None
+_runners: dict[type[nn.Module], tuple[Any, Any]] = {}
 _error: str | None = None
 _noted = False
 
@@ -141,6 +212,7 @@ def load(verbose: bool = False) -> ModuleType | None:
                 extra_include_paths=[str(CSRC)],
                 verbose=verbose,
             )
+        _runners.update(_steps(_module))
     except Exception as err:  # no compiler, a failed build: the fused engine remains
         _error = f"{type(err).__name__}: {_first_error(str(err))}"
     return _module
@@ -179,7 +251,7 @@ def note_fallback() -> None:
 def compiled_supports(cell: nn.Module) -> bool:
     """Whether the compiled engine has a loop for ``cell``'s family: every cell of the fused
     engine (for minGRU and minLSTM the linear recurrence, run sequentially instead of scanned)."""
-    return type(cell) in _RUNNERS
+    return type(cell) in SUPPORTED
 
 
 def supports(cells: Sequence[nn.Module]) -> bool:
@@ -208,4 +280,5 @@ def run_compiled(
         raise ValueError(
             f"the compiled engine runs on the CPU, got a tensor on {x.device}: use impl='auto' or 'fused'"
         )
-    return run_with_runner(_RUNNERS[type(cell)], cell, x, state, reverse, lengths, loops=module)
+    runner, steps = _runners[type(cell)]
+    return run_with_runner(runner, cell, x, state, reverse, lengths, steps=steps)

@@ -65,7 +65,7 @@ def run_with_runner(
     runner: Any, cell: nn.Module, x: Tensor, state: Any, reverse: bool, lengths: Tensor | None, **options: Any
 ) -> tuple[Tensor, Any]:
     """``runner(cell, x, state, reverse, mask, **options)`` with the lengths made a step mask and
-    autocast lifted (the compiled engine runs the same runners with its loops as an option)."""
+    autocast lifted (the compiled engine runs the same runners with its C++ loops as ``steps``)."""
     mask = None if lengths is None else step_mask(lengths, x.size(0))
     if torch.is_autocast_enabled(x.device.type):
         with torch.autocast(x.device.type, enabled=False):

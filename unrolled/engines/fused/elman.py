@@ -6,6 +6,7 @@ backward  dA_t = dh_t φ'(h_t)   (tanh: 1 - h_t²; relu: h_t > 0);   dh_{t-1} = 
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -18,7 +19,7 @@ class FusedElman(torch.autograd.Function):
     @staticmethod
     def forward(
         ctx: Any,
-        loops: Any,
+        steps: Any,
         relu: bool,
         reverse: bool,
         mask: Tensor | None,
@@ -32,11 +33,9 @@ class FusedElman(torch.autograd.Function):
         hs = input_projection(x, w_ih, None if b_ih is None else b_ih + b_hh)  # becomes h_t in place
         h_in = torch.empty_like(hs)
         out = torch.empty_like(hs)
-        if loops is not None:  # the compiled loop (unrolled.engines.compiled): the same steps in C++
-            (h,) = loops.elman_forward(hs, h0, w_hh, mask, h_in, out, relu, reverse)
-        else:
-            h = _forward_steps(relu, reverse, mask, hs, h0, w_hh, h_in, out)
-        ctx.loops = loops
+        steps = steps or STEPS  # Python, or the compiled engine's C++ (unrolled.engines.compiled)
+        h = steps.forward(relu, reverse, mask, hs, h0, w_hh, h_in, out)
+        ctx.steps = steps
         ctx.relu, ctx.reverse = relu, reverse
         ctx.save_for_backward(mask, x, hs, h_in, w_ih, w_hh, b_ih)
         return out, h
@@ -45,10 +44,7 @@ class FusedElman(torch.autograd.Function):
     def backward(ctx: Any, d_out: Tensor, d_h: Tensor) -> tuple[Any, ...]:
         mask, x, hs, h_in, w_ih, w_hh, b_ih = ctx.saved_tensors
         d_pre = torch.empty_like(hs)
-        if ctx.loops is not None:
-            (dh_state,) = ctx.loops.elman_backward(hs, d_out, d_h, w_hh, mask, d_pre, ctx.relu, ctx.reverse)
-        else:
-            dh_state = _backward_steps(ctx.relu, ctx.reverse, mask, hs, d_out, d_h, w_hh, d_pre)
+        dh_state = ctx.steps.backward(ctx.relu, ctx.reverse, mask, hs, d_out, d_h, w_hh, d_pre)
         need = ctx.needs_input_grad
         dx, dw_ih, db = input_grads(d_pre, x, w_ih, need[4], need[6], b_ih is not None)
         dw_hh = outer_sum(d_pre, h_in) if need[7] else None
@@ -106,10 +102,13 @@ def _backward_steps(
     return dh_state
 
 
+STEPS = SimpleNamespace(forward=_forward_steps, backward=_backward_steps)  # the Python time loops
+
+
 def run_elman(
-    cell: Any, x: Tensor, state: Tensor, reverse: bool, mask: Tensor | None, loops: Any = None
+    cell: Any, x: Tensor, state: Tensor, reverse: bool, mask: Tensor | None, steps: Any = None
 ) -> tuple[Tensor, Tensor]:
     relu = cell.nonlinearity == "relu"
     return FusedElman.apply(
-        loops, relu, reverse, mask, x, state, cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh
+        steps, relu, reverse, mask, x, state, cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh
     )

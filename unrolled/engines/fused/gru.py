@@ -23,6 +23,7 @@ the carried h and the update ``n + z (h - n)`` see the unmasked h; zoneout carri
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -59,7 +60,7 @@ class FusedGRU(torch.autograd.Function):
     @staticmethod
     def forward(
         ctx: Any,
-        loops: Any,
+        steps: Any,
         reset_after: bool,
         reverse: bool,
         mask: Tensor | None,
@@ -81,29 +82,11 @@ class FusedGRU(torch.autograd.Function):
         # layer norm: the raw recurrent products (r, z rows, then the candidate's) and their stats
         raw = x.new_empty(T, B, 3 * H) if ln_hh is not None else None
         stats = x.new_empty(2, 2, T, B, 1)  # [product r,z or all three | candidate][mean, rstd]
-        if loops is not None:  # the compiled loop (unrolled.engines.compiled): the same steps in C++
-            (h,) = loops.gru_forward(
-                acts,
-                h0,
-                w_hh,
-                b_hh,
-                ln_hh,
-                mask,
-                noise.dropout,
-                *(noise.zoneout or (None,)),
-                h_in,
-                aux,
-                out,
-                raw,
-                stats,
-                reset_after,
-                reverse,
-            )
-        else:
-            h = _forward_steps(
-                reset_after, reverse, mask, noise, acts, h0, w_hh, b_hh, ln_hh, h_in, aux, out, raw, stats
-            )
-        ctx.loops = loops
+        steps = steps or STEPS  # Python, or the compiled engine's C++ (unrolled.engines.compiled)
+        h = steps.forward(
+            reset_after, reverse, mask, noise, acts, h0, w_hh, b_hh, ln_hh, h_in, aux, out, raw, stats
+        )
+        ctx.steps = steps
         ctx.reset_after, ctx.reverse, ctx.noise = reset_after, reverse, noise
         ctx.save_for_backward(mask, x, acts, h_in, aux, raw, stats, w_ih, w_hh, b_ih, b_hh, ln_hh)
         return out, h
@@ -117,45 +100,10 @@ class FusedGRU(torch.autograd.Function):
         d_pre = torch.empty_like(acts)  # d(P): the input projection's gradient
         d_q = torch.empty_like(acts) if ctx.reset_after else x.new_empty(T, B, 2 * H)  # d(Q)
         d_raw = torch.empty_like(raw) if raw is not None else None  # d of the products before LN
-        if ctx.loops is not None:
-            dh_state, d_ln = ctx.loops.gru_backward(
-                acts,
-                d_out,
-                d_h,
-                h_in,
-                aux,
-                w_hh,
-                ln_hh,
-                mask,
-                drop,
-                *(zone or (None,)),
-                raw,
-                stats,
-                d_pre,
-                d_q,
-                d_raw,
-                ctx.reset_after,
-                ctx.reverse,
-            )
-        else:
-            dh_state, d_ln = _backward_steps(
-                ctx.reset_after,
-                ctx.reverse,
-                mask,
-                ctx.noise,
-                acts,
-                d_out,
-                d_h,
-                h_in,
-                aux,
-                w_hh,
-                ln_hh,
-                raw,
-                stats,
-                d_pre,
-                d_q,
-                d_raw,
-            )
+        dh_state, d_ln = ctx.steps.backward(
+            ctx.reset_after, ctx.reverse, mask, ctx.noise, acts, d_out, d_h, h_in, aux, w_hh, ln_hh, raw,
+            stats, d_pre, d_q, d_raw,
+        )  # fmt: skip
         need = ctx.needs_input_grad
         dx, dw_ih, db_ih = input_grads(d_pre, x, w_ih, need[5], need[7], b_ih is not None)
         h_rec = h_in if drop is None else h_in * drop  # the h that entered the products
@@ -326,8 +274,11 @@ def _backward_steps(
     return dh_state, d_ln
 
 
+STEPS = SimpleNamespace(forward=_forward_steps, backward=_backward_steps)  # the Python time loops
+
+
 def run_gru(
-    cell: Any, x: Tensor, state: Tensor, reverse: bool, mask: Tensor | None, loops: Any = None
+    cell: Any, x: Tensor, state: Tensor, reverse: bool, mask: Tensor | None, steps: Any = None
 ) -> tuple[Tensor, Tensor]:
     noise = draw_noise(cell, x, state, reverse, (state.size(1),))
     w_ih, b_ih = cell.weight_ih, cell.bias_ih
@@ -335,7 +286,7 @@ def run_gru(
         x = F.layer_norm(F.linear(x, w_ih), (w_ih.size(0),), cell.ln_ih_weight)
         w_ih = None
     return FusedGRU.apply(
-        loops,
+        steps,
         cell.reset_after,
         reverse,
         mask,

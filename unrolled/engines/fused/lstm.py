@@ -25,6 +25,7 @@ before it reaches dc; recurrent dropout masks the ``h_{t-1}`` of the GEMM; zoneo
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any, NamedTuple
 
 import torch
@@ -72,7 +73,7 @@ class FusedLSTM(torch.autograd.Function):
     @staticmethod
     def forward(
         ctx: Any,
-        loops: Any,
+        steps: Any,
         spec: LSTMSpec,
         reverse: bool,
         mask: Tensor | None,
@@ -103,61 +104,12 @@ class FusedLSTM(torch.autograd.Function):
         q_raw = x.new_empty(T, B, G * H) if ln_hh is not None else None  # h W_hh^T before its LN
         c_norm = x.new_empty(T, B, H) if ln_c_w is not None else None  # LN(c_t)
         stats = x.new_empty(4, T, B, 1)  # mean and rstd of the recurrent LN, then of the cell LN
-        if loops is not None:  # the compiled loop (unrolled.engines.compiled): the same steps in C++
-            h, c, a = loops.lstm_forward(
-                acts,
-                h0,
-                c0,
-                a0,
-                w_hh,
-                w_peep,
-                w_hr,
-                w_gate,
-                ln_hh,
-                ln_c_w,
-                ln_c_b,
-                mask,
-                noise.dropout,
-                *(noise.zoneout or (None, None)),
-                h_in,
-                c_in,
-                c_out,
-                m_all,
-                a_in,
-                out,
-                q_raw,
-                c_norm,
-                stats,
-                *_loop_args(spec, reverse),
-            )
-        else:
-            h, c, a = _forward_steps(
-                spec,
-                reverse,
-                mask,
-                noise,
-                acts,
-                h0,
-                c0,
-                a0,
-                w_hh,
-                w_peep,
-                w_hr,
-                w_gate,
-                ln_hh,
-                ln_c_w,
-                ln_c_b,
-                h_in,
-                c_in,
-                c_out,
-                m_all,
-                a_in,
-                out,
-                q_raw,
-                c_norm,
-                stats,
-            )
-        ctx.loops = loops
+        steps = steps or STEPS  # Python, or the compiled engine's C++ (unrolled.engines.compiled)
+        h, c, a = steps.forward(
+            spec, reverse, mask, noise, acts, h0, c0, a0, w_hh, w_peep, w_hr, w_gate, ln_hh, ln_c_w, ln_c_b,
+            h_in, c_in, c_out, m_all, a_in, out, q_raw, c_norm, stats,
+        )  # fmt: skip
+        ctx.steps = steps
         ctx.spec, ctx.reverse, ctx.noise = spec, reverse, noise
         ctx.save_for_backward(
             mask, x, h_in, c_in, c_out, acts, m_all, a_in, w_ih, w_hh, b_ih, w_peep, w_hr, w_gate
@@ -179,58 +131,10 @@ class FusedLSTM(torch.autograd.Function):
         d_pre = torch.empty_like(acts)
         d_q = torch.empty_like(acts) if q_raw is not None else d_pre  # d(h W_hh^T) before its LN
         dh_all = torch.empty_like(d_out) if w_hr is not None else None
-        if ctx.loops is not None:
-            dh_state, dc_state, da_state, d_ln_hh, d_ln_c_w, d_ln_c_b = ctx.loops.lstm_backward(
-                acts,
-                d_out,
-                d_h,
-                d_c,
-                d_a,
-                c_in,
-                c_out,
-                w_hh,
-                w_peep,
-                w_hr,
-                w_gate,
-                ln_hh,
-                ln_c_w,
-                mask,
-                ctx.noise.dropout,
-                *(ctx.noise.zoneout or (None, None)),
-                q_raw,
-                c_norm,
-                stats,
-                d_pre,
-                d_q,
-                dh_all,
-                *_loop_args(spec, ctx.reverse),
-            )
-        else:
-            dh_state, dc_state, da_state, d_ln_hh, d_ln_c_w, d_ln_c_b = _backward_steps(
-                spec,
-                ctx.reverse,
-                mask,
-                ctx.noise,
-                acts,
-                d_out,
-                d_h,
-                d_c,
-                d_a,
-                c_in,
-                c_out,
-                w_hh,
-                w_peep,
-                w_hr,
-                w_gate,
-                ln_hh,
-                ln_c_w,
-                q_raw,
-                c_norm,
-                stats,
-                d_pre,
-                d_q,
-                dh_all,
-            )
+        dh_state, dc_state, da_state, d_ln_hh, d_ln_c_w, d_ln_c_b = ctx.steps.backward(
+            spec, ctx.reverse, mask, ctx.noise, acts, d_out, d_h, d_c, d_a, c_in, c_out, w_hh, w_peep, w_hr,
+            w_gate, ln_hh, ln_c_w, q_raw, c_norm, stats, d_pre, d_q, dh_all,
+        )  # fmt: skip
         need = ctx.needs_input_grad
         dx, dw_ih, db = input_grads(d_pre, x, w_ih, need[5], need[9], b_ih is not None)
         dw_hh = outer_sum(d_q, h_in) if need[10] else None
@@ -469,23 +373,6 @@ def _backward_steps(
     return dh_state, dc_state, da_state, d_ln_hh, d_ln_c_w, d_ln_c_b
 
 
-def _loop_args(spec: LSTMSpec, reverse: bool) -> tuple[Any, ...]:
-    """The compiled loop's description of a variant: the column block of each gate i, f, g, o
-    and the row of each peephole i, f, o (-1 where absent), the sigmoid gates' columns, the
-    flags and the direction."""
-    col = {name: j for j, name in enumerate(spec.gates)}
-    peep = {name: j for j, name in enumerate(spec.sigmoid)} if spec.peephole else {}
-    return (
-        [col.get(g, -1) for g in "ifgo"],
-        [peep.get(g, -1) for g in "ifo"],
-        [col[s] for s in spec.sigmoid],
-        spec.coupled,
-        spec.input_activation,
-        spec.output_activation,
-        reverse,
-    )
-
-
 def _gate(v: Tensor, col: dict[str, int], name: str, peep: dict[str, Tensor], c: Tensor) -> Tensor | None:
     """Sigmoid gate ``name`` in place in ``v`` (B, G, H), with its peephole on ``c``; None if absent."""
     if name not in col:
@@ -496,8 +383,11 @@ def _gate(v: Tensor, col: dict[str, int], name: str, peep: dict[str, Tensor], c:
     return gate.sigmoid_()
 
 
+STEPS = SimpleNamespace(forward=_forward_steps, backward=_backward_steps)  # the Python time loops
+
+
 def run_lstm(
-    cell: Any, x: Tensor, state: Any, reverse: bool, mask: Tensor | None, loops: Any = None
+    cell: Any, x: Tensor, state: Any, reverse: bool, mask: Tensor | None, steps: Any = None
 ) -> tuple[Tensor, Any]:
     fgr = cell.weight_gate_hh is not None
     a0 = state[2] if fgr else x.new_zeros(x.size(1), 0)
@@ -507,7 +397,7 @@ def run_lstm(
         x = F.layer_norm(F.linear(x, w_ih), (w_ih.size(0),), cell.ln_ih_weight)
         w_ih = None
     out, h, c, a = FusedLSTM.apply(
-        loops,
+        steps,
         lstm_spec(cell),
         reverse,
         mask,

@@ -26,6 +26,7 @@ dX = dP W_ih, dW_ih = dP^T X, where dP is dA on the x-terms' columns (MUT1's c-c
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -61,7 +62,7 @@ class FusedMUT(torch.autograd.Function):
     @staticmethod
     def forward(
         ctx: Any,
-        loops: Any,
+        steps: Any,
         arch: int,
         identity: bool,
         reverse: bool,
@@ -81,11 +82,9 @@ class FusedMUT(torch.autograd.Function):
         out = x.new_empty(T, B, H)
         if arch == 1:
             acts[..., :H].sigmoid_()  # z reads no state: every step's at once
-        if loops is not None:  # the compiled loop (unrolled.engines.compiled): the same steps in C++
-            (h,) = loops.mut_forward(acts, h0, w_hh, mask, h_in, rh_in, th_in, out, arch, reverse)
-        else:
-            h = _forward_steps(arch, reverse, mask, acts, h0, w_hh, h_in, rh_in, th_in, out)
-        ctx.loops = loops
+        steps = steps or STEPS  # Python, or the compiled engine's C++ (unrolled.engines.compiled)
+        h = steps.forward(arch, reverse, mask, acts, h0, w_hh, h_in, rh_in, th_in, out)
+        ctx.steps = steps
         ctx.arch, ctx.identity, ctx.reverse = arch, identity, reverse
         ctx.save_for_backward(mask, x, acts, h_in, rh_in, th_in, x_tanh, w_ih, w_hh, b_ih)
         return out, h
@@ -96,12 +95,7 @@ class FusedMUT(torch.autograd.Function):
         arch = ctx.arch
         H = h_in.size(2)
         d_acts = torch.empty_like(acts)  # dZ, dR, dN: the gradients of the gates' arguments
-        if ctx.loops is not None:
-            (dh_state,) = ctx.loops.mut_backward(
-                acts, d_out, d_h, h_in, th_in, w_hh, mask, d_acts, arch, ctx.reverse
-            )
-        else:
-            dh_state = _backward_steps(arch, ctx.reverse, mask, acts, d_out, d_h, h_in, th_in, w_hh, d_acts)
+        dh_state = ctx.steps.backward(arch, ctx.reverse, mask, acts, d_out, d_h, h_in, th_in, w_hh, d_acts)
         need = ctx.needs_input_grad
         db = d_acts.sum((0, 1)) if b_ih is not None and need[9] else None
         dw_hh = None
@@ -213,11 +207,14 @@ def _backward_steps(
     return dh_state
 
 
+STEPS = SimpleNamespace(forward=_forward_steps, backward=_backward_steps)  # the Python time loops
+
+
 def run_mut(
-    cell: Any, x: Tensor, state: Tensor, reverse: bool, mask: Tensor | None, loops: Any = None
+    cell: Any, x: Tensor, state: Tensor, reverse: bool, mask: Tensor | None, steps: Any = None
 ) -> tuple[Tensor, Tensor]:
     """The fused MUTCell over ``x`` (T, B, I) from ``state`` (B, H): ``(out, h_T)``."""
     identity = len(cell.x_terms) == 2  # a term adds x itself (I = H): MUT1's c, MUT2's r
     return FusedMUT.apply(
-        loops, cell.arch, identity, reverse, mask, x, state, cell.weight_ih, cell.weight_hh, cell.bias_ih
+        steps, cell.arch, identity, reverse, mask, x, state, cell.weight_ih, cell.weight_hh, cell.bias_ih
     )
