@@ -13,6 +13,8 @@ STEP_ENGINE = "compiled" if compiled.available() else "fused"
 NEEDS_COMPILED = pytest.mark.skipif(
     not compiled.available(), reason=f"no compiled engine: {compiled.unavailable_reason()}"
 )
+# the engines with hand-derived BPTT, each compared with the reference loop
+BPTT_ENGINES = ["fused", pytest.param("compiled", marks=NEEDS_COMPILED)]
 
 
 @pytest.fixture(autouse=True)

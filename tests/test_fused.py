@@ -8,6 +8,7 @@ import functools
 
 import pytest
 import torch
+from conftest import BPTT_ENGINES
 from torch.nn.utils.rnn import pack_sequence
 
 import unrolled
@@ -69,16 +70,7 @@ FUSED = {
     ),
 }
 NOISY = [name for name in FUSED if "dropout" in name or "zoneout" in name or "all" in name]
-# the engines with hand-derived BPTT; the compiled one where its C++ loops could be built
-ENGINES = [
-    "fused",
-    pytest.param(
-        "compiled",
-        marks=pytest.mark.skipif(
-            not compiled.available(), reason=f"no compiled engine: {compiled.unavailable_reason()}"
-        ),
-    ),
-]
+ENGINES = BPTT_ENGINES  # fused; compiled where its C++ could be built
 
 
 def _flat(state):

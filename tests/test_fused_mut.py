@@ -9,7 +9,7 @@ import functools
 
 import pytest
 import torch
-from conftest import STEP_ENGINE
+from conftest import BPTT_ENGINES, STEP_ENGINE
 from torch.nn.utils.rnn import pack_sequence
 
 import unrolled
@@ -23,15 +23,7 @@ def _make(arch, bias=True):
     return functools.partial(unrolled.MUTCell, hidden_size=H, arch=arch, bias=bias)
 
 
-ENGINES = [
-    "fused",
-    pytest.param(
-        "compiled",
-        marks=pytest.mark.skipif(
-            not compiled.available(), reason=f"no compiled engine: {compiled.unavailable_reason()}"
-        ),
-    ),
-]
+ENGINES = BPTT_ENGINES  # fused; compiled where its C++ could be built
 
 
 def _pair(make, input_size, dtype=DT, engine="fused"):

@@ -10,7 +10,7 @@ import json
 
 import pytest
 import torch
-from conftest import NEEDS_COMPILED, STEP_ENGINE
+from conftest import BPTT_ENGINES, NEEDS_COMPILED, STEP_ENGINE
 from torch.nn.utils.rnn import pack_sequence
 
 import unrolled
@@ -25,7 +25,7 @@ CELLS = {"mingru": unrolled.MinGRUCell, "minlstm": unrolled.MinLSTMCell}
 ATOL = {torch.float32: 1e-4, torch.float64: 1e-10}
 
 
-ENGINES = ["fused", pytest.param("compiled", marks=NEEDS_COMPILED)]  # the scan; the sequential C++ pass
+ENGINES = BPTT_ENGINES  # fused; compiled where its C++ could be built
 
 
 def _pair(cls, dtype, num_layers=2, bidirectional=True, engine="fused"):
