@@ -35,6 +35,7 @@ void elman_backward_impl(bool relu, bool reverse, const Tensor& hs, const Tensor
   const int64_t Tn = hs.size(0), B = hs.size(1), H = hs.size(2);
   const bool* mask_p = mask.has_value() ? mask->data_ptr<bool>() : nullptr;
   T* dhs_p = dh_state.data_ptr<T>();
+  Tensor dh_prev = at::empty({B, H}, hs.options());  // the per-step GEMM's output
   for (int64_t step = 0; step < Tn; ++step) {
     const int64_t t = reverse ? step : Tn - 1 - step;
     const bool* live = mask_p == nullptr ? nullptr : mask_p + t * B;
@@ -42,7 +43,7 @@ void elman_backward_impl(bool relu, bool reverse, const Tensor& hs, const Tensor
     start_grad<T>(dhs_p, d_out.data_ptr<T>() + t * B * H, live, nullptr, d, nullptr, B, H);
     const T* h = hs.data_ptr<T>() + t * B * H;
     for (int64_t k = 0; k < B * H; ++k) d[k] *= relu ? T(h[k] > T(0)) : T(1) - h[k] * h[k];
-    Tensor dh_prev = at::mm(d_pre[t], w_hh);
+    at::mm_out(dh_prev, d_pre[t], w_hh);
     end_grad<T>(dh_prev.data_ptr<T>(), nullptr, nullptr, live, dhs_p, B, H);
   }
 }

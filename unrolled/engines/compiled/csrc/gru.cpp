@@ -31,6 +31,7 @@ void forward_impl(bool reset_after, bool reverse, Tensor acts, Tensor h, const T
   T* h_p = h.data_ptr<T>();
   T* hn_p = h_new.data_ptr<T>();
   const int64_t QW = reset_after ? 3 * H : 2 * H;  // width of the first recurrent product
+  Tensor q = at::empty({B, QW}, acts.options()), qn = at::empty({B, H}, acts.options());  // per-step GEMMs
   for (int64_t step = 0; step < Tn; ++step) {
     const int64_t t = reverse ? Tn - 1 - step : step;
     std::copy(h_p, h_p + B * H, h_in.data_ptr<T>() + t * B * H);
@@ -44,7 +45,11 @@ void forward_impl(bool reset_after, bool reverse, Tensor acts, Tensor h, const T
     // Q = h W^T (+ b_hh): with layer norm the raw product, normalised per row below
     const Tensor& w1 = reset_after ? w_t : w_rz_t;
     const OptTensor& b1 = reset_after ? b_hh : b_rz;
-    Tensor q = (ln || !b1.has_value()) ? at::mm(hd, w1) : at::addmm(*b1, hd, w1);
+    if (ln || !b1.has_value()) {
+      at::mm_out(q, hd, w1);
+    } else {
+      at::addmm_out(q, *b1, hd, w1);
+    }
     T* q0 = q.data_ptr<T>();
     const T* hd_p = hd.data_ptr<T>();
     for_rows(B, 3 * H, [&](int64_t b) {
@@ -74,7 +79,11 @@ void forward_impl(bool reset_after, bool reverse, Tensor acts, Tensor h, const T
       }
     });
     if (!reset_after) {  // n = tanh(P_n + (r h) W_hn^T + b_hn), with LN on the product if on
-      Tensor qn = (ln || !b_n.has_value()) ? at::mm(aux[t], w_n_t) : at::addmm(*b_n, aux[t], w_n_t);
+      if (ln || !b_n.has_value()) {
+        at::mm_out(qn, aux[t], w_n_t);
+      } else {
+        at::addmm_out(qn, *b_n, aux[t], w_n_t);
+      }
       T* qn0 = qn.data_ptr<T>();
       for_rows(B, 3 * H, [&](int64_t b) {
         T* v = v0 + b * 3 * H;
@@ -126,6 +135,9 @@ void backward_impl(bool reset_after, bool reverse, const Tensor& acts, const Ten
   T* dhs_p = dh_state.data_ptr<T>();
   const T* dout_p = d_out.data_ptr<T>();
   const int64_t QW = reset_after ? 3 * H : 2 * H;
+  Tensor d_hd = at::empty({B, H}, opts), d_rh = at::empty({B, H}, opts);  // per-step GEMMs' outputs
+  const T* dhd = d_hd.data_ptr<T>();
+  const T* drh0 = d_rh.data_ptr<T>();
   for (int64_t step = 0; step < Tn; ++step) {
     const int64_t t = reverse ? step : Tn - 1 - step;
     const bool* live = mask_p == nullptr ? nullptr : mask_p + t * B;
@@ -171,12 +183,10 @@ void backward_impl(bool reset_after, bool reverse, const Tensor& acts, const Ten
         std::copy(dn, dn + H, dnb);
       }
     });
-    Tensor d_hd;
-    if (reset_after) {
-      d_hd = at::mm(ln ? (*d_raw)[t] : d_q[t], w_hh);
-    } else {
-      Tensor d_rh = at::mm(d_n, w_n);  // d(r h)
-      const T* drh0 = d_rh.data_ptr<T>();
+    if (reset_after) {  // d(h that entered the product) = dQ W_hh
+      at::mm_out(d_hd, ln ? (*d_raw)[t] : d_q[t], w_hh);
+    } else {  // d(r h) = d_n W_hn, then d(h entered) = dQ_rz W_rz + d(r h) r
+      at::mm_out(d_rh, d_n, w_n);
       for_rows(B, 3 * H, [&](int64_t b) {
         const T* r = v0 + b * 3 * H;
         T* dr = dv0 + b * 3 * H;
@@ -194,12 +204,19 @@ void backward_impl(bool reset_after, bool reverse, const Tensor& acts, const Ten
           norm_row_grad(dq, raw0 + b * 3 * H, 2 * H, stat(0, 0, t, b), stat(0, 1, t, b), g_p, draw0 + b * 3 * H,
                         dln_p + b * 3 * H, static_cast<T*>(nullptr));
       });
-      Tensor d_rec = ln ? (*d_raw)[t].narrow(1, 0, 2 * H) : d_q[t];
-      d_hd = at::addmm(d_rh * acts[t].narrow(1, 0, H), d_rec, w_rz);
+      at::mm_out(d_hd, ln ? (*d_raw)[t].narrow(1, 0, 2 * H) : d_q[t], w_rz);
     }
-    d_hd = d_hd.contiguous();
-    const T* dhd = d_hd.data_ptr<T>();
-    for (int64_t k = 0; k < B * H; ++k) dhp_p[k] += drop_p == nullptr ? dhd[k] : dhd[k] * drop_p[k];
+    for (int64_t b = 0; b < B; ++b) {  // dh_{t-1} += d(h entered) (times the dropout mask)
+      const T* r = v0 + b * 3 * H;
+      const T* drh = drh0 + b * H;
+      const T* g = dhd + b * H;
+      const T* dm = drop_p == nullptr ? nullptr : drop_p + b * H;
+      T* dhp = dhp_p + b * H;
+      for (int64_t j = 0; j < H; ++j) {
+        const T d = reset_after ? g[j] : g[j] + drh[j] * r[j];
+        dhp[j] += dm == nullptr ? d : d * dm[j];
+      }
+    }
     end_grad<T>(dhp_p, nullptr, zp != nullptr ? dh_kept.data_ptr<T>() : nullptr, live, dhs_p, B, H);
   }
 }

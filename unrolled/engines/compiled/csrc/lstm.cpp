@@ -47,6 +47,7 @@ void forward_impl(const Spec& s, bool reverse, Tensor acts, Tensor h, Tensor c, 
   T* st_p = stats.data_ptr<T>();  // (4, T, B, 1): mean, rstd of the recurrent LN, then of the cell's
   Tensor h_new = w_hr.has_value() ? at::empty({B, R}, acts.options()) : Tensor();
   Tensor m_buf = w_hr.has_value() ? Tensor() : at::empty({B, H}, acts.options());
+  Tensor extra = S > 0 ? at::empty({B, S * H}, acts.options()) : Tensor();  // FGR: a_{t-1} R^T
   T* h_p = h.data_ptr<T>();
   T* c_p = c.data_ptr<T>();
   T* a_p = S > 0 ? a.data_ptr<T>() : nullptr;
@@ -69,10 +70,9 @@ void forward_impl(const Spec& s, bool reverse, Tensor acts, Tensor h, Tensor c, 
                  st_p + t * B + b, st_p + (Tn + t) * B + b);
       });
     }
-    Tensor extra;  // FGR: a_{t-1} R^T, added to the sigmoid gates' arguments
-    if (S > 0) {
-      (*a_in)[t].copy_(a);
-      extra = at::mm(a, *w_gate_t);
+    if (S > 0) {  // FGR: a_{t-1} R^T, added to the sigmoid gates' arguments below
+      std::copy(a_p, a_p + B * S * H, a_in->data_ptr<T>() + t * B * S * H);
+      at::mm_out(extra, a, *w_gate_t);
     }
     T* v0 = pre.data_ptr<T>();
     T* cn0 = c_out.data_ptr<T>() + t * B * H;
@@ -205,6 +205,10 @@ void backward_impl(const Spec& s, bool reverse, const Tensor& acts, const Tensor
   Tensor da = S > 0 ? at::empty({B, S * H}, opts) : Tensor();
   Tensor d_sig = S > 0 ? at::empty({B, S * H}, opts) : Tensor();
   T* d_sig_p = S > 0 ? d_sig.data_ptr<T>() : nullptr;
+  // the per-step GEMMs' outputs, allocated once
+  Tensor dm_buf = w_hr.has_value() ? at::empty({B, H}, opts) : Tensor();
+  Tensor dh_prev = at::empty({B, R}, opts);
+  Tensor da_prev = S > 0 ? at::empty({B, S * H}, opts) : Tensor();
   // which FGR block of da feeds each gate (-1: none)
   int64_t ai = -1, af = -1, ao = -1;
   for (int64_t k = 0; k < S; ++k) {
@@ -229,7 +233,7 @@ void backward_impl(const Spec& s, bool reverse, const Tensor& acts, const Tensor
                   zoned ? dc_kept.data_ptr<T>() : nullptr, B, H);
     if (S > 0) start_grad<T>(da_state.data_ptr<T>(), nullptr, live, nullptr, da.data_ptr<T>(), nullptr, B, S * H);
     if (dh_all.has_value()) (*dh_all)[t].copy_(dh);
-    Tensor dm = w_hr.has_value() ? at::mm(dh, *w_hr) : dh;
+    const Tensor& dm = w_hr.has_value() ? at::mm_out(dm_buf, dh, *w_hr) : dh;
     const T* dm_p = dm.data_ptr<T>();
     const T* da_p = S > 0 ? da.data_ptr<T>() : nullptr;
     const T* v0 = acts_p + t * B * GH;
@@ -343,11 +347,11 @@ void backward_impl(const Spec& s, bool reverse, const Tensor& acts, const Tensor
       }
     });
     Tensor d_rec = q_raw.has_value() ? d_q[t] : d_pre[t];
-    Tensor dh_prev = at::mm(d_rec, w_hh);
+    at::mm_out(dh_prev, d_rec, w_hh);
     end_grad(dh_prev.data_ptr<T>(), drop_p, zoned ? dh_kept.data_ptr<T>() : nullptr, live, dhs_p, B, R);
     end_grad<T>(dcp_p, nullptr, zoned ? dc_kept.data_ptr<T>() : nullptr, live, dcs_p, B, H);
     if (S > 0) {
-      Tensor da_prev = at::mm(d_sig, *w_gate);
+      at::mm_out(da_prev, d_sig, *w_gate);
       end_grad<T>(da_prev.data_ptr<T>(), nullptr, nullptr, live, da_state.data_ptr<T>(), B, S * H);
     }
   }
