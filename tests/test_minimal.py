@@ -10,7 +10,7 @@ import json
 
 import pytest
 import torch
-from conftest import BPTT_ENGINES, NEEDS_COMPILED, STEP_ENGINE
+from conftest import BPTT_ENGINES, STEP_ENGINE
 from torch.nn.utils.rnn import pack_sequence
 
 import unrolled
@@ -159,30 +159,20 @@ def test_cell_step_gradcheck(name, bias) -> None:
 @pytest.mark.parametrize("name", CELLS)
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("bias", [True, False])
-def test_scan_gradcheck(name, reverse, bias) -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_scan_gradcheck(name, reverse, bias, engine) -> None:
+    """The parallel scan (chunks of 4, 4 and 2 + 2 padded steps) and the compiled pass's
+    hand-written backward (csrc/scan.cpp), with a row cut short and one of length 0."""
     cell = CELLS[name](3, 4, bias=bias).double()
     x = torch.randn(10, 3, 3, dtype=torch.float64, requires_grad=True)
     h0 = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
-    mask = (torch.arange(10)[:, None] < torch.tensor([10, 5, 0])).unsqueeze(-1)  # (T, B, 1)
+    lengths = torch.tensor([10, 5, 0])
+    mask = (torch.arange(10)[:, None] < lengths).unsqueeze(-1)  # (T, B, 1)
 
     def f(x, h0, *params):
-        return run_scan(cell, x, h0, reverse, mask, chunk=4)  # chunks of 4, 4 and 2 (+2 padded) steps
-
-    assert torch.autograd.gradcheck(f, (x, h0, *cell.parameters()), eps=1e-6, atol=1e-6)
-
-
-@NEEDS_COMPILED
-@pytest.mark.parametrize("name", CELLS)
-@pytest.mark.parametrize("reverse", [False, True])
-@pytest.mark.parametrize("bias", [True, False])
-def test_compiled_recurrence_gradcheck(name, reverse, bias) -> None:
-    """The C++ pass's hand-written backward (csrc/scan.cpp), with a row of length 0 and one cut short."""
-    cell = CELLS[name](3, 4, bias=bias).double()
-    x = torch.randn(10, 3, 3, dtype=torch.float64, requires_grad=True)
-    h0 = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
-
-    def f(x, h0, *params):
-        return compiled.run_compiled(cell, x, h0, reverse=reverse, lengths=torch.tensor([10, 5, 0]))
+        if engine == "fused":
+            return run_scan(cell, x, h0, reverse, mask, chunk=4)
+        return compiled.run_compiled(cell, x, h0, reverse=reverse, lengths=lengths)
 
     assert torch.autograd.gradcheck(f, (x, h0, *cell.parameters()), eps=1e-6, atol=1e-6)
 
