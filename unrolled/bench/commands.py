@@ -139,7 +139,8 @@ def add_commands(commands: Any, parser_class: type[argparse.ArgumentParser]) -> 
             "every unrolled cell under every engine that runs it, interleaved in one process (median of "
             "--repeats rounds), at (B,T,I,H) = (32,100,256,256), (64,100,512,512), (1,200,128,128); print "
             "each ratio to torch.nn.LSTM and the activation memory at T=1000; then minGRU's parallel scan "
-            "against its step-by-step loop at (B,T,I,H) = (8,4096,128,128). Slow: --only narrows it."
+            "and the compiled engine's sequential pass against its step-by-step loop at (B,T,I,H) = "
+            "(8,4096,128,128). Slow: --only narrows it."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

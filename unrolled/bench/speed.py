@@ -14,8 +14,9 @@ backward at T = ``memory_steps`` and B = min(B, ``MEMORY_BATCH``) (the bytes of 
 saved by autograd, counted through ``torch.autograd.graph.saved_tensors_hooks``), which shows
 whether memory grows linearly in T.
 
-:func:`scan_vs_loop` adds one long-sequence comparison (T = 4096): minGRU's parallel scan
-against its own step-by-step loop, the case the scan exists for (key ``scan_vs_loop`` of the JSON).
+:func:`scan_vs_loop` adds one long-sequence comparison (T = 4096): minGRU's parallel scan, and
+on a CPU the compiled engine's sequential pass, against its own step-by-step loop (key
+``scan_vs_loop`` of the JSON).
 """
 
 from __future__ import annotations
