@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from unrolled.engines import compiled
+from unrolled.engines import compiled, graphed
 
 # The engine auto trains this package's step cells with on a CPU: the compiled C++ loops where
 # they could be built on this machine, else the Python fused engine.
@@ -13,13 +13,40 @@ STEP_ENGINE = "compiled" if compiled.available() else "fused"
 NEEDS_COMPILED = pytest.mark.skipif(
     not compiled.available(), reason=f"no compiled engine: {compiled.unavailable_reason()}"
 )
-# the engines with hand-derived BPTT, each compared with the reference loop
-BPTT_ENGINES = ["fused", pytest.param("compiled", marks=NEEDS_COMPILED)]
+# the engines with hand-derived BPTT, each compared with the reference loop (graphed: on the CPU
+# through Rerun, below)
+BPTT_ENGINES = ["fused", pytest.param("compiled", marks=NEEDS_COMPILED), "graphed"]
+
+
+class Rerun:
+    """A CUDA graph's contract without a GPU: ``outputs`` are ``run()``'s results, and each
+    replay runs the loop again on the same static buffers and writes its results into those
+    same ``outputs``, as a graph's replay overwrites its output memory. With it the graphed
+    engine's buffer logic runs on the CPU."""
+
+    def __init__(self, run) -> None:
+        self.run = run
+        self.outputs = run()
+
+    def replay(self) -> None:
+        old, new = [], []
+        graphed._flatten(self.outputs, old)
+        graphed._flatten(self.run(), new)
+        for o, n in zip(old, new, strict=True):
+            o.copy_(n)
 
 
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _graphed_on_the_cpu(request, monkeypatch) -> None:
+    """A test parametrised with engine (or impl) "graphed" may run it on the CPU, via Rerun."""
+    params = getattr(getattr(request.node, "callspec", None), "params", {})
+    if "graphed" in (params.get("engine"), params.get("impl")):
+        monkeypatch.setitem(graphed.CAPTURES, "cpu", Rerun)
 
 
 # A small original text (written for these tests, not taken from anywhere), repeated so that a

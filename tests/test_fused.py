@@ -13,7 +13,8 @@ from torch.nn.utils.rnn import pack_sequence
 
 import unrolled
 from unrolled.cells.lstm import VARIANTS
-from unrolled.engines import compiled, fused_supports, run_fused
+from unrolled.engines import ENGINES as REGISTERED
+from unrolled.engines import fused_supports
 
 I, H = 5, 6
 DT = torch.float64
@@ -70,7 +71,7 @@ FUSED = {
     ),
 }
 NOISY = [name for name in FUSED if "dropout" in name or "zoneout" in name or "all" in name]
-ENGINES = BPTT_ENGINES  # fused; compiled where its C++ could be built
+ENGINES = BPTT_ENGINES  # fused; compiled where its C++ could be built; graphed (CPU: replayed by re-running)
 
 
 def _flat(state):
@@ -121,16 +122,21 @@ def test_fused_equals_reference(name, lengths, engine) -> None:
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("engine", ["fused", "graphed"])
 @pytest.mark.parametrize("name", FUSED)
-def test_fused_equals_reference_on_cuda(name) -> None:
-    """The same comparison on CUDA tensors (run where a GPU is present; CI has none)."""
-    ref, fused = (layer.cuda() for layer in _pair(FUSED[name]))
-    x = torch.randn(5, 4, I, dtype=DT, device="cuda")
+def test_fused_equals_reference_on_cuda(name, engine) -> None:
+    """The same comparison on CUDA tensors (run where a GPU is present; CI has none), twice
+    with other data: the graphed engine's second call replays the graphs of the first."""
+    ref, fused = (layer.cuda() for layer in _pair(FUSED[name], engine=engine))
     hx = [h.cuda() for h in _random_state(ref.cells[0], 4, 4)]
     kw = {"lengths": torch.tensor([3, 5, 0, 5], device="cuda")}
-    for a, b in zip(_run(ref, x, hx, **kw), _run(fused, x, hx, **kw), strict=True):
-        assert b.is_cuda
-        torch.testing.assert_close(b, a, atol=1e-12, rtol=0)
+    for _ in range(2):
+        x = torch.randn(5, 4, I, dtype=DT, device="cuda")
+        for layer in (ref, fused):
+            layer.zero_grad(set_to_none=True)
+        for a, b in zip(_run(ref, x, hx, **kw), _run(fused, x, hx, **kw), strict=True):
+            assert b.is_cuda
+            torch.testing.assert_close(b, a, atol=1e-12, rtol=0)
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -232,7 +238,7 @@ def test_fused_equals_reference_in_float32_on_packed_input(name, engine) -> None
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("engine", ENGINES)
 def test_fused_function_gradcheck(name, reverse, engine) -> None:
-    run = run_fused if engine == "fused" else compiled.run_compiled
+    run = REGISTERED[engine].run_cell
     cell = FUSED[name](3).to(DT)
     x = torch.randn(4, 2, 3, dtype=DT, requires_grad=True)
     state = [s.requires_grad_() for s in _random_state(cell, 2, 1)]

@@ -13,7 +13,8 @@ from conftest import BPTT_ENGINES, STEP_ENGINE
 from torch.nn.utils.rnn import pack_sequence
 
 import unrolled
-from unrolled.engines import compiled, fused_supports, run_fused
+from unrolled.engines import ENGINES as REGISTERED
+from unrolled.engines import fused_supports
 
 H = 6
 DT = torch.float64
@@ -23,7 +24,7 @@ def _make(arch, bias=True):
     return functools.partial(unrolled.MUTCell, hidden_size=H, arch=arch, bias=bias)
 
 
-ENGINES = BPTT_ENGINES  # fused; compiled where its C++ could be built
+ENGINES = BPTT_ENGINES  # fused; compiled where its C++ could be built; graphed
 
 
 def _pair(make, input_size, dtype=DT, engine="fused"):
@@ -86,7 +87,7 @@ def test_fused_mut_equals_reference_in_float32_on_packed_input(arch, engine) -> 
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
 @pytest.mark.parametrize("engine", ENGINES)
 def test_fused_mut_gradcheck(arch, input_size, reverse, engine) -> None:
-    run = run_fused if engine == "fused" else compiled.run_compiled
+    run = REGISTERED[engine].run_cell
     cell = unrolled.MUTCell(input_size, H, arch=arch).to(DT)
     x = torch.randn(4, 3, input_size, dtype=DT, requires_grad=True)
     h0 = torch.randn(3, H, dtype=DT, requires_grad=True)

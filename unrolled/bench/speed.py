@@ -32,6 +32,7 @@ from torch import nn
 
 from ..cells import GRUCell, LSTMCell, MinGRUCell, MinLSTMCell, MUTCell, RNNCell
 from ..cells.lstm import VARIANTS
+from ..engines import ENGINES as REGISTERED
 from ..engines import compiled
 from ..layers import Recurrent
 from .timing import timed
@@ -58,7 +59,7 @@ CELLS: dict[str, Callable[[int, int], nn.Module]] = {
     "minlstm": lambda i, h: MinLSTMCell(i, h),
 }
 # auto: what a layer runs by default on the device
-ENGINES = ("auto", "reference", "fused", "compiled", "native")
+ENGINES = ("auto", "reference", "fused", "compiled", "graphed", "native")  # each where it runs
 MEMORY_BATCH = 4
 
 
@@ -81,8 +82,11 @@ def candidates(
     """torch.nn.LSTM and GRU, then every cell under every engine that supports it, on ``device``."""
     yield "torch.nn.LSTM", nn.LSTM(input_size, hidden_size).to(device)
     yield "torch.nn.GRU", nn.GRU(input_size, hidden_size).to(device)
+    device_type = torch.device(device or "cpu").type
     for name, make in CELLS.items():
         for engine in ENGINES:
+            if engine != "auto" and not REGISTERED[engine].runs_on(device_type):
+                continue  # compiled: CPU only; graphed: CUDA only
             try:
                 layer = Recurrent(lambda i, make=make: make(i, hidden_size), input_size, impl=engine)
             except ValueError:

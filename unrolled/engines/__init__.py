@@ -4,13 +4,14 @@
 - ``fused`` (:mod:`.fused`): one input GEMM, one recurrent GEMM per step, explicit BPTT; for
   minGRU/minLSTM the parallel scan of :mod:`.scan`.
 - ``compiled`` (:mod:`.compiled`): the fused engine's time loops in C++, built on first use (CPU).
+- ``graphed`` (:mod:`.graphed`): the fused engine's time loops captured as CUDA graphs (CUDA).
 - ``native`` (:mod:`.native`): torch's own fused kernel on our cells' parameters, for the cells
   torch has.
 - ``auto``: the first engine that supports the layer's cells in the preference list of its
   device (:mod:`.registry`, with the measurements behind each entry).
 """
 
-from . import compiled
+from . import compiled, graphed
 from .fused import fused_supports, register_fused, run_fused
 from .native import native_mode, native_supports, run_native
 from .reference import run_reference
@@ -38,6 +39,19 @@ register(
             "family, GRU, MUT) and needs a C++ compiler (unrolled.engines.compiled.unavailable_reason() "
             "says why a build failed): use impl='auto' or 'fused'"
         ),
+        devices=("cpu",),
+    )
+)
+register(
+    Engine(
+        "graphed",
+        graphed.supports,
+        run_cell=graphed.run_graphed,
+        why_not=(
+            "impl='graphed' does not run {cell!r}: it runs this package's step cells (Elman, the LSTM "
+            "family, GRU, MUT, minGRU, minLSTM): use impl='auto' or 'reference'"
+        ),
+        devices=graphed.CAPTURES,  # CUDA
     )
 )
 register(

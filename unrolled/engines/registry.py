@@ -25,7 +25,12 @@ benchmarks/results/speed-2026-11-30b-cpu2.json; runs of the same day vary by up 
   (32,100,256,256) / (64,100,512,512) / (256,200,1024,1024) / (1,200,128,128) the GRU takes
   5.3 / 6.5 / 16 / 2.1 ms native against 41 / 47 / 98 / 68 ms fused (6-69x slower: kernel
   launches of a Python loop), the Elman RNN 1.8 / 5.6 / 10 / 1.6 ms native against
-  13.8 / 14.8 / 29 / 18.8 ms fused, and the LSTM 0.99-1.07x cuDNN native.
+  13.8 / 14.8 / 29 / 18.8 ms fused, and the LSTM 0.99-1.07x cuDNN native. The graphed engine
+  (the fused loops replayed from CUDA graphs) is not listed: it has not been measured on a GPU
+  yet (``benchmarks/gpu_check.sh``).
+
+An engine that runs on some device types only (compiled: the CPU; graphed: CUDA) says so in
+``devices``; ``auto`` passes over it elsewhere, and so does ``bench speed``.
 
 Adding an engine: a module with its functions, and one ``register(Engine(...))`` call in
 ``unrolled/engines/__init__.py``; adding it to ``PREFERENCES`` makes ``auto`` use it.
@@ -33,7 +38,7 @@ Adding an engine: a module with its functions, and one ``register(Engine(...))``
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +55,10 @@ class Engine:
     run_cell: RunCell | None = None
     run_stack: RunStack | None = None
     why_not: str = ""  # the error when impl=<name> is asked for cells it does not run
+    devices: Container[str] | None = None  # the device types it runs on (None: any)
+
+    def runs_on(self, device_type: str) -> bool:
+        return self.devices is None or device_type in self.devices
 
 
 ENGINES: dict[str, Engine] = {}
@@ -91,6 +100,6 @@ def choose(cells: Sequence[nn.Module], device_type: str, training: bool) -> str:
     for name, classes in table["train" if training else "infer"]:
         if classes is not None and any(type(c).__name__ not in classes for c in cells):
             continue
-        if ENGINES[name].supports(cells):
+        if ENGINES[name].runs_on(device_type) and ENGINES[name].supports(cells):
             return name
     raise AssertionError("the reference engine runs every cell")  # it is last in every list

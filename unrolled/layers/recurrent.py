@@ -54,7 +54,8 @@ class Recurrent(nn.Module):
             (the autograd loop over the cell), ``"fused"`` (one recurrent GEMM per step and a
             hand-derived backward; for minGRU/minLSTM a parallel scan over time),
             ``"compiled"`` (the fused engine's time loops in C++, built on first use; CPU
-            only), ``"native"`` (torch's fused kernel; only for the cells torch has, without
+            only), ``"graphed"`` (the fused engine's time loops replayed from CUDA graphs;
+            CUDA only), ``"native"`` (torch's fused kernel; only for the cells torch has, without
             options) or ``"auto"`` (the fastest engine that supports the cells on the layer's
             device, as measured: on CPU native for torch's LSTM, compiled for the other cells
             of this package (fused where it cannot be built), reference for custom cells;
