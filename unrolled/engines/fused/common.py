@@ -14,9 +14,10 @@ output past the row's end; in backward such a row passes its state gradient stra
 
 The cells' step options enter the same scheme:
 
-- layer norm on the input products is applied to P outside the recurrence (one op over all
-  steps, differentiated by autograd); on the recurrent products it is computed per step, with
-  its backward (:func:`norm_grad`) per step and the gains' gradients one reduction at the end;
+- layer norm on the input products is applied to P before the recurrence (one op over all
+  steps, with the biases as its shift; its backward one op after the loop); on the recurrent
+  products it is computed per step, with its backward (:func:`norm_grad`) per step and the
+  gains' gradients one reduction at the end;
 - recurrent dropout multiplies the ``h_{t-1}`` that enters the recurrent GEMM by the sequence's
   mask (and ``dh_{t-1}`` through that GEMM by the same mask);
 - zoneout's keep masks are drawn before the loop, in the order the cell draws them, so that a
@@ -84,12 +85,9 @@ def step_order(steps: int, reverse: bool) -> range:
     return range(steps - 1, -1, -1) if reverse else range(steps)
 
 
-def input_projection(x: Tensor, weight: Tensor | None, bias: Tensor | None) -> Tensor:
-    """``x W^T + b`` for all steps at once: (T, B, I) -> (T, B, rows); when ``weight`` is None
-    (the input was projected outside, e.g. to layer-normalise it) ``x + b``, or a copy of ``x``:
-    always a new tensor, which the loop overwrites with the gates."""
-    if weight is None:
-        return x.clone(memory_format=torch.contiguous_format) if bias is None else torch.add(x, bias)
+def input_projection(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """``x W^T + b`` for all steps at once: (T, B, I) -> (T, B, rows), a new tensor, which the
+    loop overwrites with the gates."""
     T, B, I = x.shape
     flat = x.reshape(T * B, I)
     out = flat @ weight.t() if bias is None else torch.addmm(bias, flat, weight.t())
@@ -97,17 +95,34 @@ def input_projection(x: Tensor, weight: Tensor | None, bias: Tensor | None) -> T
 
 
 def input_grads(
-    d_pre: Tensor, x: Tensor, weight: Tensor | None, need_x: bool, need_w: bool, need_b: bool
+    d_pre: Tensor, x: Tensor, weight: Tensor, need_x: bool, need_w: bool, need_b: bool
 ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
     """Gradients of :func:`input_projection` from ``d_pre`` (T, B, rows), one GEMM each."""
     db = d_pre.sum((0, 1)) if need_b else None
-    if weight is None:
-        return (d_pre if need_x else None), None, db
     T, B, I = x.shape
     flat = d_pre.reshape(T * B, -1)
     dx = (flat @ weight).view(T, B, I) if need_x else None
     dw = flat.t() @ x.reshape(T * B, I) if need_w else None
     return dx, dw, db
+
+
+def normed_input(p: Tensor, gain: Tensor, bias: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+    """The gates' input part of a layer-normalised cell over all steps, ``LN(p) gain + bias``,
+    from ``p = X W_ih^T`` (T, B, rows), projected outside the Function (where autograd
+    differentiates the GEMM): a new tensor, which the loop overwrites with the gates, and LN's
+    mean and rstd (T, B, 1). One pass for the norm and the biases."""
+    return norm(p, gain, bias)
+
+
+def normed_input_grads(
+    d_pre: Tensor, p: Tensor, mean: Tensor, rstd: Tensor, gain: Tensor, bias: Tensor | None, need: list[bool]
+) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+    """Gradients of :func:`normed_input` with respect to ``p``, the gain and the bias (where
+    ``need`` says so, in that order), in one pass."""
+    need = [need[0], need[1], need[2] and bias is not None]
+    return tuple(  # type: ignore[return-value]
+        torch.ops.aten.native_layer_norm_backward(d_pre, p, (p.size(-1),), mean, rstd, gain, bias, need)
+    )
 
 
 def outer_sum(d_rows: Tensor, inputs: Tensor) -> Tensor:

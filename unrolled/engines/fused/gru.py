@@ -12,7 +12,7 @@ Backward from dh_t:
     reset_after  dQ = [dr, dz, dn r] with dr = dn Q_n σ'(r);  dh_{t-1} += dQ W_hh
     reset before d(rh) = dn W_hn;  dr = d(rh) h_{t-1} σ'(r);  dh_{t-1} += d(rh) r + [dr, dz] W_hr,z
 
-Step options (see :mod:`.common`): with layer norm, P = LN(X W_ih^T) + b_ih is computed outside,
+Step options (see :mod:`.common`): with layer norm, P = LN(X W_ih^T) + b_ih is computed before the loop,
 and each recurrent product is layer-normalised before its bias (Q = LN(h W_hh^T) + b_hh; reset
 before, LN over the r, z rows and LN((r h) W_hn^T) + b_hn), so its gradient passes the LN's
 backward before reaching W_hh; recurrent dropout puts the sequence's mask m on the h of every
@@ -40,6 +40,8 @@ from .common import (
     norm,
     norm_gain_grad,
     norm_grad,
+    normed_input,
+    normed_input_grads,
     outer_sum,
     step_order,
 )
@@ -72,10 +74,15 @@ class FusedGRU(torch.autograd.Function):
         b_ih: Tensor | None,
         b_hh: Tensor | None,
         ln_hh: Tensor | None,
+        ln_ih: Tensor | None,
     ) -> tuple[Tensor, Tensor]:
         T, B, _ = x.shape
         H = h0.size(1)
-        acts = input_projection(x, w_ih, b_ih)  # (T, B, 3H): becomes r, z, n in place
+        if ln_ih is None:
+            acts = input_projection(x, w_ih, b_ih)  # (T, B, 3H): becomes r, z, n in place
+            ih_stats = None
+        else:  # x is x W_ih^T: LN(x) ln_ih + b_ih
+            acts, *ih_stats = normed_input(x, ln_ih, b_ih)
         h_in = x.new_empty(T, B, H)
         aux = x.new_empty(T, B, H)  # reset_after: Q_n; reset before: r * h_{t-1} (masked h)
         out = x.new_empty(T, B, H)
@@ -88,12 +95,13 @@ class FusedGRU(torch.autograd.Function):
         )
         ctx.steps = steps
         ctx.reset_after, ctx.reverse, ctx.noise = reset_after, reverse, noise
-        ctx.save_for_backward(mask, x, acts, h_in, aux, raw, stats, w_ih, w_hh, b_ih, b_hh, ln_hh)
+        ctx.save_for_backward(mask, x, acts, h_in, aux, raw, stats, w_ih, w_hh, b_ih, b_hh, ln_hh, ln_ih)
+        ctx.ih_stats = ih_stats
         return out, h
 
     @staticmethod
     def backward(ctx: Any, d_out: Tensor, d_h: Tensor) -> tuple[Any, ...]:
-        mask, x, acts, h_in, aux, raw, stats, w_ih, w_hh, b_ih, b_hh, ln_hh = ctx.saved_tensors
+        mask, x, acts, h_in, aux, raw, stats, w_ih, w_hh, b_ih, b_hh, ln_hh, ln_ih = ctx.saved_tensors
         drop, zone = ctx.noise
         T, B, _ = x.shape
         H = h_in.size(2)
@@ -105,7 +113,13 @@ class FusedGRU(torch.autograd.Function):
             stats, d_pre, d_q, d_raw,
         )  # fmt: skip
         need = ctx.needs_input_grad
-        dx, dw_ih, db_ih = input_grads(d_pre, x, w_ih, need[5], need[7], b_ih is not None)
+        if ln_ih is None:
+            dx, dw_ih, db_ih = input_grads(d_pre, x, w_ih, need[5], need[7], b_ih is not None)
+            d_ln_ih = None
+        else:
+            need_ih = [need[5], need[12], True]
+            dx, d_ln_ih, db_ih = normed_input_grads(d_pre, x, *ctx.ih_stats, ln_ih, b_ih, need_ih)
+            dw_ih = None
         h_rec = h_in if drop is None else h_in * drop  # the h that entered the products
         dw_hh = db_hh = None
         if ctx.reset_after:
@@ -122,7 +136,7 @@ class FusedGRU(torch.autograd.Function):
                 dw_hh = torch.cat([outer_sum(d_rz_raw, h_rec), outer_sum(d_n_raw, aux)])
             if b_hh is not None:
                 db_hh = torch.cat([d_q.sum((0, 1)), d_n.sum((0, 1))])
-        return None, None, None, None, None, dx, dh_state, dw_ih, dw_hh, db_ih, db_hh, d_ln
+        return None, None, None, None, None, dx, dh_state, dw_ih, dw_hh, db_ih, db_hh, d_ln, d_ln_ih
 
 
 def _forward_steps(
@@ -282,9 +296,8 @@ def run_gru(
 ) -> tuple[Tensor, Tensor]:
     noise = draw_noise(cell, x, state, reverse, (state.size(1),))
     w_ih, b_ih = cell.weight_ih, cell.bias_ih
-    if cell.layer_norm:  # LN(x W_ih^T) for all steps, differentiated by autograd; + b_ih inside
-        x = F.layer_norm(F.linear(x, w_ih), (w_ih.size(0),), cell.ln_ih_weight)
-        w_ih = None
+    if cell.layer_norm:  # x W_ih^T for all steps, differentiated by autograd; its LN and b_ih inside
+        x, w_ih = F.linear(x, w_ih), None
     return FusedGRU.apply(
         steps,
         cell.reset_after,
@@ -298,4 +311,5 @@ def run_gru(
         b_ih,
         cell.bias_hh,
         cell.ln_hh_weight,
+        cell.ln_ih_weight,
     )

@@ -15,12 +15,12 @@ and backward, from dh_t (output and future) and dc_t (future):
     dA_g = dc i g';  dA_i = dc (g - c_{t-1} if coupled else g) σ';  dA_f = dc c_{t-1} σ'
     dc_{t-1} = dc f + dA_i p_i + dA_f p_f;  dh_{t-1} = dA W_hh;  da_{t-1} = dA_sig R
 
-The cell's step options (see :mod:`.common`): with layer norm, ``A_t = LN(P_t) + LN(h_{t-1} W_hh^T)
-+ b`` (the first term computed outside, over all steps) and ``y = tanh(LN(c_t))``, so that ``dA``
-passes through the recurrent LN's backward before ``W_hh`` and ``dy y'`` through the cell LN's
-before it reaches dc; recurrent dropout masks the ``h_{t-1}`` of the GEMM; zoneout carries
-``h_t = h_new + k_h (h_{t-1} - h_new)`` (and c likewise), so ``dh_new = dh (1 - k_h)`` and
-``dh_{t-1}`` gains ``dh k_h``.
+The cell's step options (see :mod:`.common`): with layer norm, ``A_t = LN(P_t) +
+LN(h_{t-1} W_hh^T) + b`` (the first term and b added before the loop, over all steps) and
+``y = tanh(LN(c_t))``, so that ``dA`` passes through the recurrent LN's backward before
+``W_hh`` and ``dy y'`` through the cell LN's before it reaches dc; recurrent dropout masks the
+``h_{t-1}`` of the GEMM; zoneout carries ``h_t = h_new + k_h (h_{t-1} - h_new)`` (and c
+likewise), so ``dh_new = dh (1 - k_h)`` and ``dh_{t-1}`` gains ``dh k_h``.
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ from .common import (
     norm,
     norm_gain_grad,
     norm_grad,
+    normed_input,
+    normed_input_grads,
     outer_sum,
     step_order,
 )
@@ -92,11 +94,17 @@ class FusedLSTM(torch.autograd.Function):
         ln_hh: Tensor | None,
         ln_c_w: Tensor | None,
         ln_c_b: Tensor | None,
+        ln_ih: Tensor | None,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         T, B, _ = x.shape
         G, H = len(spec.gates), c0.size(1)
         R = h0.size(1)
-        acts = input_projection(x, w_ih, None if b_ih is None else b_ih + b_hh)  # (T, B, G*H), in place
+        bias = None if b_ih is None else b_ih + b_hh
+        if ln_ih is None:
+            acts = input_projection(x, w_ih, bias)  # (T, B, G*H), overwritten in place with the gates
+            ih_stats = None
+        else:  # x is x W_ih^T: LN(x) ln_ih + b
+            acts, *ih_stats = normed_input(x, ln_ih, bias)
         h_in, c_in, c_out = x.new_empty(T, B, R), x.new_empty(T, B, H), x.new_empty(T, B, H)
         m_all = x.new_empty(T, B, H) if w_hr is not None else None
         a_in = x.new_empty(T, B, a0.size(1)) if w_gate is not None else None
@@ -114,7 +122,7 @@ class FusedLSTM(torch.autograd.Function):
         ctx.save_for_backward(
             mask, x, h_in, c_in, c_out, acts, m_all, a_in, w_ih, w_hh, b_ih, w_peep, w_hr, w_gate
         )
-        ctx.layer_norm = (q_raw, c_norm, stats, ln_hh, ln_c_w)
+        ctx.layer_norm = (q_raw, c_norm, stats, ln_hh, ln_c_w, ln_ih, ih_stats, bias)
         return out, h, c, a
 
     @staticmethod
@@ -127,7 +135,7 @@ class FusedLSTM(torch.autograd.Function):
         G, H = len(spec.gates), c_in.size(2)
         col = {name: j for j, name in enumerate(spec.gates)}
         sig_cols = [col[s] for s in spec.sigmoid]
-        q_raw, c_norm, stats, ln_hh, ln_c_w = ctx.layer_norm
+        q_raw, c_norm, stats, ln_hh, ln_c_w, ln_ih, ih_stats, bias = ctx.layer_norm
         d_pre = torch.empty_like(acts)
         d_q = torch.empty_like(acts) if q_raw is not None else d_pre  # d(h W_hh^T) before its LN
         dh_all = torch.empty_like(d_out) if w_hr is not None else None
@@ -136,7 +144,12 @@ class FusedLSTM(torch.autograd.Function):
             w_gate, ln_hh, ln_c_w, q_raw, c_norm, stats, d_pre, d_q, dh_all,
         )  # fmt: skip
         need = ctx.needs_input_grad
-        dx, dw_ih, db = input_grads(d_pre, x, w_ih, need[5], need[9], b_ih is not None)
+        if ln_ih is None:
+            dx, dw_ih, db = input_grads(d_pre, x, w_ih, need[5], need[9], b_ih is not None)
+            d_ln_ih = None
+        else:
+            dx, d_ln_ih, db = normed_input_grads(d_pre, x, *ih_stats, ln_ih, bias, [need[5], need[19], True])
+            dw_ih = None
         dw_hh = outer_sum(d_q, h_in) if need[10] else None
         d_peep = None
         if w_peep is not None:
@@ -168,6 +181,7 @@ class FusedLSTM(torch.autograd.Function):
             d_ln_hh,
             d_ln_c_w,
             d_ln_c_b,
+            d_ln_ih,
         )
 
 
@@ -393,9 +407,8 @@ def run_lstm(
     a0 = state[2] if fgr else x.new_zeros(x.size(1), 0)
     noise = draw_noise(cell, x, state[0], reverse, (state[0].size(1), state[1].size(1)))
     w_ih, b_ih, b_hh = cell.weight_ih, cell.bias_ih, cell.bias_hh
-    if cell.layer_norm:  # LN(x W_ih^T) for all steps, differentiated by autograd; + b_ih + b_hh inside
-        x = F.layer_norm(F.linear(x, w_ih), (w_ih.size(0),), cell.ln_ih_weight)
-        w_ih = None
+    if cell.layer_norm:  # x W_ih^T for all steps, differentiated by autograd; its LN and biases inside
+        x, w_ih = F.linear(x, w_ih), None
     out, h, c, a = FusedLSTM.apply(
         steps,
         lstm_spec(cell),
@@ -416,5 +429,6 @@ def run_lstm(
         cell.ln_hh_weight,
         cell.ln_c_weight,
         cell.ln_c_bias,
+        cell.ln_ih_weight,
     )
     return out, (state._make((h, c, a)) if fgr else state._make((h, c)))
