@@ -24,7 +24,7 @@ class Rerun:
     same ``outputs``, as a graph's replay overwrites its output memory. With it the graphed
     engine's buffer logic runs on the CPU."""
 
-    def __init__(self, run) -> None:
+    def __init__(self, run, device) -> None:
         self.run = run
         self.outputs = run()
 

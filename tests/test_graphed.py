@@ -6,11 +6,14 @@ reference loop for every cell and option are in test_fused.py and test_fused_mut
 
 from __future__ import annotations
 
+import warnings
 from types import SimpleNamespace
 
 import pytest
 import torch
 from conftest import Rerun
+from test_fused import FUSED
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import unrolled
 from unrolled.bench.speed import candidates
@@ -122,6 +125,89 @@ def test_every_family_trains_from_captured_graphs(make, on_cpu, monkeypatch) -> 
         out, _ = layer(x, lengths=torch.tensor([7, 2, 5]))
         out.sum().backward()
         assert (steps.forward.captures, steps.backward.captures) == (2, 2)
+
+
+# ops a CUDA graph cannot capture: a host sync or a host-to-device copy (indexing with a Python
+# list makes an index tensor on the host; torch.tensor(...) lifts one), data-dependent shapes
+UNCAPTURABLE = {
+    "index.Tensor",
+    "index_put_.default",
+    "index_put.default",
+    "_local_scalar_dense.default",
+    "nonzero.default",
+    "masked_select.default",
+    "lift_fresh.default",
+    "_to_copy.default",
+}
+
+
+class _Recording(Rerun):
+    """Rerun, recording every op the loop dispatches."""
+
+    ops: set[str] = set()
+
+    def __init__(self, run, device) -> None:
+        class Record(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                _Recording.ops.add(func.__name__ if hasattr(func, "__name__") else str(func))
+                return func(*args, **(kwargs or {}))
+
+        def recorded():
+            with Record():
+                return run()
+
+        super().__init__(recorded, device)
+
+
+@pytest.mark.parametrize("name", FUSED)
+def test_the_loops_use_only_capturable_ops(name, monkeypatch) -> None:
+    """Every op of every family's forward and backward loop, for every cell and option (variable
+    lengths, noise, layer norm, FGR's gate blocks), is one a CUDA graph can capture."""
+    monkeypatch.setitem(graphed.CAPTURES, "cpu", _Recording)
+    monkeypatch.setattr(_Recording, "ops", set())
+    layer = unrolled.Recurrent(FUSED[name], I, bidirectional=True, impl="graphed")
+    out, _ = layer(torch.randn(5, 3, I), lengths=torch.tensor([5, 2, 4]))
+    out.sum().backward()
+    assert _Recording.ops, "nothing was captured"
+    assert not _Recording.ops & UNCAPTURABLE
+
+
+def test_inference_mode(on_cpu) -> None:
+    layer = unrolled.Recurrent(lambda i: unrolled.GRUCell(i, H, layer_norm=True), I, impl="graphed")
+    x = torch.randn(4, 2, I)
+    with torch.no_grad():
+        expected, _ = layer(x)
+    with torch.inference_mode():
+        out, _ = layer(x)
+    torch.testing.assert_close(out, expected)
+
+
+def test_a_call_that_autograd_records_is_not_captured(on_cpu) -> None:
+    """As a double backward would: the loop runs plainly, its result differentiable."""
+    loop = GraphedLoop(lambda a, out: out.copy_(a * a).sum())
+    a = torch.randn(3, requires_grad=True)
+    total = loop(a, torch.empty(3))
+    total.backward()
+    torch.testing.assert_close(a.grad, 2 * a.detach())
+    assert loop.captures == 0
+
+
+def test_a_loop_that_cannot_be_captured_runs_uncaptured_with_one_warning(monkeypatch) -> None:
+    def refuse(run, device):
+        raise RuntimeError("operation not permitted when stream is capturing (simulated)")
+
+    monkeypatch.setitem(graphed.CAPTURES, "cpu", refuse)
+    loop = GraphedLoop(_fill)
+    w = torch.randn(3, 3)
+    with pytest.warns(RuntimeWarning, match="could not capture _fill .*simulated"):
+        acts = torch.randn(4, 3)
+        out = torch.empty(4, 3)
+        total = loop(acts.clone(), w, out)
+    torch.testing.assert_close(total, (acts @ w).sum(0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same signature again: no second warning
+        loop(torch.randn(4, 3), w, torch.empty(4, 3))
+    assert loop.captures == 0
 
 
 def test_the_graphed_engine_refuses_a_cpu_tensor() -> None:

@@ -20,6 +20,10 @@ A call of a loop (:class:`GraphedLoop`):
 - Every call copies its arguments into the buffers, replays the graph, copies back the buffers
   the loop writes (the gates, the saved activations; found at capture from their autograd
   version counters) and returns copies of the loop's outputs (the next replay overwrites them).
+- A loop that cannot be captured (an op the device refuses during capture) runs uncaptured for
+  that signature, with one warning; so does a call autograd records (``create_graph=True``).
+  The loops index gate blocks by integers, never by a Python list, whose index tensor would be
+  copied to the device mid-capture (tests/test_graphed.py checks every op of every loop).
 - Up to :data:`MAX_GRAPHS` signatures per loop are kept, the least recently used dropped. Fixed
   shapes (a language model's BPTT window, a fixed batch) capture once; a data set of many
   sequence lengths captures once per length: pad or bucket the lengths.
@@ -37,6 +41,8 @@ on a GPU (``benchmarks/gpu_check.sh`` runs those tests and the benchmark in one 
 
 from __future__ import annotations
 
+import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -54,24 +60,41 @@ MAX_GRAPHS = 8  # captured signatures kept per loop
 
 class CudaGraph:
     """``run()`` warmed up on a side stream, then captured as a CUDA graph: ``outputs`` are
-    ``run()``'s results, which every :meth:`replay` recomputes in place."""
+    ``run()``'s results, which every :meth:`replay` recomputes in place.
 
-    def __init__(self, run: Callable[[], Any]) -> None:
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            run()
-        torch.cuda.current_stream().wait_stream(side)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self.outputs = run()
+    One capture at a time in the process (CUDA allows no more), on one capture stream per
+    device; errors only for this thread's unsafe calls (``thread_local``: a backward loop is
+    captured on autograd's worker thread while, say, a data loader's thread works). cuBLAS's
+    workspaces are cleared before and after, so that each graph allocates its own in its own
+    pool instead of sharing one that a dropped graph would free."""
+
+    _lock = threading.Lock()
+    _streams: dict[torch.device, torch.cuda.Stream] = {}
+
+    def __init__(self, run: Callable[[], Any], device: torch.device) -> None:
+        clear = getattr(torch._C, "_cuda_clearCublasWorkspaces", lambda: None)
+        with CudaGraph._lock, torch.cuda.device(device):
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                run()
+            torch.cuda.current_stream().wait_stream(side)
+            stream = CudaGraph._streams.setdefault(device, torch.cuda.Stream())
+            self.graph = torch.cuda.CUDAGraph()
+            clear()
+            try:
+                with torch.cuda.graph(self.graph, stream=stream, capture_error_mode="thread_local"):
+                    self.outputs = run()
+            finally:
+                clear()
 
     def replay(self) -> None:
         self.graph.replay()
 
 
-# device type -> how a loop is captured there; the engine runs on these device types only
-CAPTURES: dict[str, Callable[[Callable[[], Any]], Any]] = {"cuda": CudaGraph}
+# device type -> how a loop is captured there (called with the loop and the device); the engine
+# runs on these device types only
+CAPTURES: dict[str, Callable[[Callable[[], Any], torch.device], Any]] = {"cuda": CudaGraph}
 
 
 @dataclass(frozen=True)
@@ -115,42 +138,72 @@ class _Capture:
     """One signature's static buffers, its graph and which buffers the loop writes."""
 
     def __init__(self, fn: Callable[..., Any], structure: Any, slots: Sequence[int], tensors: list[Tensor]):
-        self.slots = slots
-        self.static = [torch.empty_like(t, memory_format=torch.contiguous_format) for t in tensors]
-        for s, t in zip(self.static, tensors, strict=True):
-            s.copy_(t)
+        # not inference tensors, even under torch.inference_mode(): their version counters tell
+        # which buffers the loop writes (inference_mode(False) turns grad mode on: off again)
+        with torch.inference_mode(False), torch.no_grad():
+            self.static = [torch.empty_like(t, memory_format=torch.contiguous_format) for t in tensors]
+            for s, t in zip(self.static, tensors, strict=True):
+                s.copy_(t)
 
-        def run() -> Any:
-            return fn(*_rebuild(structure, iter([self.static[i] for i in slots])))
+            def run() -> Any:
+                return fn(*_rebuild(structure, iter([self.static[i] for i in slots])))
 
-        before = [s._version for s in self.static]
-        self.graph = CAPTURES[tensors[0].device.type](run)
-        self.written = [i for i, s in enumerate(self.static) if s._version != before[i]]
+            before = [s._version for s in self.static]
+            device = tensors[0].device
+            self.graph = CAPTURES[device.type](run, device)
+            self.written = [i for i, s in enumerate(self.static) if s._version != before[i]]
         self.outputs = self.graph.outputs
 
 
 class GraphedLoop:
     """A time loop ``fn(*args)`` (a fused engine ``STEPS`` function: it fills buffers passed in
-    and returns tensors) run as a captured graph, one per signature; see the module docstring."""
+    and returns tensors) run as a captured graph, one per signature; see the module docstring.
+
+    Where a signature cannot be captured, it runs as plain ``fn`` (with a warning, once per
+    signature); so does a call that autograd records (a double backward, ``create_graph=True``)."""
 
     def __init__(self, fn: Callable[..., Any], max_graphs: int = MAX_GRAPHS) -> None:
         self.fn, self.max_graphs = fn, max_graphs
         self.graphs: OrderedDict[Any, _Capture] = OrderedDict()
+        self.failed: set[Any] = set()
         self.captures = 0  # graphs captured so far (a signature seen again is replayed)
+        self._lock = threading.Lock()  # the static buffers are shared by every caller
 
     def __call__(self, *args: Any) -> Any:
         tensors: list[Tensor] = []
         structure = _flatten(args, tensors)
-        distinct: dict[int, int] = {}
-        slots = [distinct.setdefault(id(t), len(distinct)) for t in tensors]
         unique = list({id(t): t for t in tensors}.values())
         if not unique or _overlap(unique):  # views of one another: not capturable as copies
             return self.fn(*args)
-        key = (structure, tuple(slots), tuple((t.shape, t.dtype, t.device) for t in unique))
-        with torch.no_grad():
+        if torch.is_grad_enabled() and any(t.requires_grad for t in unique):
+            return self.fn(*args)
+        distinct = {id(t): i for i, t in enumerate(unique)}
+        slots = [distinct[id(t)] for t in tensors]
+        device = unique[0].device
+        key = (
+            structure,
+            tuple(slots),
+            tuple((t.shape, t.dtype, t.device) for t in unique),
+            torch.get_float32_matmul_precision(),  # TF32 or not: fixed in the captured GEMMs
+        )
+        if key in self.failed:
+            return self.fn(*args)
+        with self._lock, torch.no_grad(), torch.autocast(device.type, enabled=False):
             entry = self.graphs.get(key)
             if entry is None:
-                entry = self.graphs[key] = _Capture(self.fn, structure, slots, unique)
+                try:
+                    entry = _Capture(self.fn, structure, slots, unique)
+                except Exception as err:  # an op the device cannot capture: run this one plainly
+                    self.failed.add(key)
+                    name = getattr(self.fn, "__qualname__", repr(self.fn))
+                    warnings.warn(
+                        f"unrolled: the graphed engine could not capture {name} "
+                        f"({type(err).__name__}: {err}); running it uncaptured",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
+                    return self.fn(*args)
+                self.graphs[key] = entry
                 self.captures += 1
                 while len(self.graphs) > self.max_graphs:
                     self.graphs.popitem(last=False)

@@ -232,7 +232,9 @@ def _forward_steps(
         v = pre.view(B, G, H)
         if a_in is not None:
             a_in[t] = a
-            v[:, sig_cols] += (a @ w_gate.t()).view(B, len(sig_cols), H)
+            ga = (a @ w_gate.t()).view(B, len(sig_cols), H)
+            for k, j in enumerate(sig_cols):  # one gate at a time: no index tensor (CUDA graphs)
+                v[:, j] += ga[:, k]
         gi = _gate(v, col, "i", peep, c)
         gf = _gate(v, col, "f", peep, c)
         gg = v[:, col["g"]]
@@ -265,7 +267,7 @@ def _forward_steps(
         out[t] = h_new if step_mask is None else h_new.masked_fill(~step_mask, 0.0)
         h, c = keep(step_mask, h_new, h), keep(step_mask, c_new, c)
         if a_in is not None:
-            a = keep(step_mask, v[:, sig_cols].reshape(B, -1), a)
+            a = keep(step_mask, _rows(v, sig_cols), a)
     return h, c, a
 
 
@@ -376,7 +378,7 @@ def _backward_steps(
             dc_prev = dc_prev + dc_kept
         dh_state, dc_state = keep(step_mask, dh_prev, dh_state), keep(step_mask, dc_prev, dc_state)
         if w_gate is not None:
-            da_prev = dv[:, sig_cols].reshape(B, -1) @ w_gate
+            da_prev = _rows(dv, sig_cols) @ w_gate
             da_state = keep(step_mask, da_prev, da_state)
     d_ln_hh = d_ln_c_w = d_ln_c_b = None
     if q_raw is not None:
@@ -395,6 +397,12 @@ def _gate(v: Tensor, col: dict[str, int], name: str, peep: dict[str, Tensor], c:
     if name in peep:
         gate.addcmul_(peep[name], c)
     return gate.sigmoid_()
+
+
+def _rows(v: Tensor, cols: list[int]) -> Tensor:
+    """The gate blocks ``cols`` of ``v`` (B, G, H) side by side, (B, len(cols) * H): by integer
+    indices, not a list (whose index tensor a CUDA graph cannot copy to the device)."""
+    return torch.cat([v[:, j] for j in cols], 1)
 
 
 STEPS = SimpleNamespace(forward=_forward_steps, backward=_backward_steps)  # the Python time loops
