@@ -6,6 +6,7 @@ reference loop for every cell and option are in test_fused.py and test_fused_mut
 
 from __future__ import annotations
 
+import functools
 import warnings
 from types import SimpleNamespace
 
@@ -159,14 +160,22 @@ class _Recording(Rerun):
         super().__init__(recorded, device)
 
 
-@pytest.mark.parametrize("name", FUSED)
+LOOPS = {
+    **FUSED,
+    **{f"mut{a}": functools.partial(unrolled.MUTCell, hidden_size=H, arch=a) for a in (1, 2, 3)},
+    **{f"mut{a}-I=H": functools.partial(unrolled.MUTCell, hidden_size=H, arch=a) for a in (1, 2, 3)},
+}
+
+
+@pytest.mark.parametrize("name", LOOPS)
 def test_the_loops_use_only_capturable_ops(name, monkeypatch) -> None:
     """Every op of every family's forward and backward loop, for every cell and option (variable
-    lengths, noise, layer norm, FGR's gate blocks), is one a CUDA graph can capture."""
+    lengths, noise, layer norm, FGR's gate blocks, MUT1-3), is one a CUDA graph can capture."""
     monkeypatch.setitem(graphed.CAPTURES, "cpu", _Recording)
     monkeypatch.setattr(_Recording, "ops", set())
-    layer = unrolled.Recurrent(FUSED[name], I, bidirectional=True, impl="graphed")
-    out, _ = layer(torch.randn(5, 3, I), lengths=torch.tensor([5, 2, 4]))
+    size = H if name.endswith("I=H") else I
+    layer = unrolled.Recurrent(LOOPS[name], size, bidirectional=True, impl="graphed")
+    out, _ = layer(torch.randn(5, 3, size), lengths=torch.tensor([5, 2, 4]))
     out.sum().backward()
     assert _Recording.ops, "nothing was captured"
     assert not _Recording.ops & UNCAPTURABLE
