@@ -25,6 +25,8 @@ def test_bench_speed_smoke_writes_every_cell_and_engine(tmp_path, capsys) -> Non
         for key in ("train_ms", "infer_ms", "generate_steps_per_s", "train_ratio", "infer_ratio"):
             assert math.isfinite(row[key]) and row[key] > 0, (row["name"], key)
         assert row["activation_bytes"] > 0
+        assert len(row["train_rounds_ms"]) == len(row["infer_rounds_ms"]) == 1
+        assert row["train_rounds_ms"][0] == row["train_ms"]  # one round: its time is the median
     assert report["meta"]["torch"] == torch.__version__
     assert "lstm-CIFG/fused" in capsys.readouterr().out
 

@@ -9,7 +9,8 @@ under each engine that supports it) is timed for
 
 in rounds, each round timing every candidate once in turn (interleaved, so that a slow spell
 of the machine hits all of them alike); the median over rounds is reported, with its ratio to
-torch.nn.LSTM of the same size. ``activation_bytes`` is the memory a training step keeps for
+torch.nn.LSTM of the same size (every round's time is kept too, ``train_rounds_ms`` and
+``infer_rounds_ms``, for the spread). ``activation_bytes`` is the memory a training step keeps for
 backward at T = ``memory_steps`` and B = min(B, ``MEMORY_BATCH``) (the bytes of every tensor
 saved by autograd, counted through ``torch.autograd.graph.saved_tensors_hooks``), which shows
 whether memory grows linearly in T.
@@ -73,6 +74,9 @@ class Result:
     train_ratio: float = float("nan")  # to torch.nn.LSTM of the same size
     infer_ratio: float = float("nan")
     activation_bytes: int | None = None
+    # every round's time, in round order: the spread behind each median (this VM's runs vary by 10%+)
+    train_rounds_ms: list[float] = field(default_factory=list)
+    infer_rounds_ms: list[float] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -164,8 +168,10 @@ def run_speed(
                 times[name]["gen"].append(timed(_generate, layer, x_gen))
         for name, _ in layers:
             row = rows[name]
-            row.train_ms = statistics.median(times[name]["train"]) * 1e3
-            row.infer_ms = statistics.median(times[name]["infer"]) * 1e3
+            row.train_rounds_ms = [t * 1e3 for t in times[name]["train"]]
+            row.infer_rounds_ms = [t * 1e3 for t in times[name]["infer"]]
+            row.train_ms = statistics.median(row.train_rounds_ms)
+            row.infer_ms = statistics.median(row.infer_rounds_ms)
             row.generate_steps_per_s = generate_steps / statistics.median(times[name]["gen"])
         base = rows["torch.nn.LSTM"]
         for name, layer in layers:
