@@ -70,9 +70,18 @@ def norm(v: Tensor, gain: Tensor, bias: Tensor | None = None) -> tuple[Tensor, T
 
 def norm_grad(d_out: Tensor, v: Tensor, mean: Tensor, rstd: Tensor, gain: Tensor) -> Tensor:
     """The gradient of :func:`norm`'s output with respect to its input ``v``."""
-    return torch.ops.aten.native_layer_norm_backward(
-        d_out, v, (v.size(-1),), mean, rstd, gain, None, [True, False, False]
-    )[0]
+    return norm_grads(d_out, v, mean, rstd, gain, None, [True, False, False])[0]  # type: ignore[return-value]
+
+
+def norm_grads(
+    d_out: Tensor, v: Tensor, mean: Tensor, rstd: Tensor, gain: Tensor, bias: Tensor | None, need: list[bool]
+) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+    """The gradients of :func:`norm`'s output with respect to ``v``, the gain and the bias (where
+    ``need`` says so, in that order), in one pass over any leading shape."""
+    need = [need[0], need[1], need[2] and bias is not None]
+    return tuple(  # type: ignore[return-value]
+        torch.ops.aten.native_layer_norm_backward(d_out, v, (v.size(-1),), mean, rstd, gain, bias, need)
+    )
 
 
 def norm_gain_grad(d_out: Tensor, v: Tensor, mean: Tensor, rstd: Tensor) -> Tensor:
@@ -106,28 +115,16 @@ def input_grads(
     return dx, dw, db
 
 
-def normed_input(p: Tensor, gain: Tensor, bias: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
-    """The gates' input part of a layer-normalised cell over all steps, ``LN(p) gain + bias``,
-    from ``p = X W_ih^T`` (T, B, rows), projected outside the Function (where autograd
-    differentiates the GEMM): a new tensor, which the loop overwrites with the gates, and LN's
-    mean and rstd (T, B, 1). One pass for the norm and the biases."""
-    return norm(p, gain, bias)
-
-
-def normed_input_grads(
-    d_pre: Tensor, p: Tensor, mean: Tensor, rstd: Tensor, gain: Tensor, bias: Tensor | None, need: list[bool]
-) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
-    """Gradients of :func:`normed_input` with respect to ``p``, the gain and the bias (where
-    ``need`` says so, in that order), in one pass."""
-    need = [need[0], need[1], need[2] and bias is not None]
-    return tuple(  # type: ignore[return-value]
-        torch.ops.aten.native_layer_norm_backward(d_pre, p, (p.size(-1),), mean, rstd, gain, bias, need)
-    )
-
-
 def outer_sum(d_rows: Tensor, inputs: Tensor) -> Tensor:
     """``sum_t d_rows[t]^T inputs[t]`` as one GEMM: (T, B, R), (T, B, C) -> (R, C)."""
     return d_rows.reshape(-1, d_rows.size(-1)).t() @ inputs.reshape(-1, inputs.size(-1))
+
+
+def emit(out: Tensor, t: int, mask: Tensor | None, new: Tensor, old: Tensor) -> Tensor:
+    """Write step ``t``'s output ``new`` into ``out`` (zero on the rows past their end, where
+    ``mask`` (B, 1) is False) and return the state carried on: :func:`keep`."""
+    out[t] = new if mask is None else new.masked_fill(~mask, 0.0)
+    return keep(mask, new, old)
 
 
 def keep(mask: Tensor | None, new: Tensor, old: Tensor) -> Tensor:

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .common import input_grads, input_projection, keep, outer_sum, step_order
+from .common import emit, input_grads, input_projection, keep, outer_sum, step_order
 
 
 class FusedElman(torch.autograd.Function):
@@ -70,8 +70,7 @@ def _forward_steps(
         h_new = hs[t].addmm_(h, w_hh_t)
         h_new = h_new.relu_() if relu else h_new.tanh_()
         step_mask = None if mask is None else mask[t]
-        out[t] = h_new if step_mask is None else h_new.masked_fill(~step_mask, 0.0)
-        h = keep(step_mask, h_new, h)
+        h = emit(out, t, step_mask, h_new, h)
     return h
 
 

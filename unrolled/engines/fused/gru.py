@@ -34,14 +34,14 @@ from .common import (
     StepNoise,
     draw_noise,
     dsigmoid,
+    emit,
     input_grads,
     input_projection,
     keep,
     norm,
     norm_gain_grad,
     norm_grad,
-    normed_input,
-    normed_input_grads,
+    norm_grads,
     outer_sum,
     step_order,
 )
@@ -82,7 +82,7 @@ class FusedGRU(torch.autograd.Function):
             acts = input_projection(x, w_ih, b_ih)  # (T, B, 3H): becomes r, z, n in place
             ih_stats = None
         else:  # x is x W_ih^T: LN(x) ln_ih + b_ih
-            acts, *ih_stats = normed_input(x, ln_ih, b_ih)
+            acts, *ih_stats = norm(x, ln_ih, b_ih)
         h_in = x.new_empty(T, B, H)
         aux = x.new_empty(T, B, H)  # reset_after: Q_n; reset before: r * h_{t-1} (masked h)
         out = x.new_empty(T, B, H)
@@ -118,7 +118,7 @@ class FusedGRU(torch.autograd.Function):
             d_ln_ih = None
         else:
             need_ih = [need[5], need[12], True]
-            dx, d_ln_ih, db_ih = normed_input_grads(d_pre, x, *ctx.ih_stats, ln_ih, b_ih, need_ih)
+            dx, d_ln_ih, db_ih = norm_grads(d_pre, x, *ctx.ih_stats, ln_ih, b_ih, need_ih)
             dw_ih = None
         h_rec = h_in if drop is None else h_in * drop  # the h that entered the products
         dw_hh = db_hh = None
@@ -199,8 +199,7 @@ def _forward_steps(
         if zone is not None:
             h_new = torch.addcmul(h_new, zone[0][t], h - h_new)
         step_mask = None if mask is None else mask[t]
-        out[t] = h_new if step_mask is None else h_new.masked_fill(~step_mask, 0.0)
-        h = keep(step_mask, h_new, h)
+        h = emit(out, t, step_mask, h_new, h)
     return h
 
 

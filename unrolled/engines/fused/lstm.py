@@ -36,14 +36,14 @@ from .common import (
     StepNoise,
     draw_noise,
     dsigmoid,
+    emit,
     input_grads,
     input_projection,
     keep,
     norm,
     norm_gain_grad,
     norm_grad,
-    normed_input,
-    normed_input_grads,
+    norm_grads,
     outer_sum,
     step_order,
 )
@@ -104,7 +104,7 @@ class FusedLSTM(torch.autograd.Function):
             acts = input_projection(x, w_ih, bias)  # (T, B, G*H), overwritten in place with the gates
             ih_stats = None
         else:  # x is x W_ih^T: LN(x) ln_ih + b
-            acts, *ih_stats = normed_input(x, ln_ih, bias)
+            acts, *ih_stats = norm(x, ln_ih, bias)
         h_in, c_in, c_out = x.new_empty(T, B, R), x.new_empty(T, B, H), x.new_empty(T, B, H)
         m_all = x.new_empty(T, B, H) if w_hr is not None else None
         a_in = x.new_empty(T, B, a0.size(1)) if w_gate is not None else None
@@ -148,7 +148,7 @@ class FusedLSTM(torch.autograd.Function):
             dx, dw_ih, db = input_grads(d_pre, x, w_ih, need[5], need[9], b_ih is not None)
             d_ln_ih = None
         else:
-            dx, d_ln_ih, db = normed_input_grads(d_pre, x, *ih_stats, ln_ih, bias, [need[5], need[19], True])
+            dx, d_ln_ih, db = norm_grads(d_pre, x, *ih_stats, ln_ih, bias, [need[5], need[19], True])
             dw_ih = None
         dw_hh = outer_sum(d_q, h_in) if need[10] else None
         d_peep = None
@@ -264,8 +264,7 @@ def _forward_steps(
             h_new = torch.addcmul(h_new, zone[0][t], h - h_new)
             c_new = torch.addcmul(c_new, zone[1][t], c - c_new)
         step_mask = None if mask is None else mask[t]
-        out[t] = h_new if step_mask is None else h_new.masked_fill(~step_mask, 0.0)
-        h, c = keep(step_mask, h_new, h), keep(step_mask, c_new, c)
+        h, c = emit(out, t, step_mask, h_new, h), keep(step_mask, c_new, c)
         if a_in is not None:
             a = keep(step_mask, _rows(v, sig_cols), a)
     return h, c, a
