@@ -62,6 +62,13 @@ def _cpu_model() -> str:
     return ""
 
 
+def _gemm_kernels(device: str) -> list[dict[str, Any]]:
+    """On the CPU, the per-step GEMM kernel the compiled loops measured fastest for each shape."""
+    from ..engines import compiled
+
+    return compiled.gemm_choices() if device == "cpu" and compiled.available() else []
+
+
 def _progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -78,6 +85,7 @@ def _cmd_speed(args: argparse.Namespace) -> int:
 
     def save(results: list[speed.Result]) -> None:
         if args.json is not None:  # after every size: a crash keeps what was measured
+            meta["gemm_kernels"] = _gemm_kernels(meta["device"])
             atomic_write_json(Path(args.json), speed.to_json(results, meta))
 
     results = speed.run_speed(

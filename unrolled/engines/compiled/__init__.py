@@ -170,7 +170,7 @@ def _steps(module: ModuleType) -> dict[type[nn.Module], tuple[Any, Any]]:
     }
 
 
-SOURCES = ("bindings.cpp", "lstm.cpp", "gru.cpp", "elman.cpp", "scan.cpp")
+SOURCES = ("bindings.cpp", "gemm.cpp", "lstm.cpp", "gru.cpp", "elman.cpp", "scan.cpp")
 SUPPORTED = (RNNCell, LSTMCell, GRUCell, MUTCell, MinGRUCell, MinLSTMCell)
 
 _module: ModuleType | None = None
@@ -246,6 +246,43 @@ def note_fallback() -> None:
             "running the Python fused engine instead",
             file=sys.stderr,
         )
+
+
+GEMM_KERNELS = ("auto", "aten", "onednn", "rows")
+
+
+def set_gemm_kernel(name: str) -> str:
+    """Run the compiled loops' per-step GEMMs (float32) through one kernel, and return the
+    previous setting. ``"auto"`` (the default) measures, at the first call of each shape, ATen's
+    GEMM (MKL on x86), oneDNN's matmul and, for up to 8 rows, plain vectorised loops, and keeps
+    the fastest (``csrc/gemm.cpp`` says why); the others force one kernel for every shape, for
+    tests and measurement. Other dtypes always use ATen's."""
+    if name not in GEMM_KERNELS:
+        raise ValueError(f"unknown GEMM kernel {name!r}: expected one of {', '.join(GEMM_KERNELS)}")
+    module = load()
+    if module is None:
+        raise RuntimeError(f"the compiled engine could not be built ({_error})")
+    return GEMM_KERNELS[module.set_gemm_backend(GEMM_KERNELS.index(name))]
+
+
+def gemm_choices() -> list[dict[str, Any]]:
+    """The kernel ``"auto"`` chose for each GEMM shape measured so far in this process:
+    ``m, k, n`` (out (m, n) = a (m, k) b (k, n)), whether a and b were transposed, whether the
+    product was added to the output, the thread count, and the kernel."""
+    module = load()
+    if module is None:
+        return []
+    keys = ("m", "k", "n", "a_transposed", "b_transposed", "accumulate", "threads", "kernel")
+    rows = [dict(zip(keys, row, strict=True)) for row in module.gemm_choices()]
+    for row in rows:
+        row["kernel"] = GEMM_KERNELS[row["kernel"]]
+    return rows
+
+
+def onednn_error() -> str | None:
+    """Why oneDNN's matmul refused to run (after which the loops never try it again), or None."""
+    module = load()
+    return (module.onednn_error() or None) if module is not None else None
 
 
 def compiled_supports(cell: nn.Module) -> bool:

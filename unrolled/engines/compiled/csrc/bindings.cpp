@@ -34,6 +34,9 @@ std::vector<Tensor> mut_forward(Tensor, const Tensor&, const Tensor&, const OptT
                                 const OptTensor&, Tensor, int64_t, bool);
 std::vector<Tensor> mut_backward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const OptTensor&,
                                  const Tensor&, const OptTensor&, Tensor, int64_t, bool);
+int64_t set_gemm_backend(int64_t);
+std::vector<std::tuple<int64_t, int64_t, int64_t, bool, bool, bool, int64_t, int64_t>> gemm_choices();
+std::string onednn_error();
 std::vector<Tensor> min_forward(const Tensor&, const Tensor&, const OptTensor&, bool, bool);
 std::vector<Tensor> min_backward(const Tensor&, const OptTensor&, const Tensor&, const Tensor&, const Tensor&, bool,
                                  bool);
@@ -51,4 +54,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("mut_backward", &unrolled::mut_backward);
   m.def("min_forward", &unrolled::min_forward);
   m.def("min_backward", &unrolled::min_backward);
+  m.def("gemm", &unrolled::gemm);
+  m.def("set_gemm_backend", &unrolled::set_gemm_backend);
+  m.def("gemm_choices", &unrolled::gemm_choices);
+  m.def("onednn_error", &unrolled::onednn_error);
 }

@@ -161,6 +161,14 @@ inline void end_grad(const T* prev, const T* drop, const T* kept, const bool* li
   }
 }
 
+// The per-step GEMM (gemm.cpp): out = a b, or out += a b, through ATen, oneDNN or plain loops
+// for a few rows, whichever was measured fastest for the shape (kAuto), or as set_gemm_backend
+// forces.
+enum class GemmBackend : int64_t { kAuto = 0, kAten = 1, kOneDnn = 2, kRows = 3 };
+void gemm(const Tensor& out, const Tensor& a, const Tensor& b, bool accumulate);
+// out = bias + a b (bias broadcast over the rows; none: out = a b).
+void gemm_bias(const Tensor& out, const OptTensor& bias, const Tensor& a, const Tensor& b);
+
 // Layer norm over the last dimension with torch's eps, as the cells compute it.
 constexpr double kLayerNormEps = 1e-5;
 

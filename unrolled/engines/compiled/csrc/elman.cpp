@@ -17,7 +17,7 @@ void elman_forward_impl(bool relu, bool reverse, Tensor hs, Tensor h, const Tens
     const int64_t t = reverse ? Tn - 1 - step : step;
     std::copy(h_p, h_p + B * H, h_in.data_ptr<T>() + t * B * H);
     Tensor pre = hs[t];
-    pre.addmm_(h, w_t);
+    gemm(pre, h, w_t, true);
     T* v = pre.data_ptr<T>();
     if (relu) {
       for (int64_t k = 0; k < B * H; ++k) v[k] = v[k] > T(0) ? v[k] : T(0);
@@ -43,7 +43,7 @@ void elman_backward_impl(bool relu, bool reverse, const Tensor& hs, const Tensor
     start_grad<T>(dhs_p, d_out.data_ptr<T>() + t * B * H, live, nullptr, d, nullptr, B, H);
     const T* h = hs.data_ptr<T>() + t * B * H;
     for (int64_t k = 0; k < B * H; ++k) d[k] *= relu ? T(h[k] > T(0)) : T(1) - h[k] * h[k];
-    at::mm_out(dh_prev, d_pre[t], w_hh);
+    gemm(dh_prev, d_pre[t], w_hh, false);
     end_grad<T>(dh_prev.data_ptr<T>(), nullptr, nullptr, live, dhs_p, B, H);
   }
 }

@@ -45,11 +45,7 @@ void forward_impl(bool reset_after, bool reverse, Tensor acts, Tensor h, const T
     // Q = h W^T (+ b_hh): with layer norm the raw product, normalised per row below
     const Tensor& w1 = reset_after ? w_t : w_rz_t;
     const OptTensor& b1 = reset_after ? b_hh : b_rz;
-    if (ln || !b1.has_value()) {
-      at::mm_out(q, hd, w1);
-    } else {
-      at::addmm_out(q, *b1, hd, w1);
-    }
+    gemm_bias(q, ln ? OptTensor() : b1, hd, w1);
     T* q0 = q.data_ptr<T>();
     const T* hd_p = hd.data_ptr<T>();
     for_rows(B, 3 * H, [&](int64_t b) {
@@ -79,11 +75,7 @@ void forward_impl(bool reset_after, bool reverse, Tensor acts, Tensor h, const T
       }
     });
     if (!reset_after) {  // n = tanh(P_n + (r h) W_hn^T + b_hn), with LN on the product if on
-      if (ln || !b_n.has_value()) {
-        at::mm_out(qn, aux[t], w_n_t);
-      } else {
-        at::addmm_out(qn, *b_n, aux[t], w_n_t);
-      }
+      gemm_bias(qn, ln ? OptTensor() : b_n, aux[t], w_n_t);
       T* qn0 = qn.data_ptr<T>();
       for_rows(B, 3 * H, [&](int64_t b) {
         T* v = v0 + b * 3 * H;
@@ -184,9 +176,9 @@ void backward_impl(bool reset_after, bool reverse, const Tensor& acts, const Ten
       }
     });
     if (reset_after) {  // d(h that entered the product) = dQ W_hh
-      at::mm_out(d_hd, ln ? (*d_raw)[t] : d_q[t], w_hh);
+      gemm(d_hd, ln ? (*d_raw)[t] : d_q[t], w_hh, false);
     } else {  // d(r h) = d_n W_hn, then d(h entered) = dQ_rz W_rz + d(r h) r
-      at::mm_out(d_rh, d_n, w_n);
+      gemm(d_rh, d_n, w_n, false);
       for_rows(B, 3 * H, [&](int64_t b) {
         const T* r = v0 + b * 3 * H;
         T* dr = dv0 + b * 3 * H;
@@ -204,7 +196,7 @@ void backward_impl(bool reset_after, bool reverse, const Tensor& acts, const Ten
           norm_row_grad(dq, raw0 + b * 3 * H, 2 * H, stat(0, 0, t, b), stat(0, 1, t, b), g_p, draw0 + b * 3 * H,
                         dln_p + b * 3 * H, static_cast<T*>(nullptr));
       });
-      at::mm_out(d_hd, ln ? (*d_raw)[t].narrow(1, 0, 2 * H) : d_q[t], w_rz);
+      gemm(d_hd, ln ? (*d_raw)[t].narrow(1, 0, 2 * H) : d_q[t], w_rz, false);
     }
     for (int64_t b = 0; b < B; ++b) {  // dh_{t-1} += d(h entered) (times the dropout mask)
       const T* r = v0 + b * 3 * H;

@@ -59,10 +59,10 @@ void forward_impl(const Spec& s, bool reverse, Tensor acts, Tensor h, Tensor c, 
     std::copy(c_p, c_p + B * H, c_in.data_ptr<T>() + t * B * H);
     Tensor pre = acts[t];
     if (!q_raw.has_value()) {
-      pre.addmm_(hin_t, w_hh_t);  // the step's one recurrent GEMM
+      gemm(pre, hin_t, w_hh_t, true);  // the step's one recurrent GEMM
     } else {
       Tensor raw = (*q_raw)[t];
-      at::mm_out(raw, hin_t, w_hh_t);
+      gemm(raw, hin_t, w_hh_t, false);
       const T* raw_p = raw.data_ptr<T>();
       T* pre_p = pre.data_ptr<T>();
       for_rows(B, GH, [&](int64_t b) {  // A += LN(h W_hh^T) gain, per row
@@ -72,7 +72,7 @@ void forward_impl(const Spec& s, bool reverse, Tensor acts, Tensor h, Tensor c, 
     }
     if (S > 0) {  // FGR: a_{t-1} R^T, added to the sigmoid gates' arguments below
       std::copy(a_p, a_p + B * S * H, a_in->data_ptr<T>() + t * B * S * H);
-      at::mm_out(extra, a, *w_gate_t);
+      gemm(extra, a, *w_gate_t, false);
     }
     T* v0 = pre.data_ptr<T>();
     T* cn0 = c_out.data_ptr<T>() + t * B * H;
@@ -147,7 +147,7 @@ void forward_impl(const Spec& s, bool reverse, Tensor acts, Tensor h, Tensor c, 
     });
     const T* hn;
     if (w_hr.has_value()) {
-      at::mm_out(h_new, (*m_all)[t], *w_hr_t);
+      gemm(h_new, (*m_all)[t], *w_hr_t, false);
       hn = h_new.data_ptr<T>();
     } else {
       hn = m_buf.data_ptr<T>();
@@ -233,7 +233,8 @@ void backward_impl(const Spec& s, bool reverse, const Tensor& acts, const Tensor
                   zoned ? dc_kept.data_ptr<T>() : nullptr, B, H);
     if (S > 0) start_grad<T>(da_state.data_ptr<T>(), nullptr, live, nullptr, da.data_ptr<T>(), nullptr, B, S * H);
     if (dh_all.has_value()) (*dh_all)[t].copy_(dh);
-    const Tensor& dm = w_hr.has_value() ? at::mm_out(dm_buf, dh, *w_hr) : dh;
+    if (w_hr.has_value()) gemm(dm_buf, dh, *w_hr, false);
+    const Tensor& dm = w_hr.has_value() ? dm_buf : dh;
     const T* dm_p = dm.data_ptr<T>();
     const T* da_p = S > 0 ? da.data_ptr<T>() : nullptr;
     const T* v0 = acts_p + t * B * GH;
@@ -347,11 +348,11 @@ void backward_impl(const Spec& s, bool reverse, const Tensor& acts, const Tensor
       }
     });
     Tensor d_rec = q_raw.has_value() ? d_q[t] : d_pre[t];
-    at::mm_out(dh_prev, d_rec, w_hh);
+    gemm(dh_prev, d_rec, w_hh, false);
     end_grad(dh_prev.data_ptr<T>(), drop_p, zoned ? dh_kept.data_ptr<T>() : nullptr, live, dhs_p, B, R);
     end_grad<T>(dcp_p, nullptr, zoned ? dc_kept.data_ptr<T>() : nullptr, live, dcs_p, B, H);
     if (S > 0) {
-      at::mm_out(da_prev, d_sig, *w_gate);
+      gemm(da_prev, d_sig, *w_gate, false);
       end_grad<T>(da_prev.data_ptr<T>(), nullptr, nullptr, live, da_state.data_ptr<T>(), B, S * H);
     }
   }

@@ -1,0 +1,275 @@
+// The per-step GEMM of every compiled loop, through whichever of three kernels is fastest for the
+// shape on this machine, measured once per shape:
+//   aten    ATen's GEMM (MKL on x86);
+//   onednn  oneDNN's matmul primitive, the library torch's own fused RNN kernel runs on;
+//   rows    the plain loops below, for a few rows (batch 1 to kSmallRows).
+//
+// Why three: a time loop's GEMM is small in one dimension (the batch) and reuses one weight
+// matrix at every step. On the AMD CPU this project measures on, MKL runs its AVX2 kernel and
+// oneDNN its AVX-512 one: oneDNN is 20-30% faster once the weights pass about a megabyte and
+// 1.5-3x slower for small ones (it costs about 15 us a call). At batch 1 the product is a
+// matrix-vector one, bound by reading the weights from cache, where both libraries spend more in
+// their set-up than in the arithmetic. Which one wins is a property of the CPU and the libraries,
+// so it is measured on the shapes the loops run rather than guessed: the first call of a shape
+// times each candidate on the real operands (into a scratch output) and keeps the fastest; a
+// challenger must beat ATen by 10% to be chosen.
+#include <ATen/Context.h>
+
+#include <chrono>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <string>
+#include <tuple>
+
+#include "common.h"
+
+namespace at::native {
+// Exported by libtorch_cpu (aten/src/ATen/native/mkldnn/Matmul.h, not among the installed
+// headers): result = beta result + alpha mat1 mat2 through oneDNN's matmul primitive.
+TORCH_API void mkldnn_matmul(const Tensor& mat1, const Tensor& mat2, const Tensor& result, float beta,
+                             float alpha);
+}  // namespace at::native
+
+namespace unrolled {
+
+namespace {
+
+using Key = std::tuple<int64_t, int64_t, int64_t, bool, bool, bool, int>;  // m, k, n, a^T, b^T, +=, threads
+
+std::mutex g_mutex;
+GemmBackend g_mode = GemmBackend::kAuto;
+std::map<Key, GemmBackend> g_choice;  // shape -> the kernel measured fastest
+std::string g_onednn_error;           // set once oneDNN has failed (e.g. a CPU without AVX-512): never again
+
+// Below this many multiply-adds a call's fixed cost decides: ATen's GEMM, unmeasured.
+constexpr int64_t kMinWork = int64_t(1) << 12;
+// The rows kernel is a candidate up to this many rows.
+constexpr int64_t kSmallRows = 8;
+// Work per task when the rows kernel splits the columns between threads.
+constexpr int64_t kTaskWork = int64_t(1) << 15;
+
+// Row-major (contiguous) or its transpose.
+bool plain(const Tensor& t) { return t.is_contiguous() || (t.stride(0) == 1 && t.stride(1) == t.size(0)); }
+
+// float32 on the CPU, 2-D, in layouts oneDNN and the rows kernel take as they are.
+bool eligible(const Tensor& out, const Tensor& a, const Tensor& b) {
+  return a.scalar_type() == at::kFloat && b.scalar_type() == at::kFloat && out.scalar_type() == at::kFloat &&
+         a.device().is_cpu() && a.dim() == 2 && b.dim() == 2 && out.is_contiguous() && plain(a) && plain(b);
+}
+
+bool onednn_enabled() {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  return g_onednn_error.empty() && at::globalContext().userEnabledMkldnn();
+}
+
+void aten_gemm(const Tensor& out, const Tensor& a, const Tensor& b, bool accumulate) {
+  Tensor o = out;  // a handle: the _out functions take a non-const reference
+  if (accumulate) {
+    o.addmm_(a, b);
+  } else {
+    at::mm_out(o, a, b);
+  }
+}
+
+// oneDNN's matmul; false (and remembered, so never tried again) if it refuses.
+bool onednn_gemm(const Tensor& out, const Tensor& a, const Tensor& b, bool accumulate) {
+  try {
+    at::native::mkldnn_matmul(a, b, out, accumulate ? 1.0f : 0.0f, 1.0f);
+    return true;
+  } catch (const c10::Error& e) {
+    std::lock_guard<std::mutex> lock(g_mutex);
+    g_onednn_error = e.what_without_backtrace();
+    return false;
+  }
+}
+
+// Eight floats as one value (GCC/Clang vector extension): an AVX register where the build has
+// AVX2, two SSE ones otherwise. The compiler does not vectorise the dot products below by itself.
+typedef float Float8 __attribute__((vector_size(32)));
+
+inline Float8 load8(const float* p) {
+  Float8 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+inline float sum8(Float8 v) { return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7])); }
+
+// out[m, n] (+)= sum_k a[m, k] w[n, k] (b = w^T, w row-major): four rows of w against each row
+// of a at a time, each dot product in its own vector register.
+void rows_dot(const float* a, const float* w, float* out, int64_t M, int64_t K, int64_t N, bool accumulate) {
+  const int64_t grain = std::max<int64_t>(4, kTaskWork / std::max<int64_t>(M * K, 1));
+  at::parallel_for(0, (N + 3) / 4, (grain + 3) / 4, [&](int64_t q0, int64_t q1) {
+    for (int64_t n = q0 * 4; n < std::min(N, q1 * 4); n += 4) {
+      const int64_t width = std::min<int64_t>(4, N - n);
+      const float* w0 = w + n * K;
+      const float* w1 = width > 1 ? w0 + K : w0;
+      const float* w2 = width > 2 ? w0 + 2 * K : w0;
+      const float* w3 = width > 3 ? w0 + 3 * K : w0;
+      for (int64_t m = 0; m < M; ++m) {
+        const float* x = a + m * K;
+        Float8 s0 = {}, s1 = {}, s2 = {}, s3 = {};
+        int64_t k = 0;
+        for (; k + 8 <= K; k += 8) {
+          const Float8 xv = load8(x + k);
+          s0 += xv * load8(w0 + k);
+          s1 += xv * load8(w1 + k);
+          s2 += xv * load8(w2 + k);
+          s3 += xv * load8(w3 + k);
+        }
+        float d[4] = {sum8(s0), sum8(s1), sum8(s2), sum8(s3)};
+        for (; k < K; ++k) d[0] += x[k] * w0[k], d[1] += x[k] * w1[k], d[2] += x[k] * w2[k], d[3] += x[k] * w3[k];
+        float* o = out + m * N + n;
+        for (int64_t j = 0; j < width; ++j) o[j] = accumulate ? o[j] + d[j] : d[j];
+      }
+    }
+  });
+}
+
+// out[m, :] (+)= sum_k a[m, k] b[k, :] (b row-major): for each block of columns, the rows of b
+// four at a time added into each row of out, which stays in the first-level cache.
+void rows_axpy(const float* a, int64_t a_row, int64_t a_col, const float* b, float* out, int64_t M, int64_t K,
+               int64_t N, bool accumulate) {
+  const int64_t grain = std::max<int64_t>(64, kTaskWork / std::max<int64_t>(M * K, 1));
+  at::parallel_for(0, N, grain, [&](int64_t n0, int64_t n1) {
+    const int64_t width = n1 - n0;
+    for (int64_t m = 0; m < M; ++m) {
+      float* o = out + m * N + n0;
+      if (!accumulate) std::fill(o, o + width, 0.0f);
+      const float* x = a + m * a_row;
+      int64_t k = 0;
+      for (; k + 4 <= K; k += 4) {
+        const float x0 = x[k * a_col], x1 = x[(k + 1) * a_col], x2 = x[(k + 2) * a_col], x3 = x[(k + 3) * a_col];
+        const float* b0 = b + k * N + n0;
+        const float* b1 = b0 + N;
+        const float* b2 = b1 + N;
+        const float* b3 = b2 + N;
+        for (int64_t j = 0; j < width; ++j) o[j] += x0 * b0[j] + x1 * b1[j] + x2 * b2[j] + x3 * b3[j];
+      }
+      for (; k < K; ++k) {
+        const float xk = x[k * a_col];
+        const float* bk = b + k * N + n0;
+        for (int64_t j = 0; j < width; ++j) o[j] += xk * bk[j];
+      }
+    }
+  });
+}
+
+void rows_gemm(const Tensor& out, const Tensor& a, const Tensor& b, bool accumulate) {
+  const int64_t M = a.size(0), K = a.size(1), N = b.size(1);
+  const float* a_p = a.data_ptr<float>();
+  float* o_p = out.data_ptr<float>();
+  if (!b.is_contiguous() && a.is_contiguous()) {  // b = w^T: dot products with w's rows
+    rows_dot(a_p, b.data_ptr<float>(), o_p, M, K, N, accumulate);
+  } else {
+    const Tensor bc = b.is_contiguous() ? b : b.contiguous();
+    rows_axpy(a_p, a.stride(0), a.stride(1), bc.data_ptr<float>(), o_p, M, K, N, accumulate);
+  }
+}
+
+bool run(GemmBackend kernel, const Tensor& out, const Tensor& a, const Tensor& b, bool accumulate) {
+  switch (kernel) {
+    case GemmBackend::kOneDnn:
+      return onednn_gemm(out, a, b, accumulate);
+    case GemmBackend::kRows:
+      rows_gemm(out, a, b, accumulate);
+      return true;
+    default:
+      aten_gemm(out, a, b, accumulate);
+      return true;
+  }
+}
+
+// The fastest kernel for the operands' shape: each candidate (writing into a scratch output)
+// once to warm up (oneDNN builds its kernel on the first call), then the best of three rounds,
+// each round as many calls as make about 2^22 multiply-adds.
+GemmBackend measure(const Tensor& out, const Tensor& a, const Tensor& b, bool accumulate) {
+  std::vector<GemmBackend> candidates{GemmBackend::kAten};
+  if (onednn_enabled()) candidates.push_back(GemmBackend::kOneDnn);
+  if (a.size(0) <= kSmallRows) candidates.push_back(GemmBackend::kRows);
+  Tensor scratch = out.clone();
+  std::vector<double> best(candidates.size(), 1e30);
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    if (!run(candidates[i], scratch, a, b, accumulate)) best[i] = 2e30;  // oneDNN refused
+  }
+  const int64_t work = a.size(0) * a.size(1) * b.size(1);
+  const int64_t calls = std::clamp<int64_t>((int64_t(1) << 22) / work, 1, 64);
+  for (int round = 0; round < 3; ++round) {
+    for (size_t i = 0; i < candidates.size(); ++i) {
+      if (best[i] > 1.5e30) continue;
+      const auto start = std::chrono::steady_clock::now();
+      for (int64_t c = 0; c < calls; ++c) run(candidates[i], scratch, a, b, accumulate);
+      best[i] = std::min(best[i], std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    }
+  }
+  size_t pick = 0;
+  for (size_t i = 1; i < candidates.size(); ++i) {
+    if (best[i] < 0.9 * best[0] && best[i] < best[pick]) pick = i;
+  }
+  return candidates[pick];
+}
+
+}  // namespace
+
+void gemm(const Tensor& out, const Tensor& a, const Tensor& b, bool accumulate) {
+  GemmBackend kernel = GemmBackend::kAten;
+  if (eligible(out, a, b)) {
+    GemmBackend mode;
+    {
+      std::lock_guard<std::mutex> lock(g_mutex);
+      mode = g_mode;
+    }
+    if (mode != GemmBackend::kAuto) {
+      kernel = mode;
+    } else if (a.size(0) * a.size(1) * b.size(1) >= kMinWork) {
+      const Key key{a.size(0), a.size(1), b.size(1), !a.is_contiguous(), !b.is_contiguous(), accumulate,
+                    at::get_num_threads()};
+      std::unique_lock<std::mutex> lock(g_mutex);
+      auto found = g_choice.find(key);
+      if (found == g_choice.end()) {
+        lock.unlock();  // measuring takes some GEMMs; another thread may measure the same shape too
+        const GemmBackend fastest = measure(out, a, b, accumulate);
+        lock.lock();
+        found = g_choice.emplace(key, fastest).first;
+      }
+      kernel = found->second;
+    }
+  }
+  if (kernel == GemmBackend::kOneDnn && !onednn_enabled()) kernel = GemmBackend::kAten;
+  if (!run(kernel, out, a, b, accumulate)) aten_gemm(out, a, b, accumulate);
+}
+
+void gemm_bias(const Tensor& out, const OptTensor& bias, const Tensor& a, const Tensor& b) {
+  if (!bias.has_value()) return gemm(out, a, b, false);
+  Tensor o = out;
+  o.copy_(bias->expand_as(out));
+  gemm(out, a, b, true);
+}
+
+int64_t set_gemm_backend(int64_t mode) {
+  TORCH_CHECK(mode >= 0 && mode <= 3, "gemm backend: 0 (auto), 1 (aten), 2 (onednn) or 3 (rows) expected, got ",
+              mode);
+  std::lock_guard<std::mutex> lock(g_mutex);
+  const auto previous = static_cast<int64_t>(g_mode);
+  g_mode = static_cast<GemmBackend>(mode);
+  return previous;
+}
+
+std::vector<std::tuple<int64_t, int64_t, int64_t, bool, bool, bool, int64_t, int64_t>> gemm_choices() {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  std::vector<std::tuple<int64_t, int64_t, int64_t, bool, bool, bool, int64_t, int64_t>> rows;
+  for (const auto& [key, kernel] : g_choice) {
+    const auto& [m, k, n, a_t, b_t, acc, threads] = key;
+    rows.emplace_back(m, k, n, a_t, b_t, acc, threads, static_cast<int64_t>(kernel));
+  }
+  return rows;
+}
+
+std::string onednn_error() {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  return g_onednn_error;
+}
+
+}  // namespace unrolled
