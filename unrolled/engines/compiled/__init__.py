@@ -5,30 +5,41 @@ projection, the weight gradients) in a few large GEMMs, but its time loop is Pyt
 operations per step, each with several microseconds of dispatch, which dominates at batch 1 and
 costs a fifth of the time at batch 32. This engine runs the same autograd Functions with the two
 loops (forward, and the hand-derived BPTT backward) in C++ (``csrc/``): per step one recurrent
-GEMM through ATen and the gate math as raw loops over the rows, vectorised by the compiler.
-Same equations, same saved tensors, same random masks; only the loop changed. minGRU and
-minLSTM have no recurrent GEMM: their coefficients and the linear recurrence are one sequential
-C++ pass (``csrc/scan.cpp``), which on a CPU beats the parallel scan of the fused engine.
+GEMM and the gate math as raw loops over the rows, vectorised by the compiler. Same equations,
+same saved tensors, same random masks; only the loop changed. minGRU and minLSTM have no
+recurrent GEMM: their coefficients and the linear recurrence are one sequential C++ pass
+(``csrc/scan.cpp``), which on a CPU beats the parallel scan of the fused engine.
 
-Measured on an idle 2-core CPU (benchmarks/results/speed-2026-11-30b-cpu2.json; runs of the
-same day vary by up to 10%), forward + backward against torch.nn.LSTM of the same size: at
-(B,T,I,H) = (1,200,128,128) every cell trains in 0.25-1.61x (FGR 3.68x) where the fused
-engine's Python loop took 5.5-11.6x for the gated cells (FGR 15x); at (32,100,256,256) in
-0.23-1.15x and at (64,100,512,512) in 0.22-1.27x (the LSTM with layer norm; the next is 1.08),
-FGR 2.30x and 2.57x. FGR's gate-to-gate matrix R is (3H, 3H): with I = H a training step does
-47 H^2 multiply-adds per row where the LSTM does 20 H^2, a floor of 2.35x for GEMMs of equal
-speed, and at batch 1, where a step is bound by reading the recurrent weights, 13 H^2 floats
-against 4 H^2. minGRU trains 14-15x faster than its step-by-step loop at T = 4096 (the
-parallel scan: 4.1-4.4x). Under ``torch.no_grad()`` torch's LSTM runs oneDNN's fused RNN kernel
-(its own JIT GEMMs; ATen's GEMMs go to MKL, which runs its AVX2 "zen" kernel on this AMD CPU,
-as perf shows), so inference of the gated cells takes 0.8-1.9x torch's LSTM's time (FGR 3.2x;
-at batch 1 1.3-1.9x, FGR 5.0x).
+The per-step GEMM (``csrc/gemm.cpp``) runs through ATen's GEMM (MKL), oneDNN's matmul (the
+library of torch's own fused RNN kernel) or, for up to 8 rows, plain vectorised loops: whichever
+the first call of each shape measured fastest on this machine (:func:`gemm_choices` lists the
+choices; :func:`set_gemm_kernel` forces one). On the AMD CPU measured here MKL runs its AVX2
+kernel and oneDNN its AVX-512 one, 20-30% faster at a batch of 32-64 for weights past a
+megabyte; at batch 1 the loops beat both libraries 2-3x (a matrix-vector product, bound by
+reading the weights, where a library's set-up costs more than the arithmetic). The products
+over all steps (input projection, weight gradients) stay with ATen: oneDNN measured at most 10%
+faster there, within the runs' noise in training time.
+
+Measured on a 2-core CPU (benchmarks/results/speed-2026-11-30e-cpu2.json and -f-, two runs
+of the whole table; runs of the same day vary by 10-15%), forward + backward against
+torch.nn.LSTM of the same size: at (B,T,I,H) = (1,200,128,128) every cell trains in
+0.16-1.69x (FGR 1.72-1.78x) and infers in 0.15-2.10x (FGR 2.09-2.17x), where the fused
+engine's Python loop took 5.5-11.6x to train the gated cells (FGR 15x); at (32,100,256,256)
+every cell but FGR trains in 0.21-1.16x (the LSTM with layer norm: 1.16, and 1.32 in a run
+whose every round ran slower than the one before) and at (64,100,512,512) in 0.20-1.16x; FGR
+in 2.15-2.17x and 2.02-2.12x. FGR's gate-to-gate matrix R is (3H, 3H): with I = H a training
+step does 47 H^2 multiply-adds per row where the LSTM does 20 H^2, a floor of 2.35x for GEMMs
+of equal speed; it is under that only because its per-step GEMMs run on oneDNN at 190-210
+GFLOP/s, near this CPU's peak. minGRU trains 16x faster than its step-by-step loop at T = 4096
+(the parallel scan: 4.6x). Under ``torch.no_grad()`` torch's LSTM runs oneDNN's fused RNN
+kernel (its weights packed once per call, the pointwise math inside its GEMM kernels), so
+inference of the gated cells at batch 32-64 takes 0.8-1.7x torch's LSTM's time (FGR 2.6-3.2x).
 
 Why C++ and not ``torch.compile`` of the step: measured here (benchmarks/torch_compile_step.py),
 the compiled pointwise step of the peephole LSTM alone takes 17 us a call at batch 1 (eager:
 27 us), 3.4 ms for 200 steps, which is 2.8x torch's whole LSTM forward before any GEMM, Python
 loop or backward, after an 18 s first compile per variant; this engine runs that LSTM's whole
-forward in 1.9 ms (the benchmark's lstm-vanilla/compiled, inference).
+forward in 1.3-1.9 ms (the benchmark's lstm-vanilla/compiled, inference).
 
 The C++ is built with :func:`torch.utils.cpp_extension.load` on first use (about a minute on
 two cores) and cached under torch's extension directory (``TORCH_EXTENSIONS_DIR``), so later
