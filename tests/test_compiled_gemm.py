@@ -1,7 +1,7 @@
-"""The compiled loops' per-step GEMM (csrc/gemm.cpp): each kernel (ATen's, oneDNN's matmul, the
-plain loops for a few rows) against a float64 product, in every layout the loops use; the
-measured choice of ``auto``; and every cell family run with each kernel forced, against the
-float64 reference loop."""
+"""The compiled loops' per-step GEMM (csrc/gemm.cpp): each kernel (ATen's, oneDNN's matmul,
+oneDNN on packed weights, the plain loops for a few rows) against a float64 product, in every
+layout the loops use; the measured choice of ``auto``; and every cell family run with each
+kernel forced, against the float64 reference loop."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from unrolled.engines import compiled
 
 pytestmark = NEEDS_COMPILED
 
-KERNELS = ["aten", "onednn", "rows"]
+KERNELS = ["aten", "onednn", "rows", "packed"]
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ def kernel(request):
 
 
 def _skip_if_refused(kernel: str) -> None:
-    if kernel == "onednn" and compiled.onednn_error() is not None:
+    if kernel in ("onednn", "packed") and compiled.onednn_error() is not None:
         pytest.skip(f"oneDNN refused on this machine: {compiled.onednn_error()}")
 
 
@@ -71,7 +71,7 @@ def test_auto_measures_each_shape_once_and_keeps_the_kernel() -> None:
         assert _relative(out, a.double() @ b.double()) < 1e-5
     chosen = [c for c in compiled.gemm_choices() if (c["m"], c["k"], c["n"]) == (5, 96, 72)]
     assert len(compiled.gemm_choices()) <= before + 1 and len(chosen) == 1
-    assert chosen[0]["b_transposed"] and not chosen[0]["a_transposed"] and chosen[0]["kernel"] in KERNELS[:3]
+    assert chosen[0]["b_transposed"] and not chosen[0]["a_transposed"] and chosen[0]["kernel"] in KERNELS
     out64 = torch.empty(3, 70, dtype=torch.float64)
     a64, b64 = torch.randn(3, 90, dtype=torch.float64), torch.randn(90, 70, dtype=torch.float64)
     module.gemm(out64, a64, b64, False)
@@ -81,7 +81,7 @@ def test_auto_measures_each_shape_once_and_keeps_the_kernel() -> None:
 
 def test_set_gemm_kernel_rejects_unknown_names() -> None:
     with pytest.raises(
-        ValueError, match="unknown GEMM kernel 'mkl': expected one of auto, aten, onednn, rows"
+        ValueError, match="unknown GEMM kernel 'mkl': expected one of auto, aten, onednn, rows, packed"
     ):
         compiled.set_gemm_kernel("mkl")
 

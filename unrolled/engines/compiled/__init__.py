@@ -259,15 +259,15 @@ def note_fallback() -> None:
         )
 
 
-GEMM_KERNELS = ("auto", "aten", "onednn", "rows")
+GEMM_KERNELS = ("auto", "aten", "onednn", "rows", "packed")
 
 
 def set_gemm_kernel(name: str) -> str:
     """Run the compiled loops' per-step GEMMs (float32) through one kernel, and return the
-    previous setting. ``"auto"`` (the default) measures, at the first call of each shape, ATen's
-    GEMM (MKL on x86), oneDNN's matmul and, for up to 8 rows, plain vectorised loops, and keeps
-    the fastest (``csrc/gemm.cpp`` says why); the others force one kernel for every shape, for
-    tests and measurement. Other dtypes always use ATen's."""
+    previous setting. ``"auto"`` (the default) measures, at the first loop of each shape, ATen's
+    GEMM (MKL on x86), oneDNN's matmul, oneDNN on weights packed once per loop and, for up to 8
+    rows, plain vectorised loops, and keeps the fastest (``csrc/gemm.cpp`` says why); the others
+    force one kernel for every shape, for tests and measurement. Other dtypes always use ATen's."""
     if name not in GEMM_KERNELS:
         raise ValueError(f"unknown GEMM kernel {name!r}: expected one of {', '.join(GEMM_KERNELS)}")
     module = load()
@@ -291,7 +291,7 @@ def gemm_choices() -> list[dict[str, Any]]:
 
 
 def onednn_error() -> str | None:
-    """Why oneDNN's matmul refused to run (after which the loops never try it again), or None."""
+    """Why oneDNN refused to run (after which the loops never try that kernel again), or None."""
     module = load()
     return (module.onednn_error() or None) if module is not None else None
 

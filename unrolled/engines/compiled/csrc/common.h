@@ -15,6 +15,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <optional>
 #include <vector>
 
 namespace unrolled {
@@ -161,13 +162,28 @@ inline void end_grad(const T* prev, const T* drop, const T* kept, const bool* li
   }
 }
 
-// The per-step GEMM (gemm.cpp): out = a b, or out += a b, through ATen, oneDNN or plain loops
-// for a few rows, whichever was measured fastest for the shape (kAuto), or as set_gemm_backend
-// forces.
-enum class GemmBackend : int64_t { kAuto = 0, kAten = 1, kOneDnn = 2, kRows = 3 };
+// The per-step GEMM (gemm.cpp): through ATen, oneDNN (plain, or on weights packed once per
+// loop) or plain loops for a few rows, whichever was measured fastest for the shape (kAuto), or
+// as set_gemm_backend forces.
+enum class GemmBackend : int64_t { kAuto = 0, kAten = 1, kOneDnn = 2, kRows = 3, kPacked = 4 };
+
+// A loop's product with one matrix b (k, n) at every step, out (rows, n) (+)= a (rows, k) b:
+// the kernel chosen once for the loop (and b packed once if the packed kernel is chosen).
+class StepGemm {
+ public:
+  StepGemm(const Tensor& b, int64_t rows, bool accumulate, int64_t steps);
+  void operator()(const Tensor& out, const Tensor& a) const;
+  // out = bias + a b (bias broadcast over the rows; none: out = a b); accumulate must be false.
+  void with_bias(const Tensor& out, const OptTensor& bias, const Tensor& a) const;
+
+ private:
+  Tensor b_, packed_;
+  GemmBackend kernel_;
+  bool accumulate_;
+};
+
+// out = a b, or out += a b: one product, its kernel chosen as a one-step loop's.
 void gemm(const Tensor& out, const Tensor& a, const Tensor& b, bool accumulate);
-// out = bias + a b (bias broadcast over the rows; none: out = a b).
-void gemm_bias(const Tensor& out, const OptTensor& bias, const Tensor& a, const Tensor& b);
 
 // Layer norm over the last dimension with torch's eps, as the cells compute it.
 constexpr double kLayerNormEps = 1e-5;

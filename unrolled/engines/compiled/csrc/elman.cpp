@@ -13,11 +13,12 @@ void elman_forward_impl(bool relu, bool reverse, Tensor hs, Tensor h, const Tens
   const Tensor w_t = w_hh.t();
   const bool* mask_p = mask.has_value() ? mask->data_ptr<bool>() : nullptr;
   T* h_p = h.data_ptr<T>();
+  const StepGemm recur(w_t, B, true, Tn);
   for (int64_t step = 0; step < Tn; ++step) {
     const int64_t t = reverse ? Tn - 1 - step : step;
     std::copy(h_p, h_p + B * H, h_in.data_ptr<T>() + t * B * H);
     Tensor pre = hs[t];
-    gemm(pre, h, w_t, true);
+    recur(pre, h);
     T* v = pre.data_ptr<T>();
     if (relu) {
       for (int64_t k = 0; k < B * H; ++k) v[k] = v[k] > T(0) ? v[k] : T(0);
@@ -36,6 +37,7 @@ void elman_backward_impl(bool relu, bool reverse, const Tensor& hs, const Tensor
   const bool* mask_p = mask.has_value() ? mask->data_ptr<bool>() : nullptr;
   T* dhs_p = dh_state.data_ptr<T>();
   Tensor dh_prev = at::empty({B, H}, hs.options());  // the per-step GEMM's output
+  const StepGemm recur(w_hh, B, false, Tn);
   for (int64_t step = 0; step < Tn; ++step) {
     const int64_t t = reverse ? step : Tn - 1 - step;
     const bool* live = mask_p == nullptr ? nullptr : mask_p + t * B;
@@ -43,7 +45,7 @@ void elman_backward_impl(bool relu, bool reverse, const Tensor& hs, const Tensor
     start_grad<T>(dhs_p, d_out.data_ptr<T>() + t * B * H, live, nullptr, d, nullptr, B, H);
     const T* h = hs.data_ptr<T>() + t * B * H;
     for (int64_t k = 0; k < B * H; ++k) d[k] *= relu ? T(h[k] > T(0)) : T(1) - h[k] * h[k];
-    gemm(dh_prev, d_pre[t], w_hh, false);
+    recur(dh_prev, d_pre[t]);
     end_grad<T>(dh_prev.data_ptr<T>(), nullptr, nullptr, live, dhs_p, B, H);
   }
 }

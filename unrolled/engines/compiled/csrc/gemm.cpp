@@ -1,19 +1,23 @@
-// The per-step GEMM of every compiled loop, through whichever of three kernels is fastest for the
+// The per-step GEMM of every compiled loop, through whichever of four kernels is fastest for the
 // shape on this machine, measured once per shape:
 //   aten    ATen's GEMM (MKL on x86);
 //   onednn  oneDNN's matmul primitive, the library torch's own fused RNN kernel runs on;
+//   packed  oneDNN's inner product on a copy of the weights packed once per loop into its
+//           blocked layout (what torch's RNN kernel does), saving the packing at every step;
 //   rows    the plain loops below, for a few rows (batch 1 to kSmallRows).
 //
-// Why three: a time loop's GEMM is small in one dimension (the batch) and reuses one weight
+// Why four: a time loop's GEMM is small in one dimension (the batch) and reuses one weight
 // matrix at every step. On the AMD CPU this project measures on, MKL runs its AVX2 kernel and
-// oneDNN its AVX-512 one: oneDNN is 20-30% faster once the weights pass about a megabyte and
-// 1.5-3x slower for small ones (it costs about 15 us a call). At batch 1 the product is a
-// matrix-vector one, bound by reading the weights from cache, where both libraries spend more in
-// their set-up than in the arithmetic. Which one wins is a property of the CPU and the libraries,
-// so it is measured on the shapes the loops run rather than guessed: the first call of a shape
-// times each candidate on the real operands (into a scratch output) and keeps the fastest; a
-// challenger must beat ATen by 5% to be chosen.
+// oneDNN its AVX-512 one: oneDNN is 20-30% faster once the weights pass about a megabyte, packed
+// 10-40% faster again, and both 1.5-3x slower for small ones (they cost about 15 us a call). At
+// batch 1 the product is a matrix-vector one, bound by reading the weights from cache, where
+// both libraries spend more in their set-up than in the arithmetic. Which one wins is a property
+// of the CPU and the libraries, so it is measured on the shapes the loops run rather than
+// guessed: the first loop of a shape times each candidate on scratch operands of its shapes
+// (the packing's cost spread over the loop's steps) and keeps the fastest; a challenger must
+// beat ATen by 5% to be chosen.
 #include <ATen/Context.h>
+#include <ATen/core/dispatch/Dispatcher.h>
 
 #include <chrono>
 #include <cstring>
@@ -36,12 +40,15 @@ namespace unrolled {
 
 namespace {
 
-using Key = std::tuple<int64_t, int64_t, int64_t, bool, bool, bool, int>;  // m, k, n, a^T, b^T, +=, threads
+// m, k, n, a^T, b^T, +=, threads, a loop of many steps (the packing's cost spread thin)
+using Key = std::tuple<int64_t, int64_t, int64_t, bool, bool, bool, int, bool>;
+constexpr int64_t kManySteps = 16;
 
 std::mutex g_mutex;
 GemmBackend g_mode = GemmBackend::kAuto;
 std::map<Key, GemmBackend> g_choice;  // shape -> the kernel measured fastest
 std::string g_onednn_error;           // set once oneDNN has failed (e.g. a CPU without AVX-512): never again
+std::string g_packed_error;           // the same for the packed kernel (torch built without its ops)
 
 // Below this many multiply-adds a call's fixed cost decides: ATen's GEMM, unmeasured.
 constexpr int64_t kMinWork = int64_t(1) << 12;
@@ -64,6 +71,52 @@ bool onednn_enabled() {
   return g_onednn_error.empty() && at::globalContext().userEnabledMkldnn();
 }
 
+bool packed_enabled() {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  return g_packed_error.empty() && at::globalContext().userEnabledMkldnn();
+}
+
+void remember(std::string* error, const c10::Error& e) {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  *error = e.what_without_backtrace();
+}
+
+// b (k, n) as the weight (n, k) of oneDNN's inner product, packed for `rows` rows (torch's
+// mkldnn::_reorder_linear_weight); undefined if it refuses.
+Tensor pack(const Tensor& b, int64_t rows) {
+  try {
+    static auto op = c10::Dispatcher::singleton()
+                         .findSchemaOrThrow("mkldnn::_reorder_linear_weight", "")
+                         .typed<Tensor(const Tensor&, std::optional<int64_t>)>();
+    return op.call(b.is_contiguous() ? b.t().contiguous() : b.t(), rows);
+  } catch (const c10::Error& e) {
+    remember(&g_packed_error, e);
+    return Tensor();
+  }
+}
+
+// out (+)= a w^T with w packed by pack() (torch's mkldnn::_linear_pointwise); false if it refuses.
+bool packed_gemm(const Tensor& out, const Tensor& a, const Tensor& packed, bool accumulate) {
+  try {
+    static auto op = c10::Dispatcher::singleton()
+                         .findSchemaOrThrow("mkldnn::_linear_pointwise", "")
+                         .typed<Tensor(const Tensor&, const Tensor&, const std::optional<Tensor>&, c10::string_view,
+                                       c10::List<std::optional<c10::Scalar>>, std::optional<c10::string_view>)>();
+    const Tensor y = op.call(a.contiguous(), packed, std::nullopt, "none", c10::List<std::optional<c10::Scalar>>(),
+                             std::nullopt);
+    Tensor o = out;
+    if (accumulate) {
+      o.add_(y);
+    } else {
+      o.copy_(y);
+    }
+    return true;
+  } catch (const c10::Error& e) {
+    remember(&g_packed_error, e);
+    return false;
+  }
+}
+
 void aten_gemm(const Tensor& out, const Tensor& a, const Tensor& b, bool accumulate) {
   Tensor o = out;  // a handle: the _out functions take a non-const reference
   if (accumulate) {
@@ -79,8 +132,7 @@ bool onednn_gemm(const Tensor& out, const Tensor& a, const Tensor& b, bool accum
     at::native::mkldnn_matmul(a, b, out, accumulate ? 1.0f : 0.0f, 1.0f);
     return true;
   } catch (const c10::Error& e) {
-    std::lock_guard<std::mutex> lock(g_mutex);
-    g_onednn_error = e.what_without_backtrace();
+    remember(&g_onednn_error, e);
     return false;
   }
 }
@@ -169,10 +221,17 @@ void rows_gemm(const Tensor& out, const Tensor& a, const Tensor& b, bool accumul
   }
 }
 
-bool run(GemmBackend kernel, const Tensor& out, const Tensor& a, const Tensor& b, bool accumulate) {
+// One product by `kernel`; packed needs b's packed copy (made here if not given). False if
+// oneDNN refused.
+bool run(GemmBackend kernel, const Tensor& out, const Tensor& a, const Tensor& b, const Tensor& packed,
+         bool accumulate) {
   switch (kernel) {
     case GemmBackend::kOneDnn:
       return onednn_gemm(out, a, b, accumulate);
+    case GemmBackend::kPacked: {
+      const Tensor p = packed.defined() ? packed : pack(b, a.size(0));
+      return p.defined() && packed_gemm(out, a, p, accumulate);
+    }
     case GemmBackend::kRows:
       rows_gemm(out, a, b, accumulate);
       return true;
@@ -182,18 +241,34 @@ bool run(GemmBackend kernel, const Tensor& out, const Tensor& a, const Tensor& b
   }
 }
 
-// The fastest kernel for the operands' shape: each candidate (writing into a scratch output)
-// once to warm up (oneDNN builds its kernel on the first call), then the best of five rounds,
-// each round as many calls as make about 2^25 multiply-adds (a fraction of a millisecond: one
-// call of a small product is too short to time against the threads' wake-up).
-GemmBackend measure(const Tensor& out, const Tensor& a, const Tensor& b, bool accumulate) {
+double since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// The fastest kernel for a product of these shapes in a loop of `steps` steps, timed on scratch
+// operands: each candidate once to warm up (oneDNN builds its kernel on the first call), then
+// the best of five rounds, each round as many calls as make about 2^25 multiply-adds (a
+// fraction of a millisecond: one call of a small product is too short to time against the
+// threads' wake-up); the packed kernel's packing counts once per loop.
+GemmBackend measure(const Tensor& out, const Tensor& a, const Tensor& b, bool accumulate, int64_t steps) {
   std::vector<GemmBackend> candidates{GemmBackend::kAten};
   if (onednn_enabled()) candidates.push_back(GemmBackend::kOneDnn);
+  if (packed_enabled()) candidates.push_back(GemmBackend::kPacked);
   if (a.size(0) <= kSmallRows) candidates.push_back(GemmBackend::kRows);
-  Tensor scratch = out.clone();
+  const Tensor x = a.is_contiguous() ? at::randn_like(a) : at::randn({a.size(1), a.size(0)}, a.options()).t();
+  const Tensor w = b.is_contiguous() ? at::randn_like(b) : at::randn({b.size(1), b.size(0)}, b.options()).t();
+  Tensor scratch = at::zeros_like(out);
+  Tensor packed;
+  double pack_cost = 0;
   std::vector<double> best(candidates.size(), 1e30);
   for (size_t i = 0; i < candidates.size(); ++i) {
-    if (!run(candidates[i], scratch, a, b, accumulate)) best[i] = 2e30;  // oneDNN refused
+    if (candidates[i] == GemmBackend::kPacked) {
+      const auto start = std::chrono::steady_clock::now();
+      packed = pack(w, a.size(0));
+      pack_cost = since(start);
+      if (!packed.defined()) best[i] = 2e30;
+    }
+    if (best[i] < 1.5e30 && !run(candidates[i], scratch, x, w, packed, accumulate)) best[i] = 2e30;  // refused
   }
   const int64_t work = a.size(0) * a.size(1) * b.size(1);
   const int64_t calls = std::clamp<int64_t>((int64_t(1) << 25) / work, 1, 1024);
@@ -201,9 +276,12 @@ GemmBackend measure(const Tensor& out, const Tensor& a, const Tensor& b, bool ac
     for (size_t i = 0; i < candidates.size(); ++i) {
       if (best[i] > 1.5e30) continue;
       const auto start = std::chrono::steady_clock::now();
-      for (int64_t c = 0; c < calls; ++c) run(candidates[i], scratch, a, b, accumulate);
-      best[i] = std::min(best[i], std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+      for (int64_t c = 0; c < calls; ++c) run(candidates[i], scratch, x, w, packed, accumulate);
+      best[i] = std::min(best[i], since(start));
     }
+  }
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    if (candidates[i] == GemmBackend::kPacked) best[i] += pack_cost * double(calls) / double(std::max<int64_t>(steps, 1));
   }
   size_t pick = 0;
   for (size_t i = 1; i < candidates.size(); ++i) {
@@ -212,46 +290,62 @@ GemmBackend measure(const Tensor& out, const Tensor& a, const Tensor& b, bool ac
   return candidates[pick];
 }
 
-}  // namespace
-
-void gemm(const Tensor& out, const Tensor& a, const Tensor& b, bool accumulate) {
-  GemmBackend kernel = GemmBackend::kAten;
-  if (eligible(out, a, b)) {
-    GemmBackend mode;
-    {
-      std::lock_guard<std::mutex> lock(g_mutex);
-      mode = g_mode;
-    }
-    if (mode != GemmBackend::kAuto) {
-      kernel = mode;
-    } else if (a.size(0) * a.size(1) * b.size(1) >= kMinWork) {
-      const Key key{a.size(0), a.size(1), b.size(1), !a.is_contiguous(), !b.is_contiguous(), accumulate,
-                    at::get_num_threads()};
-      std::unique_lock<std::mutex> lock(g_mutex);
-      auto found = g_choice.find(key);
-      if (found == g_choice.end()) {
-        lock.unlock();  // measuring takes some GEMMs; another thread may measure the same shape too
-        const GemmBackend fastest = measure(out, a, b, accumulate);
-        lock.lock();
-        found = g_choice.emplace(key, fastest).first;
-      }
-      kernel = found->second;
-    }
+// The kernel for out (+)= a b in a loop of `steps` steps: the forced one, or the one measured
+// fastest for the shapes (measured now if new); ATen's outside float32 and small products.
+GemmBackend choose(const Tensor& out, const Tensor& a, const Tensor& b, bool accumulate, int64_t steps) {
+  if (!eligible(out, a, b)) return GemmBackend::kAten;
+  GemmBackend mode;
+  {
+    std::lock_guard<std::mutex> lock(g_mutex);
+    mode = g_mode;
   }
-  if (kernel == GemmBackend::kOneDnn && !onednn_enabled()) kernel = GemmBackend::kAten;
-  if (!run(kernel, out, a, b, accumulate)) aten_gemm(out, a, b, accumulate);
+  if (mode != GemmBackend::kAuto) return mode;
+  if (a.size(0) * a.size(1) * b.size(1) < kMinWork) return GemmBackend::kAten;
+  const Key key{a.size(0), a.size(1), b.size(1), !a.is_contiguous(), !b.is_contiguous(), accumulate,
+                at::get_num_threads(), steps >= kManySteps};
+  std::unique_lock<std::mutex> lock(g_mutex);
+  auto found = g_choice.find(key);
+  if (found == g_choice.end()) {
+    lock.unlock();  // measuring takes some GEMMs; another thread may measure the same shape too
+    const GemmBackend fastest = measure(out, a, b, accumulate, steps);
+    lock.lock();
+    found = g_choice.emplace(key, fastest).first;
+  }
+  return found->second;
 }
 
-void gemm_bias(const Tensor& out, const OptTensor& bias, const Tensor& a, const Tensor& b) {
-  if (!bias.has_value()) return gemm(out, a, b, false);
+}  // namespace
+
+StepGemm::StepGemm(const Tensor& b, int64_t rows, bool accumulate, int64_t steps)
+    : b_(b), accumulate_(accumulate) {
+  const Tensor a = at::empty({rows, b.size(0)}, b.options());
+  kernel_ = choose(at::empty({rows, b.size(1)}, b.options()), a, b, accumulate, steps);
+  if (kernel_ == GemmBackend::kPacked) {
+    packed_ = packed_enabled() ? pack(b, rows) : Tensor();
+    if (!packed_.defined()) kernel_ = GemmBackend::kOneDnn;
+  }
+  if (kernel_ == GemmBackend::kOneDnn && !onednn_enabled()) kernel_ = GemmBackend::kAten;
+}
+
+void StepGemm::operator()(const Tensor& out, const Tensor& a) const {
+  GemmBackend kernel = eligible(out, a, b_) ? kernel_ : GemmBackend::kAten;  // a view of other strides
+  if (!run(kernel, out, a, b_, packed_, accumulate_)) aten_gemm(out, a, b_, accumulate_);
+}
+
+void StepGemm::with_bias(const Tensor& out, const OptTensor& bias, const Tensor& a) const {
+  if (!bias.has_value()) return (*this)(out, a);
   Tensor o = out;
   o.copy_(bias->expand_as(out));
-  gemm(out, a, b, true);
+  if (!run(eligible(out, a, b_) ? kernel_ : GemmBackend::kAten, out, a, b_, packed_, true)) aten_gemm(out, a, b_, true);
+}
+
+void gemm(const Tensor& out, const Tensor& a, const Tensor& b, bool accumulate) {
+  StepGemm(b, a.size(0), accumulate, 1)(out, a);
 }
 
 int64_t set_gemm_backend(int64_t mode) {
-  TORCH_CHECK(mode >= 0 && mode <= 3, "gemm backend: 0 (auto), 1 (aten), 2 (onednn) or 3 (rows) expected, got ",
-              mode);
+  TORCH_CHECK(mode >= 0 && mode <= 4,
+              "gemm backend: 0 (auto), 1 (aten), 2 (onednn), 3 (rows) or 4 (packed) expected, got ", mode);
   std::lock_guard<std::mutex> lock(g_mutex);
   const auto previous = static_cast<int64_t>(g_mode);
   g_mode = static_cast<GemmBackend>(mode);
@@ -262,7 +356,7 @@ std::vector<std::tuple<int64_t, int64_t, int64_t, bool, bool, bool, int64_t, int
   std::lock_guard<std::mutex> lock(g_mutex);
   std::vector<std::tuple<int64_t, int64_t, int64_t, bool, bool, bool, int64_t, int64_t>> rows;
   for (const auto& [key, kernel] : g_choice) {
-    const auto& [m, k, n, a_t, b_t, acc, threads] = key;
+    const auto& [m, k, n, a_t, b_t, acc, threads, many] = key;
     rows.emplace_back(m, k, n, a_t, b_t, acc, threads, static_cast<int64_t>(kernel));
   }
   return rows;
@@ -270,7 +364,7 @@ std::vector<std::tuple<int64_t, int64_t, int64_t, bool, bool, bool, int64_t, int
 
 std::string onednn_error() {
   std::lock_guard<std::mutex> lock(g_mutex);
-  return g_onednn_error;
+  return g_onednn_error.empty() ? g_packed_error : g_onednn_error;
 }
 
 }  // namespace unrolled

@@ -1,6 +1,6 @@
 // The GRU's time loop (both forms), forward and backward: the steps of
-// unrolled/engines/fused/gru.py, the GEMMs through ATen, the gate math and layer norms as raw
-// loops over the rows.
+// unrolled/engines/fused/gru.py, the per-step GEMMs through gemm.cpp, the gate math and layer
+// norms as raw loops over the rows.
 #include "common.h"
 
 namespace unrolled {
@@ -32,6 +32,9 @@ void forward_impl(bool reset_after, bool reverse, Tensor acts, Tensor h, const T
   T* hn_p = h_new.data_ptr<T>();
   const int64_t QW = reset_after ? 3 * H : 2 * H;  // width of the first recurrent product
   Tensor q = at::empty({B, QW}, acts.options()), qn = at::empty({B, H}, acts.options());  // per-step GEMMs
+  const StepGemm first(reset_after ? w_t : w_rz_t, B, false, Tn);
+  const std::optional<StepGemm> candidate =
+      reset_after ? std::nullopt : std::optional<StepGemm>(std::in_place, w_n_t, B, false, Tn);
   for (int64_t step = 0; step < Tn; ++step) {
     const int64_t t = reverse ? Tn - 1 - step : step;
     std::copy(h_p, h_p + B * H, h_in.data_ptr<T>() + t * B * H);
@@ -43,9 +46,7 @@ void forward_impl(bool reset_after, bool reverse, Tensor acts, Tensor h, const T
     T* aux0 = aux.data_ptr<T>() + t * B * H;
     T* raw0 = ln ? raw_p + t * B * 3 * H : nullptr;
     // Q = h W^T (+ b_hh): with layer norm the raw product, normalised per row below
-    const Tensor& w1 = reset_after ? w_t : w_rz_t;
-    const OptTensor& b1 = reset_after ? b_hh : b_rz;
-    gemm_bias(q, ln ? OptTensor() : b1, hd, w1);
+    first.with_bias(q, ln ? OptTensor() : reset_after ? b_hh : b_rz, hd);
     T* q0 = q.data_ptr<T>();
     const T* hd_p = hd.data_ptr<T>();
     for_rows(B, 3 * H, [&](int64_t b) {
@@ -75,7 +76,7 @@ void forward_impl(bool reset_after, bool reverse, Tensor acts, Tensor h, const T
       }
     });
     if (!reset_after) {  // n = tanh(P_n + (r h) W_hn^T + b_hn), with LN on the product if on
-      gemm_bias(qn, ln ? OptTensor() : b_n, aux[t], w_n_t);
+      candidate->with_bias(qn, ln ? OptTensor() : b_n, aux[t]);
       T* qn0 = qn.data_ptr<T>();
       for_rows(B, 3 * H, [&](int64_t b) {
         T* v = v0 + b * 3 * H;
@@ -128,6 +129,9 @@ void backward_impl(bool reset_after, bool reverse, const Tensor& acts, const Ten
   const T* dout_p = d_out.data_ptr<T>();
   const int64_t QW = reset_after ? 3 * H : 2 * H;
   Tensor d_hd = at::empty({B, H}, opts), d_rh = at::empty({B, H}, opts);  // per-step GEMMs' outputs
+  const StepGemm first(reset_after ? w_hh : w_rz, B, false, Tn);
+  const std::optional<StepGemm> candidate =
+      reset_after ? std::nullopt : std::optional<StepGemm>(std::in_place, w_n, B, false, Tn);
   const T* dhd = d_hd.data_ptr<T>();
   const T* drh0 = d_rh.data_ptr<T>();
   for (int64_t step = 0; step < Tn; ++step) {
@@ -176,9 +180,9 @@ void backward_impl(bool reset_after, bool reverse, const Tensor& acts, const Ten
       }
     });
     if (reset_after) {  // d(h that entered the product) = dQ W_hh
-      gemm(d_hd, ln ? (*d_raw)[t] : d_q[t], w_hh, false);
+      first(d_hd, ln ? (*d_raw)[t] : d_q[t]);
     } else {  // d(r h) = d_n W_hn, then d(h entered) = dQ_rz W_rz + d(r h) r
-      gemm(d_rh, d_n, w_n, false);
+      (*candidate)(d_rh, d_n);
       for_rows(B, 3 * H, [&](int64_t b) {
         const T* r = v0 + b * 3 * H;
         T* dr = dv0 + b * 3 * H;
@@ -196,7 +200,7 @@ void backward_impl(bool reset_after, bool reverse, const Tensor& acts, const Ten
           norm_row_grad(dq, raw0 + b * 3 * H, 2 * H, stat(0, 0, t, b), stat(0, 1, t, b), g_p, draw0 + b * 3 * H,
                         dln_p + b * 3 * H, static_cast<T*>(nullptr));
       });
-      gemm(d_hd, ln ? (*d_raw)[t].narrow(1, 0, 2 * H) : d_q[t], w_rz, false);
+      first(d_hd, ln ? (*d_raw)[t].narrow(1, 0, 2 * H) : d_q[t]);
     }
     for (int64_t b = 0; b < B; ++b) {  // dh_{t-1} += d(h entered) (times the dropout mask)
       const T* r = v0 + b * 3 * H;

@@ -51,6 +51,12 @@ void forward_impl(const Spec& s, bool reverse, Tensor acts, Tensor h, Tensor c, 
   T* h_p = h.data_ptr<T>();
   T* c_p = c.data_ptr<T>();
   T* a_p = S > 0 ? a.data_ptr<T>() : nullptr;
+  // the step's recurrent GEMM: added to the gates' arguments, or with layer norm the raw product
+  const StepGemm recur(w_hh_t, B, !q_raw.has_value(), Tn);
+  const std::optional<StepGemm> gate_gemm =
+      S > 0 ? std::optional<StepGemm>(std::in_place, *w_gate_t, B, false, Tn) : std::nullopt;
+  const std::optional<StepGemm> proj_gemm =
+      w_hr.has_value() ? std::optional<StepGemm>(std::in_place, *w_hr_t, B, false, Tn) : std::nullopt;
   for (int64_t step = 0; step < Tn; ++step) {
     const int64_t t = reverse ? Tn - 1 - step : step;
     Tensor hin_t = h_in[t];
@@ -59,10 +65,10 @@ void forward_impl(const Spec& s, bool reverse, Tensor acts, Tensor h, Tensor c, 
     std::copy(c_p, c_p + B * H, c_in.data_ptr<T>() + t * B * H);
     Tensor pre = acts[t];
     if (!q_raw.has_value()) {
-      gemm(pre, hin_t, w_hh_t, true);  // the step's one recurrent GEMM
+      recur(pre, hin_t);
     } else {
       Tensor raw = (*q_raw)[t];
-      gemm(raw, hin_t, w_hh_t, false);
+      recur(raw, hin_t);
       const T* raw_p = raw.data_ptr<T>();
       T* pre_p = pre.data_ptr<T>();
       for_rows(B, GH, [&](int64_t b) {  // A += LN(h W_hh^T) gain, per row
@@ -72,7 +78,7 @@ void forward_impl(const Spec& s, bool reverse, Tensor acts, Tensor h, Tensor c, 
     }
     if (S > 0) {  // FGR: a_{t-1} R^T, added to the sigmoid gates' arguments below
       std::copy(a_p, a_p + B * S * H, a_in->data_ptr<T>() + t * B * S * H);
-      gemm(extra, a, *w_gate_t, false);
+      (*gate_gemm)(extra, a);
     }
     T* v0 = pre.data_ptr<T>();
     T* cn0 = c_out.data_ptr<T>() + t * B * H;
@@ -147,7 +153,7 @@ void forward_impl(const Spec& s, bool reverse, Tensor acts, Tensor h, Tensor c, 
     });
     const T* hn;
     if (w_hr.has_value()) {
-      gemm(h_new, (*m_all)[t], *w_hr_t, false);
+      (*proj_gemm)(h_new, (*m_all)[t]);
       hn = h_new.data_ptr<T>();
     } else {
       hn = m_buf.data_ptr<T>();
@@ -209,6 +215,11 @@ void backward_impl(const Spec& s, bool reverse, const Tensor& acts, const Tensor
   Tensor dm_buf = w_hr.has_value() ? at::empty({B, H}, opts) : Tensor();
   Tensor dh_prev = at::empty({B, R}, opts);
   Tensor da_prev = S > 0 ? at::empty({B, S * H}, opts) : Tensor();
+  const StepGemm recur(w_hh, B, false, Tn);
+  const std::optional<StepGemm> gate_gemm =
+      S > 0 ? std::optional<StepGemm>(std::in_place, *w_gate, B, false, Tn) : std::nullopt;
+  const std::optional<StepGemm> proj_gemm =
+      w_hr.has_value() ? std::optional<StepGemm>(std::in_place, *w_hr, B, false, Tn) : std::nullopt;
   // which FGR block of da feeds each gate (-1: none)
   int64_t ai = -1, af = -1, ao = -1;
   for (int64_t k = 0; k < S; ++k) {
@@ -233,7 +244,7 @@ void backward_impl(const Spec& s, bool reverse, const Tensor& acts, const Tensor
                   zoned ? dc_kept.data_ptr<T>() : nullptr, B, H);
     if (S > 0) start_grad<T>(da_state.data_ptr<T>(), nullptr, live, nullptr, da.data_ptr<T>(), nullptr, B, S * H);
     if (dh_all.has_value()) (*dh_all)[t].copy_(dh);
-    if (w_hr.has_value()) gemm(dm_buf, dh, *w_hr, false);
+    if (w_hr.has_value()) (*proj_gemm)(dm_buf, dh);
     const Tensor& dm = w_hr.has_value() ? dm_buf : dh;
     const T* dm_p = dm.data_ptr<T>();
     const T* da_p = S > 0 ? da.data_ptr<T>() : nullptr;
@@ -348,11 +359,11 @@ void backward_impl(const Spec& s, bool reverse, const Tensor& acts, const Tensor
       }
     });
     Tensor d_rec = q_raw.has_value() ? d_q[t] : d_pre[t];
-    gemm(dh_prev, d_rec, w_hh, false);
+    recur(dh_prev, d_rec);
     end_grad(dh_prev.data_ptr<T>(), drop_p, zoned ? dh_kept.data_ptr<T>() : nullptr, live, dhs_p, B, R);
     end_grad<T>(dcp_p, nullptr, zoned ? dc_kept.data_ptr<T>() : nullptr, live, dcs_p, B, H);
     if (S > 0) {
-      gemm(da_prev, d_sig, *w_gate, false);
+      (*gate_gemm)(da_prev, d_sig);
       end_grad<T>(da_prev.data_ptr<T>(), nullptr, nullptr, live, da_state.data_ptr<T>(), B, S * H);
     }
   }
