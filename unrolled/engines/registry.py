@@ -8,19 +8,19 @@ preference list of the layer's device type and mode (training, or inference unde
 
 The preferences, and the measurements behind them (ratios of forward+backward time to
 torch.nn.LSTM of the same size; ``unrolled bench speed``, on a 2-core CPU:
-benchmarks/results/speed-2026-11-30e-cpu2.json and -f-; runs of the same day vary by 10-15%):
+benchmarks/results/speed-2026-11-30e/f/g-cpu2.json; runs of the same day vary by 10-25%):
 
-- CPU, training: native for torch's LSTM (the compiled LSTM is at parity: 0.99-1.00 /
-  0.91-0.93 / 0.84-0.95 at (B,T,I,H) = (32,100,256,256) / (64,100,512,512) / (1,200,128,128),
-  within the runs' spread, and needs a build); compiled for every other cell of the package
-  (faster than fused everywhere, e.g. the GRU 0.70-0.73 / 0.66-0.67 / 0.72-0.78 against
-  torch's GRU kernel 1.06-1.14 / 0.77-0.89 / 7.4-8.7 and the fused engine's 0.95 / 0.84 / 7.46
-  in speed-2026-11-30b); fused where compiled cannot be built; then native (the cells only
-  torch runs), then the reference loop (custom cells).
+- CPU, training: native for torch's LSTM (the compiled LSTM trains in 0.90-1.00 / 0.91-0.93 /
+  0.84-0.98 of its time at (B,T,I,H) = (32,100,256,256) / (64,100,512,512) / (1,200,128,128):
+  close to the runs' spread, and it needs a build); compiled for every other cell of the
+  package (faster than fused everywhere, e.g. the GRU 0.64-0.73 / 0.66-0.69 / 0.72-0.78
+  against torch's GRU kernel 1.00-1.14 / 0.77-0.89 / 7.4-8.7 and the fused engine's 0.95 /
+  0.84 / 7.46 in speed-2026-11-30b); fused where compiled cannot be built; then native (the
+  cells only torch runs), then the reference loop (custom cells).
 - CPU, inference: native for torch's LSTM (oneDNN's fused RNN kernel: the compiled LSTM infers
-  in 1.49-1.58 / 1.19-1.27 / 1.10-1.21x its time), then compiled (the GRU 1.01-1.28 /
-  0.82-0.94 / 0.90-1.04x torch's LSTM against torch's GRU kernel 1.18-1.38 / 1.02-1.10 /
-  2.2-3.8x; the Elman RNN 0.38-0.53 / 0.31-0.34 / 0.33-0.48), then as in training.
+  in 1.49-1.58 / 1.19-1.27 / 1.10-1.22x its time), then compiled (the GRU 1.01-1.28 /
+  0.82-0.94 / 0.90-1.04x torch's LSTM against torch's GRU kernel 1.18-1.38 / 1.01-1.10 /
+  2.2-3.8x; the Elman RNN 0.38-0.53 / 0.31-0.34 / 0.33-0.50), then as in training.
 - CUDA (and any other accelerator), training and inference: native (cuDNN) wherever torch has
   the cells, then fused, then reference. Measured on an H200 (torch 2.11): at (B,T,I,H) =
   (32,100,256,256) / (64,100,512,512) / (256,200,1024,1024) / (1,200,128,128) the GRU takes

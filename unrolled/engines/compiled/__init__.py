@@ -11,27 +11,28 @@ recurrent GEMM: their coefficients and the linear recurrence are one sequential 
 (``csrc/scan.cpp``), which on a CPU beats the parallel scan of the fused engine.
 
 The per-step GEMM (``csrc/gemm.cpp``) runs through ATen's GEMM (MKL), oneDNN's matmul (the
-library of torch's own fused RNN kernel) or, for up to 8 rows, plain vectorised loops: whichever
-the first call of each shape measured fastest on this machine (:func:`gemm_choices` lists the
-choices; :func:`set_gemm_kernel` forces one). On the AMD CPU measured here MKL runs its AVX2
-kernel and oneDNN its AVX-512 one, 20-30% faster at a batch of 32-64 for weights past a
-megabyte; at batch 1 the loops beat both libraries 2-3x (a matrix-vector product, bound by
-reading the weights, where a library's set-up costs more than the arithmetic). The products
-over all steps (input projection, weight gradients) stay with ATen: oneDNN measured at most 10%
-faster there, within the runs' noise in training time.
+library of torch's own fused RNN kernel), oneDNN's inner product on the weights packed once per
+loop or, for up to 8 rows, plain vectorised loops: whichever the first loop of each shape
+measured fastest on this machine (:func:`gemm_choices` lists the choices;
+:func:`set_gemm_kernel` forces one). On the AMD CPU measured here MKL runs its AVX2 kernel and
+oneDNN its AVX-512 one, 20-30% faster at a batch of 32-64 for weights past a megabyte, packed
+7-37% faster again; at batch 1 the loops beat both libraries 2-3x (a matrix-vector product,
+bound by reading the weights, where a library's set-up costs more than the arithmetic). The
+products over all steps (input projection, weight gradients) stay with ATen: routed through the
+same choice they measured no faster in training, within the runs' noise.
 
-Measured on a 2-core CPU (benchmarks/results/speed-2026-11-30e-cpu2.json and -f-, two runs
-of the whole table; runs of the same day vary by 10-15%), forward + backward against
-torch.nn.LSTM of the same size: at (B,T,I,H) = (1,200,128,128) every cell trains in
-0.16-1.69x (FGR 1.72-1.78x) and infers in 0.15-2.10x (FGR 2.09-2.17x), where the fused
-engine's Python loop took 5.5-11.6x to train the gated cells (FGR 15x); at (32,100,256,256)
-every cell but FGR trains in 0.21-1.16x (the LSTM with layer norm: 1.16, and 1.32 in a run
-whose every round ran slower than the one before) and at (64,100,512,512) in 0.20-1.16x; FGR
-in 2.15-2.17x and 2.02-2.12x. FGR's gate-to-gate matrix R is (3H, 3H): with I = H a training
+Measured on a 2-core CPU (benchmarks/results/speed-2026-11-30e/f/g-cpu2.json, three runs of
+the whole table, g with the packed kernel; runs of the same day vary by 10-25%), forward +
+backward against torch.nn.LSTM of the same size: at (B,T,I,H) = (1,200,128,128) every cell
+trains in 0.16-1.70x (FGR 1.72-1.89x) and infers in 0.15-2.10x (FGR 2.09-2.26x), where the
+fused engine's Python loop took 5.5-11.6x to train the gated cells (FGR 15x); at
+(32,100,256,256) every cell but FGR trains in 0.21-1.16x (the LSTM with layer norm: 1.10-1.16,
+and 1.32 in a run whose every round ran slower than the one before) and at (64,100,512,512) in
+0.20-1.16x; FGR in 1.82-2.17x and 2.02-2.12x. FGR's gate-to-gate matrix R is (3H, 3H): with I = H a training
 step does 47 H^2 multiply-adds per row where the LSTM does 20 H^2, a floor of 2.35x for GEMMs
 of equal speed; it is under that only because its per-step GEMMs run on oneDNN at 190-210
-GFLOP/s, near this CPU's peak. minGRU trains 16x faster than its step-by-step loop at T = 4096
-(the parallel scan: 4.6x). Under ``torch.no_grad()`` torch's LSTM runs oneDNN's fused RNN
+GFLOP/s, near this CPU's peak. minGRU trains 15-16x faster than its step-by-step loop at
+T = 4096 (the parallel scan: 3.8-4.6x). Under ``torch.no_grad()`` torch's LSTM runs oneDNN's fused RNN
 kernel (its weights packed once per call, the pointwise math inside its GEMM kernels), so
 inference of the gated cells at batch 32-64 takes 0.8-1.7x torch's LSTM's time (FGR 2.6-3.2x).
 
