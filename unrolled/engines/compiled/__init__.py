@@ -280,11 +280,12 @@ def set_gemm_kernel(name: str) -> str:
 def gemm_choices() -> list[dict[str, Any]]:
     """The kernel ``"auto"`` chose for each GEMM shape measured so far in this process:
     ``m, k, n`` (out (m, n) = a (m, k) b (k, n)), whether a and b were transposed, whether the
-    product was added to the output, the thread count, and the kernel."""
+    product was added to the output, the thread count, whether it was a loop of many steps
+    (where packing the weights once pays), and the kernel."""
     module = load()
     if module is None:
         return []
-    keys = ("m", "k", "n", "a_transposed", "b_transposed", "accumulate", "threads", "kernel")
+    keys = ("m", "k", "n", "a_transposed", "b_transposed", "accumulate", "threads", "loop", "kernel")
     rows = [dict(zip(keys, row, strict=True)) for row in module.gemm_choices()]
     for row in rows:
         row["kernel"] = GEMM_KERNELS[row["kernel"]]

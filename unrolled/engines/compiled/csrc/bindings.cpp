@@ -35,7 +35,7 @@ std::vector<Tensor> mut_forward(Tensor, const Tensor&, const Tensor&, const OptT
 std::vector<Tensor> mut_backward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const OptTensor&,
                                  const Tensor&, const OptTensor&, Tensor, int64_t, bool);
 int64_t set_gemm_backend(int64_t);
-std::vector<std::tuple<int64_t, int64_t, int64_t, bool, bool, bool, int64_t, int64_t>> gemm_choices();
+std::vector<std::tuple<int64_t, int64_t, int64_t, bool, bool, bool, int64_t, bool, int64_t>> gemm_choices();
 std::string onednn_error();
 std::vector<Tensor> min_forward(const Tensor&, const Tensor&, const OptTensor&, bool, bool);
 std::vector<Tensor> min_backward(const Tensor&, const OptTensor&, const Tensor&, const Tensor&, const Tensor&, bool,

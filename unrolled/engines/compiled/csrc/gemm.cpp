@@ -21,7 +21,6 @@
 
 #include <chrono>
 #include <cstring>
-#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -352,12 +351,12 @@ int64_t set_gemm_backend(int64_t mode) {
   return previous;
 }
 
-std::vector<std::tuple<int64_t, int64_t, int64_t, bool, bool, bool, int64_t, int64_t>> gemm_choices() {
+std::vector<std::tuple<int64_t, int64_t, int64_t, bool, bool, bool, int64_t, bool, int64_t>> gemm_choices() {
   std::lock_guard<std::mutex> lock(g_mutex);
-  std::vector<std::tuple<int64_t, int64_t, int64_t, bool, bool, bool, int64_t, int64_t>> rows;
+  std::vector<std::tuple<int64_t, int64_t, int64_t, bool, bool, bool, int64_t, bool, int64_t>> rows;
   for (const auto& [key, kernel] : g_choice) {
     const auto& [m, k, n, a_t, b_t, acc, threads, many] = key;
-    rows.emplace_back(m, k, n, a_t, b_t, acc, threads, static_cast<int64_t>(kernel));
+    rows.emplace_back(m, k, n, a_t, b_t, acc, threads, many, static_cast<int64_t>(kernel));
   }
   return rows;
 }
