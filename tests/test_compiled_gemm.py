@@ -79,6 +79,18 @@ def test_auto_measures_each_shape_once_and_keeps_the_kernel() -> None:
     assert not [c for c in compiled.gemm_choices() if (c["m"], c["k"], c["n"]) == (3, 90, 70)]
 
 
+def test_measuring_a_shape_leaves_the_random_state_alone() -> None:
+    """The first loop of a shape times the kernels on scratch operands: it must not draw from
+    torch's generator, or a run would get other dropout masks than the same run resumed."""
+    shape = (6, 133, 47)
+    assert not [c for c in compiled.gemm_choices() if (c["m"], c["k"], c["n"]) == shape]
+    torch.manual_seed(11)
+    state = torch.get_rng_state()
+    compiled.load().gemm(torch.empty(6, 47), torch.ones(6, 133), torch.ones(133, 47), True)
+    assert [c for c in compiled.gemm_choices() if (c["m"], c["k"], c["n"]) == shape]  # it was measured
+    assert torch.equal(torch.get_rng_state(), state)
+
+
 def test_set_gemm_kernel_rejects_unknown_names() -> None:
     with pytest.raises(
         ValueError, match="unknown GEMM kernel 'mkl': expected one of auto, aten, onednn, rows, packed"

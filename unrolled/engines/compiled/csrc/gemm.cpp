@@ -1,5 +1,6 @@
-// The per-step GEMM of every compiled loop, through whichever of four kernels is fastest for the
-// shape on this machine, measured once per shape:
+// The per-step GEMM of the compiled Elman, LSTM and GRU loops (MUT's, on column blocks of one
+// weight, stay with ATen), through whichever of four kernels is fastest for the shape on this
+// machine, measured once per shape:
 //   aten    ATen's GEMM (MKL on x86);
 //   onednn  oneDNN's matmul primitive, the library torch's own fused RNN kernel runs on;
 //   packed  oneDNN's inner product on a copy of the weights packed once per loop into its
@@ -254,8 +255,13 @@ GemmBackend measure(const Tensor& out, const Tensor& a, const Tensor& b, bool ac
   if (onednn_enabled()) candidates.push_back(GemmBackend::kOneDnn);
   if (packed_enabled()) candidates.push_back(GemmBackend::kPacked);
   if (a.size(0) <= kSmallRows) candidates.push_back(GemmBackend::kRows);
-  const Tensor x = a.is_contiguous() ? at::randn_like(a) : at::randn({a.size(1), a.size(0)}, a.options()).t();
-  const Tensor w = b.is_contiguous() ? at::randn_like(b) : at::randn({b.size(1), b.size(0)}, b.options()).t();
+  // constant operands: the values do not change the time, and drawing them would move the
+  // caller's random state (dropout masks, sampling) by a measurement that only the first loop of
+  // a shape makes
+  auto like = [](const Tensor& t) {  // same shape and layout
+    return (t.is_contiguous() ? at::empty_like(t) : at::empty({t.size(1), t.size(0)}, t.options()).t()).fill_(0.5);
+  };
+  const Tensor x = like(a), w = like(b);
   Tensor scratch = at::zeros_like(out);
   Tensor packed;
   double pack_cost = 0;
