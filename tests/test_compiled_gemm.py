@@ -6,6 +6,9 @@ kernel forced, against the float64 reference loop."""
 from __future__ import annotations
 
 import functools
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -89,6 +92,22 @@ def test_measuring_a_shape_leaves_the_random_state_alone() -> None:
     compiled.load().gemm(torch.empty(6, 47), torch.ones(6, 133), torch.ones(133, 47), True)
     assert [c for c in compiled.gemm_choices() if (c["m"], c["k"], c["n"]) == shape]  # it was measured
     assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_the_environment_forces_a_kernel_for_the_process() -> None:
+    """UNROLLED_GEMM=<kernel> forces it when the engine loads (for runs that must match bit for
+    bit across processes); a wrong name is a one-line error naming the choices."""
+    code = "from unrolled.engines import compiled; compiled.load(); print(compiled.set_gemm_kernel('auto'))"
+    for value, expected in (("rows", "rows"), ("aten", "aten")):
+        env = {**os.environ, "UNROLLED_GEMM": value}
+        done = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
+        )
+        assert done.returncode == 0 and done.stdout.strip() == expected, done.stderr
+    env = {**os.environ, "UNROLLED_GEMM": "fast"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False)
+    assert done.returncode != 0
+    assert "UNROLLED_GEMM='fast': expected one of auto, aten, onednn, rows, packed" in done.stderr
 
 
 def test_set_gemm_kernel_rejects_unknown_names() -> None:

@@ -51,6 +51,7 @@ falls back to the fused engine with a one-time note, and ``impl="compiled"`` rai
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -227,6 +228,11 @@ def load(verbose: bool = False) -> ModuleType | None:
         _runners.update(_steps(_module))
     except Exception as err:  # no compiler, a failed build: the fused engine remains
         _error = f"{type(err).__name__}: {_first_error(str(err))}"
+    forced = os.environ.get("UNROLLED_GEMM")
+    if _module is not None and forced:
+        if forced not in GEMM_KERNELS:
+            raise ValueError(f"UNROLLED_GEMM={forced!r}: expected one of {', '.join(GEMM_KERNELS)}")
+        _module.set_gemm_backend(GEMM_KERNELS.index(forced))
     return _module
 
 
@@ -268,7 +274,12 @@ def set_gemm_kernel(name: str) -> str:
     previous setting. ``"auto"`` (the default) measures, at the first loop of each shape, ATen's
     GEMM (MKL on x86), oneDNN's matmul, oneDNN on weights packed once per loop and, for up to 8
     rows, plain vectorised loops, and keeps the fastest (``csrc/gemm.cpp`` says why); the others
-    force one kernel for every shape, for tests and measurement. Other dtypes always use ATen's."""
+    force one kernel for every shape, for tests and measurement. Other dtypes always use ATen's.
+
+    The kernels round differently (by float32's last bits), and ``"auto"`` measures in each
+    process, so two processes may pick differently: for runs that must match bit for bit across
+    processes (a resumed run against an unbroken one), force one kernel, here or with the
+    environment variable ``UNROLLED_GEMM=aten`` (read when the engine loads)."""
     if name not in GEMM_KERNELS:
         raise ValueError(f"unknown GEMM kernel {name!r}: expected one of {', '.join(GEMM_KERNELS)}")
     module = load()
