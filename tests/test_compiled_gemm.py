@@ -62,35 +62,63 @@ def test_each_kernel_computes_the_product(kernel, shape, a_t, b_t, accumulate) -
     assert _relative(out, want) < 1e-5
 
 
-def test_auto_measures_each_shape_once_and_keeps_the_kernel() -> None:
-    """The first call of a shape records the kernel chosen; the product is right whichever it is,
-    and a later call of the same shape adds no entry. float64 always goes to ATen, unmeasured."""
+@pytest.fixture
+def choice_file(tmp_path):
+    """This test's own file of measured choices (the machine's is left alone)."""
+    module, path = compiled.load(), tmp_path / "choices.txt"
+    module.set_gemm_choice_file(str(path))
+    yield path
+    module.set_gemm_choice_file(str(compiled.gemm_choice_file()))
+
+
+def _chosen(shape):
+    return [c for c in compiled.gemm_choices() if (c["m"], c["k"], c["n"]) == shape]
+
+
+def test_auto_measures_each_shape_once_and_keeps_the_kernel(choice_file) -> None:
+    """The first call of a shape records the kernel chosen, in the process and in the machine's
+    file; the product is right whichever it is, and a later call of the same shape measures
+    nothing more. float64 always goes to ATen, unmeasured."""
     module = compiled.load()
     a, b = _operands(5, 96, 72, False, True)
-    before = len(compiled.gemm_choices())
     for _ in range(2):
         out = torch.empty(5, 72)
         module.gemm(out, a, b, False)
         assert _relative(out, a.double() @ b.double()) < 1e-5
-    chosen = [c for c in compiled.gemm_choices() if (c["m"], c["k"], c["n"]) == (5, 96, 72)]
-    assert len(compiled.gemm_choices()) <= before + 1 and len(chosen) == 1
-    assert chosen[0]["b_transposed"] and not chosen[0]["a_transposed"] and chosen[0]["kernel"] in KERNELS
+    chosen = _chosen((5, 96, 72))
+    assert len(chosen) == 1 and chosen[0]["kernel"] in KERNELS
+    assert chosen[0]["b_transposed"] and not chosen[0]["a_transposed"]
+    code = KERNELS.index(chosen[0]["kernel"]) + 1
+    assert choice_file.read_text() == f"5 96 72 0 1 0 {torch.get_num_threads()} 0 {code}\n"
     out64 = torch.empty(3, 70, dtype=torch.float64)
     a64, b64 = torch.randn(3, 90, dtype=torch.float64), torch.randn(90, 70, dtype=torch.float64)
     module.gemm(out64, a64, b64, False)
     torch.testing.assert_close(out64, a64 @ b64, rtol=1e-12, atol=1e-12)
-    assert not [c for c in compiled.gemm_choices() if (c["m"], c["k"], c["n"]) == (3, 90, 70)]
+    assert not _chosen((3, 90, 70))
 
 
-def test_measuring_a_shape_leaves_the_random_state_alone() -> None:
+def test_a_choice_another_process_made_is_read_not_measured(choice_file) -> None:
+    """Every process of the machine computes with the same kernels: a shape another process
+    measured (a line of the file) is taken from the file. Here the file says "rows" for 64 rows,
+    which measuring never picks (it tries that kernel up to 8 rows only)."""
+    rows_code = KERNELS.index("rows") + 1
+    choice_file.write_text(f"64 96 80 0 1 0 {torch.get_num_threads()} 0 {rows_code}\nnot a line\n")
+    a, b = _operands(64, 96, 80, False, True)
+    out = torch.empty(64, 80)
+    compiled.load().gemm(out, a, b, False)
+    assert _relative(out, a.double() @ b.double()) < 1e-5
+    assert [c["kernel"] for c in _chosen((64, 96, 80))] == ["rows"]
+
+
+def test_measuring_a_shape_leaves_the_random_state_alone(choice_file) -> None:
     """The first loop of a shape times the kernels on scratch operands: it must not draw from
     torch's generator, or a run would get other dropout masks than the same run resumed."""
     shape = (6, 133, 47)
-    assert not [c for c in compiled.gemm_choices() if (c["m"], c["k"], c["n"]) == shape]
+    assert not _chosen(shape)
     torch.manual_seed(11)
     state = torch.get_rng_state()
     compiled.load().gemm(torch.empty(6, 47), torch.ones(6, 133), torch.ones(133, 47), True)
-    assert [c for c in compiled.gemm_choices() if (c["m"], c["k"], c["n"]) == shape]  # it was measured
+    assert _chosen(shape)  # it was measured
     assert torch.equal(torch.get_rng_state(), state)
 
 

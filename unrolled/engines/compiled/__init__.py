@@ -187,6 +187,7 @@ SOURCES = ("bindings.cpp", "gemm.cpp", "lstm.cpp", "gru.cpp", "elman.cpp", "scan
 SUPPORTED = (RNNCell, LSTMCell, GRUCell, MUTCell, MinGRUCell, MinLSTMCell)
 
 _module: ModuleType | None = None
+_choice_file: Path | None = None
 _runners: dict[type[nn.Module], tuple[Any, Any]] = {}
 _error: str | None = None
 _noted = False
@@ -204,7 +205,7 @@ def _flags() -> list[str]:
 def load(verbose: bool = False) -> ModuleType | None:
     """The compiled loops, built on the first call of the process (cached across processes);
     None if they cannot be built (:func:`unavailable_reason` says why)."""
-    global _module, _error
+    global _module, _error, _choice_file
     if _module is not None or _error is not None:
         return _module
     from torch.utils import cpp_extension
@@ -226,6 +227,8 @@ def load(verbose: bool = False) -> ModuleType | None:
                 verbose=verbose,
             )
         _runners.update(_steps(_module))
+        _choice_file = built.with_name(f"gemm_choices-torch{torch.__version__}.txt")
+        _module.set_gemm_choice_file(str(_choice_file))
     except Exception as err:  # no compiler, a failed build: the fused engine remains
         _error = f"{type(err).__name__}: {_first_error(str(err))}"
     forced = os.environ.get("UNROLLED_GEMM")
@@ -276,10 +279,10 @@ def set_gemm_kernel(name: str) -> str:
     rows, plain vectorised loops, and keeps the fastest (``csrc/gemm.cpp`` says why); the others
     force one kernel for every shape, for tests and measurement. Other dtypes always use ATen's.
 
-    The kernels round differently (by float32's last bits), and ``"auto"`` measures in each
-    process, so two processes may pick differently: for runs that must match bit for bit across
-    processes (a resumed run against an unbroken one), force one kernel, here or with the
-    environment variable ``UNROLLED_GEMM=aten`` (read when the engine loads)."""
+    The kernels round differently (in float32's last bits). ``"auto"`` measures a shape once per
+    machine and keeps the choice in :func:`gemm_choice_file`, so every process computes with the
+    same kernels; the environment variable ``UNROLLED_GEMM`` (read when the engine loads) forces
+    one kernel for a process."""
     if name not in GEMM_KERNELS:
         raise ValueError(f"unknown GEMM kernel {name!r}: expected one of {', '.join(GEMM_KERNELS)}")
     module = load()
@@ -301,6 +304,15 @@ def gemm_choices() -> list[dict[str, Any]]:
     for row in rows:
         row["kernel"] = GEMM_KERNELS[row["kernel"]]
     return rows
+
+
+def gemm_choice_file() -> Path | None:
+    """Where the choices of ``"auto"`` are kept for every process of this machine (next to the
+    built module, one per torch version): a process that meets a shape first measures it under
+    the file's lock and appends its choice, and the others read it, so that they all compute
+    with the same kernels (and a resumed run matches an unbroken one bit for bit)."""
+    load()
+    return _choice_file
 
 
 def onednn_error() -> str | None:

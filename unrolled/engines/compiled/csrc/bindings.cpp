@@ -35,6 +35,7 @@ std::vector<Tensor> mut_forward(Tensor, const Tensor&, const Tensor&, const OptT
 std::vector<Tensor> mut_backward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const OptTensor&,
                                  const Tensor&, const OptTensor&, Tensor, int64_t, bool);
 int64_t set_gemm_backend(int64_t);
+void set_gemm_choice_file(const std::string&);
 std::vector<std::tuple<int64_t, int64_t, int64_t, bool, bool, bool, int64_t, bool, int64_t>> gemm_choices();
 std::string onednn_error();
 std::vector<Tensor> min_forward(const Tensor&, const Tensor&, const OptTensor&, bool, bool);
@@ -56,6 +57,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("min_backward", &unrolled::min_backward);
   m.def("gemm", &unrolled::gemm);
   m.def("set_gemm_backend", &unrolled::set_gemm_backend);
+  m.def("set_gemm_choice_file", &unrolled::set_gemm_choice_file);
   m.def("gemm_choices", &unrolled::gemm_choices);
   m.def("onednn_error", &unrolled::onednn_error);
 }

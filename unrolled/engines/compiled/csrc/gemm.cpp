@@ -16,12 +16,20 @@
 // of the CPU and the libraries, so it is measured on the shapes the loops run rather than
 // guessed: the first loop of a shape times each candidate on scratch operands of its shapes
 // (the packing's cost spread over the loop's steps) and keeps the fastest; a challenger must
-// beat ATen by 5% to be chosen.
+// beat ATen by 5% to be chosen. The kernels differ in float32's last bits, so the choice is
+// kept for every process of the machine (ChoiceFile): they all compute alike, and a resumed
+// run matches an unbroken one bit for bit.
 #include <ATen/Context.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <map>
 #include <mutex>
 #include <string>
@@ -45,10 +53,12 @@ using Key = std::tuple<int64_t, int64_t, int64_t, bool, bool, bool, int, bool>;
 constexpr int64_t kManySteps = 16;
 
 std::mutex g_mutex;
+std::mutex g_measuring;  // one measurement at a time (they would slow each other down)
 GemmBackend g_mode = GemmBackend::kAuto;
 std::map<Key, GemmBackend> g_choice;  // shape -> the kernel measured fastest
 std::string g_onednn_error;           // set once oneDNN has failed (e.g. a CPU without AVX-512): never again
 std::string g_packed_error;           // the same for the packed kernel (torch built without its ops)
+std::string g_choice_path;            // where this machine's processes share their choices (ChoiceFile)
 
 // Below this many multiply-adds a call's fixed cost decides: ATen's GEMM, unmeasured.
 constexpr int64_t kMinWork = int64_t(1) << 12;
@@ -295,6 +305,52 @@ GemmBackend measure(const Tensor& out, const Tensor& a, const Tensor& b, bool ac
   return candidates[pick];
 }
 
+// The choices measured on this machine, shared by its processes: one line per shape (the key's
+// fields, then the kernel), in a file next to the compiled module. Opening it takes an exclusive
+// lock (flock) and merges its lines into g_choice; appending adds one; closing unlocks. Without
+// a path (or where the file cannot be opened) the choices stay in the process.
+class ChoiceFile {
+ public:
+  explicit ChoiceFile(const std::string& path) {
+    if (path.empty()) return;
+    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd_ < 0) return;
+    if (::flock(fd_, LOCK_EX) != 0) {
+      ::close(fd_);
+      fd_ = -1;
+      return;
+    }
+    std::ifstream in(path);
+    std::string line;
+    std::lock_guard<std::mutex> lock(g_mutex);
+    while (std::getline(in, line)) {
+      std::istringstream fields(line);
+      int64_t m, k, n, a_t, b_t, acc, threads, many, kernel;
+      if (!(fields >> m >> k >> n >> a_t >> b_t >> acc >> threads >> many >> kernel)) continue;
+      if (kernel < 1 || kernel > 4) continue;
+      g_choice.emplace(Key{m, k, n, a_t != 0, b_t != 0, acc != 0, static_cast<int>(threads), many != 0},
+                       static_cast<GemmBackend>(kernel));
+    }
+  }
+  ChoiceFile(const ChoiceFile&) = delete;
+  ChoiceFile& operator=(const ChoiceFile&) = delete;
+  ~ChoiceFile() {
+    if (fd_ >= 0) ::close(fd_);  // releases the lock
+  }
+  void append(const Key& key, GemmBackend kernel) const {
+    if (fd_ < 0) return;
+    const auto& [m, k, n, a_t, b_t, acc, threads, many] = key;
+    std::ostringstream line;
+    line << m << ' ' << k << ' ' << n << ' ' << a_t << ' ' << b_t << ' ' << acc << ' ' << threads << ' ' << many
+         << ' ' << static_cast<int64_t>(kernel) << '\n';
+    const std::string text = line.str();
+    if (::write(fd_, text.data(), text.size()) != static_cast<ssize_t>(text.size())) return;  // kept in memory
+  }
+
+ private:
+  int fd_ = -1;
+};
+
 // The kernel for out (+)= a b in a loop of `steps` steps: the forced one, or the one measured
 // fastest for the shapes (measured now if new); ATen's outside float32 and small products.
 GemmBackend choose(const Tensor& out, const Tensor& a, const Tensor& b, bool accumulate, int64_t steps) {
@@ -308,15 +364,29 @@ GemmBackend choose(const Tensor& out, const Tensor& a, const Tensor& b, bool acc
   if (a.size(0) * a.size(1) * b.size(1) < kMinWork) return GemmBackend::kAten;
   const Key key{a.size(0), a.size(1), b.size(1), !a.is_contiguous(), !b.is_contiguous(), accumulate,
                 at::get_num_threads(), steps >= kManySteps};
-  std::unique_lock<std::mutex> lock(g_mutex);
-  auto found = g_choice.find(key);
-  if (found == g_choice.end()) {
-    lock.unlock();  // measuring takes some GEMMs; another thread may measure the same shape too
-    const GemmBackend fastest = measure(out, a, b, accumulate, steps);
-    lock.lock();
-    found = g_choice.emplace(key, fastest).first;
+  auto known = [&key]() -> std::optional<GemmBackend> {
+    std::lock_guard<std::mutex> lock(g_mutex);
+    const auto found = g_choice.find(key);
+    return found == g_choice.end() ? std::nullopt : std::optional<GemmBackend>(found->second);
+  };
+  if (const auto kernel = known()) return *kernel;
+  // New to this process: another process on this machine may have measured it (the file), else
+  // measure it here, holding the file's lock, so that every process agrees.
+  std::lock_guard<std::mutex> one_at_a_time(g_measuring);
+  std::string path;
+  {
+    std::lock_guard<std::mutex> lock(g_mutex);
+    path = g_choice_path;
   }
-  return found->second;
+  const ChoiceFile file(path);
+  if (const auto kernel = known()) return *kernel;
+  const GemmBackend fastest = measure(out, a, b, accumulate, steps);
+  {
+    std::lock_guard<std::mutex> lock(g_mutex);
+    g_choice.emplace(key, fastest);
+  }
+  file.append(key, fastest);
+  return fastest;
 }
 
 }  // namespace
@@ -346,6 +416,11 @@ void StepGemm::with_bias(const Tensor& out, const OptTensor& bias, const Tensor&
 
 void gemm(const Tensor& out, const Tensor& a, const Tensor& b, bool accumulate) {
   StepGemm(b, a.size(0), accumulate, 1)(out, a);
+}
+
+void set_gemm_choice_file(const std::string& path) {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  g_choice_path = path;
 }
 
 int64_t set_gemm_backend(int64_t mode) {
