@@ -292,10 +292,10 @@ def set_gemm_kernel(name: str) -> str:
 
 
 def gemm_choices() -> list[dict[str, Any]]:
-    """The kernel ``"auto"`` chose for each GEMM shape measured so far in this process:
-    ``m, k, n`` (out (m, n) = a (m, k) b (k, n)), whether a and b were transposed, whether the
-    product was added to the output, the thread count, whether it was a loop of many steps
-    (where packing the weights once pays), and the kernel."""
+    """The kernel ``"auto"`` chose for each GEMM shape this process knows (measured here, or
+    read from :func:`gemm_choice_file`): ``m, k, n`` (out (m, n) = a (m, k) b (k, n)), whether
+    a and b were transposed, whether the product was added to the output, the thread count,
+    whether it was a loop of many steps (where packing the weights once pays), and the kernel."""
     module = load()
     if module is None:
         return []

@@ -177,6 +177,8 @@ class StepGemm {
   void with_bias(const Tensor& out, const OptTensor& bias, const Tensor& a) const;
 
  private:
+  void apply(const Tensor& out, const Tensor& a, bool accumulate) const;
+
   Tensor b_, packed_;
   GemmBackend kernel_;
   bool accumulate_;

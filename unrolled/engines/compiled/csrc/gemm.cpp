@@ -402,16 +402,18 @@ StepGemm::StepGemm(const Tensor& b, int64_t rows, bool accumulate, int64_t steps
   if (kernel_ == GemmBackend::kOneDnn && !onednn_enabled()) kernel_ = GemmBackend::kAten;
 }
 
-void StepGemm::operator()(const Tensor& out, const Tensor& a) const {
-  GemmBackend kernel = eligible(out, a, b_) ? kernel_ : GemmBackend::kAten;  // a view of other strides
-  if (!run(kernel, out, a, b_, packed_, accumulate_)) aten_gemm(out, a, b_, accumulate_);
+void StepGemm::apply(const Tensor& out, const Tensor& a, bool accumulate) const {
+  const GemmBackend kernel = eligible(out, a, b_) ? kernel_ : GemmBackend::kAten;  // a view of other strides
+  if (!run(kernel, out, a, b_, packed_, accumulate)) aten_gemm(out, a, b_, accumulate);
 }
 
+void StepGemm::operator()(const Tensor& out, const Tensor& a) const { apply(out, a, accumulate_); }
+
 void StepGemm::with_bias(const Tensor& out, const OptTensor& bias, const Tensor& a) const {
-  if (!bias.has_value()) return (*this)(out, a);
+  if (!bias.has_value()) return apply(out, a, accumulate_);
   Tensor o = out;
   o.copy_(bias->expand_as(out));
-  if (!run(eligible(out, a, b_) ? kernel_ : GemmBackend::kAten, out, a, b_, packed_, true)) aten_gemm(out, a, b_, true);
+  apply(out, a, true);
 }
 
 void gemm(const Tensor& out, const Tensor& a, const Tensor& b, bool accumulate) {
