@@ -9,8 +9,11 @@ Public API (everything else is an implementation detail):
 - layers: :class:`Recurrent` (any cell -> multi-layer, bidirectional layer),
   :class:`RNN`, :class:`LSTM`, :class:`GRU` (drop-in for torch.nn's)
 - dense to conv: :class:`Linear`, :class:`LocallyConnected1d`/``2d``, :class:`Conv1d`/``2d``, parameter counts
+- trained runs: :func:`load` (a run directory -> its task's predictor: ``sample``, ``predict``,
+  ``translate``, ``tag``, ``forecast``, ``score``, ``export``; docs/python_api.md)
 """
 
+from .api import load
 from .cells import (
     Cell,
     GRUCell,
@@ -65,5 +68,6 @@ __all__ = [
     "conv_params",
     "fully_connected_params",
     "init_recurrent_",
+    "load",
     "locally_connected_params",
 ]

@@ -4,6 +4,7 @@
     unrolled train TASK --resume DIR     continue a run
     unrolled eval DIR --text|--data FILE score a run (the task of DIR says which input it takes)
     unrolled sample | predict ...        the tasks' own commands
+    unrolled export DIR --out FILE       a run's model as ONNX or TorchScript
     unrolled analyze ...                 look inside a run or a fresh cell (gradients, spectrum, ...)
     unrolled experiment counting|ablation  the lectures' experiments, resumable
     unrolled bench speed|conv            benchmarks against torch.nn
@@ -131,14 +132,10 @@ def _add_eval(commands: Any, tasks: dict[str, Any]) -> None:
 
 
 def _cmd_eval(tasks: dict[str, Any], names: list[str], args: argparse.Namespace) -> int:
-    from .training import checkpoint as ckpt
+    from .api import task_of
 
-    kind = ckpt.read_json(ckpt.check_run_dir(args.run) / ckpt.CONFIG, "config.json").get("task")
-    if kind not in tasks:
-        raise ValueError(
-            f"config.json of {args.run!r} names an unknown task {kind!r}: expected {', '.join(tasks)}"
-        )
-    task = tasks[kind]
+    task = task_of(args.run)
+    kind = task.name
     given = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
     if set(given) != set(task.eval_inputs) and not (
         task.eval_optional and set(given) <= set(task.eval_inputs)
@@ -161,7 +158,7 @@ def _cmd_eval(tasks: dict[str, Any], names: list[str], args: argparse.Namespace)
 
 # ---- the entry point -------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from . import __version__, api
     from .analysis import commands as analysis
     from .bench import commands as bench
     from .experiments import commands as experiments
@@ -175,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval(commands, tasks)
     for task in tasks.values():
         task.add_commands(commands)
+    api.add_commands(commands, _Parser)
     analysis.add_commands(commands, _Parser)
     experiments.add_commands(commands, _Parser)
     bench.add_commands(commands, _Parser)

@@ -320,7 +320,7 @@ class LSTMCell(RecurrentRegularizersMixin, nn.Module):
         peep = (
             {}
             if self.weight_peephole is None
-            else dict(zip(self.peephole_names, self.weight_peephole, strict=True))
+            else dict(zip(self.peephole_names, self.weight_peephole.unbind(0), strict=True))
         )
         i = torch.sigmoid(pre["i"] + peep["i"] * c if "i" in peep else pre["i"]) if "i" in pre else None
         if self.coupled:

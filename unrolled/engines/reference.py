@@ -11,6 +11,10 @@ of sequence b, row b keeps its state and outputs zero, so that
 - the final state of row b is its state after step ``lengths[b] - 1``;
 - the reverse direction, which walks t = T-1 .. 0, leaves row b at its initial state until
   t = ``lengths[b] - 1``: it starts at each sequence's own end.
+
+Under ``torch.export`` (ONNX export, :mod:`unrolled.export`) the same loop is written as one
+``scan`` over time (:func:`scan_reference`), so that the exported graph holds one loop node for
+any number of steps instead of T copies of the cell.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..cells.base import map_state
+from ..cells.base import map_state, state_like, state_tensors
 
 
 def step_mask(lengths: Tensor, steps: int) -> Tensor:
@@ -50,6 +54,8 @@ def run_reference(
         ``(out, state)``: ``out`` (T, B, O) with ``out[t]`` the cell output at time t (zero past
         a row's length), and the state after the last valid step of each row.
     """
+    if torch.compiler.is_exporting():
+        return scan_reference(cell, x, state, reverse=reverse, lengths=lengths)
     # unbind, not x[t]: the backward of one unbind is one stack, while the backward of T
     # separate x[t] selects writes T full-size (T, B, I) zero tensors (quadratic in T).
     xs = x.unbind(0)
@@ -69,3 +75,29 @@ def run_reference(
             h = h.masked_fill(~masks[t], 0.0)
         outs[t] = h
     return torch.stack(outs), state
+
+
+def scan_reference(
+    cell: nn.Module, x: Tensor, state: Any, *, reverse: bool = False, lengths: Tensor | None = None
+) -> tuple[Tensor, Any]:
+    """:func:`run_reference` as one ``scan`` over time: the same function, traceable by
+    ``torch.export`` with a dynamic number of steps (an exported graph then holds one ONNX
+    ``Scan`` per cell). Inference only (scan's carry must be pure: no dropout masks drawn)."""
+    from torch._higher_order_ops.scan import scan
+
+    T = x.size(0)
+    mask = (
+        torch.ones(T, x.size(1), 1, dtype=torch.bool, device=x.device)
+        if lengths is None
+        else step_mask(lengths, T)
+    )  # (T, B, 1)
+
+    def step(carry: tuple[Tensor, ...], inputs: tuple[Tensor, Tensor]) -> tuple[Any, Tensor]:
+        x_t, m_t = inputs  # (B, I), (B, 1)
+        old = state_like(state, list(carry))
+        h, new = cell(x_t, old)
+        return tuple(state_tensors(_keep(m_t, new, old))), h.masked_fill(~m_t, 0.0)
+
+    # the carry as a plain tuple of tensors: scan's body may not return a NamedTuple state
+    final, out = scan(step, tuple(state_tensors(state)), (x, mask), reverse=reverse)
+    return out, state_like(state, list(final))

@@ -226,12 +226,16 @@ class Recurrent(nn.Module):
     def _run(self, x: Tensor, hx: Any, lengths: Tensor | None, unbatched: bool) -> tuple[Tensor, Any]:
         """Every layer and direction over time-major ``x`` (T, B, I); ``hx`` as given by the user."""
         B = x.size(1)
-        if lengths is not None and bool((lengths == x.size(0)).all()):
+        exporting = torch.compiler.is_exporting()  # a graph for any T and lengths: no data-dependent test
+        if lengths is not None and not exporting and bool((lengths == x.size(0)).all()):
             lengths = None  # every row is full: no masking needed
         proto = self.cells[0].init_state(B, device=x.device, dtype=x.dtype)
         if hx is not None:
             hx = self._check_hx(hx, proto, unbatched)
-        engine = ENGINES[self.engine_for(x.device.type, torch.is_grad_enabled())]
+        # exported or traced (unrolled.export): the reference loop, the one engine written as plain ops
+        plain = exporting or torch.jit.is_tracing()
+        name = "reference" if plain else self.engine_for(x.device.type, torch.is_grad_enabled())
+        engine = ENGINES[name]
         if engine.run_stack is not None:
             return engine.run_stack(
                 self.cells,
@@ -273,6 +277,8 @@ class Recurrent(nn.Module):
                 f"lengths must have shape (batch,) = ({batch},), one length per sequence; "
                 f"got {tuple(lengths.shape)}"
             )
+        if torch.compiler.is_exporting():  # the values are the graph's input, unknown here
+            return lengths.to(device=device, dtype=torch.long)
         low, high = int(lengths.min()), int(lengths.max())
         if low < 0 or high > steps:
             raise ValueError(

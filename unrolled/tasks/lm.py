@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..cells.base import state_like
+from ..cells.base import state_like, state_tensors
 from ..data import (
     PAD,
     UNK,
@@ -45,8 +45,21 @@ from ..data import (
     stream_rows,
 )
 from ..data.words import NEWLINE, Detokenizer, tokenize
+from ..export import Graph, state_names
 from ..models import LanguageModel
-from ..training import Asset, Fit, LoopConfig, OptimConfig, Prepared, Run, RunConfig, Task, TrainerState, flag
+from ..training import (
+    Asset,
+    Fit,
+    LoopConfig,
+    OptimConfig,
+    Predictor,
+    Prepared,
+    Run,
+    RunConfig,
+    Task,
+    TrainerState,
+    flag,
+)
 from ..training import checkpoint as ckpt
 from ..training.config import OPTIMIZERS, positive, split_fractions
 from ..training.device import model_device
@@ -377,13 +390,136 @@ def score(model: nn.Module, ids: Tensor, vocab: Vocab, data: DataConfig) -> dict
     assert data.batch_size is not None and data.seq_len is not None
     nats = stream_loss(model, ids, data.batch_size, data.seq_len)
     if data.unit == "char":
-        return {"nats_per_char": nats, "bits_per_char": metrics(nats)["bpc"], "chars": len(ids)}
+        return {
+            "nats_per_char": nats,
+            "bits_per_char": metrics(nats)["bpc"],
+            "perplexity": math.exp(nats),  # per character
+            "chars": len(ids),
+        }
     return {
         "nats_per_word": nats,
         "perplexity": metrics(nats, "word")["ppl"],
         "tokens": len(ids),
         "unk_share": unk_share(ids, vocab),
     }
+
+
+# ---- the predictor: unrolled.load(RUN) -----------------------------------------------------
+class LMStep(nn.Module):
+    """The exported step graph: tokens and the state in, logits and the new state out.
+
+    ``tokens`` (B, T) int64 (T = 1 for one step of generation, or a whole prime at once) and the
+    state ``h0`` (and ``c0`` for an LSTM) of shape (layers, B, H), zeros to start ->
+    ``logits`` (B, T, V) and ``h_n`` (and ``c_n``), to feed back as the next call's state.
+    """
+
+    def __init__(self, model: LanguageModel) -> None:
+        super().__init__()
+        self.model = model
+        self.proto = model.rnn.cells[0].init_state(1)
+
+    def forward(self, tokens: Tensor, h0: Tensor, c0: Tensor | None = None, a0: Tensor | None = None) -> Any:
+        state = state_like(self.proto, [t for t in (h0, c0, a0) if t is not None])
+        logits, state = self.model(tokens, state)
+        return (logits, *state_tensors(state))
+
+
+class LMPredictor(Predictor):
+    """A language-model run: :meth:`sample` text, :meth:`score` a text, :meth:`export` a step graph."""
+
+    verbs = ("sample", "stream", "score")
+
+    @property
+    def vocab(self) -> Vocab:
+        """The run's vocabulary: characters (:class:`CharVocab`) or words (:class:`WordVocab`)."""
+        return self.run.vocab
+
+    @property
+    def unit(self) -> str:
+        """``"char"`` or ``"word"``: what the model reads and predicts."""
+        return self.config.data.unit
+
+    def stream(
+        self,
+        prime: str = "",
+        length: int = 200,
+        temperature: float = 0.8,
+        top_k: int | None = None,
+        seed: int | None = None,
+    ) -> Iterator[str]:
+        """Yield ``length`` generated tokens as text (characters, or words with their spacing)
+        after warming the state on ``prime`` (not repeated; "" = a line break, or the first token
+        of the vocabulary). ``temperature`` 0 is greedy; ``top_k`` samples among the k likeliest;
+        the same ``seed`` gives the same text on any device."""
+        warm = prime or self._default_prime()
+        yield from generate(
+            self.model, self.vocab, warm, length,
+            temperature=temperature, top_k=top_k, seed=seed, lower=self.config.data.lower,
+        )  # fmt: skip
+
+    def sample(
+        self,
+        prime: str = "",
+        length: int = 200,
+        temperature: float = 0.8,
+        top_k: int | None = None,
+        seed: int | None = None,
+    ) -> str:
+        """The text of :meth:`stream` (without the prime), as one string."""
+        return "".join(self.stream(prime, length, temperature, top_k, seed))
+
+    @torch.inference_mode()
+    def score(self, text: str, *, source: str = "the text") -> dict[str, Any]:
+        """How well the model predicts ``text``: ``nats_per_char`` and ``bits_per_char`` (or
+        ``nats_per_word`` and the ``<unk>`` share), ``perplexity`` = exp(nats per token), and the
+        number of tokens; each token but the first is predicted from all before it."""
+        d = self.config.data
+        ids = self.vocab.encode(text if d.unit == "char" else tokenize(text, d.lower))
+        if len(ids) < 2:
+            raise ValueError(f"{source} has fewer than 2 {d.unit}s: nothing to score")
+        return score(self.model, ids, self.vocab, d)
+
+    def _default_prime(self) -> str:
+        vocab = self.vocab
+        if NEWLINE in vocab.index:
+            return NEWLINE
+        return vocab.chars[0] if isinstance(vocab, CharVocab) else vocab.tokens[len(vocab.specials)]
+
+    # ---- export -----------------------------------------------------------------------------
+    def export_graphs(self) -> list[Graph]:
+        model = self.model
+        proto = model.rnn.cells[0].init_state(1)
+        ins, outs = state_names(proto)
+        L, V = model.rnn.num_layers * model.rnn.num_directions, model.vocab_size
+
+        def inputs(B: int, T: int) -> dict[str, Tensor]:
+            g = torch.Generator().manual_seed(B * 100 + T)
+            shapes = [t.shape[1:] for t in state_tensors(proto)]
+            state = {n: torch.randn(L, B, *sh, generator=g) / 2 for n, sh in zip(ins, shapes, strict=True)}
+            return {"tokens": torch.randint(0, V, (B, T), generator=g), **state}
+
+        doc = {
+            "tokens": "(batch, time) int64 token ids (vocabulary in the sidecar); time 1 for one step",
+            "logits": "(batch, time, V) float32 scores of the next token; softmax(logits / temperature)",
+            **{n: "(layers, batch, H) the recurrent state, zeros to start" for n in ins},
+            **{n: f"the state after the last token: the next call's {i}" for n, i in zip(outs, ins, strict=True)},
+        }
+        dynamic = {"tokens": {0: "batch", 1: "time"}, **{n: {1: "batch"} for n in ins}}
+        step = LMStep(model)
+        return [Graph("lm_step", step, inputs(2, 3), ["logits", *outs], dynamic, inputs(3, 5), doc, True)]
+
+    def export_meta(self) -> dict[str, Any]:
+        d, vocab = self.config.data, self.vocab
+        meta: dict[str, Any] = {"unit": d.unit, "vocab": vocab.to_json()}
+        if d.unit == "word":
+            meta["tokenizer"] = (
+                ("lower-case the text, then " if d.lower else "")
+                + "split each line on white space; punctuation (Unicode P*/S*) at either end of a piece "
+                "is one token per mark; every line break is the token '\\n'; words not in the vocabulary "
+                "are <unk> (id 1); <pad> (id 0) is never generated"
+            )
+        return meta
+
 
 
 # ---- the task ------------------------------------------------------------------------------
@@ -401,6 +537,7 @@ class LM(Task):
         "sample at the end. Settings shown as [chars X, words Y] default by --unit."
     )
     Config: ClassVar[type[RunConfig]] = LMConfig
+    Predictor = LMPredictor
     assets = {"vocab": Asset(ckpt.VOCAB, load_vocab, lambda v: v.to_json())}
     unit = "tokens"
     eval_inputs = {"text": "language-model runs: UTF-8 text to evaluate on"}
@@ -449,12 +586,7 @@ class LM(Task):
         }
 
     def evaluate(self, run: Run, **inputs: str) -> dict[str, Any]:
-        d = run.config.data
-        text = read_text(inputs["text"])
-        ids = run.vocab.encode(text if d.unit == "char" else tokenize(text, d.lower))
-        if len(ids) < 2:
-            raise ValueError(f"{inputs['text']!r} has fewer than 2 {d.unit}s: nothing to evaluate")
-        return score(run.model, ids, run.vocab, d)
+        return LMPredictor(self, run).score(read_text(inputs["text"]), source=repr(inputs["text"]))
 
     def eval_line(self, result: dict[str, Any], **inputs: str) -> str:
         return f"{inputs['text']}: {describe(result)}"
@@ -490,7 +622,7 @@ class LM(Task):
             print(f"test: {describe(results['test'])}", file=sys.stderr)
         length = args.sample_length if args.sample_length is not None else (400 if unit == "char" else 100)
         if length > 0:
-            write_sample(run, None, length, False, temperature=0.8, seed=0)
+            write_sample(LMPredictor(self, run), None, length, False, temperature=0.8, seed=0)
 
     def add_commands(self, commands: Any) -> None:
         s = commands.add_parser(
@@ -510,9 +642,8 @@ class LM(Task):
         s.set_defaults(func=self._cmd_sample)
 
     def _cmd_sample(self, args: argparse.Namespace) -> int:
-        run = self.open_run(args.run, **self.open_args(args))
         options = {"temperature": args.temperature, "top_k": args.top_k, "seed": args.seed}
-        write_sample(run, args.prime, args.length, not args.no_prime, **options)
+        write_sample(self.load_args(args), args.prime, args.length, not args.no_prime, **options)
         return 0
 
 
@@ -553,17 +684,13 @@ def describe(result: dict[str, Any]) -> str:
     )
 
 
-def write_sample(run: Run, prime: str | None, length: int, echo_prime: bool, **options: Any) -> None:
-    """Stream ``length`` tokens of ``run``'s model to stdout as text (nothing if an option is bad)."""
-    vocab, d = run.vocab, run.config.data
-    if prime is None:
-        first = vocab.chars[0] if isinstance(vocab, CharVocab) else vocab.tokens[len(vocab.specials) :][:1]
-        warm = NEWLINE if NEWLINE in vocab.index else "".join(first)
-    else:
-        warm = prime
-    stream = generate(run.model, vocab, warm, length, lower=d.lower, **options)
+def write_sample(lm: LMPredictor, prime: str | None, length: int, echo_prime: bool, **options: Any) -> None:
+    """Stream ``length`` tokens of ``lm`` to stdout as text (nothing if an option is bad)."""
+    if prime == "":
+        raise ValueError("--prime must not be empty")
+    stream = lm.stream(prime or "", length, **options)
     first = next(stream, "")  # the generator checks every option before its first token
-    sys.stdout.write((warm if echo_prime and prime is not None else "") + first)
+    sys.stdout.write((prime if echo_prime and prime is not None else "") + first)
     for piece in stream:
         sys.stdout.write(piece)
         if piece.endswith("\n"):
@@ -597,7 +724,7 @@ def _prime_ids(vocab: Vocab, prime: str, lower: bool) -> tuple[Tensor, Detokeniz
     return vocab.encode(tokens), detok
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def generate(
     model: LanguageModel,
     vocab: Vocab,

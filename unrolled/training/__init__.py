@@ -4,6 +4,7 @@ Knows nothing about any particular task."""
 from .config import LoopConfig, OptimConfig, RunConfig
 from .flags import flag
 from .loop import Diverged, Trainer, TrainerState, detach_state
+from .predictor import Predictor
 from .task import Asset, Fit, Prepared, Run, Task
 
 __all__ = [
@@ -12,6 +13,7 @@ __all__ = [
     "Fit",
     "LoopConfig",
     "OptimConfig",
+    "Predictor",
     "Prepared",
     "Run",
     "RunConfig",

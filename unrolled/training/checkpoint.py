@@ -324,18 +324,19 @@ def _remove_unreferenced(run_dir: Path) -> None:
         entry.unlink(missing_ok=True)
 
 
-def load_run_weights(model: nn.Module, run_dir: Path, which: str = BEST) -> None:
-    """Load the run's ``best`` (or ``latest``) weights into ``model``."""
+def load_run_weights(model: nn.Module, run_dir: Path, which: str = BEST) -> int | None:
+    """Load the run's ``best`` (or ``latest``) weights into ``model``; returns their step."""
     if which not in (BEST, LATEST):
         raise ValueError(f"which weights: expected {BEST!r} or {LATEST!r}, got {which!r}")
 
-    def read(c: Checkpoint) -> tuple[Path, dict[str, Tensor]]:
+    def read(c: Checkpoint) -> tuple[Path, tuple[dict[str, Tensor], dict[str, str]]]:
         file = c.best if which == BEST and c.best is not None else c.latest / WEIGHTS
-        return file, load_weights(file)[0]
+        return file, load_weights(file)
 
-    file, tensors = read_committed(run_dir, read)
+    file, (tensors, meta) = read_committed(run_dir, read)
     try:
         model.load_state_dict(tensors)
     except RuntimeError as e:
         first = str(e).splitlines()[0:2]
         raise ValueError(f"weights in {str(file)!r} do not fit the run's config: {' '.join(first)}") from None
+    return int(meta["step"]) if meta.get("step", "").isdigit() else None

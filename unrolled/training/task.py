@@ -41,6 +41,7 @@ from .config import RunConfig
 from .device import add_device_argument, autocast_dtype, resolve_device
 from .lock import RunLock
 from .loop import EvalFn, EventFn, LossFn, Trainer, TrainerState
+from .predictor import Predictor as BasePredictor
 
 RESULTS = "results.json"  # what Task.finish returns: scores of the best weights
 
@@ -66,6 +67,7 @@ class Run:
     model: nn.Module
     assets: dict[str, Any]
     info: dict[str, Any]  # facts about the data, saved in config.json
+    step: int | None = None  # the training step of the weights loaded (None: as built)
 
     def __getattr__(self, name: str) -> Any:
         assets = self.__dict__.get("assets", {})
@@ -111,6 +113,7 @@ class Task:
     eval_optional: ClassVar[bool] = False  # True: `unrolled eval RUN` may leave the inputs out
     # further `unrolled eval` options: name -> argparse keywords (e.g. {"beam": {"type": int, ...}})
     eval_options: ClassVar[dict[str, dict[str, Any]]] = {}
+    Predictor: ClassVar[type[BasePredictor]] = BasePredictor  # what unrolled.load returns: the task's verbs
 
     # ---- what a task provides ---------------------------------------------------------------
     def prepare(self, config: Any, assets: dict[str, Any] | None) -> Prepared:
@@ -173,10 +176,15 @@ class Task:
         config = self.Config.from_json(raw)
         assets = {key: a.load(ckpt.read_json(p / a.file, a.file)) for key, a in self.assets.items()}
         model = self.build_model(config, assets)
-        if weights is not None:
-            ckpt.load_run_weights(model, p, weights)
+        step = None if weights is None else ckpt.load_run_weights(model, p, weights)
         model.to(device).eval()
-        return Run(p, config, model, assets, raw.get("info", {}))
+        return Run(p, config, model, assets, raw.get("info", {}), step)
+
+    def load(
+        self, path: str | Path, *, which: str = ckpt.BEST, device: torch.device | str | None = None
+    ) -> BasePredictor:
+        """The run in ``path`` as this task's predictor (``unrolled.load``)."""
+        return self.Predictor(self, self.open_run(path, weights=which, device=device))
 
     def train(
         self,
@@ -295,6 +303,11 @@ class Task:
     def open_args(args: argparse.Namespace) -> dict[str, Any]:
         """``open_run`` keywords from the arguments of :meth:`add_run_argument`."""
         return {"weights": ckpt.LATEST if args.latest else ckpt.BEST, "device": resolve_device(args.device)}
+
+    def load_args(self, args: argparse.Namespace) -> BasePredictor:
+        """The predictor of the run a command names (:meth:`add_run_argument`'s arguments)."""
+        which = ckpt.LATEST if args.latest else ckpt.BEST
+        return self.load(args.run, which=which, device=resolve_device(args.device))
 
 
 def _rename_new_run(tmp: Path, out: Path) -> None:
