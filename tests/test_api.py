@@ -140,7 +140,7 @@ def test_bad_sampling_options_raise_before_any_text(char_run) -> None:
 DOC = Path(__file__).resolve().parents[1] / "docs" / "python_api.md"
 
 
-def test_the_docs_onnxruntime_loop_generates_the_command_s_greedy_text(char_run, tmp_path, capsys, monkeypatch):
+def test_the_docs_onnxruntime_loop_gives_the_command_s_greedy_text(char_run, tmp_path, capsys, monkeypatch):
     pytest.importorskip("onnxruntime")
     blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S)
     (block,) = [b for b in blocks if "charlm.onnx" in b and "ort." in b]

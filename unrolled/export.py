@@ -117,7 +117,8 @@ def check_options(fmt: str, opset: int | None, out: str | Path) -> Path:
 def _quiet() -> Iterator[None]:
     """The exporter's own warnings and log lines (deprecations inside torch, skipped torchvision ops)
     are not the user's business; errors still raise."""
-    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript", "onnx_ir")]
+    names = ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript", "onnx_ir")
+    loggers = [logging.getLogger(n) for n in names]
     levels = [lg.level for lg in loggers]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
