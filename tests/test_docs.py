@@ -3,9 +3,11 @@ example runs as written and behaves as a variable-length layer."""
 
 from __future__ import annotations
 
+import importlib
 import re
 from pathlib import Path
 
+import pytest
 import torch
 
 import unrolled
@@ -70,7 +72,7 @@ def test_new_task_example_is_a_whole_task(tmp_path, monkeypatch, capsys) -> None
     import unrolled.tasks
     from unrolled.cli import main
 
-    (example,) = re.findall(r"```python\n(.*?)```", NEW_TASK.read_text(encoding="utf-8"), flags=re.S)
+    example, predictor = re.findall(r"```python\n(.*?)```", NEW_TASK.read_text(encoding="utf-8"), flags=re.S)
     assert example.count("\n") <= 110  # a whole task in about a hundred lines
     (tmp_path / "doctasks").mkdir()
     (tmp_path / "doctasks" / "__init__.py").write_text("")
@@ -89,6 +91,16 @@ def test_new_task_example_is_a_whole_task(tmp_path, monkeypatch, capsys) -> None
     assert json.loads(capsys.readouterr().out)["strings"] == 4
     assert main(["eval", str(out), "--text", str(bits)]) == 2  # a majority run takes --bits
     assert "a majority run is evaluated on a file: give --bits FILE (not --text)" in capsys.readouterr().err
+    # a task from outside the package opens too: the base predictor, without verbs of its own
+    run = unrolled.load(out, which="latest")
+    assert run.task == "majority" and run.step == 210 and run.config.model.hidden == 16
+    bits = torch.tensor([[1, 1, 1, 0, 1, 0, 1], [0, 0, 1, 0, 0, 0, 1]])
+    assert run.model(bits).argmax(1).tolist() == [1, 0]
+    with pytest.raises(AttributeError, match=r"no .predict\(\): its task defines no verbs"):
+        run.predict(bits)
+    module = importlib.import_module("doctasks.majority")  # the page's predictor, added to the task
+    exec(compile(predictor, str(NEW_TASK), "exec"), module.__dict__)
+    assert unrolled.load(out).predict(["1101101", "0001000", "0111000"]) == [True, False, False]
 
 
 TRANSLATION = DOC.parent / "translation.md"

@@ -82,7 +82,12 @@ class Predictor:
         # only reached when normal lookup fails: name the verbs this task has instead
         if name.startswith("_") or "run" not in self.__dict__:
             raise AttributeError(name)
-        verbs = ", ".join(f".{v}()" for v in (*type(self).verbs, "export")) if type(self).verbs else "none"
+        if not type(self).verbs:
+            raise AttributeError(
+                f"a {self.task} run has no .{name}(): its task defines no verbs (it has .config, .step, "
+                ".model and .to(); a task adds verbs with a Predictor subclass, see docs/new_task.md)"
+            )
+        verbs = ", ".join(f".{v}()" for v in (*type(self).verbs, "export"))
         raise AttributeError(f"a {self.task} run has no .{name}(): its verbs are {verbs}")
 
     # ---- export -------------------------------------------------------------------------------
