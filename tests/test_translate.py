@@ -8,6 +8,7 @@ import math
 import random
 import re
 
+import numpy as np
 import pytest
 import torch
 
@@ -483,3 +484,131 @@ def test_translate_errors(tmp_path, capsys, tiny_text_file) -> None:
     capsys.readouterr()
     assert main(["translate", str(none), "--text", "one", "--attention-plot", str(tmp_path / "p.png")]) == 2
     assert "--attention none" in capsys.readouterr().err and not (tmp_path / "p.png").exists()
+
+
+# ---- unrolled.load(RUN) and unrolled export ------------------------------------------------
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory):
+    """A tiny bidirectional LSTM translator with Bahdanau attention, trained a few steps on the toy pairs."""
+    root = tmp_path_factory.mktemp("toy")
+    data = root / "toy.tsv"
+    data.write_text("".join(f"{s}\t{t}\n" for s, t in _toy_pairs()), encoding="utf-8")
+    out = root / "run"
+    args = ["train", "translate", "--data", str(data), "--cell", "lstm", "--bidirectional", "--hidden", "16"]
+    args += ["--embedding-dim", "8", "--batch-size", "16", "--max-steps", "40", "--eval-every", "40"]
+    assert main([*args, "--lr", "0.02", "--no-progress", "--out", str(out)]) == 0  # outputs vary by now
+    return out
+
+
+TEXTS = ["red cat runs .", "Blue dog sleeps!", "zorglub cat", "the red dog sleeps and runs ."]
+
+
+@pytest.mark.parametrize("beam", [1, 3])
+def test_load_translates_as_the_command_does(toy_run, capsys, beam) -> None:
+    import unrolled
+
+    capsys.readouterr()
+    argv = ["translate", str(toy_run), *itertools.chain(*(["--text", t] for t in TEXTS)), "--beam", str(beam)]
+    assert main(argv) == 0
+    printed = capsys.readouterr()
+    translator = unrolled.load(toy_run)
+    got = translator.translate(TEXTS, beam=beam)
+    assert printed.out.splitlines() == got and all(isinstance(t, str) for t in got)
+    assert "'zorglub'" in printed.err  # the command's note; the verb itself prints nothing
+    assert capsys.readouterr() == ("", "")
+    assert translator.translate(TEXTS[1], beam=beam) == got[1:2]
+    verbs = r"translate run has no \.tag\(\): its verbs are \.translate\(\), \.export\(\)"
+    with pytest.raises(AttributeError, match=verbs):
+        translator.tag(TEXTS)
+
+
+def test_attention_weights_on_request(toy_run) -> None:
+    import unrolled
+
+    translator = unrolled.load(toy_run)
+    assert translator.attention_kind == "bahdanau" and translator.source_vocab.id("<eos>") == 3
+    for beam in (1, 3):
+        plain = translator.translate(TEXTS, beam)
+        records = translator.translate(TEXTS, beam, attention=True)
+        assert [r.translation for r in records] == plain
+        assert records[2].unknown == ["zorglub"]
+        assert records[1].source_tokens == ["blue", "dog", "sleeps", "!"]
+        for r in records:
+            a = r.attention
+            assert a is not None and a.shape == (len(r.output_tokens) + r.finished, len(r.source_tokens) + 1)
+            assert (a >= 0).all() and np.allclose(a.sum(1), 1.0, atol=1e-5)
+
+
+def onnx_translate(path, texts):
+    """Greedy translation with the encoder.onnx and decoder_step.onnx of an export archive."""
+    import json
+    import unicodedata
+    import zipfile
+
+    import numpy as np
+    import onnxruntime as ort
+
+    archive = zipfile.ZipFile(path)
+    meta = json.loads(archive.read("export.json"))
+    encoder, step = (
+        ort.InferenceSession(archive.read(f"{g}.onnx"), providers=["CPUExecutionProvider"])
+        for g in ("encoder", "decoder_step")
+    )
+    sp, vocab = meta["special_ids"], {w: i for i, w in enumerate(meta["source_vocab"]["tokens"])}
+
+    def tokenize(text):  # meta["tokenizer"] says how
+        text = text.lower() if meta["lower_case"] else text
+        if meta["tokens"] == "char":
+            return list(" ".join(text.split()))
+        out = []
+        for piece in text.split():  # punctuation at either end of a piece: one token per mark
+            i, j = 0, len(piece)
+            while i < j and unicodedata.category(piece[i])[0] in "PS":
+                i += 1
+            while j > i and unicodedata.category(piece[j - 1])[0] in "PS":
+                j -= 1
+            out += [*piece[:i], *([piece[i:j]] if i < j else []), *piece[j:]]
+        return out
+
+    rows = [[vocab.get(w, sp["<unk>"]) for w in tokenize(t)] + [sp["<eos>"]] for t in texts]
+    lengths = np.array([len(r) for r in rows], dtype=np.int64)
+    src = np.array([r + [sp["<pad>"]] * (lengths.max() - len(r)) for r in rows], dtype=np.int64)
+    names = [o.name for o in encoder.get_outputs()]
+    feed = dict(zip(names, encoder.run(None, {"src": src, "lengths": lengths}), strict=True), lengths=lengths)
+    feed["tokens"] = np.full((len(rows), 1), sp["<bos>"], dtype=np.int64)
+    wanted, produced = [i.name for i in step.get_inputs()], [o.name for o in step.get_outputs()]
+    state = meta["decoder_state"]
+    out = np.zeros((len(rows), 0), dtype=np.int64)
+    for _ in range(meta["max_output"]):
+        result = dict(zip(produced, step.run(None, {k: feed[k] for k in wanted}), strict=True))
+        logits = result["logits"]
+        logits[:, meta["never_output"]] = -np.inf
+        feed["tokens"] = logits.argmax(-1)[:, None]
+        feed.update({i: result[o] for i, o in zip(state["inputs"], state["outputs"], strict=True)})
+        out = np.concatenate([out, feed["tokens"]], axis=1)
+        if (out == sp["<eos>"]).any(axis=1).all():
+            break
+    words = meta["target_vocab"]["tokens"]
+    ids = [row[: row.index(sp["<eos>"])] if sp["<eos>"] in row else row for row in out.tolist()]
+    return [meta["joiner"].join(words[i] for i in row) for row in ids]
+
+
+def test_export_cli_and_a_greedy_loop_in_onnxruntime(toy_run, tmp_path, capsys) -> None:
+    import zipfile
+
+    import unrolled
+
+    out = tmp_path / "translator.onnx"
+    assert main(["export", str(toy_run), "--out", str(out)]) == 0
+    assert "decoder_step: (tokens, memory, keys, lengths, h0, c0)" in capsys.readouterr().err
+    side = json.loads((tmp_path / "translator.onnx.json").read_text())
+    assert set(zipfile.ZipFile(out).namelist()) == {"encoder.onnx", "decoder_step.onnx", "export.json"}
+    names = {g: [o["name"] for o in side["graphs"][g]["outputs"]] for g in ("encoder", "decoder_step")}
+    assert names == {
+        "encoder": ["memory", "keys", "h0", "c0"],
+        "decoder_step": ["logits", "h_n", "c_n", "attention"],
+    }
+    assert side["special_ids"] == {"<pad>": 0, "<unk>": 1, "<bos>": 2, "<eos>": 3} and side["joiner"] == " "
+    translator = unrolled.load(toy_run)
+    # another batch size and source length than the export's example (2 sources of 3 tokens)
+    assert onnx_translate(out, TEXTS) == translator.translate(TEXTS)

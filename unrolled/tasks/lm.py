@@ -424,6 +424,28 @@ class LMStep(nn.Module):
         return (logits, *state_tensors(state))
 
 
+def step_graph(model: LanguageModel) -> Graph:
+    """The language model's exported step graph (:class:`LMStep`), its inputs named and documented."""
+    proto = model.rnn.cells[0].init_state(1)
+    ins, outs = state_names(proto)
+    L, V = model.rnn.num_layers * model.rnn.num_directions, model.vocab_size
+
+    def inputs(B: int, T: int) -> dict[str, Tensor]:
+        g = torch.Generator().manual_seed(B * 100 + T)
+        shapes = [t.shape[1:] for t in state_tensors(proto)]
+        state = {n: torch.randn(L, B, *sh, generator=g) / 2 for n, sh in zip(ins, shapes, strict=True)}
+        return {"tokens": torch.randint(0, V, (B, T), generator=g), **state}
+
+    doc = {
+        "tokens": "(batch, time) int64 token ids (vocabulary in the sidecar); time 1 for one step",
+        "logits": "(batch, time, V) float32 scores of the next token; softmax(logits / temperature)",
+        **{n: "(layers, batch, H) the recurrent state, zeros to start" for n in ins},
+        **{n: f"the state after the last token: the next call's {i}" for n, i in zip(outs, ins, strict=True)},
+    }
+    dynamic = {"tokens": {0: "batch", 1: "time"}, **{n: {1: "batch"} for n in ins}}
+    return Graph("lm_step", LMStep(model), inputs(2, 3), ["logits", *outs], dynamic, inputs(3, 5), doc, True)
+
+
 class LMPredictor(Predictor):
     """A language-model run: :meth:`sample` text, :meth:`score` a text, :meth:`export` a step graph."""
 
@@ -487,26 +509,7 @@ class LMPredictor(Predictor):
 
     # ---- export -----------------------------------------------------------------------------
     def export_graphs(self) -> list[Graph]:
-        model = self.model
-        proto = model.rnn.cells[0].init_state(1)
-        ins, outs = state_names(proto)
-        L, V = model.rnn.num_layers * model.rnn.num_directions, model.vocab_size
-
-        def inputs(B: int, T: int) -> dict[str, Tensor]:
-            g = torch.Generator().manual_seed(B * 100 + T)
-            shapes = [t.shape[1:] for t in state_tensors(proto)]
-            state = {n: torch.randn(L, B, *sh, generator=g) / 2 for n, sh in zip(ins, shapes, strict=True)}
-            return {"tokens": torch.randint(0, V, (B, T), generator=g), **state}
-
-        doc = {
-            "tokens": "(batch, time) int64 token ids (vocabulary in the sidecar); time 1 for one step",
-            "logits": "(batch, time, V) float32 scores of the next token; softmax(logits / temperature)",
-            **{n: "(layers, batch, H) the recurrent state, zeros to start" for n in ins},
-            **{n: f"the state after the last token: the next call's {i}" for n, i in zip(outs, ins, strict=True)},
-        }
-        dynamic = {"tokens": {0: "batch", 1: "time"}, **{n: {1: "batch"} for n in ins}}
-        step = LMStep(model)
-        return [Graph("lm_step", step, inputs(2, 3), ["logits", *outs], dynamic, inputs(3, 5), doc, True)]
+        return [step_graph(self.model)]
 
     def export_meta(self) -> dict[str, Any]:
         d, vocab = self.config.data, self.vocab

@@ -9,6 +9,12 @@ match, token accuracy; :mod:`unrolled.metrics`).
 
 Validation decodes the validation pairs greedily each time and keeps the weights of the best
 corpus BLEU; the test pairs are scored once, at the end, with the best weights.
+
+``unrolled.load(RUN)`` gives a :class:`TranslatePredictor` (``.translate(texts, beam,
+length_penalty, attention=)``), which the ``translate`` command calls; its export is two ONNX
+graphs, the ``encoder`` over a batch of sources and the ``decoder_step`` that a greedy or beam
+search loop outside Python calls once per output token (:class:`EncoderGraph`,
+:class:`DecoderStepGraph`; docs/python_api.md has the loop in numpy).
 """
 
 from __future__ import annotations
@@ -19,23 +25,39 @@ import json
 import logging
 import random
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, overload
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..cells.base import state_like, state_tensors
 from ..data import PAD, UNK, WordVocab, pad_batch, read_text
 from ..data.numbers import SOURCE as NUMBERS
 from ..data.numbers import number_splits
 from ..data.pairs import SPECIALS, TOKENS, PairBatches, Pairs, detokenize, read_pairs, tokenizer
+from ..export import Graph, state_names
 from ..metrics import corpus_scores
 from ..models.decoding import Hypothesis, beam_search, greedy
-from ..models.seq2seq import ATTENTIONS, Seq2Seq
+from ..models.seq2seq import ATTENTIONS, Memory, Seq2Seq
 from ..plotting import pyplot, save_png
-from ..training import Asset, Fit, LoopConfig, OptimConfig, Prepared, Run, RunConfig, Task, TrainerState, flag
+from ..training import (
+    Asset,
+    Fit,
+    LoopConfig,
+    OptimConfig,
+    Predictor,
+    Prepared,
+    Run,
+    RunConfig,
+    Task,
+    TrainerState,
+    flag,
+)
 from ..training.config import positive, split_fractions
 from ..training.device import model_device
 from ..training.loop import LossFn
@@ -380,6 +402,351 @@ def default_max_output(run_info: dict[str, Any]) -> int:
     return max(10, 2 * int(run_info.get("max_target_len", 50)))
 
 
+# ---- translation: the predictor (unrolled.load(RUN)) ----------------------------------------
+@dataclass
+class Translation:
+    """One translated text, as ``translate(..., attention=True)`` returns it."""
+
+    text: str
+    source_tokens: list[str]  # as the model read them (unknown ones as they were written)
+    unknown: list[str]  # source tokens outside the vocabulary, read as <unk>
+    output_tokens: list[str]
+    translation: str
+    hypothesis: Hypothesis  # the decoder's own record (token ids, scores, attention as a tensor)
+
+    @property
+    def log_prob(self) -> float:
+        """log P(output [+ <eos>] | source), natural log."""
+        return self.hypothesis.log_prob
+
+    @property
+    def finished(self) -> bool:
+        """True if the output ended with ``<eos>`` (False: cut at the maximum length)."""
+        return self.hypothesis.finished
+
+    @property
+    def attention(self) -> np.ndarray | None:
+        """The attention weights, float32 (output steps, source tokens + 1): row t is the
+        distribution over ``source_tokens + ["<eos>"]`` that produced output token t (the last
+        row produced ``<eos>`` when :attr:`finished`); every row sums to 1. None for a run with
+        ``--attention none``."""
+        a = self.hypothesis.attention
+        return None if a is None else a.float().numpy()
+
+    def __str__(self) -> str:
+        return self.translation
+
+
+class TranslatePredictor(Predictor):
+    """A translation run: :meth:`translate` texts; :meth:`export` an encoder and a decoder step."""
+
+    verbs = ("translate",)
+
+    @property
+    def source_vocab(self) -> WordVocab:
+        """The source vocabulary (ids 0-3: ``<pad>``, ``<unk>``, ``<bos>``, ``<eos>``)."""
+        return self.run.src_vocab
+
+    @property
+    def target_vocab(self) -> WordVocab:
+        """The target vocabulary (the same specials)."""
+        return self.run.tgt_vocab
+
+    @property
+    def attention_kind(self) -> str:
+        """``"none"``, ``"bahdanau"`` or ``"luong"``: the run's ``--attention``."""
+        return self.config.model.attention
+
+    @property
+    def max_output(self) -> int:
+        """Decoding stops after this many tokens unless told: twice the longest training target."""
+        return default_max_output(self.run.info)
+
+    def tokenize(self, text: str) -> list[str]:
+        """A source text as the model reads it (``--tokens word|char``, lower-cased unless the run
+        kept the case), before ``<eos>`` is appended."""
+        d = self.config.data
+        return tokenizer(d.tokens, d.keep_case)(text)
+
+    def detokenize(self, tokens: Sequence[str]) -> str:
+        """Output tokens -> text: words joined by single spaces, characters as they are."""
+        return detokenize(tokens, self.config.data.tokens)
+
+    @overload
+    def translate(
+        self,
+        texts: str | Sequence[str],
+        beam: int = 1,
+        length_penalty: float = 0.0,
+        *,
+        attention: Literal[False] = False,
+        max_len: int | None = None,
+    ) -> list[str]: ...
+
+    @overload
+    def translate(
+        self,
+        texts: str | Sequence[str],
+        beam: int = 1,
+        length_penalty: float = 0.0,
+        *,
+        attention: Literal[True],
+        max_len: int | None = None,
+    ) -> list[Translation]: ...
+
+    @torch.inference_mode()
+    def translate(
+        self,
+        texts: str | Sequence[str],
+        beam: int = 1,
+        length_penalty: float = 0.0,
+        *,
+        attention: bool = False,
+        max_len: int | None = None,
+    ) -> list[str] | list[Translation]:
+        """Translate ``texts`` (a list of sentences, or one string for one sentence).
+
+        Args:
+            beam: 1 = greedy decoding; K > 1 = beam search of width K.
+            length_penalty: alpha of Wu et al. 2016 for beam search (0: raw log-probability).
+            attention: False: return the translations as strings. True: return
+                :class:`Translation` records, with the source tokens read, the words read as
+                ``<unk>``, the output tokens, the log-probability and ``.attention``, the weights
+                as a numpy array (output steps, source tokens + 1) whose rows sum to 1 (None for
+                a run with ``--attention none``).
+            max_len: stop after this many output tokens [:attr:`max_output`].
+
+        The result does not depend on how the texts are batched. ``ValueError`` for an empty
+        text, ``beam`` < 1 or ``max_len`` < 1.
+        """
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        if beam < 1:
+            raise ValueError(f"--beam must be >= 1, got {beam}")
+        tokens = []
+        for k, text in enumerate(texts):
+            tokens.append(self.tokenize(text))
+            if not tokens[-1]:
+                raise ValueError(f"text {k + 1} is empty: nothing to translate")
+        src_v, tgt_v = self.source_vocab, self.target_vocab
+        eos = src_v.id("<eos>")
+        ids = [encode_source(src_v, t, eos) for t in tokens]
+        limit = max_len if max_len is not None else self.max_output
+        model: Seq2Seq = self.model  # type: ignore[assignment]
+        hyps = decode(model, ids, tgt_v, beam=beam, alpha=length_penalty, max_len=limit)
+        if not attention:
+            return [hypothesis_text(h, tgt_v, self.config.data.tokens) for h in hyps]
+        return [
+            Translation(
+                text,
+                t,
+                [w for w, i in zip(t, x.tolist(), strict=False) if i == UNK],
+                tgt_v.decode(h.tokens),
+                hypothesis_text(h, tgt_v, self.config.data.tokens),
+                h,
+            )
+            for text, t, x, h in zip(texts, tokens, ids, hyps, strict=True)
+        ]
+
+    # ---- export -----------------------------------------------------------------------------
+    def export_graphs(self) -> list[Graph]:
+        """``encoder`` (a whole graph over a batch of sources) and ``decoder_step`` (one target
+        token per call); see :class:`EncoderGraph` and :class:`DecoderStepGraph`."""
+        model: Seq2Seq = self.model  # type: ignore[assignment]
+        encoder = EncoderGraph(model)
+        step = decoder_step_graph(model)
+        V_src, V_tgt = model.src_embed.num_embeddings, model.tgt_embed.num_embeddings
+        state_in, state_out = step.state_in, step.state_out
+
+        def encoder_inputs(B: int, S: int) -> dict[str, Tensor]:
+            g = torch.Generator().manual_seed(B * 100 + S)
+            lengths = torch.randint(1, S + 1, (B,), generator=g)
+            lengths[0] = S  # the longest source fills the batch
+            src = torch.randint(len(SPECIALS), V_src, (B, S), generator=g)
+            src = src.masked_fill(torch.arange(S) >= lengths[:, None], PAD)
+            return {"src": src, "lengths": lengths}
+
+        def step_inputs(B: int, S: int) -> dict[str, Tensor]:
+            enc = encoder_inputs(B, S)
+            with torch.no_grad():
+                outs = dict(zip(encoder.outputs, encoder(*enc.values()), strict=True))
+            tokens = torch.randint(len(SPECIALS), V_tgt, (B, 1), generator=torch.Generator().manual_seed(B))
+            memory = {k: outs[k] for k in step.memory}
+            lengths = {"lengths": enc["lengths"]} if "lengths" in step.inputs else {}
+            return {"tokens": tokens, **memory, **lengths, **{k: outs[k] for k in state_in}}
+
+        batch_time = {0: "batch", 1: "src_time"}
+        first = "(layers, batch, ·) float32 the decoder's state (the encoder's output of that name first)"
+        state_doc = {n: first for n in state_in}
+        state_doc |= {
+            n: f"the state after this step: the next call's {i}"
+            for n, i in zip(state_out, state_in, strict=True)
+        }
+        memory_doc = {
+            "memory": "(batch, src_time, C) float32 the encoder's outputs (zero past each source's end)",
+            "keys": "(batch, src_time, K) float32 the attention's keys, computed once per source",
+            "context": "(batch, C) float32 the fixed context (the encoder's top layer's final state)",
+        }
+        enc_doc = {
+            "src": "(batch, src_time) int64 source ids: tokens, then <eos>, then <pad> (0) to the longest",
+            "lengths": "(batch,) int64 each source's length, <eos> included (>= 1)",
+            **{k: v for k, v in memory_doc.items() if k in encoder.outputs},
+            **{
+                n: f"(layers, batch, ·) float32 the decoder's first state: decoder_step's {n}"
+                for n in state_in
+            },
+        }
+        step_doc = {
+            "tokens": "(batch, 1) int64 the previous target token: <bos> at the first step",
+            **{k: f"the encoder's {k}: " + v for k, v in memory_doc.items() if k in step.memory},
+            "lengths": "(batch,) int64 the sources' lengths, as given to the encoder",
+            **state_doc,
+            "logits": "(batch, V) float32 scores of the next target token (mask <pad>, <bos>; argmax)",
+            "attention": "(batch, src_time) float32 the attention weights of this step (0 on the pads)",
+        }
+        enc_dynamic = {"src": batch_time, "lengths": {0: "batch"}}
+        step_dynamic: dict[str, dict[int, str]] = {
+            "tokens": {0: "batch"},
+            **{k: (batch_time if k != "context" else {0: "batch"}) for k in step.memory},
+            **({"lengths": {0: "batch"}} if "lengths" in step.inputs else {}),
+            **{n: {1: "batch"} for n in state_in},
+        }
+        enc = Graph(
+            "encoder",
+            encoder,
+            encoder_inputs(2, 3),
+            encoder.outputs,
+            enc_dynamic,
+            probe=encoder_inputs(3, 5),
+            doc=enc_doc,
+        )
+        dec = Graph(
+            "decoder_step",
+            step,
+            step_inputs(2, 3),
+            step.outputs,
+            step_dynamic,
+            probe=step_inputs(3, 5),
+            doc=step_doc,
+            steps_fixed=True,
+        )
+        return [enc, dec]
+
+    def export_meta(self) -> dict[str, Any]:
+        d = self.config.data
+        tgt = self.target_vocab
+        step = decoder_step_graph(self.model)  # type: ignore[arg-type]
+        lower = "" if d.keep_case else "lower-case the text, then "
+        if d.tokens == "word":
+            how = (
+                lower + "split it on white space; punctuation (Unicode P*/S*) at either end of a piece "
+                "is one token per mark"
+            )
+        else:
+            how = lower + "read runs of white space as one space; every character is a token"
+        return {
+            "source_vocab": self.source_vocab.to_json(),
+            "target_vocab": tgt.to_json(),
+            "special_ids": {s: tgt.id(s) for s in SPECIALS},  # the same in both vocabularies
+            "tokens": d.tokens,
+            "lower_case": not d.keep_case,
+            "tokenizer": how + "; tokens outside the source vocabulary are <unk>; append <eos>",
+            "joiner": " " if d.tokens == "word" else "",
+            "detokenizer": "join the output tokens (up to <eos>) with 'joiner'",
+            "max_output": self.max_output,
+            "attention": self.attention_kind,
+            "never_output": [PAD, tgt.id("<bos>")],
+            "decoder_state": {"inputs": step.state_in, "outputs": step.state_out},
+            "decoding": (
+                "run encoder on (src, lengths); feed decoder_step tokens = <bos>, the encoder's outputs "
+                "by name (and lengths); at each step set logits[:, never_output] = -inf, take the argmax as "
+                "the next tokens, feed each 'outputs' state back as the 'inputs' state of the same place; "
+                "stop when every row has output <eos> or after max_output steps"
+            ),
+        }
+
+
+class EncoderGraph(nn.Module):
+    """The exported ``encoder``: ``(src (B, S) int64, lengths (B,) int64)`` ->
+    ``memory`` (B, S, C), ``keys`` (B, S, K) with attention or ``context`` (B, C) without, and the
+    decoder's initial state ``h0`` (and ``c0``, ``a0`` as the cell has them), (layers, B, H)."""
+
+    def __init__(self, model: Seq2Seq) -> None:
+        super().__init__()
+        self.model = model
+        self.state_in = state_names(model.decoder.cells[0].init_state(1))[0]
+        extra = ["keys"] if model.attention is not None else ["context"]
+        self.outputs = ["memory", *extra, *self.state_in]
+
+    def forward(self, src: Tensor, lengths: Tensor) -> tuple[Tensor, ...]:
+        memory, state = self.model.encode(src, lengths)
+        extra = memory.keys if memory.keys is not None else memory.context
+        assert extra is not None
+        return (memory.outputs, extra, *state_tensors(state))
+
+
+class DecoderStepGraph(nn.Module):
+    """The exported ``decoder_step``: one target token per sentence in, the next token's logits out.
+
+    With attention (:class:`AttentionStepGraph`): ``(tokens (B, 1), memory (B, S, C), keys (B, S, K),
+    lengths (B,), h0[, c0, a0])`` -> ``(logits (B, V), h_n[, c_n, a_n], attention (B, S))``. With
+    ``--attention none`` (:class:`ContextStepGraph`): ``(tokens, context (B, C), h0[, c0, a0])`` ->
+    ``(logits, h_n[, c_n, a_n])``. The state tensors are (layers, B, H); the first step's come
+    from the encoder. :func:`decoder_step_graph` makes the one that fits a model.
+    """
+
+    memory: ClassVar[list[str]] = []  # the encoder's outputs it reads, besides the state
+
+    def __init__(self, model: Seq2Seq) -> None:
+        super().__init__()
+        self.model = model
+        self.proto = model.decoder.cells[0].init_state(1)
+        self.state_in, self.state_out = state_names(self.proto)
+        attends = model.attention is not None
+        self.inputs = ["tokens", *self.memory, *(["lengths"] if attends else []), *self.state_in]
+        self.outputs = ["logits", *self.state_out, *(["attention"] if attends else [])]
+
+    def _step(self, memory: Memory, tokens: Tensor, parts: list[Tensor | None]) -> tuple[Tensor, ...]:
+        state = state_like(self.proto, [t for t in parts if t is not None])
+        logits, state, weights = self.model.step(memory, tokens[:, 0], state)
+        return (logits, *state_tensors(state), *([] if weights is None else [weights]))
+
+
+class AttentionStepGraph(DecoderStepGraph):
+    """:class:`DecoderStepGraph` of a model with Bahdanau's or Luong's attention."""
+
+    memory: ClassVar[list[str]] = ["memory", "keys"]
+
+    def forward(
+        self,
+        tokens: Tensor,
+        memory: Tensor,
+        keys: Tensor,
+        lengths: Tensor,
+        h0: Tensor,
+        c0: Tensor | None = None,
+        a0: Tensor | None = None,
+    ) -> tuple[Tensor, ...]:
+        mask = torch.arange(memory.size(1), device=memory.device) < lengths.unsqueeze(1)
+        return self._step(Memory(memory, mask, keys, None), tokens, [h0, c0, a0])
+
+
+class ContextStepGraph(DecoderStepGraph):
+    """:class:`DecoderStepGraph` of a model with ``--attention none`` (a fixed context)."""
+
+    memory: ClassVar[list[str]] = ["context"]
+
+    def forward(
+        self, tokens: Tensor, context: Tensor, h0: Tensor, c0: Tensor | None = None, a0: Tensor | None = None
+    ) -> tuple[Tensor, ...]:
+        unused = torch.ones_like(context[:, :1], dtype=torch.bool)  # the step reads only the context
+        return self._step(Memory(context[:, None], unused, None, context), tokens, [h0, c0, a0])
+
+
+def decoder_step_graph(model: Seq2Seq) -> DecoderStepGraph:
+    """The :class:`DecoderStepGraph` that fits ``model``'s attention."""
+    return (AttentionStepGraph if model.attention is not None else ContextStepGraph)(model)
+
+
 # ---- the task ------------------------------------------------------------------------------
 def _vocab(obj: Any) -> WordVocab:
     v = WordVocab.from_json(obj)
@@ -402,6 +769,7 @@ class Translate(Task):
         "of the best weights go to results.json, and a few held-out translations are printed."
     )
     Config = TranslateConfig
+    Predictor = TranslatePredictor
     assets = {
         "src_vocab": Asset(SRC_VOCAB, _vocab, WordVocab.to_json),
         "tgt_vocab": Asset(TGT_VOCAB, _vocab, WordVocab.to_json),
@@ -553,21 +921,27 @@ class Translate(Task):
                 raise ValueError(f"line {blank} of {args.file!r} is empty: give one sentence per line")
         else:
             texts = args.text
-        run = self.open_run(args.run, **self.open_args(args))
+        translator: TranslatePredictor = self.load_args(args)  # type: ignore[assignment]
         if args.attention_plot is not None:
-            if run.config.model.attention == "none":
+            if translator.attention_kind == "none":
                 raise ValueError("--attention-plot needs a run with attention; this one has --attention none")
             if not args.attention_plot.lower().endswith(".png"):
                 raise ValueError(
                     "--attention-plot writes a PNG file: give a name ending in .png, "
                     f"got {args.attention_plot!r}"
                 )
-        results = translate(run, texts, beam=args.beam, alpha=args.length_penalty, max_len=args.max_output)
+        results = translator.translate(
+            texts, args.beam, args.length_penalty, attention=True, max_len=args.max_output
+        )
+        seen = sorted({w for t in results for w in t.unknown})
+        if seen:
+            more = f" and {len(seen) - 10} more" if len(seen) > 10 else ""
+            shown = ", ".join(map(repr, seen[:10])) + more
+            print(f"unrolled: note: not in the source vocabulary, read as <unk>: {shown}", file=sys.stderr)
         for t in results:
             if args.json:
-                h = t.hypothesis
-                record = {"text": t.text, "translation": t.translation, "log_prob": h.log_prob}
-                print(json.dumps({**record, "finished": h.finished, "unknown": t.unknown}))
+                record = {"text": t.text, "translation": t.translation, "log_prob": t.log_prob}
+                print(json.dumps({**record, "finished": t.finished, "unknown": t.unknown}))
             else:
                 print(t.translation)
         if args.attention_plot is not None:
@@ -580,57 +954,25 @@ open_run = TASK.open_run
 train = TASK.train
 
 
-# ---- translation ---------------------------------------------------------------------------
-@dataclass
-class Translation:
-    text: str
-    source_tokens: list[str]  # as the model read them (unknown ones as they were written)
-    unknown: list[str]  # source tokens outside the vocabulary, read as <unk>
-    output_tokens: list[str]
-    translation: str
-    hypothesis: Hypothesis  # with the attention weights (output steps x source tokens + <eos>)
-
-
 def translate(
     run: Run, texts: list[str], *, beam: int = 1, alpha: float = 0.0, max_len: int | None = None
 ) -> list[Translation]:
-    """Translate ``texts`` with a run's model; ``ValueError`` for an empty text or a bad option."""
-    d = run.config.data
-    tok = tokenizer(d.tokens, d.keep_case)
-    tokens = []
-    for k, text in enumerate(texts):
-        tokens.append(tok(text))
-        if not tokens[-1]:
-            raise ValueError(f"text {k + 1} is empty: nothing to translate")
-    eos = run.src_vocab.id("<eos>")
-    ids = [encode_source(run.src_vocab, t, eos) for t in tokens]
-    unknown = [
-        [w for w, i in zip(t, x.tolist(), strict=False) if i == UNK] for t, x in zip(tokens, ids, strict=True)
-    ]
-    seen = sorted({w for u in unknown for w in u})
-    if seen:
-        shown = ", ".join(map(repr, seen[:10])) + (f" and {len(seen) - 10} more" if len(seen) > 10 else "")
-        print(f"unrolled: note: not in the source vocabulary, read as <unk>: {shown}", file=sys.stderr)
-    limit = max_len if max_len is not None else default_max_output(run.info)
-    hyps = decode(run.model, ids, run.tgt_vocab, beam=beam, alpha=alpha, max_len=limit)  # type: ignore[arg-type]
-    return [
-        Translation(
-            text, t, u, run.tgt_vocab.decode(h.tokens), hypothesis_text(h, run.tgt_vocab, d.tokens), h
-        )
-        for text, t, u, h in zip(texts, tokens, unknown, hyps, strict=True)
-    ]
+    """Translate ``texts`` with a run's model: :meth:`TranslatePredictor.translate` with the
+    attention (``ValueError`` for an empty text or a bad option)."""
+    predictor = TranslatePredictor(TASK, run)
+    return predictor.translate(texts, beam, alpha, attention=True, max_len=max_len)
 
 
 def plot_attention(t: Translation, path: str | Path) -> None:
     """A heat map of one translation's attention weights (rows: output tokens, columns: source)."""
     plt = pyplot()
 
-    weights = t.hypothesis.attention
+    weights = t.attention
     assert weights is not None
     cols = [*t.source_tokens, "<eos>"]
-    rows = [*t.output_tokens, *(["<eos>"] if t.hypothesis.finished else [])]
+    rows = [*t.output_tokens, *(["<eos>"] if t.finished else [])]
     fig, ax = plt.subplots(figsize=(1.0 + 0.45 * len(cols), 1.0 + 0.4 * len(rows)))
-    image = ax.imshow(weights[: len(rows)].numpy(), cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+    image = ax.imshow(weights[: len(rows)], cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
     ax.set_xticks(range(len(cols)), cols, rotation=60, ha="right")
     ax.set_yticks(range(len(rows)), rows)
     ax.set_xlabel("source")
