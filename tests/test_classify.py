@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import random
 
+import numpy as np
 import pytest
 import torch
 
+import unrolled
 from unrolled import GRUCell, LSTMCell, Recurrent
 from unrolled.cli import main
 from unrolled.data import (
@@ -239,8 +241,76 @@ def test_training_learns_the_moods_and_predict_agrees(labelled_csv, tmp_path, ca
     records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["label"] for r in records] == ["pos", "neg"]
     assert all(abs(sum(r["probabilities"].values()) - 1) < 1e-6 for r in records)
-    run = classify.open_run(out)
-    assert [label for label, _, _ in classify.predict(run, ["the garden was charming"])] == ["pos"]
+    # the command's numbers are the predictor's
+    classifier = unrolled.load(out)
+    assert classifier.labels == ["neg", "pos"] and classifier.task == "classify"
+    probs = classifier.predict_proba(["the garden was charming", "the lecture was tedious"])
+    assert probs.shape == (2, 2) and np.allclose(probs.sum(axis=1), 1.0, rtol=0, atol=1e-12)
+    for r, row in zip(records, probs, strict=True):
+        assert [r["probabilities"][c] for c in classifier.labels] == row.tolist()
+        assert r["probability"] == row.max()
+    assert classifier.predict(["the garden was charming"]) == [("pos", pytest.approx(probs[0, 1], abs=1e-6))]
+    assert classifier.predict("the lecture was tedious") == [("neg", pytest.approx(probs[1, 0], abs=1e-6))]
+
+
+def test_predictor_reads_texts_as_training_did(labelled_csv, tmp_path) -> None:
+    out = tmp_path / "run"
+    assert _train(labelled_csv, out, "--arch", "gru", "--max-steps", "2", "--max-tokens", "4") == 0
+    classifier = unrolled.load(out)
+    assert classifier.predict_proba([]).shape == (0, 2) and classifier.predict([]) == []
+    alone = classifier.predict_proba(["the song was lovely"])
+    batch = classifier.predict_proba(["a grim dinner", "THE SONG WAS LOVELY!", "the song was lovely too"])
+    # lower-cased, cut to --max-tokens 4: all three spellings are the same four tokens
+    assert np.allclose(batch[1:], alone, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="text 2 has no words to classify: '  '"):
+        classifier.predict(["good", "  "])
+    with pytest.raises(TypeError, match="text 1 is a list"):
+        classifier.predict([["the", "song"]])
+    with pytest.raises(AttributeError, match=r"a classify run has no \.tag\(\): its verbs are \.predict\(\)"):
+        classifier.tag(["the song"])
+
+
+# ---- export: one graph over a batch, run by onnxruntime with the sidecar alone ---------------------
+def _consumer_inputs(meta: dict, texts: list[str]) -> dict[str, np.ndarray]:
+    """The graph's inputs made from the sidecar alone, as its "tokenizer" line says (no unrolled)."""
+    import re
+
+    index = {w: i for i, w in enumerate(meta["vocab"]["tokens"])}
+    words = [re.findall(meta["token_pattern"], t.lower())[: meta["max_tokens"]] for t in texts]
+    rows = [[index.get(w, meta["unk_id"]) for w in ws] for ws in words]
+    lengths = np.array([len(r) for r in rows], dtype=np.int64)
+    tokens = np.full((len(rows), lengths.max()), meta["pad_id"], dtype=np.int64)
+    for b, r in enumerate(rows):
+        tokens[b, : len(r)] = r
+    return {"tokens": tokens, "lengths": lengths}
+
+
+@pytest.mark.parametrize("arch", ["cnn", "bilstm"])
+def test_export_runs_in_onnxruntime_as_the_predictor(arch, labelled_csv, tmp_path, capsys) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    out = tmp_path / "run"
+    assert _train(labelled_csv, out, "--arch", arch, "--max-steps", "4", "--max-tokens", "6") == 0
+    classifier = unrolled.load(out)
+    capsys.readouterr()
+    assert main(["export", str(out), "--out", str(tmp_path / "c.onnx"), "--json"]) == 0
+    meta = json.loads(capsys.readouterr().out)
+    assert meta == json.loads((tmp_path / "c.onnx.json").read_text(encoding="utf-8"))
+    assert meta["labels"] == classifier.labels and meta["vocab"] == classifier.vocab.to_json()
+    assert meta["pad_id"] == PAD and meta["max_tokens"] == 6 and "lower-case" in meta["tokenizer"]
+    graph = meta["graphs"]["classifier"]
+    assert [i["shape"] for i in graph["inputs"]] == [["batch", "time"], ["batch"]]
+    assert [o["name"] for o in graph["outputs"]] == ["logits", "probabilities"]
+    # a batch of any size and length: one word (narrower than the CNN's widest kernel, 5), a text
+    # cut to --max-tokens, a word never seen in training, punctuation and capitals
+    texts = ["Lovely!", "the dinner was grim, the song was dull and the garden noisy", "a zyxwv film"]
+    session = ort.InferenceSession(str(tmp_path / "c.onnx"), providers=["CPUExecutionProvider"])
+    for batch in (texts, texts[:1]):
+        logits, probs = session.run(None, _consumer_inputs(meta, batch))
+        expected = classifier.predict_proba(batch)
+        assert probs.shape == logits.shape == (len(batch), 2)
+        np.testing.assert_allclose(probs, expected, rtol=0, atol=1e-5)
+        labels = [label for label, _ in classifier.predict(batch)]
+        assert [meta["labels"][k] for k in probs.argmax(1)] == labels
 
 
 def test_resume_continues_the_run(labelled_csv, tmp_path) -> None:

@@ -7,9 +7,11 @@ import itertools
 import json
 import random
 
+import numpy as np
 import pytest
 import torch
 
+import unrolled
 from unrolled.cli import main
 from unrolled.data.tagged import guess_format, read_tagged, split_slash
 from unrolled.layers.crf import LinearChainCRF
@@ -295,3 +297,120 @@ def test_bad_input(tmp_path, capsys) -> None:
     assert "config.json is not that of a tag run" in capsys.readouterr().err
     assert main(["tag", str(tmp_path / "lm"), "--text", "  "]) == 2
     assert "has no words to tag" in capsys.readouterr().err
+
+
+# ---- the predictor, and the emission network in onnxruntime ------------------------------------------
+def test_predictor_tags_strings_and_word_lists_as_the_command_does(tmp_path, capsys) -> None:
+    (tmp_path / "toy.txt").write_text("\n".join(_suffix_corpus(60, 4)) + "\n", encoding="utf-8")
+    out = tmp_path / "run"
+    assert (
+        main(
+            [
+                "train",
+                "tag",
+                "--data",
+                str(tmp_path / "toy.txt"),
+                *SMALL,
+                "--max-steps",
+                "3",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    tagger = unrolled.load(out)
+    assert tagger.task == "tag" and sorted(tagger.tags) == ["ADJ", "ADV", "VERB"]
+    text = "Mr. Smith saw the U.S. fleet, didn't he?"
+    [pairs] = tagger.tag([text])
+    assert (
+        [w for w, _ in pairs]
+        == tokenize(text)
+        == ["Mr.", "Smith", "saw", "the", "U.S.", "fleet", ",", "didn't", "he", "?"]
+    )
+    assert all(t in tagger.tags for _, t in pairs)
+    assert tagger.tag(text) == [pairs]  # a single str is one sentence
+    assert tagger.tag([tokenize(text), "bakoly"]) == [pairs, tagger.tag(["bakoly"])[0]]
+    assert tagger.tag([]) == []
+    capsys.readouterr()
+    assert main(["tag", str(out), "--text", text]) == 0
+    assert capsys.readouterr().out.strip() == " ".join(f"{w}/{t}" for w, t in pairs)
+    with pytest.raises(ValueError, match="sentence 2 has no words to tag"):
+        tagger.tag(["a b", " "])
+    with pytest.raises(ValueError, match="sentence 1 has an empty word"):
+        tagger.tag([["a", ""]])
+    with pytest.raises(TypeError, match="sentence 1 must be a str or a list of str, got int"):
+        tagger.tag([3])
+
+
+# The numpy Viterbi of docs/python_api.md ("Tagging with onnxruntime alone"), as it stands there.
+def viterbi(emissions, transitions, start, end):
+    """The best tag ids of one sentence from its rows of the emissions, (length, K)."""
+    score = start + emissions[0]  # (K,): the best path's score ending in each tag
+    back = []  # back[t][j]: the best tag before tag j at step t + 1
+    for row in emissions[1:]:
+        total = score[:, None] + transitions  # (K, K): [previous tag, tag]
+        back.append(total.argmax(axis=0))
+        score = total.max(axis=0) + row
+    best = [int((score + end).argmax())]
+    for pointers in reversed(back):
+        best.append(int(pointers[best[-1]]))
+    return best[::-1]
+
+
+def _tagger_inputs(meta: dict, sentences: list[list[str]]) -> dict[str, np.ndarray]:
+    """The graph's inputs from the sidecar alone (no unrolled): word ids, character ids, lengths."""
+    words = {w: i for i, w in enumerate(meta["vocab"]["tokens"])}
+    B, T = len(sentences), max(len(s) for s in sentences)
+    ids = np.zeros((B, T), dtype=np.int64)  # <pad> is 0
+    for b, s in enumerate(sentences):
+        ids[b, : len(s)] = [words.get(w.lower() if meta["lower"] else w, meta["unk_id"]) for w in s]
+    inputs = {"words": ids, "lengths": np.array([len(s) for s in sentences], dtype=np.int64)}
+    if meta["chars"] is not None:
+        chars = {c: i for i, c in enumerate(meta["chars"]["tokens"])}
+        W = max(len(w) for s in sentences for w in s)
+        inputs["chars"] = np.zeros((B, T, W), dtype=np.int64)
+        for b, s in enumerate(sentences):
+            for t, w in enumerate(s):
+                inputs["chars"][b, t, : len(w)] = [chars.get(c, meta["unk_id"]) for c in w]
+    return inputs
+
+
+@pytest.mark.parametrize("decoder, chars", [("crf", "lstm"), ("softmax", "none")])
+def test_exported_emissions_decode_to_the_predictors_tags(tmp_path, capsys, decoder, chars) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    (tmp_path / "toy.txt").write_text("\n".join(_suffix_corpus(60, 5)) + "\n", encoding="utf-8")
+    out = tmp_path / "run"
+    args = ["--data", str(tmp_path / "toy.txt"), *SMALL, "--decoder", decoder, "--char-encoder", chars]
+    assert main(["train", "tag", *args, "--max-steps", "3", "--out", str(out)]) == 0
+    tagger = unrolled.load(out)
+    model = tagger.model
+    with torch.no_grad():  # far from 3 steps' weights: tags that vary, transitions that matter
+        g = torch.Generator().manual_seed(0)
+        for p in [model.out.weight, *(model.crf.parameters() if model.crf is not None else [])]:
+            p.copy_(torch.randn(p.shape, generator=g) * 4)
+        model.out.bias.zero_()
+    meta = tagger.export(tmp_path / "tagger.onnx")
+    assert meta == json.loads((tmp_path / "tagger.onnx.json").read_text(encoding="utf-8"))
+    assert meta["tags"] == tagger.tags and meta["decoder"] == decoder and meta["pad_id"] == 0
+    names = [i["name"] for i in meta["graphs"]["tagger"]["inputs"]]
+    assert names == (["words", "chars", "lengths"] if chars != "none" else ["words", "lengths"])
+    seen = " ".join(meta["vocab"]["tokens"][2:8])  # words of the training part
+    text = [f"zuxoqily {seen} qexurous", "Mr. Smith, the U.S. well-known fuzzing!", "qexurous"]
+    sentences = [tokenize(t) for t in text]
+    session = ort.InferenceSession(str(tmp_path / "tagger.onnx"), providers=["CPUExecutionProvider"])
+    (emissions,) = session.run(None, _tagger_inputs(meta, sentences))
+    assert emissions.shape == (3, max(map(len, sentences)), len(meta["tags"]))
+    predicted = tagger.tag(text)
+    assert len({t for pairs in predicted for _, t in pairs}) > 1
+    differs = False  # a CRF's Viterbi path is not each word's likeliest tag everywhere
+    for b, pairs in enumerate(predicted):
+        rows = emissions[b, : len(sentences[b])]
+        if decoder == "crf":
+            crf = {k: np.array(v) for k, v in meta["crf"].items()}
+            ids = viterbi(rows, crf["transitions"], crf["start"], crf["end"])
+            differs |= ids != rows.argmax(axis=1).tolist()
+        else:
+            ids = rows.argmax(axis=1).tolist()
+        assert [meta["tags"][k] for k in ids] == [t for _, t in pairs]
+    assert differs == (decoder == "crf")

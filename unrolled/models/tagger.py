@@ -9,7 +9,9 @@
 The character encoder (Plank et al. 2016; Lample et al. 2016) reads each word's characters
 (``lstm``: a small BiLSTM, its two final states; ``cnn``: a width-3 convolution, max-pooled),
 so a word never seen in training still gets a vector from its spelling (suffixes, capitals,
-digits, hyphens).
+digits, hyphens). It reads the real words only; while the model is exported (``unrolled export``)
+it reads every position, pads included, and zeroes the pads' vectors: the same function, with
+shapes that follow the inputs' rather than the number of real words.
 """
 
 from __future__ import annotations
@@ -85,14 +87,25 @@ class Tagger(nn.Module):
     def forward(self, words: Tensor, chars: Tensor, lengths: Tensor) -> Tensor:
         x = self.embed(words)  # (B, T, D)
         if self.chars is not None:
-            mask = words != 0
-            char_lengths = (chars != 0).sum(2)  # (B, T)
-            flat = self.chars(chars[mask], char_lengths[mask])  # real words only: (N, C)
-            per_word = x.new_zeros(*words.shape, flat.size(1))
-            per_word[mask] = flat
-            x = torch.cat([x, per_word], dim=2)
+            x = torch.cat([x, self.char_features(words, chars).to(x.dtype)], dim=2)
         h, _ = self.rnn(self.drop(x), lengths=lengths)
         return self.out(self.drop(h))
+
+    def char_features(self, words: Tensor, chars: Tensor) -> Tensor:
+        """The character encoder's vector of each word, zeros at the pads (word id 0): (B, T, C)."""
+        assert self.chars is not None
+        mask = words != 0  # (B, T)
+        char_lengths = (chars != 0).sum(2)  # (B, T)
+        if torch.compiler.is_exporting():
+            # every position, pads included, so that the graph's shapes follow its inputs' (the
+            # real words alone are a data-dependent count); a pad's vector is replaced by zeros
+            B, T, W = chars.shape
+            every = self.chars(chars.reshape(B * T, W), char_lengths.reshape(B * T))  # (B*T, C)
+            return torch.where(mask.unsqueeze(2), every.reshape(B, T, -1), 0.0)
+        flat = self.chars(chars[mask], char_lengths[mask])  # real words only: (N, C)
+        per_word = flat.new_zeros(*words.shape, flat.size(1))
+        per_word[mask] = flat
+        return per_word
 
     @staticmethod
     def mask(lengths: Tensor, T: int) -> Tensor:

@@ -3,7 +3,9 @@
 Wiring only: data (:mod:`unrolled.data.labelled`: rows, word tokens, a stratified
 train/validation/test split, padded batches with lengths), model (:class:`TextCNN` or a
 :class:`RecurrentClassifier` over an RNN/LSTM/GRU/BiLSTM), loss (cross-entropy), metrics
-(accuracy and macro-F1) and prediction (the likeliest label with its probability).
+(accuracy and macro-F1), and the predictor (``unrolled.load(RUN)``: every class's probability,
+the likeliest label; the ``predict`` command calls it) with its export, one whole graph over a
+padded batch of texts.
 
 The validation split picks the best weights; the test split is scored once, at the end, with
 the best weights, and written to ``results.json`` next to the validation scores.
@@ -16,16 +18,20 @@ import functools
 import hashlib
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..cells import GRUCell, LSTMCell, RNNCell
 from ..data import (
+    PAD,
+    UNK,
     ClassBatches,
     LabelledTexts,
     WordVocab,
@@ -36,10 +42,24 @@ from ..data import (
     split_indices,
 )
 from ..data import tokenize as _tokenize
+from ..data.labelled import _TOKEN
+from ..export import Graph
 from ..layers import Recurrent
 from ..models import RecurrentClassifier, TextCNN
 from ..models.classifier import POOLS
-from ..training import Asset, Fit, LoopConfig, OptimConfig, Prepared, Run, RunConfig, Task, TrainerState, flag
+from ..training import (
+    Asset,
+    Fit,
+    LoopConfig,
+    OptimConfig,
+    Predictor,
+    Prepared,
+    Run,
+    RunConfig,
+    Task,
+    TrainerState,
+    flag,
+)
 from ..training import checkpoint as ckpt
 from ..training.config import positive, split_fractions
 from ..training.device import model_device, to_device
@@ -253,6 +273,135 @@ def evaluate(model: nn.Module, split: Split, num_classes: int, batch_size: int =
     return {"loss": float(torch.stack(losses).sum()) / max(len(split), 1), **result}
 
 
+# ---- the predictor: unrolled.load(RUN) -----------------------------------------------------
+TOKEN_PATTERN = _TOKEN.pattern  # what unrolled.data.tokenize matches, in the lower-cased text
+TOKENIZER = (
+    "lower-case the text (Python's str.lower), then take, left to right, every match of the regular "
+    "expression {pattern} (Python re, Unicode \\w: runs of letters, digits and underscores, with "
+    "inner apostrophes kept: it's, don't; any other non-space character is a token of its own); "
+    "keep the first {max_tokens} tokens; a token not in the vocabulary is <unk> (id 1)"
+)
+
+
+def top(labels: list[str], probs: np.ndarray) -> list[tuple[str, float]]:
+    """Each row's likeliest label and its probability (the first of tied ones)."""
+    best = probs.argmax(axis=1)
+    return [(labels[k], float(row[k])) for k, row in zip(best, probs, strict=True)]
+
+
+class ClassifierGraph(nn.Module):
+    """The exported graph: ``tokens`` (B, T) and ``lengths`` (B,) -> ``logits`` and
+    ``probabilities`` (B, K). A batch narrower than a CNN's widest kernel is padded here, inside
+    the graph (the pads are never read), so the graph takes any T >= 1."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, tokens: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        short = self.model.min_len - tokens.size(1)  # > 0: a CNN and a batch of short texts
+        tokens = F.pad(tokens, (0, torch.sym_max(0, short)), value=PAD)  # (B, max(T, min_len))
+        logits = self.model(tokens, lengths)  # (B, K)
+        return logits, torch.softmax(logits, dim=1)
+
+
+class ClassifyPredictor(Predictor):
+    """A classifier run: :meth:`predict` labels, :meth:`predict_proba` every class's probability,
+    :meth:`export` the model (a whole graph over a batch of texts).
+
+    Texts are read as in training: lower-cased word tokens (:func:`unrolled.data.tokenize`), the
+    first ``max_tokens`` of them, words outside the vocabulary as ``<unk>``. A text's probabilities
+    do not depend on what else is in its batch (but for float32 rounding, ~1e-7).
+    """
+
+    verbs = ("predict", "predict_proba")
+
+    @property
+    def labels(self) -> list[str]:
+        """The class names, in the order of :meth:`predict_proba`'s columns."""
+        return list(self.run.classes)
+
+    @property
+    def vocab(self) -> WordVocab:
+        return self.run.vocab
+
+    def encode(self, texts: str | Sequence[str]) -> list[Tensor]:
+        """Each text's token ids, as the model reads them; ``ValueError`` for a text with no words."""
+        if isinstance(texts, str):
+            texts = [texts]
+        ids = []
+        for k, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(f"text {k + 1} is a {type(text).__name__}, expected a str")
+            words = _tokenize(text)[: self.config.data.max_tokens]
+            if not words:
+                raise ValueError(f"text {k + 1} has no words to classify: {text!r}")
+            ids.append(self.vocab.encode(words))
+        return ids
+
+    @torch.inference_mode()
+    def predict_proba(self, texts: str | Sequence[str], batch_size: int = 256) -> np.ndarray:
+        """Every class's probability for each text: (N, K) float64, rows summing to 1, columns in
+        :attr:`labels` order. A single str is one text."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        ids = self.encode(texts)
+        model, device = self.model, self.device
+        model.eval()
+        rows = [np.zeros((0, len(self.labels)))]
+        for start in range(0, len(ids), batch_size):
+            tokens, lengths = to_device(pad_batch(ids[start : start + batch_size], model.min_len), device)
+            logits = model(tokens, lengths).double()  # (B, K): the softmax in float64 sums to 1
+            rows.append(torch.softmax(logits, dim=1).cpu().numpy())
+        return np.concatenate(rows)
+
+    def predict(self, texts: str | Sequence[str], batch_size: int = 256) -> list[tuple[str, float]]:
+        """``(label, probability)`` of the likeliest class of each text. A single str is one text."""
+        return top(self.labels, self.predict_proba(texts, batch_size))
+
+    # ---- export -----------------------------------------------------------------------------
+    def export_graphs(self) -> list[Graph]:
+        model = self.model
+        V, K = len(self.vocab), len(self.labels)
+
+        def inputs(B: int, T: int) -> dict[str, Tensor]:
+            g = torch.Generator().manual_seed(B * 100 + T)
+            lengths = torch.randint(1, T + 1, (B,), generator=g)
+            lengths[0] = T  # the longest row fills the batch, as pad_batch makes it
+            tokens = torch.randint(1, V, (B, T), generator=g).masked_fill(
+                torch.arange(T) >= lengths[:, None], PAD
+            )
+            return {"tokens": tokens, "lengths": lengths}
+
+        doc = {
+            "tokens": "(batch, time) int64 token ids (vocabulary in the sidecar), each row padded with "
+            "<pad> (id 0) after its text; any time >= 1",
+            "lengths": "(batch,) int64 each row's number of tokens, 1 to time",
+            "logits": f"(batch, {K}) float32 class scores, columns in the order of the sidecar's labels",
+            "probabilities": f"(batch, {K}) float32 softmax of the logits",
+        }
+        dynamic = {"tokens": {0: "batch", 1: "time"}, "lengths": {0: "batch"}}
+        # the example at least as long as the widest kernel; the probe shorter (the graph pads it)
+        T = max(model.min_len, 4) + 2
+        outputs = ["logits", "probabilities"]
+        return [
+            Graph("classifier", ClassifierGraph(model), inputs(2, T), outputs, dynamic, inputs(3, 2), doc)
+        ]
+
+    def export_meta(self) -> dict[str, Any]:
+        d = self.config.data
+        return {
+            "labels": self.labels,
+            "vocab": self.vocab.to_json(),
+            "pad_id": PAD,
+            "unk_id": UNK,
+            "max_tokens": d.max_tokens,
+            "token_pattern": TOKEN_PATTERN,
+            "tokenizer": TOKENIZER.format(pattern=TOKEN_PATTERN, max_tokens=d.max_tokens),
+            "min_time": 1,
+        }
+
+
 # ---- the task ------------------------------------------------------------------------------
 def _classes(obj: Any) -> list[str]:
     if not isinstance(obj, list) or len(obj) < 2 or not all(isinstance(c, str) for c in obj):
@@ -275,6 +424,7 @@ class Classify(Task):
         "is label, text."
     )
     Config = ClassifyConfig
+    Predictor = ClassifyPredictor
     assets = {
         "vocab": Asset(ckpt.VOCAB, WordVocab.from_json, WordVocab.to_json),
         "classes": Asset(LABELS, _classes, list),
@@ -378,15 +528,14 @@ class Classify(Task):
                 raise ValueError(f"{args.file!r} holds no texts: give one text per line")
         else:
             texts = args.text
-        run = self.open_run(args.run, **self.open_args(args))
-        for text, (label, prob, probs) in zip(texts, predict(run, texts), strict=True):
+        predictor = self.load_args(args)
+        probs = predictor.predict_proba(texts)  # (N, K)
+        labels = predictor.labels
+        for text, (label, prob), row in zip(texts, top(labels, probs), probs, strict=True):
             if args.json:
-                per_class = dict(zip(run.classes, probs, strict=True))
-                print(
-                    json.dumps(
-                        {"text": text, "label": label, "probability": prob, "probabilities": per_class}
-                    )
-                )
+                per_class = dict(zip(labels, row.tolist(), strict=True))
+                record = {"text": text, "label": label, "probability": prob, "probabilities": per_class}
+                print(json.dumps(record))
             else:
                 print(f"{label}\t{prob:.4f}")
         return 0
@@ -404,25 +553,3 @@ def evaluate_file(run: Run, path: str | Path) -> dict[str, Any]:
     labels = class_ids(rows.labels, run.classes, rows.source)
     ids = [run.vocab.encode(_tokenize(t)[: d.max_tokens]) for t in rows.texts]
     return evaluate(run.model, Split(ids, labels), len(run.classes))
-
-
-# ---- prediction ----------------------------------------------------------------------------
-@torch.no_grad()
-def predict(run: Run, texts: list[str], batch_size: int = 256) -> list[tuple[str, float, list[float]]]:
-    """For each text: the likeliest class, its probability, and every class's probability."""
-    ids = []
-    for k, text in enumerate(texts):
-        words = _tokenize(text)[: run.config.data.max_tokens]
-        if not words:
-            raise ValueError(f"text {k + 1} has no words to classify: {text!r}")
-        ids.append(run.vocab.encode(words))
-    run.model.eval()
-    device = model_device(run.model)
-    results = []
-    for start in range(0, len(ids), batch_size):
-        tokens, lengths = to_device(pad_batch(ids[start : start + batch_size], run.model.min_len), device)
-        probs = torch.softmax(run.model(tokens, lengths), dim=1)  # (B, K)
-        for row in probs.tolist():
-            best = max(range(len(row)), key=row.__getitem__)
-            results.append((run.classes[best], row[best], row))
-    return results

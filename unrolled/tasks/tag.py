@@ -4,8 +4,10 @@ Wiring only: data (:mod:`unrolled.data.tagged`: the slash, CoNLL-U and two-colum
 sentences as ids, padded batches), model (:class:`unrolled.models.tagger.Tagger`: word
 embeddings and a character encoder, any recurrent layer, softmax or CRF), metrics (token
 accuracy, accuracy on words unseen in training, per-tag precision/recall/F1, the most frequent
-confusions) and the baseline every tagger must beat: each word's most frequent training tag,
-and the most frequent tag overall for a word never seen.
+confusions), the baseline every tagger must beat (each word's most frequent training tag, and
+the most frequent tag overall for a word never seen), and the predictor (``unrolled.load(RUN)``,
+which the ``tag`` command calls) with the export of its emission network as one whole graph (a
+CRF's transition scores go to the sidecar, for a Viterbi outside unrolled).
 
 The sentences are split (seeded) into training, validation (picks the best weights by token
 accuracy) and test parts (scored once at the end, with the baseline, into results.json).
@@ -21,13 +23,14 @@ import logging
 import re
 import sys
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from ..data import WordVocab, split_indices
+from ..data import PAD, UNK, WordVocab, split_indices
 from ..data.tagged import (
     FORMATS,
     TAG_COLUMNS,
@@ -38,9 +41,22 @@ from ..data.tagged import (
     pad_sentences,
     read_tagged,
 )
+from ..export import Graph
 from ..metrics.tagging import scores
 from ..models.tagger import CHAR_ENCODERS, DECODERS, Tagger
-from ..training import Asset, Fit, LoopConfig, OptimConfig, Prepared, Run, RunConfig, Task, TrainerState, flag
+from ..training import (
+    Asset,
+    Fit,
+    LoopConfig,
+    OptimConfig,
+    Predictor,
+    Prepared,
+    Run,
+    RunConfig,
+    Task,
+    TrainerState,
+    flag,
+)
 from ..training import checkpoint as ckpt
 from ..training.config import positive, split_fractions
 from ..training.device import model_device, to_device
@@ -266,6 +282,156 @@ def evaluate(model: Tagger, vocabs: Vocabs, sentences: list[Sentence], known: se
     return scores(sentences, predicted, known, vocabs.lower)
 
 
+# ---- the predictor: unrolled.load(RUN) -----------------------------------------------------
+TOKENIZER = (
+    "take, left to right, every match of the regular expression {pattern} (Python re, Unicode \\w): "
+    "words with inner hyphens, apostrophes or periods stay whole (well-known, don't, U.S, 3.5), any "
+    "other non-space character is a token of its own; then a '.' token that is not the text's last "
+    "is joined to the token before it when that one does not end with '.' and looks like an "
+    "abbreviation: it holds a '.' once the periods at its ends are stripped (U.S), or it starts with "
+    "an upper-case letter, is all letters and at most 4 long (Mr, Inc, Nov). Word ids: the word "
+    "{case} looked up in the vocabulary, <unk> (id 1) if absent; character ids: each character of "
+    "the word as written looked up in the chars vocabulary, <unk> (id 1) if absent; <pad> is 0"
+)
+
+
+class Emissions(nn.Module):
+    """The exported graph: ``words`` (B, T), ``chars`` (B, T, W), ``lengths`` (B,) -> ``emissions``
+    (B, T, K), the per-word tag scores that the softmax or the CRF decodes."""
+
+    def __init__(self, model: Tagger) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, words: Tensor, chars: Tensor, lengths: Tensor) -> tuple[Tensor]:
+        return (self.model(words, chars, lengths),)
+
+
+class WordEmissions(Emissions):
+    """:class:`Emissions` of a tagger without a character encoder: no ``chars`` input."""
+
+    def forward(self, words: Tensor, lengths: Tensor) -> tuple[Tensor]:  # type: ignore[override]
+        return (self.model(words, words.unsqueeze(2), lengths),)  # the chars are not read
+
+
+class TagPredictor(Predictor):
+    """A tagger run: :meth:`tag` sentences, :meth:`export` the emission network (a whole graph).
+
+    A sentence is a string, cut into words as ``unrolled tag --text`` does (:func:`tokenize`), or
+    a list of words as they are. A sentence's tags do not depend on what else is in its batch.
+    """
+
+    verbs = ("tag",)
+
+    @property
+    def tags(self) -> list[str]:
+        """The tag set, in the order of the emissions' last axis (the most frequent tag first)."""
+        return list(self.run.tags)
+
+    @property
+    def vocabs(self) -> Vocabs:
+        return Vocabs(self.run.vocab, self.run.chars, self.run.tags, self.config.model.lower)
+
+    @staticmethod
+    def words(sentences: str | Sequence[str | Sequence[str]]) -> list[list[str]]:
+        """Each sentence as its list of words (a string tokenised by :func:`tokenize`); a single
+        string is one sentence. ``ValueError`` for a sentence without words or an empty word."""
+        if isinstance(sentences, str):
+            sentences = [sentences]
+        out = []
+        for k, sentence in enumerate(sentences, 1):
+            if isinstance(sentence, str):
+                words = tokenize(sentence)
+            elif isinstance(sentence, Sequence) and all(isinstance(w, str) for w in sentence):
+                words = list(sentence)
+            else:
+                raise TypeError(f"sentence {k} must be a str or a list of str, got {type(sentence).__name__}")
+            if not words:
+                raise ValueError(f"sentence {k} has no words to tag: {sentence!r}")
+            if not all(words):
+                raise ValueError(f"sentence {k} has an empty word: {sentence!r}")
+            out.append(words)
+        return out
+
+    def tag(
+        self, sentences: str | Sequence[str | Sequence[str]], batch_size: int = 64
+    ) -> list[list[tuple[str, str]]]:
+        """``(word, tag)`` pairs of each sentence (a str or a list of words; a single str is one
+        sentence), decoded as trained: each word's likeliest tag (softmax) or the likeliest
+        sequence (CRF, Viterbi)."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        words = self.words(sentences)
+        with torch.inference_mode():
+            tags = predict(self.model, self.vocabs, words, batch_size)
+        return [list(zip(w, t, strict=True)) for w, t in zip(words, tags, strict=True)]
+
+    # ---- export -----------------------------------------------------------------------------
+    def export_graphs(self) -> list[Graph]:
+        model = self.model
+        V, C, K = len(self.run.vocab), len(self.run.chars), len(self.tags)
+
+        def inputs(B: int, T: int, W: int) -> dict[str, Tensor]:
+            g = torch.Generator().manual_seed(B * 100 + T)
+            lengths = torch.randint(1, T + 1, (B,), generator=g)
+            lengths[0] = T
+            real = torch.arange(T) < lengths[:, None]  # (B, T)
+            words = torch.randint(1, V, (B, T), generator=g) * real
+            spelled = torch.randint(1, W + 1, (B, T), generator=g) * real  # characters per word
+            chars = torch.randint(1, C, (B, T, W), generator=g) * (torch.arange(W) < spelled[..., None])
+            named = {"words": words, "chars": chars, "lengths": lengths}
+            return named if model.chars is not None else {"words": words, "lengths": lengths}
+
+        doc = {
+            "words": "(batch, time) int64 word ids (vocab in the sidecar), <pad> (0) after each sentence",
+            "chars": "(batch, time, chars_per_word) int64 each word's character ids (chars in the "
+            "sidecar), 0 after the word's last character and in the rows of <pad> words",
+            "lengths": "(batch,) int64 each sentence's number of words, 1 to time",
+            "emissions": f"(batch, time, {K}) float32 tag scores of each word, columns in the order of "
+            "the sidecar's tags; rows past a sentence's length mean nothing",
+        }
+        dynamic = {
+            "words": {0: "batch", 1: "time"},
+            "chars": {0: "batch", 1: "time", 2: "chars_per_word"},
+            "lengths": {0: "batch"},
+        }
+        example, probe = inputs(2, 4, 3), inputs(3, 7, 6)
+        dynamic = {k: v for k, v in dynamic.items() if k in example}
+        graph = Emissions(model) if model.chars is not None else WordEmissions(model)
+        return [Graph("tagger", graph, example, ["emissions"], dynamic, probe, doc)]
+
+    def export_meta(self) -> dict[str, Any]:
+        m = self.config.model
+        meta: dict[str, Any] = {
+            "tags": self.tags,
+            "vocab": self.run.vocab.to_json(),
+            "chars": None if m.char_encoder == "none" else self.run.chars.to_json(),
+            "lower": m.lower,
+            "pad_id": PAD,
+            "unk_id": UNK,
+            "token_pattern": TOKEN.pattern,
+            "tokenizer": TOKENIZER.format(
+                pattern=TOKEN.pattern, case="lower-cased" if m.lower else "as written (case kept)"
+            ),
+            "decoder": m.decoder,
+        }
+        if self.model.crf is None:
+            meta["decode"] = "each word's tag is the argmax of its row of the emissions"
+        else:
+            crf = self.model.crf
+            meta["decode"] = (
+                "Viterbi over each sentence's first `length` rows of the emissions (T, K): the tag "
+                "sequence y of highest start[y_1] + sum_t emissions[t, y_t] + sum_t transitions[y_(t-1), "
+                "y_t] + end[y_T] (transitions[i][j]: tag i followed by tag j)"
+            )
+            meta["crf"] = {
+                "transitions": crf.transitions.detach().cpu().tolist(),
+                "start": crf.start.detach().cpu().tolist(),
+                "end": crf.end.detach().cpu().tolist(),
+            }
+        return meta
+
+
 # ---- the task ------------------------------------------------------------------------------
 def _tags(obj: Any) -> list[str]:
     if not isinstance(obj, list) or not obj or not all(isinstance(t, str) for t in obj):
@@ -288,6 +454,7 @@ class Tag(Task):
         "to results.json."
     )
     Config = TagConfig
+    Predictor = TagPredictor
     assets = {
         "vocab": Asset(ckpt.VOCAB, WordVocab.from_json, WordVocab.to_json),
         "chars": Asset(CHARS, WordVocab.from_json, WordVocab.to_json),
@@ -431,20 +598,15 @@ class Tag(Task):
             if args.file is None
             else (sys.stdin.read() if args.file == "-" else read_text(args.file)).splitlines()
         )
-        sentences = []
         for k, line in enumerate(lines, 1):
-            words = tokenize(line)
-            if not words:
+            if not tokenize(line):
                 where = f"line {k} of {args.file!r}" if args.file else f"--text number {k}"
                 raise ValueError(f"{where} has no words to tag")
-            sentences.append(words)
-        run = self.open_run(args.run, **self.open_args(args))  # refuses a run of another task
-        v = Vocabs(run.vocab, run.chars, run.tags, run.config.model.lower)
-        for words, tags in zip(sentences, predict(run.model, v, sentences), strict=True):
+        for pairs in self.load_args(args).tag(lines):  # refuses a run of another task
             if args.format == "slash":
-                print(" ".join(f"{w}/{t}" for w, t in zip(words, tags, strict=True)))
+                print(" ".join(f"{w}/{t}" for w, t in pairs))
             else:
-                print("\n".join(f"{w}\t{t}" for w, t in zip(words, tags, strict=True)) + "\n")
+                print("\n".join(f"{w}\t{t}" for w, t in pairs) + "\n")
         return 0
 
 
