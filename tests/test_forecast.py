@@ -333,3 +333,193 @@ def test_covariates_feed_the_network_and_a_recursive_forecast_needs_their_future
     assert _train([*bad, *SMALL, "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
     assert "no column 'rain' in" in err and "its columns are value, temp" in err
+
+
+# ---- unrolled.load(RUN).forecast() and the export ----------------------------------------------------
+def _series_csv(path):
+    """The wave with a year column and a covariate: value, temp."""
+    values = _wave()
+    rows = [f"{2000 + k},{v},{round(v / 2 + 0.1 * math.cos(k), 3)}" for k, v in enumerate(values)]
+    path.write_text("year,value,temp\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def direct_run(tmp_path_factory):
+    """A tiny direct run with a Gaussian head, on first differences, with time labels."""
+    tmp = tmp_path_factory.mktemp("direct")
+    args = ["--csv", str(_series_csv(tmp / "s.csv")), "--column", "value", "--time-column", "year"]
+    args += ["--difference", "1", "--horizon", "3", "--loss", "gaussian", "--arima-order", "1,0,0", *SMALL]
+    assert _train([*args, "--max-steps", "10", "--eval-every", "10", "--out", str(tmp / "run")]) == 0
+    return tmp / "run"
+
+
+@pytest.fixture(scope="module")
+def recursive_run(tmp_path_factory):
+    """A tiny recursive run with a Gaussian head and a covariate, on seasonal differences."""
+    tmp = tmp_path_factory.mktemp("recursive")
+    args = ["--csv", str(_series_csv(tmp / "s.csv")), "--column", "value", "--covariates", "temp"]
+    args += ["--strategy", "recursive", "--loss", "gaussian", "--horizon", "3", "--seasonal-difference", "1"]
+    args += ["--season", "12", "--arima-order", "1,0,0", *SMALL]
+    assert _train([*args, "--max-steps", "10", "--eval-every", "10", "--out", str(tmp / "run")]) == 0
+    return tmp / "run"
+
+
+def test_load_forecast_is_what_the_forecast_command_prints(direct_run, capsys) -> None:
+    import unrolled
+
+    predictor = unrolled.load(direct_run)
+    result = predictor.forecast()
+    capsys.readouterr()
+    assert main(["forecast", str(direct_run), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["forecast"]
+    assert [r["time"] for r in rows] == list(result["time"]) == ["2160", "2161", "2162"]
+    for key, column in [("mean", "forecast"), ("lower_80", "lo80"), ("upper_80", "hi80")]:
+        assert [r[column] for r in rows] == result[key].tolist()  # the same numbers, to the last bit
+    assert [r["hi95"] for r in rows] == result["upper_95"].tolist()
+    assert bool(
+        (result["lower_95"] < result["lower_80"]).all() and (result["lower_80"] < result["mean"]).all()
+    )
+    pd = pytest.importorskip("pandas")
+    frame = predictor.forecast(frame=True)
+    assert isinstance(frame, pd.DataFrame) and list(frame.index) == ["2160", "2161", "2162"]
+    assert frame["upper_95"].tolist() == result["upper_95"].tolist()
+    with pytest.raises(
+        AttributeError, match=r"a forecast run has no \.translate\(\): its verbs are \.forecast\(\)"
+    ):
+        predictor.translate(["x"])
+    with pytest.raises(ValueError, match="forecasts at most the 3 steps it was trained for, not 4"):
+        predictor.forecast(4)
+
+
+def test_forecast_of_a_given_history(direct_run) -> None:
+    import numpy as np
+
+    import unrolled
+    from unrolled.tasks.forecast import load_series, model_forecast, prepare_data
+
+    predictor = unrolled.load(direct_run)
+    y = predictor.series().values.numpy()
+    own, given = predictor.forecast(), predictor.forecast(history=y)
+    assert "time" not in given and all(np.array_equal(given[k], own[k]) for k in given)
+    # the history up to an origin inside the series: the forecast that the backtest (eval) makes there
+    d = predictor.config.data
+    data = prepare_data(d, load_series(d), predictor.scaler)
+    origin = 80  # a row of the model's inputs: y[origin + 1] (one value lost to differencing)
+    mean, _ = model_forecast(predictor.model, data, [origin], d.lookback, 2)
+    np.testing.assert_allclose(predictor.forecast(2, history=y[: origin + 2])["mean"], mean[0].numpy())
+    with pytest.raises(ValueError, match="history has 6 values; this run needs at least 7: --lookback 6"):
+        predictor.forecast(history=y[:6])
+    with pytest.raises(ValueError, match="history has missing values .NaN. in 1 of its 50 rows"):
+        predictor.forecast(history=np.r_[y[:20], np.nan, y[21:50]])
+    with pytest.raises(ValueError, match=r"history must have shape \(T,\)"):
+        predictor.forecast(history=np.ones((50, 2)))
+
+
+def _onnx_forecast(file, history):
+    """The onnxruntime forecast of docs/python_api.md's snippet (a direct run with a Gaussian head)."""
+    import numpy as np
+    import onnxruntime as ort
+
+    with open(str(file) + ".json", encoding="utf-8") as f:
+        meta = json.load(f)
+    session = ort.InferenceSession(str(file))
+    mu, sd = np.array(meta["scaler"]["mean"]), np.array(meta["scaler"]["sd"])
+    lags, L, H = meta["lags"], meta["lookback"], meta["horizon"]
+
+    def difference(v):  # (T, ...) raw values -> their differences at every lag
+        for lag in lags:
+            v = v[lag:] - v[:-lag]
+        return v
+
+    def integrate(y, d):  # y (T,) raw history, d (..., H) differences -> levels
+        stages = [y]
+        for lag in lags:
+            stages.append(stages[-1][lag:] - stages[-1][:-lag])
+        for lag, known in zip(reversed(lags), reversed(stages[:-1]), strict=True):
+            full = np.concatenate([np.broadcast_to(known[-lag:], d.shape[:-1] + (lag,)), d], axis=-1)
+            for h in range(d.shape[-1]):
+                full[..., lag + h] += full[..., h]
+            d = full[..., lag:]
+        return d
+
+    h = np.asarray(history, dtype=np.float64).reshape(len(history), -1)  # (T, 1 + covariates)
+    x = ((difference(h) - mu) / sd)[-L:].astype(np.float32)[None]
+    mean, scale = session.run(None, {"x": x})  # (1, H) each
+    out = {"mean": integrate(h[:, 0], mean[0] * sd[0] + mu[0])}
+    A = integrate(np.zeros(len(h)), np.eye(H))  # how each difference moves each level
+    s = np.sqrt((scale[0] * sd[0]) ** 2 @ A**2)
+    for p, z in meta["bands"].items():
+        out[f"lower_{p}"], out[f"upper_{p}"] = out["mean"] - z * s, out["mean"] + z * s
+    return out
+
+
+def test_export_in_onnxruntime_reproduces_forecast(direct_run, tmp_path) -> None:
+    import numpy as np
+
+    import unrolled
+    from unrolled.export import run_onnx
+
+    predictor = unrolled.load(direct_run)
+    sidecar = predictor.export(tmp_path / "x.onnx")
+    graph = sidecar["graphs"]["forecaster"]
+    assert [i["name"] for i in graph["inputs"]] == ["x"] and graph["inputs"][0]["shape"] == [
+        "batch",
+        "time",
+        1,
+    ]
+    assert [o["name"] for o in graph["outputs"]] == ["mean", "scale"]
+    assert sidecar["lags"] == [1] and sidecar["lookback"] == 6 and sidecar["strategy"] == "direct"
+    y = predictor.series().values.numpy()
+    for history in (y[:7], y[:100], y):  # the docs' numpy around the graph == .forecast()
+        got, want = _onnx_forecast(tmp_path / "x.onnx", history), predictor.forecast(history=history)
+        assert got.keys() == want.keys()
+        for key in want:
+            np.testing.assert_allclose(got[key], want[key], rtol=1e-4, err_msg=key)
+    # another batch size and any length (the model is recurrent): the raw outputs against PyTorch
+    x = torch.randn(3, 11, 1, generator=torch.Generator().manual_seed(0))
+    mean, scale = run_onnx((tmp_path / "x.onnx").read_bytes(), {"x": x})
+    with torch.no_grad():
+        out = predictor.model(x)[0]
+    np.testing.assert_allclose(mean, out[..., 0].numpy(), atol=1e-5)
+    np.testing.assert_allclose(scale, (torch.nn.functional.softplus(out[..., 1]) + 1e-3).numpy(), atol=1e-5)
+
+
+def test_export_command_of_a_recursive_run_with_covariates(recursive_run, tmp_path, capsys) -> None:
+    """`unrolled export`: the recursive graph feeds its forecast back (noise: sample paths) and reads
+    the future covariates; with the predictor's draws it gives .forecast()'s mean and bands."""
+    import numpy as np
+    import onnxruntime as ort
+
+    import unrolled
+    from unrolled.tasks.forecast import sample_noise
+
+    out = tmp_path / "rec.onnx"
+    assert main(["export", str(recursive_run), "--out", str(out)]) == 0
+    assert "wrote" in capsys.readouterr().err and out.is_file()
+    meta = json.loads((tmp_path / "rec.onnx.json").read_text(encoding="utf-8"))
+    graph = meta["graphs"]["forecaster"]
+    assert [i["name"] for i in graph["inputs"]] == ["x", "noise", "future"]
+    assert meta["lags"] == [12] and meta["covariates"] == ["temp"] and meta["strategy"] == "recursive"
+    predictor = unrolled.load(recursive_run)
+    series = predictor.series()
+    rows = torch.cat([series.values[:, None], series.covariates], dim=1).numpy()
+    history, future = rows[:-2], rows[-2:, 1:]
+    want = predictor.forecast(history=history, future=future)
+    mu, sd, L, S = np.array(meta["scaler"]["mean"]), np.array(meta["scaler"]["sd"]), 6, meta["samples"]
+    x = ((history[12:] - history[:-12] - mu) / sd)[-L:][None].astype(np.float32)
+    cov = np.concatenate([history[:, 1:], future])
+    f = ((cov[12:] - cov[:-12])[-2:] - mu[1:]) / sd[1:]
+    session = ort.InferenceSession(str(out))
+    noise = sample_noise(S, 3, meta["seed"]).numpy()
+    feeds = {"x": x.repeat(S, 0), "noise": noise, "future": f[None].repeat(S, 0).astype(np.float32)}
+    mean, scale = session.run(None, feeds)
+    paths = (mean + scale * noise) * sd[0] + mu[0]  # seasonal differences: add the value 12 steps before
+    levels = paths + history[-12:-9, 0]
+    zero = session.run(None, feeds | {"noise": np.zeros_like(noise)})[0][0] * sd[0] + mu[0]
+    np.testing.assert_allclose(zero + history[-12:-9, 0], want["mean"], rtol=1e-4)
+    for p in ("80", "95"):
+        a = (1 - int(p) / 100) / 2
+        lo, hi = np.quantile(levels, [a, 1 - a], axis=0)
+        np.testing.assert_allclose(lo, want[f"lower_{p}"], rtol=1e-4)
+        np.testing.assert_allclose(hi, want[f"upper_{p}"], rtol=1e-4)

@@ -107,22 +107,42 @@ class Forecaster(nn.Module):
             paths = self._roll(rep, horizon, fut, generator).view(B, samples, horizon)
         return mean, paths
 
-    def _roll(self, x: Tensor, horizon: int, future: Tensor | None, generator: Any) -> Tensor:
-        """Recursive forecast: feed each step's mean (``generator`` None) or a draw back in."""
+    def roll(
+        self, x: Tensor, horizon: int, future: Tensor | None = None, noise: Tensor | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        """Recursive forecast of ``horizon`` steps after the windows ``x`` (B, T, F).
+
+        Returns the mean (B, horizon) and, with a Gaussian head, the scale (B, horizon) of each
+        step's Gaussian given the values fed back before it. The value fed back after step h is
+        ``mean + scale * noise[:, h]`` (``noise`` (B, horizon) standard normal draws: one sample
+        path), or the mean (``noise`` None: the mean path). ``future`` as in :meth:`forecast`.
+        No data-dependent Python: the exported recursive graph is this loop.
+        """
         out, state = self(x)
-        steps = []
+        means, scales = [], []
         for h in range(horizon):
             mean, sigma = self.split(out[:, -1])
-            value = mean
-            if generator is not None and sigma is not None:
-                value = mean + sigma * torch.randn(mean.shape, generator=generator).to(mean)
-            steps.append(value)
+            means.append(mean)
+            if sigma is not None:
+                scales.append(sigma)
             if h + 1 < horizon:
+                value = mean if noise is None or sigma is None else mean + sigma * noise[:, h]
                 nxt = value[:, None, None]
                 if future is not None and future.size(-1):
                     nxt = torch.cat([nxt, future[:, h : h + 1]], dim=-1)
                 out, state = self(nxt, state)
-        return torch.stack(steps, dim=1)
+        return torch.stack(means, dim=1), torch.stack(scales, dim=1) if scales else None
+
+    def _roll(self, x: Tensor, horizon: int, future: Tensor | None, generator: Any) -> Tensor:
+        """Recursive forecast: the mean path (``generator`` None), or one sample path per row with
+        the noise of step h drawn as ``torch.randn(B, generator=generator)``, step after step."""
+        if generator is None or not self.gaussian:
+            return self.roll(x, horizon, future)[0]
+        noise = torch.stack([torch.randn(x.size(0), generator=generator) for _ in range(horizon)], dim=1)
+        noise = noise.to(x)
+        mean, sigma = self.roll(x, horizon, future, noise)
+        assert sigma is not None
+        return mean + sigma * noise
 
 
 def forecast_loss(out: Tensor, y: Tensor, loss: str) -> Tensor:

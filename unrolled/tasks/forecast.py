@@ -11,6 +11,12 @@ the H targets after it inside the part) the model forecasts H steps from the kno
 to o, with its weights fixed; the baselines forecast from the same origins. The validation part
 picks the best weights (by RMSE on the original scale); the test part is scored once, at the
 end, and written to results.json with every baseline's scores, and drawn in forecast.png.
+
+A run as a Python object (``unrolled.load(RUN)``) is a :class:`ForecastPredictor`: its
+``forecast(horizon, history)`` is what ``unrolled forecast DIR`` prints (a direct Gaussian
+model's 80/95% bands in closed form, a recursive one's from sample paths), and its export is
+one graph over a batch of input windows (:class:`ForecastGraph`), with the scaling, the
+differencing and the band z-values in the sidecar.
 """
 
 from __future__ import annotations
@@ -22,9 +28,12 @@ import json
 import math
 import sys
 from dataclasses import dataclass, field
+from numbers import Integral
 from pathlib import Path
-from typing import Any, ClassVar
+from statistics import NormalDist
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, overload
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -43,14 +52,30 @@ from ..data.series import (
     window,
     window_origins,
 )
+from ..export import Graph
 from ..metrics.forecast import forecast_scores, mase_scale
 from ..models.baselines import Arima, arima_order, naive, seasonal_naive
 from ..models.forecaster import LOSSES, STRATEGIES, Forecaster, forecast_loss
-from ..training import Asset, Fit, LoopConfig, OptimConfig, Prepared, Run, RunConfig, Task, TrainerState, flag
+from ..training import (
+    Asset,
+    Fit,
+    LoopConfig,
+    OptimConfig,
+    Predictor,
+    Prepared,
+    Run,
+    RunConfig,
+    Task,
+    TrainerState,
+    flag,
+)
 from ..training import checkpoint as ckpt
 from ..training.config import positive
 from ..training.device import model_device
 from .base import CELLS, RecurrentConfig
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SCALER = "scaler.json"  # the scaling fitted on the training part
 PLOT = "forecast.png"  # the test part's forecasts, written into the run directory
@@ -183,10 +208,15 @@ def load_series(cfg: DataConfig, seed: int = 0) -> Series:
     return fill_missing(series, cfg.fill)
 
 
+def run_season(cfg: DataConfig) -> int:
+    """S of a run: --season, else the built-in series' natural season, else 1."""
+    return cfg.season or SEASONS.get(cfg.series or "", 1)
+
+
 def prepare_data(cfg: DataConfig, series: Series, scaler: Scaler | None = None) -> Data:
     """Check the sizes, difference, split, and fit the scaling on the training part (or reuse one)."""
     T = len(series)
-    season = cfg.season or SEASONS.get(cfg.series or "", 1)
+    season = run_season(cfg)
     differencer = Differencer(cfg.difference, cfg.seasonal_difference, season)
     test = cfg.test_size or max(cfg.horizon, T // 10)
     val = cfg.val_size or test
@@ -322,6 +352,366 @@ def fit_arima(data: Data, cfg: DataConfig) -> Arima:
     return Arima(before, order)
 
 
+# ---- the predictor: unrolled.load(RUN).forecast() and the exported graph ----------------------
+BANDS = {name: NormalDist().inv_cdf(0.5 + int(name) / 200) for name in LEVELS}  # "80" -> 1.2816, "95" -> 1.96
+
+
+class ForecastGraph(nn.Module):
+    """The exported graph: a batch of input windows -> the forecast of the run's horizon.
+
+    ``x`` (B, T, F) float32, the scaled (differenced) target and covariates, oldest first (the
+    model reads any T; it was trained on T = lookback) -> ``mean`` (B, H) and, with a Gaussian
+    head, ``scale`` (B, H), both on the scale of ``x``'s column 0. A recursive model feeds each
+    step back inside the graph: ``noise`` (B, H) (Gaussian head) makes the value fed back after
+    step h ``mean + scale * noise[:, h]`` (zeros: the mean path), and ``future`` (B, H - 1, C)
+    holds the (scaled, differenced) covariates of the steps fed back (runs with covariates).
+    """
+
+    def __init__(self, model: Forecaster, horizon: int, extra: list[str]) -> None:
+        super().__init__()
+        self.model, self.horizon, self.extra = model, horizon, extra
+
+    def forward(self, x: Tensor, a: Tensor | None = None, b: Tensor | None = None) -> tuple[Tensor, ...]:
+        extra = dict(zip(self.extra, (a, b), strict=False))  # the optional inputs, by name
+        if self.model.recursive:
+            mean, scale = self.model.roll(x, self.horizon, extra.get("future"), extra.get("noise"))
+        else:
+            mean, scale = Forecaster.split(self.model(x)[0])
+        return (mean,) if scale is None else (mean, scale)
+
+
+class ForecastPredictor(Predictor):
+    """A forecasting run: :meth:`forecast` past the end of a series, :meth:`export` its network."""
+
+    verbs = ("forecast",)
+
+    @property
+    def lookback(self) -> int:
+        """L: the input values per window."""
+        return int(self.config.data.lookback)
+
+    @property
+    def horizon(self) -> int:
+        """H: the steps the run was trained to forecast."""
+        return int(self.config.data.horizon)
+
+    @property
+    def covariates(self) -> list[str]:
+        """The covariate columns the model reads besides the target (empty: none)."""
+        return list(self.config.data.covariate_names())
+
+    @property
+    def scaler(self) -> Scaler:
+        """The scaling fitted on the training part (per column: target, then covariates)."""
+        return self.run.scaler
+
+    @property
+    def differencer(self) -> Differencer:
+        d = self.config.data
+        return Differencer(d.difference, d.seasonal_difference, run_season(d))
+
+    def series(self) -> Series:
+        """The run's own series, read again from its --csv file or built-in series, filled as
+        its --fill says."""
+        return load_series(self.config.data, self.config.loop.seed)
+
+    @overload
+    def forecast(
+        self,
+        horizon: int | None = None,
+        history: Any = None,
+        *,
+        future: Any = None,
+        frame: Literal[False] = False,
+        samples: int = SAMPLES,
+        seed: int | None = None,
+    ) -> dict[str, np.ndarray]: ...
+
+    @overload
+    def forecast(
+        self,
+        horizon: int | None = None,
+        history: Any = None,
+        *,
+        future: Any = None,
+        frame: Literal[True],
+        samples: int = SAMPLES,
+        seed: int | None = None,
+    ) -> pd.DataFrame: ...
+
+    @torch.inference_mode()
+    def forecast(
+        self,
+        horizon: int | None = None,
+        history: Any = None,
+        *,
+        future: Any = None,
+        frame: bool = False,
+        samples: int = SAMPLES,
+        seed: int | None = None,
+    ) -> dict[str, np.ndarray] | pd.DataFrame:
+        """Forecast ``horizon`` values after the end of ``history``.
+
+        Args:
+            horizon: the steps to forecast [the run's --horizon]; a direct model forecasts at
+                most its horizon, a recursive one any number.
+            history: the series' values, oldest first, on their original scale: (T,) array-like
+                for a run without covariates, (T, 1 + C) with the target in column 0 and the
+                run's covariates after it; at least lookback + the differencing's d + D*S
+                values, no NaN. None: the run's own series (what ``unrolled forecast DIR`` does).
+            future: (horizon - 1, C) the covariates of the steps after ``history``, which a
+                recursive model with covariates feeds back (not needed for horizon 1).
+            frame: return a pandas DataFrame (one row per step) instead of the dict.
+            samples, seed: a recursive model with a Gaussian head takes its bands from the
+                quantiles of ``samples`` sample paths drawn with ``seed`` [the run's --seed].
+
+        Returns:
+            ``{"time": labels (H,) (history None only), "mean": (H,), "lower_80", "upper_80",
+            "lower_95", "upper_95": (H,)}`` as numpy arrays, float64, on the original scale; the
+            bands with a Gaussian head only (``--loss gaussian``). A direct model's bands are
+            mean -+ z * sd, its Gaussian's sd carried through the scaling and the differencing
+            (z = 1.2816, 1.96: ``BANDS``).
+
+        Raises:
+            ValueError: a bad horizon, or a history that is too short, has NaNs or the wrong
+                number of columns (the message says what was expected).
+        """
+        if horizon is not None and (
+            isinstance(horizon, bool) or not isinstance(horizon, Integral) or horizon <= 0
+        ):
+            raise ValueError(f"horizon must be a positive integer, got {horizon!r}")
+        H = self.horizon if horizon is None else int(horizon)
+        model: Forecaster = self.model  # type: ignore[assignment]
+        if not model.recursive and H > self.horizon:
+            raise ValueError(
+                f"a direct model forecasts at most the {self.horizon} steps it was trained for, "
+                f"not {H}: train with --horizon {H}, or use --strategy recursive"
+            )
+        times: list[str] | None = None
+        if history is None:
+            series = self.series()
+            y, cov = series.values, series.covariates
+            self._check_length(len(series), f"the run's series ({series.source})")
+            times = future_times(series, H)
+        else:
+            y, cov = self._history(history)
+        C = cov.size(1)
+        fut = None
+        if model.recursive and C and H > 1:
+            if future is None:
+                raise ValueError(
+                    "a recursive model with covariates needs their future values, which the series does not "
+                    "have past its end: forecast --horizon 1, or train with --strategy direct (in Python: "
+                    "forecast(history=..., future=...) with the covariates of the steps after the history)"
+                    if history is None
+                    else f"a recursive model with covariates feeds back their values: give future= "
+                    f"({H - 1}, {C}) covariates of the steps after the history, or forecast horizon=1"
+                )
+            fut = self._future(cov, future, H)
+        z = self.scaler.transform(self.differencer.apply(torch.cat([y[:, None], cov], dim=1)))
+        x = z[-self.lookback :][None].float().to(self.device)
+        if fut is not None:
+            fut = fut[None].float().to(self.device)
+        out = forecast_levels(model, self.scaler, self.differencer, y, x, H, fut, samples, self._seed(seed))
+        result: dict[str, Any] = {} if times is None else {"time": np.array(times)}
+        result |= {k: v.numpy() for k, v in out.items()}
+        if not frame:
+            return result
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ValueError("forecast(frame=True) needs pandas: pip install pandas") from None
+        index = pd.Index(result.pop("time"), name="time") if "time" in result else None
+        return pd.DataFrame(result, index=index)
+
+    def _seed(self, seed: int | None) -> int:
+        return int(self.config.loop.seed if seed is None else seed)
+
+    def _check_length(self, T: int, what: str) -> None:
+        need = self.differencer.lost + self.lookback
+        if T < need:
+            raise ValueError(
+                f"{what} has {T} values; this run needs at least {need}: --lookback "
+                f"{self.lookback} + {self.differencer.lost} lost to differencing"
+            )
+
+    def _history(self, history: Any) -> tuple[Tensor, Tensor]:
+        """A history given by the caller -> y (T,), covariates (T, C), checked."""
+        C = len(self.covariates)
+        try:
+            h = np.asarray(history, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError("history must be numbers: a (T,) or (T, 1 + covariates) array-like") from None
+        if h.ndim == 1 and C == 0:
+            h = h[:, None]
+        if h.ndim != 2 or h.shape[1] != 1 + C:
+            want = (
+                "(T,) or (T, 1): the run has no covariates"
+                if C == 0
+                else f"(T, {1 + C}): the target, then {', '.join(self.covariates)}"
+            )
+            raise ValueError(f"history must have shape {want}; got shape {h.shape}")
+        self._check_length(h.shape[0], "history")
+        _no_nans(h, "history")
+        t = torch.from_numpy(h.copy())
+        return t[:, 0], t[:, 1:]
+
+    def _future(self, cov: Tensor, future: Any, H: int) -> Tensor:
+        """Raw future covariates (H - 1, C) -> their scaled differences, as the model reads them."""
+        C = cov.size(1)
+        try:
+            f = np.asarray(future, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"future must be numbers: ({H - 1}, {C}) covariate values") from None
+        if f.ndim == 1 and C == 1:
+            f = f[:, None]
+        if f.shape != (H - 1, C):
+            raise ValueError(
+                f"future must hold the covariates ({', '.join(self.covariates)}) of the {H - 1} steps after "
+                f"the history, shape ({H - 1}, {C}); got shape {f.shape}"
+            )
+        _no_nans(f, "future")
+        full = torch.cat([cov, torch.from_numpy(f.copy())])
+        diffs = self.differencer.apply(full)[-(H - 1) :]
+        mean = torch.tensor(self.scaler.mean[1:], dtype=torch.float64)
+        sd = torch.tensor(self.scaler.sd[1:], dtype=torch.float64)
+        return (diffs - mean) / sd
+
+    # ---- export ---------------------------------------------------------------------------
+    def export_graphs(self) -> list[Graph]:
+        model: Forecaster = self.model  # type: ignore[assignment]
+        H, F, C = self.horizon, 1 + len(self.covariates), len(self.covariates)
+        extra = []
+        if model.recursive and model.gaussian:
+            extra.append("noise")
+        if model.recursive and C and H > 1:
+            extra.append("future")
+
+        def inputs(B: int, T: int) -> dict[str, Tensor]:
+            g = torch.Generator().manual_seed(B * 100 + T)
+            out = {"x": torch.randn(B, T, F, generator=g)}
+            if "noise" in extra:
+                out["noise"] = torch.randn(B, H, generator=g)
+            if "future" in extra:
+                out["future"] = torch.randn(B, H - 1, C, generator=g)
+            return out
+
+        doc = {
+            "x": "(batch, time, features) float32: the last `lookback` values of the differenced series, "
+            "scaled by the sidecar's scaler (column 0 the target, then the covariates), oldest first",
+            "noise": "(batch, horizon) float32 standard normal draws: the value fed back after step h is "
+            "mean[:, h] + scale[:, h] * noise[:, h]; zeros give the mean path",
+            "future": "(batch, horizon - 1, covariates) float32: the covariates of the steps fed back, "
+            "differenced and scaled like x's columns 1..",
+            "mean": "(batch, horizon) float32: the forecast of the scaled differences (x's column 0)",
+            "scale": "(batch, horizon) float32: the sd of each step's Gaussian, on the same scale as mean",
+        }
+        outputs = ["mean", "scale"] if model.gaussian else ["mean"]
+        dynamic = {"x": {0: "batch", 1: "time"}, **{k: {0: "batch"} for k in extra}}
+        doc = {k: v for k, v in doc.items() if k in ("x", *extra, *outputs)}
+        graph = ForecastGraph(model, H, extra)
+        return [Graph("forecaster", graph, inputs(2, 3), outputs, dynamic, inputs(3, 5), doc)]
+
+    def export_meta(self) -> dict[str, Any]:
+        d, model = self.config.data, self.model
+        differencer = self.differencer
+        meta: dict[str, Any] = {
+            "target": d.column or d.series,
+            "covariates": self.covariates,
+            "lookback": self.lookback,
+            "horizon": self.horizon,
+            "strategy": self.config.model.strategy,
+            "gaussian": bool(getattr(model, "gaussian", False)),
+            "scaler": {"mean": list(self.scaler.mean), "sd": list(self.scaler.sd)},
+            "difference": differencer.d,
+            "seasonal_difference": differencer.seasonal,
+            "season": differencer.season,
+            "lags": list(differencer.lags),
+            "bands": dict(BANDS),
+        }
+        if meta["gaussian"] and meta["strategy"] == "recursive":
+            meta["samples"] = SAMPLES
+            meta["seed"] = self._seed(None)
+        meta["recipe"] = (
+            "x = the raw values (target, then covariates) differenced at each lag of `lags` in turn "
+            "(v[lag:] - v[:-lag]), minus scaler.mean, divided by scaler.sd (per column): its last "
+            "`lookback` rows. Back: d = mean * scaler.sd[0] + scaler.mean[0] are the forecast differences; "
+            "undo the lags in reverse order onto the raw history (v_t = d_t + v_{t-lag}): the levels. "
+            "Bands of a direct gaussian run: level -+ bands[p] * sqrt((scale * scaler.sd[0])**2 @ A**2), A "
+            "the (horizon, horizon) identity integrated onto a zero history. Recursive gaussian: the "
+            "percentiles of `samples` sample paths (the noise input) after integration. "
+            "See docs/python_api.md."
+        )
+        return meta
+
+
+def _no_nans(a: np.ndarray, what: str) -> None:
+    bad = np.isnan(a).any(axis=1) if a.ndim == 2 else np.isnan(a)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"{what} has missing values (NaN) in {int(bad.sum())} of its {len(a)} rows, the first at "
+            f"index {first}: fill them first (as --fill ffill or interpolate would)"
+        )
+
+
+def sample_noise(samples: int, horizon: int, seed: int) -> Tensor:
+    """The standard normal draws (samples, horizon) behind a recursive Gaussian forecast's bands:
+    ``torch.randn(samples, horizon, generator=torch.Generator().manual_seed(seed))``."""
+    return torch.randn(samples, horizon, generator=torch.Generator().manual_seed(seed))
+
+
+def forecast_levels(
+    model: Forecaster,
+    scaler: Scaler,
+    differencer: Differencer,
+    y: Tensor,
+    x: Tensor,
+    horizon: int,
+    future: Tensor | None = None,
+    samples: int = SAMPLES,
+    seed: int = 0,
+) -> dict[str, Tensor]:
+    """The forecast after one window on the original scale: ``{"mean": (H,)}`` and, with a Gaussian
+    head, ``lower_80``, ``upper_80``, ``lower_95``, ``upper_95`` (H,), float64 on the CPU.
+
+    ``y`` (T,) the known levels up to the origin, ``x`` (1, L, F) the model's input window (and
+    ``future`` (1, H - 1, C) for a recursive model with covariates). A direct model's bands are
+    Gaussian: its sd per step carried through the scaling and (linearly) the integration; a
+    recursive model's are the quantiles of ``samples`` sample paths drawn with ``seed``.
+    """
+    sd0, mean0 = scaler.sd[0], scaler.mean[0]
+
+    def levels(z: Tensor) -> Tensor:  # scaled differences (..., H) -> levels (..., H)
+        diffs = z.double().cpu() * sd0 + mean0
+        return differencer.integrate(y, diffs) if differencer.lags else diffs
+
+    if model.recursive:
+        out = {"mean": levels(model.roll(x, horizon, future)[0][0])}  # the mean path
+        if model.gaussian:
+            noise = sample_noise(samples, horizon, seed).to(x)
+            rep = None if future is None else future.expand(samples, -1, -1)
+            mean, sigma = model.roll(x.expand(samples, -1, -1), horizon, rep, noise)
+            assert sigma is not None
+            path_levels = levels(mean + sigma * noise)  # (S, H)
+            for name in LEVELS:
+                a = (1 - int(name) / 100) / 2
+                q = torch.quantile(path_levels, torch.tensor([a, 1 - a], dtype=torch.float64), dim=0)
+                out[f"lower_{name}"], out[f"upper_{name}"] = q[0], q[1]
+        return out
+    mean, sigma = Forecaster.split(model(x)[0][:, :horizon])
+    out = {"mean": levels(mean[0])}
+    if sigma is not None:
+        # levels = integrate(y, diffs) is linear in diffs: levels = integrate(y, 0) + diffs @ A
+        eye = torch.eye(horizon, dtype=torch.float64)
+        A = differencer.integrate(torch.zeros_like(y), eye) if differencer.lags else eye
+        sd = ((sigma[0].double().cpu() * sd0) ** 2 @ A**2).sqrt()
+        for name in LEVELS:
+            z = BANDS[name]
+            out[f"lower_{name}"], out[f"upper_{name}"] = out["mean"] - z * sd, out["mean"] + z * sd
+    return out
+
+
 # ---- the task ------------------------------------------------------------------------------
 def _scaler(obj: Any) -> Scaler:
     if (
@@ -349,6 +739,7 @@ class Forecast(Task):
         "forecast.png."
     )
     Config = ForecastConfig
+    Predictor = ForecastPredictor
     assets = {"scaler": Asset(SCALER, _scaler, Scaler.to_json)}
     unit = "windows"
     default_limits = {"max_minutes": 5.0, "max_epochs": 300.0}
@@ -473,25 +864,10 @@ class Forecast(Task):
             raise ValueError(f"--horizon must be positive, got {args.horizon}")
         if args.plot is not None and not args.plot.lower().endswith(".png"):
             raise ValueError(f"--plot writes a PNG file: give a name ending in .png, got {args.plot!r}")
-        run = self.open_run(args.run, **self.open_args(args))
-        d = run.config.data
-        horizon = args.horizon or d.horizon
-        model: Forecaster = run.model
-        if model.recursive and d.covariate_names() and horizon > 1:
-            raise ValueError(
-                "a recursive model with covariates needs their future values, which the series does not "
-                "have past its end: forecast --horizon 1, or train with --strategy direct"
-            )
-        data = prepare_data(d, load_series(d, run.config.loop.seed), run.scaler)
-        last = data.inputs.size(0) - 1
-        mean, intervals = model_forecast(
-            model, data, [last], d.lookback, horizon, SAMPLES, run.config.loop.seed
-        )
-        times = future_times(data.series, horizon)
-        rows = [{"time": t, "forecast": float(v)} for t, v in zip(times, mean[0], strict=True)]
-        for name, (lo, hi) in intervals.items():
-            for row, a, b in zip(rows, lo[0], hi[0], strict=True):
-                row[f"lo{name}"], row[f"hi{name}"] = float(a), float(b)
+        predictor = self.load_args(args)
+        assert isinstance(predictor, ForecastPredictor)
+        result = predictor.forecast(args.horizon)
+        rows = forecast_rows(result)
         if args.csv:
             buf = io.StringIO()
             w = csv.DictWriter(buf, fieldnames=list(rows[0]))
@@ -499,15 +875,30 @@ class Forecast(Task):
             w.writerows(rows)
             ckpt.atomic_write_bytes(Path(args.csv), buf.getvalue().encode("utf-8"))
         if args.plot:
-            save_future_plot(data, rows, Path(args.plot))
+            save_future_plot(predictor.series(), rows, Path(args.plot))
         if args.json:
-            print(json.dumps({"run": str(run.path), "horizon": horizon, "forecast": rows}))
+            print(json.dumps({"run": str(predictor.path), "horizon": len(rows), "forecast": rows}))
         elif not args.csv:
             for row in rows:
                 print("\t".join(f"{v:.6g}" if isinstance(v, float) else str(v) for v in row.values()))
         if args.csv or args.plot:
             print(f"written: {', '.join(x for x in (args.csv, args.plot) if x)}", file=sys.stderr)
         return 0
+
+
+def forecast_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """:meth:`ForecastPredictor.forecast`'s dict -> the rows ``unrolled forecast`` prints: time,
+    forecast, and lo80, hi80, lo95, hi95 with a Gaussian head."""
+    rows: list[dict[str, Any]] = []
+    for h, value in enumerate(result["mean"].tolist()):
+        row: dict[str, Any] = {"time": str(result["time"][h]) if "time" in result else str(h + 1)}
+        row["forecast"] = value
+        for name in LEVELS:
+            if f"lower_{name}" in result:
+                row[f"lo{name}"] = float(result[f"lower_{name}"][h])
+                row[f"hi{name}"] = float(result[f"upper_{name}"][h])
+        rows.append(row)
+    return rows
 
 
 TASK = Forecast()
@@ -616,16 +1007,18 @@ def save_plot(run: Run, data: Data, bt: Backtest, path: Path) -> None:
     save_png(fig, path)
 
 
-def save_future_plot(data: Data, rows: list[dict[str, Any]], path: Path) -> None:
+def save_future_plot(series: Series, rows: list[dict[str, Any]], path: Path) -> None:
     """The end of the series and the forecast past it, with the 80% and 95% intervals if any."""
     from ..plotting import pyplot, save_png
 
     plt = pyplot()
-    axis = _axis(data.series)
+    axis = _axis(series)
     fig, ax = plt.subplots(figsize=(10, 4))
-    n = len(data.y)
+    n = len(series)
     start = max(0, n - 5 * len(rows) - 50)
-    ax.plot([_x(axis, i) for i in range(start, n)], data.y[start:], color="black", lw=1, label="series")
+    ax.plot(
+        [_x(axis, i) for i in range(start, n)], series.values[start:], color="black", lw=1, label="series"
+    )
     steps = [_x(axis, n + h) for h in range(len(rows))]
     ax.plot(steps, [r["forecast"] for r in rows], color="C0", label="forecast")
     if "lo95" in rows[0]:
@@ -635,7 +1028,7 @@ def save_future_plot(data: Data, rows: list[dict[str, Any]], path: Path) -> None
         ax.fill_between(
             steps, [r["lo80"] for r in rows], [r["hi80"] for r in rows], color="C0", alpha=0.25, label="80%"
         )
-    ax.set_title(f"{data.series.name}: forecast of the next {len(rows)} values", fontsize=9)
+    ax.set_title(f"{series.name}: forecast of the next {len(rows)} values", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
     save_png(fig, path)
