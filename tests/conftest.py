@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -90,3 +93,27 @@ class DoublerCell(torch.nn.Module):
 def custom_cell() -> type[DoublerCell]:
     """A cell class that no fast engine supports."""
     return DoublerCell
+
+
+# ---- the code of the docs, run as it stands there ----------------------------------------------
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+def doc_block(page: str, marker: str) -> str:
+    """The one ```python block of ``docs/<page>`` that contains ``marker``."""
+    text = (DOCS / page).read_text(encoding="utf-8")
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", text, flags=re.S) if marker in b]
+    assert len(blocks) == 1, f"{len(blocks)} python blocks of docs/{page} contain {marker!r}"
+    return blocks[0]
+
+
+def doc_function(page: str, name: str):
+    """The function ``name`` defined in a python block of ``docs/<page>``, with that block's
+    top-level imports (so a test runs the code a reader copies, not a copy of it)."""
+    lines = doc_block(page, f"def {name}(").splitlines()
+    imports = [line for line in lines if line.startswith(("import ", "from "))]
+    start = lines.index(next(line for line in lines if line.startswith(f"def {name}(")))
+    end = next((i for i in range(start + 1, len(lines)) if lines[i][:1] not in ("", " ")), len(lines))
+    namespace: dict = {}
+    exec(compile("\n".join(imports + lines[start:end]), f"docs/{page}", "exec"), namespace)
+    return namespace[name]

@@ -6,12 +6,12 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import re
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import doc_block
 
 import unrolled
 from unrolled.cli import main
@@ -137,13 +137,9 @@ def test_bad_sampling_options_raise_before_any_text(char_run) -> None:
 
 
 # ---- export, and the docs' generation loop in onnxruntime --------------------------------------------
-DOC = Path(__file__).resolve().parents[1] / "docs" / "python_api.md"
-
-
 def test_the_docs_onnxruntime_loop_gives_the_command_s_greedy_text(char_run, tmp_path, capsys, monkeypatch):
     pytest.importorskip("onnxruntime")
-    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S)
-    (block,) = [b for b in blocks if "charlm.onnx" in b and "ort." in b]
+    block = doc_block("python_api.md", 'model, prime, length = "charlm.onnx"')
     assert block.count("\n") <= 22  # a loop a reader can paste: about 20 lines
     monkeypatch.chdir(tmp_path)
     assert main(["export", str(char_run), "--out", "charlm.onnx"]) == 0
@@ -156,5 +152,5 @@ def test_the_docs_onnxruntime_loop_gives_the_command_s_greedy_text(char_run, tmp
     command = _stdout(capsys, ["sample", str(char_run), *greedy])
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
-        exec(compile(block, str(DOC), "exec"), {"__name__": "__docs__"})
+        exec(compile(block, "docs/python_api.md", "exec"), {"__name__": "__docs__"})
     assert buffer.getvalue() == command

@@ -8,6 +8,7 @@ import math
 
 import pytest
 import torch
+from conftest import doc_block
 
 from unrolled.cli import main
 from unrolled.data.series import (
@@ -416,52 +417,26 @@ def test_forecast_of_a_given_history(direct_run) -> None:
         predictor.forecast(history=np.ones((50, 2)))
 
 
-def _onnx_forecast(file, history):
-    """The onnxruntime forecast of docs/python_api.md's snippet (a direct run with a Gaussian head)."""
-    import numpy as np
-    import onnxruntime as ort
-
-    with open(str(file) + ".json", encoding="utf-8") as f:
-        meta = json.load(f)
-    session = ort.InferenceSession(str(file))
-    mu, sd = np.array(meta["scaler"]["mean"]), np.array(meta["scaler"]["sd"])
-    lags, L, H = meta["lags"], meta["lookback"], meta["horizon"]
-
-    def difference(v):  # (T, ...) raw values -> their differences at every lag
-        for lag in lags:
-            v = v[lag:] - v[:-lag]
-        return v
-
-    def integrate(y, d):  # y (T,) raw history, d (..., H) differences -> levels
-        stages = [y]
-        for lag in lags:
-            stages.append(stages[-1][lag:] - stages[-1][:-lag])
-        for lag, known in zip(reversed(lags), reversed(stages[:-1]), strict=True):
-            full = np.concatenate([np.broadcast_to(known[-lag:], d.shape[:-1] + (lag,)), d], axis=-1)
-            for h in range(d.shape[-1]):
-                full[..., lag + h] += full[..., h]
-            d = full[..., lag:]
-        return d
-
-    h = np.asarray(history, dtype=np.float64).reshape(len(history), -1)  # (T, 1 + covariates)
-    x = ((difference(h) - mu) / sd)[-L:].astype(np.float32)[None]
-    mean, scale = session.run(None, {"x": x})  # (1, H) each
-    out = {"mean": integrate(h[:, 0], mean[0] * sd[0] + mu[0])}
-    A = integrate(np.zeros(len(h)), np.eye(H))  # how each difference moves each level
-    s = np.sqrt((scale[0] * sd[0]) ** 2 @ A**2)
-    for p, z in meta["bands"].items():
-        out[f"lower_{p}"], out[f"upper_{p}"] = out["mean"] - z * s, out["mean"] + z * s
-    return out
+def _onnx_forecast(file, history, monkeypatch):
+    """The onnxruntime forecast of docs/python_api.md's snippet (a direct run with a Gaussian head),
+    run as it stands there on the export ``file`` (named forecaster.onnx, as the snippet reads it)."""
+    assert file.name == "forecaster.onnx"
+    namespace = {"history": history}
+    with monkeypatch.context() as m:
+        m.chdir(file.parent)
+        block = doc_block("python_api.md", 'InferenceSession("forecaster.onnx")')
+        exec(compile(block, "docs/python_api.md", "exec"), namespace)
+    return namespace["out"]
 
 
-def test_export_in_onnxruntime_reproduces_forecast(direct_run, tmp_path) -> None:
+def test_export_in_onnxruntime_reproduces_forecast(direct_run, tmp_path, monkeypatch) -> None:
     import numpy as np
 
     import unrolled
     from unrolled.export import run_onnx
 
     predictor = unrolled.load(direct_run)
-    sidecar = predictor.export(tmp_path / "x.onnx")
+    sidecar = predictor.export(tmp_path / "forecaster.onnx")
     graph = sidecar["graphs"]["forecaster"]
     assert [i["name"] for i in graph["inputs"]] == ["x"] and graph["inputs"][0]["shape"] == [
         "batch",
@@ -472,13 +447,14 @@ def test_export_in_onnxruntime_reproduces_forecast(direct_run, tmp_path) -> None
     assert sidecar["lags"] == [1] and sidecar["lookback"] == 6 and sidecar["strategy"] == "direct"
     y = predictor.series().values.numpy()
     for history in (y[:7], y[:100], y):  # the docs' numpy around the graph == .forecast()
-        got, want = _onnx_forecast(tmp_path / "x.onnx", history), predictor.forecast(history=history)
+        got = _onnx_forecast(tmp_path / "forecaster.onnx", history, monkeypatch)
+        want = predictor.forecast(history=history)
         assert got.keys() == want.keys()
         for key in want:
             np.testing.assert_allclose(got[key], want[key], rtol=1e-4, err_msg=key)
     # another batch size and any length (the model is recurrent): the raw outputs against PyTorch
     x = torch.randn(3, 11, 1, generator=torch.Generator().manual_seed(0))
-    mean, scale = run_onnx((tmp_path / "x.onnx").read_bytes(), {"x": x})
+    mean, scale = run_onnx((tmp_path / "forecaster.onnx").read_bytes(), {"x": x})
     with torch.no_grad():
         out = predictor.model(x)[0]
     np.testing.assert_allclose(mean, out[..., 0].numpy(), atol=1e-5)

@@ -10,6 +10,7 @@ import random
 import numpy as np
 import pytest
 import torch
+from conftest import doc_function
 
 import unrolled
 from unrolled.cli import main
@@ -343,19 +344,7 @@ def test_predictor_tags_strings_and_word_lists_as_the_command_does(tmp_path, cap
         tagger.tag([3])
 
 
-# The numpy Viterbi of docs/python_api.md ("Tagging with onnxruntime alone"), as it stands there.
-def viterbi(emissions, transitions, start, end):
-    """The best tag ids of one sentence from its rows of the emissions, (length, K)."""
-    score = start + emissions[0]  # (K,): the best path's score ending in each tag
-    back = []  # back[t][j]: the best tag before tag j at step t + 1
-    for row in emissions[1:]:
-        total = score[:, None] + transitions  # (K, K): [previous tag, tag]
-        back.append(total.argmax(axis=0))
-        score = total.max(axis=0) + row
-    best = [int((score + end).argmax())]
-    for pointers in reversed(back):
-        best.append(int(pointers[best[-1]]))
-    return best[::-1]
+viterbi = doc_function("python_api.md", "viterbi")  # the numpy Viterbi of the docs, as it stands there
 
 
 def _tagger_inputs(meta: dict, sentences: list[list[str]]) -> dict[str, np.ndarray]:

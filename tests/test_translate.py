@@ -11,6 +11,7 @@ import re
 import numpy as np
 import pytest
 import torch
+from conftest import doc_function
 
 from unrolled.cli import main
 from unrolled.data import PAD, pad_batch
@@ -539,58 +540,7 @@ def test_attention_weights_on_request(toy_run) -> None:
             assert (a >= 0).all() and np.allclose(a.sum(1), 1.0, atol=1e-5)
 
 
-def onnx_translate(path, texts):
-    """Greedy translation with the encoder.onnx and decoder_step.onnx of an export archive."""
-    import json
-    import unicodedata
-    import zipfile
-
-    import numpy as np
-    import onnxruntime as ort
-
-    archive = zipfile.ZipFile(path)
-    meta = json.loads(archive.read("export.json"))
-    encoder, step = (
-        ort.InferenceSession(archive.read(f"{g}.onnx"), providers=["CPUExecutionProvider"])
-        for g in ("encoder", "decoder_step")
-    )
-    sp, vocab = meta["special_ids"], {w: i for i, w in enumerate(meta["source_vocab"]["tokens"])}
-
-    def tokenize(text):  # meta["tokenizer"] says how
-        text = text.lower() if meta["lower_case"] else text
-        if meta["tokens"] == "char":
-            return list(" ".join(text.split()))
-        out = []
-        for piece in text.split():  # punctuation at either end of a piece: one token per mark
-            i, j = 0, len(piece)
-            while i < j and unicodedata.category(piece[i])[0] in "PS":
-                i += 1
-            while j > i and unicodedata.category(piece[j - 1])[0] in "PS":
-                j -= 1
-            out += [*piece[:i], *([piece[i:j]] if i < j else []), *piece[j:]]
-        return out
-
-    rows = [[vocab.get(w, sp["<unk>"]) for w in tokenize(t)] + [sp["<eos>"]] for t in texts]
-    lengths = np.array([len(r) for r in rows], dtype=np.int64)
-    src = np.array([r + [sp["<pad>"]] * (lengths.max() - len(r)) for r in rows], dtype=np.int64)
-    names = [o.name for o in encoder.get_outputs()]
-    feed = dict(zip(names, encoder.run(None, {"src": src, "lengths": lengths}), strict=True), lengths=lengths)
-    feed["tokens"] = np.full((len(rows), 1), sp["<bos>"], dtype=np.int64)
-    wanted, produced = [i.name for i in step.get_inputs()], [o.name for o in step.get_outputs()]
-    state = meta["decoder_state"]
-    out = np.zeros((len(rows), 0), dtype=np.int64)
-    for _ in range(meta["max_output"]):
-        result = dict(zip(produced, step.run(None, {k: feed[k] for k in wanted}), strict=True))
-        logits = result["logits"]
-        logits[:, meta["never_output"]] = -np.inf
-        feed["tokens"] = logits.argmax(-1)[:, None]
-        feed.update({i: result[o] for i, o in zip(state["inputs"], state["outputs"], strict=True)})
-        out = np.concatenate([out, feed["tokens"]], axis=1)
-        if (out == sp["<eos>"]).any(axis=1).all():
-            break
-    words = meta["target_vocab"]["tokens"]
-    ids = [row[: row.index(sp["<eos>"])] if sp["<eos>"] in row else row for row in out.tolist()]
-    return [meta["joiner"].join(words[i] for i in row) for row in ids]
+onnx_translate = doc_function("python_api.md", "onnx_translate")  # the docs' greedy loop, as it stands there
 
 
 def test_export_cli_and_a_greedy_loop_in_onnxruntime(toy_run, tmp_path, capsys) -> None:
