@@ -676,7 +676,7 @@ train = TASK.train
 
 def describe(result: dict[str, Any]) -> str:
     """One line for the figures of :func:`score`."""
-    if "perplexity" in result:
+    if "nats_per_word" in result:
         return (
             f"{result['nats_per_word']:.4f} nats/word, perplexity {result['perplexity']:.2f} over "
             f"{result['tokens']:,} tokens ({result['unk_share']:.1%} <unk>)"
