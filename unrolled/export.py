@@ -139,8 +139,6 @@ def _dims(graph: Graph) -> tuple[Any, ...]:
 
 def onnx_bytes(graph: Graph, opset: int = DEFAULT_OPSET) -> bytes:
     """The graph as an ONNX model (dynamic axes as declared), serialised."""
-    import onnx
-
     module = graph.module.eval()
     with _quiet(), torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):  # the optimizer prints
         program = torch.onnx.export(
@@ -155,9 +153,10 @@ def onnx_bytes(graph: Graph, opset: int = DEFAULT_OPSET) -> bytes:
             verbose=False,
         )
         proto = program.model_proto
-    for i, name in enumerate(graph.outputs):  # the exporter may rename an output that is also an input
-        proto.graph.output[i].name = name
-    return proto.SerializeToString() if isinstance(proto, onnx.ModelProto) else onnx._serialize(proto)
+    names = [o.name for o in proto.graph.output]
+    if names != graph.outputs:  # a consumer finds the outputs by these names
+        raise ValueError(f"the exported {graph.name} graph's outputs are {names}, not {graph.outputs}")
+    return proto.SerializeToString()
 
 def one_step(graph: Graph, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
     """``inputs`` cut to one step along every axis the graph calls ``"time"``."""
