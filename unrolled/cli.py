@@ -29,7 +29,13 @@ from typing import Any, NoReturn
 
 EXIT_USAGE, EXIT_DIVERGED = 2, 3
 LIMITS = ("max_steps", "max_minutes", "max_epochs")  # this invocation's alone, never inherited
-TITLES = {"model": "model", "data": "data", "optim": "optimisation", "loop": "loop (may change on --resume)"}
+RETUNE = ("lr", "clip")  # optimizer settings --resume may change: a diverged run goes on more gently
+TITLES = {
+    "model": "model",
+    "data": "data",
+    "optim": "optimisation (--lr and --clip may change on --resume)",
+    "loop": "loop (may change on --resume)",
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -73,13 +79,15 @@ def _cmd_train(task: Any, flags: list[Any], args: argparse.Namespace) -> int:
 
     given = given_flags(args, flags)
     loop = {fl: v for fl, v in given.items() if fl.section == "loop" and not fl.fixed}
+    retune = {fl.name: v for fl, v in given.items() if fl.section == "optim" and fl.name in RETUNE}
     overrides = {fl.name: v for fl, v in loop.items()}
     overrides |= {k: overrides.get(k) for k in LIMITS}
     if all(overrides[k] is None for k in LIMITS):
         overrides |= task.default_limits  # never train forever by accident
     config = task.Config()
     if args.resume:
-        fixed = sorted(fl.option for fl in given if fl not in loop) + (["--out"] if args.out else [])
+        fixed = sorted(fl.option for fl in given if fl not in loop and fl.name not in retune)
+        fixed += ["--out"] if args.out else []
         if fixed:
             raise ValueError(
                 f"{', '.join(fixed)} cannot be changed on --resume (the run's config.json fixes them)"
@@ -95,7 +103,13 @@ def _cmd_train(task: Any, flags: list[Any], args: argparse.Namespace) -> int:
     progress = Progress(main and not args.no_progress, task.unit, task.describe_val)
     try:
         run, state, results = task.train(
-            config, out, resume=bool(args.resume), loop_overrides=overrides, on_event=progress, device=device
+            config,
+            out,
+            resume=bool(args.resume),
+            loop_overrides=overrides,
+            optim_overrides=retune if args.resume else None,
+            on_event=progress,
+            device=device,
         )
         distributed.leave(wait=True)
     finally:

@@ -33,6 +33,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..errors import check_logits
+
 StepFn = Callable[[Tensor, Any], tuple[Tensor, Any, Tensor | None]]
 SelectFn = Callable[[Any, Tensor], Any]
 
@@ -59,6 +61,13 @@ def length_penalty(length: int, alpha: float) -> float:
 
 
 @torch.no_grad()
+def _log_probs(logits: Tensor) -> Tensor:
+    """log softmax in float64 on the CPU; :class:`NonFiniteOutput` if a logit is NaN or +inf (a
+    model whose weights diverged decodes nothing sensible; -inf marks a masked token)."""
+    check_logits(logits)
+    return torch.log_softmax(logits.double(), dim=-1).cpu()
+
+
 def greedy(
     step: StepFn, state: Any, batch: int, bos: int, eos: int, max_len: int, device: torch.device | None = None
 ) -> list[Hypothesis]:
@@ -70,7 +79,7 @@ def greedy(
     done = torch.zeros(batch, dtype=torch.bool)
     for _ in range(max_len):
         logits, state, attn = step(tokens.to(device), state)
-        logp = torch.log_softmax(logits.double(), dim=-1).cpu()
+        logp = _log_probs(logits)
         tokens = logp.argmax(-1)
         out.append(tokens)
         logps.append(logp.gather(1, tokens[:, None])[:, 0])
@@ -119,7 +128,7 @@ def beam_search(
     active = torch.ones(batch, dtype=torch.bool)
     for t in range(max_len):
         logits, state, attn = step(tokens.to(device), state)
-        logp = torch.log_softmax(logits.double(), dim=-1).cpu()  # (N*K, V)
+        logp = _log_probs(logits)  # (N*K, V)
         V = logp.size(1)
         cand = (scores.unsqueeze(2) + logp.view(batch, K, V)).view(batch, K * V)
         top, index = cand.topk(K, dim=1)  # (batch, K), best first

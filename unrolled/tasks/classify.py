@@ -17,6 +17,7 @@ import argparse
 import functools
 import hashlib
 import json
+import math
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ from ..models import RecurrentClassifier, TextCNN
 from ..models.classifier import POOLS
 from ..training import (
     Asset,
+    Bound,
     Fit,
     LoopConfig,
     OptimConfig,
@@ -462,7 +464,9 @@ class Classify(Task):
             r = evaluate(m, data.val, K)
             return {"val_loss": r["loss"], "val_accuracy": r["accuracy"], "val_macro_f1": r["macro_f1"]}
 
-        return Fit(batches, class_loss, validate)
+        # 10 x ln K: an overfitted classifier's validation loss can pass 3 x ln 2 without diverging
+        bound = Bound("val_loss", math.log(K), f"ln {K} (a uniform guess over the {K} classes)", factor=10.0)
+        return Fit(batches, class_loss, validate, bound=bound)
 
     def finish(self, run: Run, state: TrainerState, prepared: Prepared) -> dict[str, Any]:
         data, K = prepared.data, len(prepared.data.classes)

@@ -58,6 +58,7 @@ from ..models.baselines import Arima, arima_order, naive, seasonal_naive
 from ..models.forecaster import LOSSES, STRATEGIES, Forecaster, forecast_loss
 from ..training import (
     Asset,
+    Bound,
     Fit,
     LoopConfig,
     OptimConfig,
@@ -804,7 +805,9 @@ class Forecast(Task):
         # the best weights forecast best: RMSE of the H-step forecasts on the original scale; with a
         # Gaussian head the likelihood, which judges the scale (the intervals) as well as the mean
         select = "val_loss" if loss == "gaussian" else "val_rmse"
-        return Fit(batches, loss_fn, validate, select=(select, "min"))
+        # MASE 1 is the (seasonal) naive forecast's error on the training part
+        bound = Bound("val_mase", 1.0, "the naive forecast's MASE (1)", factor=10.0)
+        return Fit(batches, loss_fn, validate, select=(select, "min"), bound=bound)
 
     def finish(self, run: Run, state: TrainerState, prepared: Prepared) -> dict[str, Any]:
         data = prepared.data

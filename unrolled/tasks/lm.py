@@ -45,10 +45,12 @@ from ..data import (
     stream_rows,
 )
 from ..data.words import NEWLINE, Detokenizer, tokenize
+from ..errors import check_logits
 from ..export import Graph, state_names
 from ..models import LanguageModel
 from ..training import (
     Asset,
+    Bound,
     Fit,
     LoopConfig,
     OptimConfig,
@@ -575,7 +577,10 @@ class LM(Task):
             return {f"val_{k}": v for k, v in metrics(nats, d.unit).items()}
 
         batches = BPTTChunks(corpus.train, d.batch_size, d.seq_len)
-        return Fit(batches, lm_loss, validate, carry_state=True, make_state=make_state(model))
+        V = len(corpus.vocab)
+        units = "characters" if d.unit == "char" else "words"
+        bound = Bound("val_loss", math.log(V), f"ln {V} (a uniform guess over the {V} {units})")
+        return Fit(batches, lm_loss, validate, carry_state=True, make_state=make_state(model), bound=bound)
 
     def finish(self, run: Run, state: TrainerState, prepared: Prepared) -> dict[str, Any] | None:
         """With a test part (``--test-frac``): the best weights' scores on it and on the validation part."""
@@ -764,6 +769,7 @@ def generate(
 
     def last(logits: Tensor) -> Tensor:
         scores = logits[0, -1].float().cpu()  # (V,)
+        check_logits(scores)
         if banned is not None:
             scores[banned] = float("-inf")
         return scores

@@ -23,6 +23,7 @@ import argparse
 import hashlib
 import json
 import logging
+import math
 import random
 import sys
 from collections.abc import Sequence
@@ -47,6 +48,7 @@ from ..models.seq2seq import ATTENTIONS, Memory, Seq2Seq
 from ..plotting import pyplot, save_png
 from ..training import (
     Asset,
+    Bound,
     Fit,
     LoopConfig,
     OptimConfig,
@@ -817,7 +819,9 @@ class Translate(Task):
             }
 
         loss = seq2seq_loss(config.optim.teacher_forcing, config.optim.label_smoothing)
-        return Fit(batches, loss, validate, select=("val_bleu", "max"))
+        V = len(tgt)
+        bound = Bound("val_loss", math.log(V), f"ln {V} (a uniform guess over the {V} target tokens)")
+        return Fit(batches, loss, validate, select=("val_bleu", "max"), bound=bound)
 
     def finish(self, run: Run, state: TrainerState, prepared: Prepared) -> dict[str, Any]:
         data: Dataset = prepared.data

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 from .flags import flag
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+FLOAT32_MAX = 3.4028234663852886e38
 OPTIMIZERS = ("adam", "sgd")
 
 
@@ -44,6 +45,14 @@ class OptimConfig:
         _finite(self, ("lr", "clip", "weight_decay", "min_lr_ratio"))
         if self.lr <= 0:
             raise ValueError(f"--lr must be positive, got {self.lr}")
+        # the optimizer turns lr (Adam: divided by its bias correction, down to 0.1) and lr x weight
+        # decay into float32 numbers: beyond FLOAT32_MAX / 10 they overflow inside its step
+        for what, value in (("--lr", self.lr), ("--lr x --weight-decay", self.lr * self.weight_decay)):
+            if value > FLOAT32_MAX / 10:
+                raise ValueError(
+                    f"{what} = {value:g} overflows float32 where the optimizer uses it: "
+                    f"keep it below {FLOAT32_MAX / 10:.3g} (learning rates that train are below 100)"
+                )
         if self.clip < 0:
             raise ValueError(f"--clip must be >= 0 (0 disables clipping), got {self.clip}")
         if not 0 <= self.min_lr_ratio <= 1:
@@ -96,11 +105,17 @@ class LoopConfig:
     # a NaN or infinite loss or gradient norm: stop (exit code 3; the last checkpoint stays
     # resumable) or skip that step (counted in metrics.jsonl; 100 in a row stop the run)
     on_nonfinite: str = flag("stop", choices=NONFINITE)
+    # a validation figure above this multiple of the task's "knowing nothing" (ln V for a softmax
+    # over V classes; a MASE of 1, the naive forecast's, for the forecaster) stops the run as
+    # diverged (exit code 3; never skipped) [the task's: 3, classifier 10, forecaster 10]
+    diverge_factor: float | None = None
     tensorboard: bool = False  # also write the scalars to RUN/tensorboard/ (needs unrolled[tensorboard])
 
     def validate(self) -> None:
-        _finite(self, ("max_minutes", "max_epochs"))
+        _finite(self, ("max_minutes", "max_epochs", "diverge_factor"))
         positive(self, ("max_steps", "eval_every", "log_every", "patience", "max_minutes", "max_epochs"))
+        if self.diverge_factor is not None and self.diverge_factor <= 1:
+            raise ValueError(f"--diverge-factor must be above 1 (a multiple), got {self.diverge_factor}")
         if self.on_nonfinite not in NONFINITE:
             raise ValueError(
                 f"unknown --on-nonfinite {self.on_nonfinite!r}: expected {' or '.join(NONFINITE)}"

@@ -16,8 +16,12 @@ Every validation commits a checkpoint (weights, optimizer, RNG, carried state, p
 :mod:`unrolled.training.checkpoint`) and every ``log_every`` steps a record goes to
 ``metrics.jsonl``, with the gradient norm before clipping. A loss or gradient norm that is NaN or
 infinite never reaches the weights: the step is skipped (``on_nonfinite="skip"``, counted) or the
-run stops with :class:`Diverged`, leaving the last checkpoint as it was. Checking costs one wait
-for the device per step. Ctrl-C stops at the end of the current step and saves.
+run stops with :class:`Diverged`, leaving the last checkpoint as it was. The run also stops, never
+skipping, when an update leaves a weight or a tensor of the optimizer's state non-finite, when the
+optimizer's step raises (a value beyond float32), and when a validation figure passes the task's
+:class:`Bound` of knowing nothing (e.g. 3 x ln V for a softmax over V classes): a run that
+diverges to huge but finite losses does not "succeed". Checking costs two waits for the device per
+step. Ctrl-C stops at the end of the current step and saves.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ import torch
 from torch import Tensor, nn
 
 from ..cells.base import map_state, state_tensors
+from ..errors import Diverged, NonFiniteOutput
 from . import checkpoint as ckpt
 from . import distributed
 from .config import LoopConfig, OptimConfig
@@ -78,16 +83,15 @@ def make_optimizer(model: nn.Module, optim: OptimConfig) -> torch.optim.Optimize
     return torch.optim.AdamW(model.parameters(), lr=optim.lr, weight_decay=optim.weight_decay)
 
 
-class Diverged(RuntimeError):
-    """Training met a non-finite loss or gradient norm; the run directory keeps its last checkpoint."""
+@dataclass(frozen=True)
+class Bound:
+    """The validation figure of a model that knows nothing: beyond ``factor`` times it (``--diverge-
+    factor`` overrides the task's), a run has diverged, however finite its numbers."""
 
-    def __init__(self, step: int, problem: str, last_saved: int | None) -> None:
-        kept = "" if last_saved is None else f"; the checkpoint of step {last_saved} is kept"
-        super().__init__(
-            f"training diverged at step {step}: {problem}{kept}; resume with "
-            "--on-nonfinite skip, or start again with a lower --lr or a smaller --clip"
-        )
-        self.step, self.problem = step, problem
+    metric: str  # the validation metric it bounds, e.g. "val_loss"
+    chance: float  # its value for a model that knows nothing, e.g. ln V for a softmax over V
+    what: str  # how that value comes about, for the message: "ln 65 (a uniform guess over 65 characters)"
+    factor: float = 3.0  # the task's default multiple
 
 
 def _launcher(world_size: int) -> str:
@@ -120,6 +124,7 @@ class Trainer:
         on_event: EventFn | None = None,
         make_state: Callable[[list[Tensor]], Any] | None = None,
         select: tuple[str, str] = ("val_loss", "min"),
+        bound: Bound | None = None,
     ) -> None:
         if len(data) == 0:
             raise ValueError("no training chunks: the training text is too short for one batch")
@@ -132,6 +137,7 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.carry_state = carry_state
         self.select = select  # (metric of evaluate(), "min" or "max"): which weights are the best
+        self.bound = bound  # a validation beyond it is divergence (see Bound)
         if select[1] not in ("min", "max"):
             raise ValueError(f"select must be (metric, 'min' or 'max'), got {select}")
         self.on_event = on_event or (lambda kind, record: None)
@@ -412,16 +418,20 @@ class Trainer:
         if finite:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
-            if self.scaler is None:
-                self.optimizer.step()
+            try:
+                if self.scaler is None:
+                    self.optimizer.step()
+                else:
+                    self.scaler.step(self.optimizer)  # skipped by the scaler when the gradients overflowed,
+                    self.scaler.update()  # which the norm of the unscaled gradients already says
+            except (RuntimeError, ValueError, OverflowError) as e:  # e.g. a value beyond float32
+                problem = f"the optimizer's step failed ({' '.join(str(e).split())})"
+                raise Diverged(st.step + 1, problem, self._saved_step) from None
+            self._check_updated(st.step + 1)
+            if self.scaler is None or math.isfinite(norm_value):
                 self._skips_in_a_row = 0
             else:
-                self.scaler.step(self.optimizer)  # skipped by the scaler when the gradients overflowed,
-                self.scaler.update()  # which the norm of the unscaled gradients already says: no extra sync
-                if math.isfinite(norm_value):
-                    self._skips_in_a_row = 0
-                else:
-                    self._scaler_skipped(norm_value)
+                self._scaler_skipped(norm_value)
             self.carry = detach_state(new_state) if self.carry_state else None
         else:
             self._nonfinite(loss_value, norm_value)
@@ -435,6 +445,18 @@ class Trainer:
         if st.chunk == len(self.data):
             st.chunk, st.epoch = 0, st.epoch + 1
         return loss_value, norm_value, tokens
+
+    def _check_updated(self, step: int) -> None:
+        """After an update: every weight and every tensor of the optimizer's state must be finite (a
+        finite gradient times a huge learning rate overflows). One wait for the device; never skipped."""
+        params = [p.detach() for p in self.model.parameters()]
+        state = self.optimizer.state.values()
+        moments = [t for st in state for t in st.values() if isinstance(t, Tensor) and t.dim() > 0]
+        checks = [torch.isfinite(t).all() for t in params + moments]
+        if not checks or bool(torch.stack(checks).all()):
+            return
+        what = "weights" if not bool(torch.stack(checks[: len(params)]).all()) else "optimizer's moments"
+        raise Diverged(step, f"the {what} are no longer finite after the update", self._saved_step)
 
     def autocast(self) -> Any:
         """The autocast context of ``--precision`` (off for fp32): forward passes run under it."""
@@ -459,7 +481,7 @@ class Trainer:
         what, value = ("loss", loss) if not math.isfinite(loss) else ("gradient norm", norm)
         self._skips_in_a_row += 1
         if self.loop.on_nonfinite == "stop" or self._skips_in_a_row > MAX_SKIPS_IN_A_ROW:
-            raise Diverged(st.step + 1, f"the {what} is {value}", self._saved_step)
+            raise Diverged(st.step + 1, f"the {what} is {value}", self._saved_step, skippable=True)
         st.skipped += 1
         log.warning("step %d: the %s is %s: step skipped (%d so far)", st.step + 1, what, value, st.skipped)
         self._log("nonfinite", {"step": st.step + 1, "loss": loss, "grad_norm": norm, "skipped": st.skipped})
@@ -470,10 +492,15 @@ class Trainer:
         self.model.eval()
         with torch.no_grad():
             with self.autocast():
-                metrics = self.evaluate(self.model)
+                try:
+                    metrics = self.evaluate(self.model)
+                except NonFiniteOutput as e:  # e.g. the translator's decoding: the step says when
+                    problem = f"the validation's {e.problem} are not finite"
+                    raise Diverged(st.step, problem, self._saved_step) from None
         loss = metrics["val_loss"]
         if not math.isfinite(loss):  # the weights are finite, yet the model has diverged: stop
             raise Diverged(st.step, f"the validation loss is {loss}", self._saved_step)
+        self._check_bound(metrics)
         key, mode = self.select
         val = float(metrics[key])
         st.last_val = val
@@ -485,6 +512,21 @@ class Trainer:
         self._log(
             "val", {"step": st.step, "epoch": st.epoch, **metrics, "best": improved, "elapsed": st.elapsed}
         )
+
+    def _check_bound(self, metrics: dict[str, float]) -> None:
+        """A validation figure beyond the task's bound of knowing nothing: diverged (before any save)."""
+        b = self.bound
+        if b is None or b.metric not in metrics:
+            return
+        factor = self.loop.diverge_factor or b.factor
+        value = float(metrics[b.metric])
+        if not value <= factor * b.chance:
+            name = b.metric.removeprefix("val_").replace("_", " ")
+            problem = (
+                f"the validation {name} is {value:.6g}, above {factor:g} x {b.what} = "
+                f"{factor * b.chance:.4g}: worse than knowing nothing (--diverge-factor sets the multiple)"
+            )
+            raise Diverged(self.state.step, problem, self._saved_step)
 
     def _install_sigint(self) -> Any:
         """First Ctrl-C: finish the step, save, stop. Second: stop at once."""

@@ -40,7 +40,7 @@ from . import distributed
 from .config import RunConfig
 from .device import add_device_argument, autocast_dtype, resolve_device
 from .lock import RunLock
-from .loop import EvalFn, EventFn, LossFn, Trainer, TrainerState
+from .loop import Bound, EvalFn, EventFn, LossFn, Trainer, TrainerState
 from .predictor import Predictor as BasePredictor
 
 RESULTS = "results.json"  # what Task.finish returns: scores of the best weights
@@ -97,6 +97,7 @@ class Fit:
     carry_state: bool = False  # truncated BPTT: carry the recurrent state from batch to batch
     make_state: Callable[[list[Any]], Any] | None = None  # saved carried tensors -> the cells' state
     select: tuple[str, str] = ("val_loss", "min")  # the metric of `evaluate` that picks the best weights
+    bound: Bound | None = None  # the validation figure of knowing nothing: far beyond it = diverged
 
 
 class Task:
@@ -193,13 +194,15 @@ class Task:
         *,
         resume: bool = False,
         loop_overrides: dict[str, Any] | None = None,
+        optim_overrides: dict[str, Any] | None = None,
         on_event: EventFn | None = None,
         device: torch.device | str | None = None,
     ) -> tuple[Run, TrainerState, dict[str, Any] | None]:
         """Train a new run into ``out`` (which must not hold one), or continue it (``resume``).
 
         On resume the run's config.json fixes everything but ``loop_overrides`` (fields of its
-        :class:`LoopConfig`: this invocation's limits, how often to validate and log). The model
+        :class:`LoopConfig`: this invocation's limits, how often to validate and log) and
+        ``optim_overrides`` (the learning rate and clipping: a diverged run goes on more gently). The model
         trains on ``device`` (None: the CPU); the run directory does not depend on it. Returns
         the run (with its best weights), the final trainer state and what :meth:`finish` wrote.
         """
@@ -211,6 +214,7 @@ class Task:
             with RunLock(out) if main else contextlib.nullcontext():
                 run = self.open_run(out, weights=None, device=device)
                 run.config.loop = replace(run.config.loop, **(loop_overrides or {}))
+                run.config.optim = replace(run.config.optim, **(optim_overrides or {}))
                 run.config.validate()
                 autocast_dtype(run.config.optim.precision, torch.device(device or "cpu"))  # fp16 needs CUDA
                 prepared = self.prepare(run.config, run.assets)
@@ -278,6 +282,7 @@ class Task:
             on_event=on_event,
             make_state=f.make_state,
             select=f.select,
+            bound=f.bound,
         )
 
     def _run(self, run: Run, trainer: Trainer, prepared: Prepared) -> tuple[Run, TrainerState, Any]:
