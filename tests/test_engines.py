@@ -185,3 +185,19 @@ def test_a_failed_build_leaves_the_fused_engine_and_says_why(tmp_path, monkeypat
     assert unrolled.GRU(I, H).engine == "fused"
     err = capsys.readouterr().err
     assert "building the compiled engine" in err and err.count("could not be built") == 1
+
+
+@NEEDS_COMPILED
+def test_a_build_lock_left_by_a_killed_process_does_not_hang_the_next_one() -> None:
+    """torch's lock file of the compiled engine's build directory, left behind by a process killed
+    while it built: the next process removes it (under an flock of its own) instead of waiting forever."""
+    import subprocess
+    import sys
+
+    stale = compiled._choice_file.parent / "lock" if compiled._choice_file else None
+    assert stale is not None and stale.parent.is_dir()
+    stale.touch()
+    code = "from unrolled.engines import compiled; print(compiled.load() is not None)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.stdout.strip() == "True", done.stderr
+    assert not stale.exists()

@@ -51,10 +51,11 @@ falls back to the fused engine with a one-time note, and ``impl="compiled"`` rai
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
@@ -216,7 +217,7 @@ def load(verbose: bool = False) -> ModuleType | None:
         built = Path(cpp_extension._get_build_directory(name, verbose=False), f"{name}.so")
         if verbose or not built.exists():
             print("unrolled: building the compiled engine (once; about a minute)", file=sys.stderr)
-        with warnings.catch_warnings():
+        with _build_lock(built.parent), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the build's own notices (compiler version, ABI)
             _module = cpp_extension.load(
                 name,
@@ -237,6 +238,26 @@ def load(verbose: bool = False) -> ModuleType | None:
             raise ValueError(f"UNROLLED_GEMM={forced!r}: expected one of {', '.join(GEMM_KERNELS)}")
         _module.set_gemm_backend(GEMM_KERNELS.index(forced))
     return _module
+
+
+@contextlib.contextmanager
+def _build_lock(directory: Path) -> Iterator[None]:
+    """One build at a time, by ``flock``, which the kernel drops when its holder dies however it
+    dies. torch's own lock (a file that a waiting process polls for) outlives a build that was
+    killed (Ctrl-C, ``kill -9``, a closed pipe) and would make every later process wait forever;
+    under the flock no other process of ours is building, so such a file is stale: removed."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: torch's lock alone
+        yield
+        return
+    with open(directory / ".unrolled-build.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            (directory / "lock").unlink(missing_ok=True)
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _first_error(text: str) -> str:
