@@ -22,6 +22,7 @@ from unrolled.training import checkpoint as ckpt
 SMALL = ["--hidden", "16", "--batch-size", "4", "--seq-len", "16", "--no-progress", "--sample-length", "0"]
 # an Elman RNN stepped with lr 1e30 and no clipping: its weights overflow within a few steps
 BLOW_UP = ["--cell", "rnn", "--lr", "1e30", "--clip", "0", "--lr-schedule", "constant", "--eval-every", "3"]
+BLOW_UP += ["--diverge-factor", "1e300"]  # the NaN guard is tested here, not the bound (test_divergence.py)
 
 
 def _records(run_dir, kind):
