@@ -260,9 +260,16 @@ class Trainer:
                 resume["cuda_rng_ranks"] = rngs[1]
         if self.scaler is not None:
             resume["scaler"] = self.scaler.state_dict()
-        ckpt.commit(
-            self.run_dir, self.state.step, self.model.state_dict(), resume, asdict(self.state), best=best
-        )
+        try:
+            ckpt.commit(
+                self.run_dir, self.state.step, self.model.state_dict(), resume, asdict(self.state), best=best
+            )
+        except OSError as e:  # a full disk, a folder gone read-only: the previous commit is whole
+            kept = "" if self._saved_step is None else f"; the checkpoint of step {self._saved_step} is kept"
+            raise OSError(
+                f"could not save the checkpoint of step {self.state.step} in {str(self.run_dir)!r} "
+                f"({e.strerror or e}){kept}: make room (or fix the folder) and resume"
+            ) from None
         self._saved_step = self.state.step
 
     def _log(self, kind: str, record: dict[str, Any]) -> None:

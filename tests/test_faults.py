@@ -1,0 +1,69 @@
+"""Faults outside the model: a disk that fills up in the middle of a save, and run directories that
+the commands which only read them (sample, eval, predict, export, ...) must leave exactly as they were."""
+
+from __future__ import annotations
+
+import errno
+import os
+
+import pytest
+
+import unrolled
+from unrolled.cli import main
+from unrolled.training import checkpoint as ckpt
+
+SMALL = ["--hidden", "16", "--batch-size", "4", "--seq-len", "16", "--no-progress", "--sample-length", "0"]
+
+
+def _snapshot(folder) -> dict[str, tuple[int, int]]:
+    """Every file under ``folder``: (size, modification time in ns)."""
+    return {
+        os.path.relpath(os.path.join(d, f), folder): (st.st_size, st.st_mtime_ns)
+        for d, _, files in os.walk(folder)
+        for f in files
+        if (st := os.stat(os.path.join(d, f)))
+    }
+
+
+@pytest.mark.parametrize("where", ["weights", "resume data", "pointer"])
+def test_a_full_disk_during_a_save_is_one_line_and_the_last_commit_stays(
+    tiny_text_file, tmp_path, capsys, monkeypatch, where
+) -> None:
+    out = tmp_path / "run"
+    argv = ["train", "charlm", "--text", str(tiny_text_file), "--out", str(out), *SMALL, "--eval-every", "3"]
+    assert main([*argv, "--max-steps", "3"]) == 0
+    before = ckpt.trainer_state(out)
+    real = ckpt.atomic_write_bytes
+    target = {"weights": ckpt.WEIGHTS, "resume data": ckpt.RESUME, "pointer": ckpt.POINTER}[where]
+
+    def full(path, data):
+        if os.path.basename(path) == target:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        return real(path, data)
+
+    monkeypatch.setattr(ckpt, "atomic_write_bytes", full)
+    capsys.readouterr()
+    assert main(["train", "charlm", "--resume", str(out), "--max-steps", "3", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("unrolled: error: could not save the checkpoint of step 6")
+    assert "(No space left on device); the checkpoint of step 3 is kept: make room" in err[0]
+    monkeypatch.setattr(ckpt, "atomic_write_bytes", real)
+    assert ckpt.trainer_state(out) == before  # the last commit, whole
+    assert main(["sample", str(out), "--length", "20", "--seed", "1"]) == 0
+    assert main(["train", "charlm", "--resume", str(out), "--max-steps", "3", "--no-progress"]) == 0
+    assert ckpt.trainer_state(out)["step"] == 6
+
+
+def test_commands_that_read_a_run_leave_it_as_it_was(tiny_text_file, tmp_path, capsys) -> None:
+    """A run directory on a read-only medium works with every reader: none of them writes into it."""
+    out = tmp_path / "run"
+    argv = ["train", "charlm", "--text", str(tiny_text_file), "--out", str(out), *SMALL, "--max-steps", "4"]
+    assert main(argv) == 0
+    before = _snapshot(out)
+    assert main(["sample", str(out), "--length", "20", "--seed", "1"]) == 0
+    assert main(["sample", str(out), "--length", "20", "--latest"]) == 0
+    assert main(["eval", str(out), "--text", str(tiny_text_file), "--json"]) == 0
+    assert main(["analyze", "spectrum", str(out), "--out", str(tmp_path / "s.png")]) == 0
+    unrolled.load(out).score("ALICE:\nThe river runs")
+    assert _snapshot(out) == before
