@@ -114,7 +114,8 @@ def test_non_finite_logits_in_sampling_are_one_line(tiny_text_file, tmp_path, ca
 def test_a_translator_and_a_forecaster_at_an_absurd_rate(tmp_path, capsys) -> None:
     out = tmp_path / "translate"
     common = ["--lr", "1e6", "--clip", "0", "--max-steps", "20", "--eval-every", "10", "--no-progress"]
-    assert main(["train", "translate", "--hidden", "16", "--out", str(out), *common]) == 3
+    tiny = ["--train-numbers", "300", "--held-out", "20", "--hidden", "16"]
+    assert main(["train", "translate", *tiny, "--out", str(out), *common]) == 3
     line = _one_line(capsys)
     assert "the validation loss is" in line and "above 3 x ln" in line and "target tokens" in line
     assert main(["translate", str(out), "--text", "twenty one"]) == 0  # the kept checkpoint translates
