@@ -405,3 +405,7 @@ def test_patience_stops_after_validations_without_a_new_best(labelled_csv, tmp_p
     vals = [json.loads(line) for line in (out / ckpt.METRICS).read_text().splitlines() if '"val"' in line]
     assert state["step"] == state["best_step"] + 4 < 40  # stopped 2 validations (of 2 steps) after the best
     assert not any(v["best"] for v in vals[-2:])
+    # resumed after its patience ran out, the run takes no further step (a kill after the last
+    # validation, before the process ended, would otherwise train one step more than an unbroken run)
+    assert main(["train", "classify", "--resume", str(out), "--max-steps", "10", "--no-progress"]) == 0
+    assert ckpt.trainer_state(out)["step"] == state["step"]

@@ -15,6 +15,7 @@ import sys
 import time
 
 import pytest
+import torch
 
 from unrolled.cli import main
 from unrolled.tasks import lm
@@ -63,3 +64,78 @@ def test_kill_9_at_random_moments_never_loses_the_run(tiny_text_file, tmp_path) 
     records = [json.loads(line) for line in (out / ckpt.METRICS).read_text().splitlines()]
     train_steps = [r["step"] for r in records if r["kind"] == "train"]
     assert train_steps == sorted(train_steps) and len(set(train_steps)) == len(train_steps)
+
+
+# ---- every task: kill -9 at random moments, resume, and end where an unbroken run ends --------------
+def _task_data(folder) -> dict[str, list[str]]:
+    """Small data and flags for every task, written here (original toy data)."""
+    rng = random.Random(5)
+    words = "the river runs where old mill stood and every stone remembers rain".split()
+    classes = (folder / "moods.csv", ["label,text"])
+    for _ in range(60):
+        mood = rng.choice(["calm", "storm"])
+        classes[1].append(f"{mood},{' '.join(rng.choice(words) for _ in range(5))} {mood}ish")
+    classes[0].write_text("\n".join(classes[1]) + "\n", encoding="utf-8")
+    tags = {"the": "DT", "river": "NN", "runs": "VB", "old": "JJ", "mill": "NN", "stone": "NN"}
+    tagged = folder / "tags.txt"
+    tagged.write_text(
+        "".join(" ".join(f"{w}/{tags[w]}" for w in rng.choices(list(tags), k=6)) + "\n" for _ in range(80)),
+        encoding="utf-8",
+    )
+    text = folder / "text.txt"
+    lines = (" ".join(rng.choice(words) for _ in range(8)) for _ in range(300))
+    text.write_text("\n".join(lines), encoding="utf-8")
+    small = ["--hidden", "16", "--batch-size", "4"]
+    return {
+        "word-lm": ["lm", "--unit", "word", "--text", str(text), *small, "--seq-len", "8"],
+        "classify": ["classify", "--data", str(classes[0]), "--arch", "gru", *small],
+        "translate": ["translate", "--train-numbers", "200", "--held-out", "10", *small],
+        "tag": ["tag", "--data", str(tagged), *small],
+        "forecast": ["forecast", "--series", "sine", *small],
+    }
+
+
+TASK_ROUNDS, TASK_STEPS = 20, 150
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["word-lm", "classify", "translate", "tag", "forecast"])
+def test_every_task_killed_at_random_moments_resumes_to_the_unbroken_run(tmp_path, task) -> None:
+    """kill -9 (most kills land inside a save: every step validates and saves), resume with the steps
+    left, again and again: the weights at the end equal those of a run never killed, bit for bit."""
+    argv = [*_task_data(tmp_path)[task], "--lr-schedule", "constant", "--eval-every", "1"]
+    argv += ["--patience", "1000"]
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    assert main(["train", *argv, "--out", str(whole), "--max-steps", str(TASK_STEPS), "--no-progress"]) == 0
+    rng = random.Random(task)
+    for i in range(TASK_ROUNDS):
+        done = ckpt.trainer_state(broken)["step"] if (broken / ckpt.POINTER).exists() else None
+        if done == TASK_STEPS:
+            break
+        where = ["--out", str(broken)] if done is None else ["--resume", str(broken)]
+        left = TASK_STEPS - (done or 0)
+        head = argv[:1] if done is not None else argv  # a resumed run keeps its config
+        cmd = [sys.executable, "-m", "unrolled", "train", *head, *where, "--max-steps", str(left)]
+        cmd += ["--patience", "1000"] if done is not None else []
+        proc = subprocess.Popen([*cmd, "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        metrics = broken / ckpt.METRICS
+        lines = metrics.read_text().count("\n") if metrics.exists() else 0
+        deadline = time.time() + 120
+        while (not metrics.exists() or metrics.read_text().count("\n") <= lines) and proc.poll() is None:
+            assert time.time() < deadline, f"round {i}: no progress"
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 0.3))
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        err = proc.stderr.read().decode()
+        proc.stderr.close()
+        assert proc.returncode in (0, -signal.SIGKILL), f"round {i}: {err}"
+    done = ckpt.trainer_state(broken)["step"]
+    if done < TASK_STEPS:
+        more = ["--max-steps", str(TASK_STEPS - done), "--no-progress"]
+        assert main(["train", argv[0], "--resume", str(broken), *more]) == 0
+    assert ckpt.trainer_state(broken)["step"] == ckpt.trainer_state(whole)["step"] == TASK_STEPS
+    a = ckpt.load_weights(ckpt.weights_file(whole, ckpt.LATEST))[0]
+    b = ckpt.load_weights(ckpt.weights_file(broken, ckpt.LATEST))[0]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), task

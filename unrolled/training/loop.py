@@ -332,7 +332,10 @@ class Trainer:
                 # stop early enough that the final validation fits in the budget too
                 out_of_time = budget is not None and now - t0 + self._eval_seconds >= budget
                 stop = (
-                    (plan_steps is not None and st.step >= plan_steps) or out_of_time or self._stop_requested
+                    (plan_steps is not None and st.step >= plan_steps)
+                    or out_of_time
+                    or self._stop_requested
+                    or self._out_of_patience()  # a run resumed after its patience ran out: no more steps
                 )
                 if self.world is not None:  # rank 0's clock and decision, on every rank
                     stop, st.elapsed = distributed.agree(stop, st.elapsed, self.device)
