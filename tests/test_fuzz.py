@@ -11,7 +11,7 @@ with ``-m slow``.
 from __future__ import annotations
 
 import shutil
-import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -52,38 +52,39 @@ VALID = {
 }
 
 
+def damaged(valid: bytes, within: int | None = None) -> st.SearchStrategy[bytes]:
+    """``valid`` cut at a random point, or with one byte changed (in its first ``within`` bytes)."""
+    n = len(valid) if within is None else min(len(valid), within)
+    cut = st.integers(0, n).map(lambda i: valid[:i])
+    flipped = st.tuples(st.integers(0, n - 1), st.integers(0, 255)).map(
+        lambda p: valid[: p[0]] + bytes([p[1]]) + valid[p[0] + 1 :]
+    )
+    return st.one_of(cut, flipped)
+
+
 def hostile(kind: str) -> st.SearchStrategy[bytes]:
     """Bytes for a reader of ``kind``: random, assembled from hostile pieces, or a valid file of the
     kind cut short or with one byte changed."""
     valid = VALID[kind]
     text = st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=40).map(str.encode)
     pieces = st.lists(st.one_of(st.sampled_from(PIECES), text), max_size=30).map(b"".join)
-    cut = st.integers(0, len(valid)).map(lambda i: valid[:i])
-    flipped = st.tuples(st.integers(0, len(valid) - 1), st.integers(0, 255)).map(
-        lambda p: valid[: p[0]] + bytes([p[1]]) + valid[p[0] + 1 :]
-    )
     joined = st.lists(st.sampled_from([valid, *PIECES[:12]]), max_size=6).map(b"".join)
-    return st.one_of(st.binary(max_size=400), pieces, cut, flipped, joined)
+    return st.one_of(st.binary(max_size=400), pieces, damaged(valid), joined)
 
 
-def _fuzz(kind: str, read, examples: int) -> None:
-    """``read(path)`` on every example of :func:`hostile`: it returns, or raises one of ours."""
-    folder = Path(tempfile.mkdtemp(prefix="fuzz-"))
-    path = folder / "data.txt"
+def _fuzz(data: st.SearchStrategy[bytes], target: Path, read: Callable[[], object], examples: int) -> None:
+    """Write every example of ``data`` to ``target``, then ``read()``: it returns, or raises one of ours."""
 
     @settings(CHECKED, max_examples=examples)
-    @given(hostile(kind))
-    def check(data: bytes) -> None:
-        path.write_bytes(data)
+    @given(data)
+    def check(example: bytes) -> None:
+        target.write_bytes(example)
         try:
-            read(path)
+            read()
         except OURS:
             pass
 
-    try:
-        check()
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    check()
 
 
 READERS = {
@@ -100,9 +101,10 @@ READERS = {
 
 @pytest.mark.parametrize("examples", EXAMPLES)
 @pytest.mark.parametrize("reader", list(READERS))
-def test_every_data_reader_parses_or_says_why(reader, examples) -> None:
+def test_every_data_reader_parses_or_says_why(reader, examples, tmp_path) -> None:
     kind, read = READERS[reader]
-    _fuzz(kind, read, examples)
+    path = tmp_path / "data.txt"
+    _fuzz(hostile(kind), path, lambda: read(path), examples)
 
 
 # ---- run directories: config, vocabulary, pointer, trainer state, safetensors ------------------------
@@ -131,35 +133,21 @@ def _run_files(run: Path) -> dict[str, Path]:
 @pytest.mark.parametrize(
     "name", ["config.json", "vocab.json", "checkpoint.json", "trainer_state.json", "model.safetensors"]
 )
-def test_a_damaged_run_file_opens_or_says_why(run, name, examples) -> None:
+def test_a_damaged_run_file_opens_or_says_why(run, name, examples, tmp_path) -> None:
     """One file of a run directory replaced by hostile bytes (or its own bytes cut or changed):
     ``unrolled.load`` and the trainer state either read it or raise one of ours."""
-    folder = Path(tempfile.mkdtemp(prefix="fuzz-run-"))
-    copy = folder / "run"
+    copy = tmp_path / "run"
     shutil.copytree(run, copy)
     target = _run_files(copy)[name]
     original = target.read_bytes()
-    header = original[: min(len(original), 400)]  # a safetensors file's length prefix and JSON header
     mutated = st.one_of(
         st.binary(max_size=400),
-        st.integers(0, len(header)).map(lambda i: original[:i]),
-        st.tuples(st.integers(0, len(header) - 1), st.integers(0, 255)).map(
-            lambda p: original[: p[0]] + bytes([p[1]]) + original[p[0] + 1 :]
-        ),
+        damaged(original, within=400),  # a safetensors file's length prefix and JSON header
         st.lists(st.sampled_from(PIECES[:20]), max_size=10).map(b"".join),
     )
 
-    @settings(CHECKED, max_examples=examples)
-    @given(mutated)
-    def check(data: bytes) -> None:
-        target.write_bytes(data)
-        try:
-            unrolled.load(copy, which="latest")
-            ckpt.trainer_state(copy)
-        except OURS:
-            pass
+    def read() -> None:
+        unrolled.load(copy, which="latest")
+        ckpt.trainer_state(copy)
 
-    try:
-        check()
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    _fuzz(mutated, target, read, examples)
