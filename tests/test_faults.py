@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 
 import pytest
 
@@ -67,3 +68,48 @@ def test_commands_that_read_a_run_leave_it_as_it_was(tiny_text_file, tmp_path, c
     assert main(["analyze", "spectrum", str(out), "--out", str(tmp_path / "s.png")]) == 0
     unrolled.load(out).score("ALICE:\nThe river runs")
     assert _snapshot(out) == before
+
+
+def _copy_mixed(a, b, dest, *, pointer_from, folders_from) -> None:
+    """A copy of run ``a`` as ``cp -r`` could take it while a save turns it into ``b``: the files of
+    one moment, the pointer of ``pointer_from`` and the checkpoint folders of ``folders_from``."""
+    shutil.copytree(a, dest)
+    shutil.rmtree(dest / ckpt.CHECKPOINTS)
+    shutil.copytree(folders_from / ckpt.CHECKPOINTS, dest / ckpt.CHECKPOINTS)
+    shutil.copy(pointer_from / ckpt.POINTER, dest / ckpt.POINTER)
+
+
+COPIES = ["new pointer, old folders", "old pointer, new folders", "a folder cut short"]
+
+
+@pytest.mark.parametrize("copy", COPIES)
+def test_a_run_copied_while_a_save_is_in_progress_opens_and_resumes(
+    tiny_text_file, tmp_path, capsys, caplog, copy
+) -> None:
+    a, b, dest = tmp_path / "before", tmp_path / "after", tmp_path / "copy"
+    argv = ["train", "charlm", "--text", str(tiny_text_file), "--out", str(a), *SMALL, "--eval-every", "2"]
+    assert main([*argv, "--max-steps", "2", "--lr-schedule", "constant"]) == 0
+    shutil.copytree(a, b)
+    for _ in range(2):  # two saves on: the checkpoints of `a` are all gone from `b`
+        assert main(["train", "charlm", "--resume", str(b), "--max-steps", "2", "--no-progress"]) == 0
+    assert not (set(os.listdir(a / ckpt.CHECKPOINTS)) & set(os.listdir(b / ckpt.CHECKPOINTS)))
+    if copy == "new pointer, old folders":
+        _copy_mixed(a, b, dest, pointer_from=b, folders_from=a)
+        expected = 2
+    else:
+        _copy_mixed(a, b, dest, pointer_from=a, folders_from=b)
+        expected = 6
+        if copy == "a folder cut short":  # the pointer's folder, deleted by the save while being copied
+            named = ckpt._named(a).latest.name
+            (dest / ckpt.CHECKPOINTS / named).mkdir()
+            shutil.copy(a / ckpt.CHECKPOINTS / named / ckpt.WEIGHTS, dest / ckpt.CHECKPOINTS / named)
+    assert ckpt.trainer_state(dest)["step"] == expected
+    weights, _, state = ckpt.load_checkpoint(dest)
+    assert state["step"] == expected
+    assert "a copy taken during a save?" in caplog.text
+    predictor = unrolled.load(dest)
+    assert predictor.step == state["best_step"] and len(predictor.sample("A", 10, seed=1)) == 10
+    assert main(["sample", str(dest), "--length", "10", "--seed", "1"]) == 0
+    assert main(["train", "charlm", "--resume", str(dest), "--max-steps", "2", "--no-progress"]) == 0
+    assert ckpt._named(dest) == ckpt.committed(dest)  # the resumed save wrote a whole pointer again
+    assert ckpt.trainer_state(dest)["step"] == expected + 2

@@ -41,7 +41,7 @@ PIECES = [
 ]  # fmt: skip
 VALID = {
     "text": b"ROMEO:\nBut soft, what light\nthrough yonder window breaks?\n",
-    "labelled": b"text,label\n\"a good, \"\"warm\"\" film\",pos\nflat and dull,neg\nfine,pos\nbad,neg\n",
+    "labelled": b'text,label\n"a good, ""warm"" film",pos\nflat and dull,neg\nfine,pos\nbad,neg\n',
     "pairs": b"one\tun\ntwo\tdeux\nthree\ttrois\n",
     "slash": b"The/DT cat/NN sat/VBD ./.\nA/DT dog/NN ran/VBD ./.\n",
     "conllu": (

@@ -48,6 +48,7 @@ MIN_OPSET, MAX_OPSET = 18, 23  # the dynamo exporter writes opset 18 and above (
 DEFAULT_OPSET = 18
 TOLERANCE = 1e-4
 
+
 @dataclass
 class Graph:
     """One graph to export: ``module(*inputs.values()) -> tuple of tensors`` named ``outputs``."""
@@ -77,6 +78,7 @@ class Graph:
         outputs = [{"name": k, "doc": self.doc.get(k, "")} for k in self.outputs]
         return {"inputs": inputs, "outputs": outputs}
 
+
 def state_names(proto: Any) -> tuple[list[str], list[str]]:
     """The graph names of a recurrent state's tensors, in and out: ``(["h0", "c0"], ["h_n", "c_n"])``
     for an ``LSTMState(h, c)``, ``(["h0"], ["h_n"])`` for a tensor state (Elman, GRU, ...)."""
@@ -92,6 +94,7 @@ def missing_extra() -> str | None:
     if absent:
         return f"ONNX export needs {', '.join(absent)}: install the extra: pip install 'unrolled[export]'"
     return None
+
 
 def check_options(fmt: str, opset: int | None, out: str | Path) -> Path:
     """Check the format, opset and output path before anything is traced; returns ``out``."""
@@ -113,6 +116,7 @@ def check_options(fmt: str, opset: int | None, out: str | Path) -> Path:
         raise ValueError(why)
     return out
 
+
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
     """The exporter's own warnings and log lines (deprecations inside torch, skipped torchvision ops)
@@ -130,12 +134,14 @@ def _quiet() -> Iterator[None]:
             for lg, level in zip(loggers, levels, strict=True):
                 lg.setLevel(level)
 
+
 def _dims(graph: Graph) -> tuple[Any, ...]:
     """``dynamic_shapes`` for torch.export, by position: one :class:`torch.export.Dim` per axis
     name, shared by the inputs that name it."""
     names = {n for axes in graph.dynamic.values() for n in axes.values()}
     dims = {n: torch.export.Dim(n) for n in sorted(names)}
     return tuple({i: dims[n] for i, n in graph.dynamic.get(k, {}).items()} or None for k in graph.inputs)
+
 
 def onnx_bytes(graph: Graph, opset: int = DEFAULT_OPSET) -> bytes:
     """The graph as an ONNX model (dynamic axes as declared), serialised."""
@@ -157,6 +163,7 @@ def onnx_bytes(graph: Graph, opset: int = DEFAULT_OPSET) -> bytes:
     if names != graph.outputs:  # a consumer finds the outputs by these names
         raise ValueError(f"the exported {graph.name} graph's outputs are {names}, not {graph.outputs}")
     return proto.SerializeToString()
+
 
 def one_step(graph: Graph, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
     """``inputs`` cut to one step along every axis the graph calls ``"time"``."""
@@ -188,6 +195,7 @@ def torchscript_bytes(graph: Graph, tolerance: float = TOLERANCE) -> bytes:
         torch.jit.save(traced, buf)
     return buf.getvalue()
 
+
 def run_onnx(model: bytes, inputs: dict[str, Tensor]) -> list[np.ndarray]:
     """Run a serialised ONNX model in onnxruntime (CPU) on ``inputs``."""
     import onnxruntime as ort
@@ -197,8 +205,10 @@ def run_onnx(model: bytes, inputs: dict[str, Tensor]) -> list[np.ndarray]:
     session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
     return session.run(None, {k: v.detach().cpu().numpy() for k, v in inputs.items()})
 
+
 def _probe(graph: Graph) -> dict[str, Tensor]:
     return graph.probe if graph.probe is not None else graph.inputs
+
 
 def check_onnx(graph: Graph, model: bytes, tolerance: float = TOLERANCE) -> float:
     """The largest difference between onnxruntime and PyTorch on the graph's probe; ``ValueError``
@@ -223,6 +233,7 @@ def check_onnx(graph: Graph, model: bytes, tolerance: float = TOLERANCE) -> floa
             f"(tolerance {tolerance:g}); nothing was written"
         )
     return worst
+
 
 def write(
     graphs: list[Graph],
@@ -272,5 +283,6 @@ def write(
         os.unlink(out)  # both files or neither
         raise
     return sidecar
+
 
 Inputs = Callable[[int, int], dict[str, Tensor]]  # (batch, time) -> a graph's inputs at those sizes

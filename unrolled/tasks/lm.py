@@ -526,7 +526,6 @@ class LMPredictor(Predictor):
         return meta
 
 
-
 # ---- the task ------------------------------------------------------------------------------
 class LM(Task):
     """The language model as a :class:`Task`: training, ``eval --text``, and the ``sample`` command."""

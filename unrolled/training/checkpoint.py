@@ -3,8 +3,10 @@
 A checkpoint is a folder ``checkpoints/step-NNNNNNNN/`` holding the three files that must agree
 with each other (latest weights, resume data, trainer state). A save writes the folder complete
 under a temporary name, renames it into place, and only then switches to it by rewriting the
-pointer file ``checkpoint.json`` with one atomic rename; the folders the pointer no longer names
-are deleted after the switch. A ``kill -9`` at any moment, in the middle of a save included,
+pointer file ``checkpoint.json`` with one atomic rename. The previous latest checkpoint stays
+until the next save (so that a copy taken during a save, ``cp -r`` or a backup, holds a whole
+one: see :func:`committed`); other folders the pointer no longer names are deleted after the
+switch. A ``kill -9`` at any moment, in the middle of a save included,
 therefore leaves a run directory whose pointer names complete checkpoints: ``sample``/``eval``
 open it and ``--resume`` continues from the last complete checkpoint. Leftovers of an interrupted
 save (a temporary file or folder, an uncommitted step folder) are never read and are removed by
@@ -18,6 +20,7 @@ the next save.
                                        "best": "checkpoints/step-00000400", "step": 600, ...}
       checkpoints/step-00000600/     model.safetensors  resume.pt  trainer_state.json
       checkpoints/step-00000400/     the best validation's checkpoint, kept while it is the best
+      checkpoints/step-00000500/     the previous latest, kept until the next save
       metrics.jsonl
 
 Run directories of unrolled 0.1 (``model.safetensors``, ``best.safetensors``, ``resume.pt`` and
@@ -30,7 +33,9 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -55,6 +60,8 @@ LEGACY_BEST = "best.safetensors"  # 0.1 layout only
 BEST, LATEST = "best", "latest"  # which weights to open
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+_warned: set[tuple[Path, Path]] = set()  # (run, folder) recoveries already reported
 
 
 def _umask() -> int:
@@ -179,21 +186,81 @@ class Checkpoint:
 
 
 def committed(run_dir: str | Path) -> Checkpoint:
-    """The last committed checkpoint of ``run_dir``; ``ValueError`` if it has none."""
+    """The last committed checkpoint of ``run_dir``; ``ValueError`` if it has none.
+
+    In a run directory that a save is writing, the pointer always names complete folders. A
+    *copy* of one taken during a save (``cp -r``, rsync, a backup) may not: the copy can hold the
+    pointer of after the save with the folders of before it, or the reverse, or a folder deleted
+    halfway through being copied. Then the newest complete checkpoint folder of the copy is the
+    committed one (and its own trainer state says which folder holds the best weights).
+    """
     run_dir = Path(run_dir)
     if (run_dir / POINTER).exists():
-        ptr = read_json(run_dir / POINTER, "checkpoint pointer")
-        if not isinstance(ptr, dict) or not isinstance(ptr.get("latest"), str):
-            raise ValueError(f"checkpoint pointer {str(run_dir / POINTER)!r} is not valid")
-        best = ptr.get("best")
-        return Checkpoint(run_dir / ptr["latest"], None if best is None else run_dir / best / WEIGHTS)
+        named = _named(run_dir)
+        if named != (again := _named(run_dir)):  # a save switched checkpoints while we looked
+            named = again
+        if _complete(named.latest) and (named.best is None or named.best.is_file()):
+            return named
+        return _recovered(run_dir) or named  # nothing complete: the pointer's names, for its error
     if (run_dir / STATE).exists():
         best = run_dir / LEGACY_BEST
         return Checkpoint(run_dir, best if best.exists() else None, legacy=True)
+    found = _recovered(run_dir)  # a copy taken during the first save: a folder but no pointer yet
+    if found is not None:
+        return found
     raise ValueError(
         f"run directory {str(run_dir)!r} has no checkpoint yet (was its first save interrupted?); "
         "start the run again"
     )
+
+
+def _named(run_dir: Path) -> Checkpoint:
+    """The checkpoint the pointer file names."""
+    ptr = read_json(run_dir / POINTER, "checkpoint pointer")
+    if not isinstance(ptr, dict) or not isinstance(ptr.get("latest"), str):
+        raise ValueError(f"checkpoint pointer {str(run_dir / POINTER)!r} is not valid")
+    best = ptr.get("best")
+    return Checkpoint(run_dir / ptr["latest"], None if best is None else run_dir / best / WEIGHTS)
+
+
+def _complete(folder: Path) -> bool:
+    """All three files of a checkpoint folder are there (a copy may hold a folder cut short)."""
+    try:
+        return all((folder / name).stat().st_size > 0 for name in (WEIGHTS, RESUME, STATE))
+    except OSError:  # missing (or being deleted by a save)
+        return False
+
+
+def _step_of(folder: Path) -> tuple[int, int]:
+    """``step-00000600.2`` -> (600, 2): the order in which a run saved its folders."""
+    step, _, again = folder.name.removeprefix("step-").partition(".")
+    return int(step), int(again or 0)
+
+
+def _recovered(run_dir: Path) -> Checkpoint | None:
+    """The newest complete checkpoint folder (None if there is none), with the best it names."""
+    root = run_dir / CHECKPOINTS
+    folders = [
+        f for f in (root.iterdir() if root.is_dir() else ()) if re.fullmatch(r"step-\d{8}(\.\d+)?", f.name)
+    ]
+    for latest in sorted(folders, key=_step_of, reverse=True):
+        if not _complete(latest):
+            continue
+        try:
+            best_step = json.loads((latest / STATE).read_text(encoding="utf-8")).get("best_step")
+        except (OSError, ValueError, AttributeError):
+            continue
+        best = [f / WEIGHTS for f in folders if _step_of(f)[0] == best_step and (f / WEIGHTS).is_file()]
+        if (run_dir, latest) not in _warned:
+            _warned.add((run_dir, latest))
+            log.warning(
+                "%s: the checkpoint pointer names files that are not there (a copy taken during a save?); "
+                "reading %s, the newest complete checkpoint",
+                run_dir,
+                latest.relative_to(run_dir).as_posix(),
+            )
+        return Checkpoint(latest, max(best, key=lambda w: _step_of(w.parent)) if best else None)
+    return None
 
 
 def weights_file(run_dir: str | Path, which: str = BEST) -> Path:
@@ -253,8 +320,8 @@ def commit(
     """Save a complete checkpoint of ``step`` and switch the run to it with one atomic rename.
 
     ``best``: this step's weights are the new best. Folders that the new pointer no longer
-    names (the previous latest, a superseded best, leftovers of an interrupted save) go after
-    the switch, never before.
+    names (a superseded best, leftovers of an interrupted save) go after the switch, never
+    before; the previous latest stays until the next save.
     """
     run_dir = Path(run_dir)
     root = run_dir / CHECKPOINTS
@@ -287,7 +354,7 @@ def commit(
     }
     atomic_write_json(run_dir / POINTER, pointer)
     fsync_dir(run_dir)
-    _remove_unreferenced(run_dir)
+    _remove_unreferenced(run_dir, keep_previous=None if old is None or old.legacy else old.latest)
     for legacy in (WEIGHTS, LEGACY_BEST, RESUME, STATE):  # superseded by the pointer
         (run_dir / legacy).unlink(missing_ok=True)
 
@@ -310,13 +377,17 @@ def _adopt_legacy_best(run_dir: Path, best: Path) -> str:
     return name
 
 
-def _remove_unreferenced(run_dir: Path) -> None:
-    """Delete the checkpoint folders (and temporary leftovers) that the pointer does not name."""
+def _remove_unreferenced(run_dir: Path, keep_previous: Path | None = None) -> None:
+    """Delete the checkpoint folders (and temporary leftovers) that the pointer does not name.
+
+    ``keep_previous``: the latest checkpoint before the save that just switched, kept until the
+    next save, so that a copy of the run taken while one save runs always holds a whole one.
+    """
     root = run_dir / CHECKPOINTS
-    keep: set[str] = set()
+    keep = {keep_previous.name} if keep_previous is not None else set()
     if (run_dir / POINTER).exists():
         c = committed(run_dir)
-        keep = {c.latest.name} | ({c.best.parent.name} if c.best is not None else set())
+        keep |= {c.latest.name} | ({c.best.parent.name} if c.best is not None else set())
     for entry in root.iterdir() if root.is_dir() else ():
         if entry.name not in keep:
             shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
