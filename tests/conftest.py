@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import re
 from pathlib import Path
 
@@ -117,3 +118,31 @@ def doc_function(page: str, name: str):
     namespace: dict = {}
     exec(compile("\n".join(imports + lines[start:end]), f"docs/{page}", "exec"), namespace)
     return namespace[name]
+
+
+def task_data(folder) -> dict[str, list[str]]:
+    """Small data and flags for every task, written here (original toy data)."""
+    rng = random.Random(5)
+    words = "the river runs where old mill stood and every stone remembers rain".split()
+    classes = (folder / "moods.csv", ["label,text"])
+    for _ in range(60):
+        mood = rng.choice(["calm", "storm"])
+        classes[1].append(f"{mood},{' '.join(rng.choice(words) for _ in range(5))} {mood}ish")
+    classes[0].write_text("\n".join(classes[1]) + "\n", encoding="utf-8")
+    tags = {"the": "DT", "river": "NN", "runs": "VB", "old": "JJ", "mill": "NN", "stone": "NN"}
+    tagged = folder / "tags.txt"
+    tagged.write_text(
+        "".join(" ".join(f"{w}/{tags[w]}" for w in rng.choices(list(tags), k=6)) + "\n" for _ in range(80)),
+        encoding="utf-8",
+    )
+    text = folder / "text.txt"
+    lines = (" ".join(rng.choice(words) for _ in range(8)) for _ in range(300))
+    text.write_text("\n".join(lines), encoding="utf-8")
+    small = ["--hidden", "16", "--batch-size", "4"]
+    return {
+        "word-lm": ["lm", "--unit", "word", "--text", str(text), *small, "--seq-len", "8"],
+        "classify": ["classify", "--data", str(classes[0]), "--arch", "gru", *small],
+        "translate": ["translate", "--train-numbers", "200", "--held-out", "10", *small],
+        "tag": ["tag", "--data", str(tagged), *small],
+        "forecast": ["forecast", "--series", "sine", *small],
+    }

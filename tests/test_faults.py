@@ -1,5 +1,6 @@
-"""Faults outside the model: a disk that fills up in the middle of a save, and run directories that
-the commands which only read them (sample, eval, predict, export, ...) must leave exactly as they were."""
+"""Faults outside the model: a disk that fills up in the middle of a save; run directories that the
+commands which only read them (sample, eval, predict, ...) must leave exactly as they were, for every
+task; and copies of a run taken while a save was switching its checkpoints."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 import shutil
 
 import pytest
+from conftest import task_data
 
 import unrolled
 from unrolled.cli import main
@@ -113,3 +115,32 @@ def test_a_run_copied_while_a_save_is_in_progress_opens_and_resumes(
     assert main(["train", "charlm", "--resume", str(dest), "--max-steps", "2", "--no-progress"]) == 0
     assert ckpt._named(dest) == ckpt.committed(dest)  # the resumed save wrote a whole pointer again
     assert ckpt.trainer_state(dest)["step"] == expected + 2
+
+
+SAMPLE = ["sample", "{run}", "--length", "5", "--seed", "1"]
+READERS = {  # each task's commands that only read a run, and a verb of its predictor
+    "word-lm": ([SAMPLE, ["eval", "{run}", "--text", "{folder}/text.txt"]], lambda p: p.score("the river")),
+    "classify": (
+        [["predict", "{run}", "--text", "old mill"], ["eval", "{run}", "--data", "{folder}/moods.csv"]],
+        lambda p: p.predict(["the stone stormish"]),
+    ),
+    "translate": ([["translate", "{run}", "--text", "twenty one"]], lambda p: p.translate(["seven"])),
+    "tag": (
+        [["tag", "{run}", "--text", "the old mill"], ["eval", "{run}", "--data", "{folder}/tags.txt"]],
+        lambda p: p.tag(["the river runs"]),
+    ),
+    "forecast": ([["forecast", "{run}", "--horizon", "1"], ["eval", "{run}"]], lambda p: p.forecast(1)),
+}
+
+
+@pytest.mark.parametrize("task", sorted(READERS))
+def test_every_task_s_readers_leave_its_run_as_it_was(tmp_path, capsys, task) -> None:
+    argv = task_data(tmp_path)[task]
+    run = tmp_path / "run"
+    assert main(["train", *argv, "--out", str(run), "--max-steps", "3", "--no-progress"]) == 0
+    before = _snapshot(run)
+    commands, verb = READERS[task]
+    for command in commands:
+        assert main([a.format(run=run, folder=tmp_path) for a in command]) == 0, command
+    verb(unrolled.load(run))
+    assert _snapshot(run) == before

@@ -17,6 +17,7 @@ import time
 
 import pytest
 import torch
+from conftest import task_data
 
 from unrolled.cli import main
 from unrolled.tasks import lm
@@ -68,34 +69,6 @@ def test_kill_9_at_random_moments_never_loses_the_run(tiny_text_file, tmp_path) 
 
 
 # ---- every task: kill -9 at random moments, resume, and end where an unbroken run ends --------------
-def _task_data(folder) -> dict[str, list[str]]:
-    """Small data and flags for every task, written here (original toy data)."""
-    rng = random.Random(5)
-    words = "the river runs where old mill stood and every stone remembers rain".split()
-    classes = (folder / "moods.csv", ["label,text"])
-    for _ in range(60):
-        mood = rng.choice(["calm", "storm"])
-        classes[1].append(f"{mood},{' '.join(rng.choice(words) for _ in range(5))} {mood}ish")
-    classes[0].write_text("\n".join(classes[1]) + "\n", encoding="utf-8")
-    tags = {"the": "DT", "river": "NN", "runs": "VB", "old": "JJ", "mill": "NN", "stone": "NN"}
-    tagged = folder / "tags.txt"
-    tagged.write_text(
-        "".join(" ".join(f"{w}/{tags[w]}" for w in rng.choices(list(tags), k=6)) + "\n" for _ in range(80)),
-        encoding="utf-8",
-    )
-    text = folder / "text.txt"
-    lines = (" ".join(rng.choice(words) for _ in range(8)) for _ in range(300))
-    text.write_text("\n".join(lines), encoding="utf-8")
-    small = ["--hidden", "16", "--batch-size", "4"]
-    return {
-        "word-lm": ["lm", "--unit", "word", "--text", str(text), *small, "--seq-len", "8"],
-        "classify": ["classify", "--data", str(classes[0]), "--arch", "gru", *small],
-        "translate": ["translate", "--train-numbers", "200", "--held-out", "10", *small],
-        "tag": ["tag", "--data", str(tagged), *small],
-        "forecast": ["forecast", "--series", "sine", *small],
-    }
-
-
 TASK_ROUNDS, TASK_STEPS = 20, 150  # at most 20 kills per task: a run that ends sooner ends the rounds
 
 
@@ -104,7 +77,7 @@ TASK_ROUNDS, TASK_STEPS = 20, 150  # at most 20 kills per task: a run that ends 
 def test_every_task_killed_at_random_moments_resumes_to_the_unbroken_run(tmp_path, task) -> None:
     """kill -9 (most kills land inside a save: every step validates and saves), resume with the steps
     left, again and again: the weights at the end equal those of a run never killed, bit for bit."""
-    argv = [*_task_data(tmp_path)[task], "--lr-schedule", "constant", "--eval-every", "1"]
+    argv = [*task_data(tmp_path)[task], "--lr-schedule", "constant", "--eval-every", "1"]
     argv += ["--patience", "1000"]
     whole, broken = tmp_path / "whole", tmp_path / "broken"
     assert main(["train", *argv, "--out", str(whole), "--max-steps", str(TASK_STEPS), "--no-progress"]) == 0
