@@ -146,3 +146,18 @@ def task_data(folder) -> dict[str, list[str]]:
         "tag": ["tag", "--data", str(tagged), *small],
         "forecast": ["forecast", "--series", "sine", *small],
     }
+
+
+def pytest_addoption(parser) -> None:
+    parser.addoption(
+        "--record-errors",
+        metavar="FILE",
+        help="append to FILE the raise statements of unrolled/ that each test triggers (tests/errortable.py)",
+    )
+
+
+def pytest_configure(config) -> None:
+    if config.getoption("--record-errors"):
+        from errortable import Recorder
+
+        config.pluginmanager.register(Recorder(config.getoption("--record-errors")), "errortable")

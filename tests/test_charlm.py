@@ -47,9 +47,9 @@ def test_train_writes_a_complete_run_directory(tiny_text_file, tmp_path) -> None
     assert names == sorted([".lock", ckpt.CONFIG, ckpt.VOCAB, ckpt.POINTER, ckpt.CHECKPOINTS, ckpt.METRICS])
     state = ckpt.trainer_state(out)
     assert state["step"] == 12 and state["best_val"] is not None
-    # one checkpoint folder: the latest, which is also the best; the earlier ones are gone
-    (folder,) = (out / ckpt.CHECKPOINTS).iterdir()
-    assert folder.name == "step-00000012"
+    # the latest, which is also the best, and the previous latest (kept until the next save)
+    previous, folder = sorted((out / ckpt.CHECKPOINTS).iterdir())
+    assert (previous.name, folder.name) == ("step-00000010", "step-00000012")
     assert sorted(p.name for p in folder.iterdir()) == sorted([ckpt.WEIGHTS, ckpt.RESUME, ckpt.STATE])
     assert ckpt.weights_file(out, ckpt.BEST) == ckpt.weights_file(out, ckpt.LATEST) == folder / ckpt.WEIGHTS
     records = [json.loads(line) for line in (out / ckpt.METRICS).read_text().splitlines()]

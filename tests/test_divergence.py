@@ -8,6 +8,7 @@ import json
 
 import pytest
 import torch
+from conftest import task_data
 
 from unrolled.cli import main
 from unrolled.training import checkpoint as ckpt
@@ -39,6 +40,9 @@ def test_an_absurd_learning_rate_stops_the_run_which_then_samples_and_resumes(
     assert "(a uniform guess over the 36 characters)" in line and "worse than knowing nothing" in line
     assert "the checkpoint of step 0 is kept" in line and "--lr" in line
     assert ckpt.trainer_state(out)["step"] == 0  # nothing of the diverged steps was saved
+    last = json.loads((out / ckpt.METRICS).read_text().splitlines()[-1])  # and the record says why
+    assert last["kind"] == "diverged" and last["step"] == 10 and last["last_saved"] == 0
+    assert last["problem"].startswith("the validation loss is ")
     # the last good checkpoint samples, and the run goes on with a lower rate
     assert main(["sample", str(out), "--length", "30", "--seed", "1"]) == 0
     resume = ["train", "charlm", "--resume", str(out), "--lr", "3e-3", "--max-steps", "10", "--no-progress"]
@@ -124,3 +128,17 @@ def test_a_translator_and_a_forecaster_at_an_absurd_rate(tmp_path, capsys) -> No
     line = _one_line(capsys)
     assert "the validation mase is" in line and "10 x the naive forecast's MASE (1)" in line
     assert main(["forecast", str(fc), "--json"]) == 0
+
+
+@pytest.mark.parametrize("decoder", ["softmax", "crf"])
+def test_a_tagger_at_an_absurd_rate(tmp_path, capsys, decoder) -> None:
+    """The tagger's bound: its loss per word on the validation sentences, 10 x ln K."""
+    tagged = task_data(tmp_path)["tag"]
+    common = ["--lr", "1e6", "--clip", "0", "--max-steps", "20", "--eval-every", "10", "--no-progress"]
+    out = tmp_path / "run"
+    assert main(["train", *tagged, "--decoder", decoder, "--out", str(out), *common]) == 3
+    line = _one_line(capsys)
+    assert "the validation nll is" in line and "10 x ln 4 (a uniform guess over the 4 tags)" in line, line
+    assert main(["tag", str(out), "--text", "the old mill"]) == 0
+    resume = ["train", "tag", "--resume", str(out), "--lr", "1e-3"]
+    assert main([*resume, "--max-steps", "5", "--no-progress"]) == 0

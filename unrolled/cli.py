@@ -5,6 +5,7 @@
     unrolled eval DIR --text|--data FILE score a run (the task of DIR says which input it takes)
     unrolled sample | predict ...        the tasks' own commands
     unrolled export DIR --out FILE       a run's model as ONNX or TorchScript
+    unrolled serve [ROOT]                a local web app over a folder of runs
     unrolled analyze ...                 look inside a run or a fresh cell (gradients, spectrum, ...)
     unrolled experiment counting|ablation  the lectures' experiments, resumable
     unrolled bench speed|conv            benchmarks against torch.nn
@@ -176,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .analysis import commands as analysis
     from .bench import commands as bench
     from .experiments import commands as experiments
+    from .serve import command as serve
     from .tasks import registry
 
     tasks = registry()
@@ -187,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     for task in tasks.values():
         task.add_commands(commands)
     api.add_commands(commands, _Parser)
+    serve.add_commands(commands, _Parser)
     analysis.add_commands(commands, _Parser)
     experiments.add_commands(commands, _Parser)
     bench.add_commands(commands, _Parser)
@@ -199,6 +202,16 @@ def _quiet_stdout() -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     except (OSError, ValueError, AttributeError):  # stdout is not a file (e.g. captured in tests)
         pass
+
+
+def error_line(e: BaseException) -> int:
+    """Print ``e`` as the one line of an error (docs/errors.md) and return its exit code."""
+    from .training import Diverged
+
+    message = " ".join(str(e).split()) or type(e).__name__
+    rank = os.environ.get("RANK", "0")  # under torchrun: say which process, after the first
+    print(f"unrolled: {'' if rank == '0' else f'rank {rank}: '}error: {message}", file=sys.stderr)
+    return EXIT_DIVERGED if isinstance(e, Diverged) else EXIT_USAGE
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -214,10 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, TypeError, OSError, Diverged) as e:
         if os.environ.get("UNROLLED_DEBUG"):
             raise
-        message = " ".join(str(e).split()) or type(e).__name__
-        rank = os.environ.get("RANK", "0")  # under torchrun: say which process, after the first
-        print(f"unrolled: {'' if rank == '0' else f'rank {rank}: '}error: {message}", file=sys.stderr)
-        return EXIT_DIVERGED if isinstance(e, Diverged) else EXIT_USAGE
+        return error_line(e)
     except KeyboardInterrupt:
         print("unrolled: interrupted", file=sys.stderr)
         return 130

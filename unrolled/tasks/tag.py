@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import re
 import sys
 from collections import Counter
@@ -46,6 +47,7 @@ from ..metrics.tagging import scores
 from ..models.tagger import CHAR_ENCODERS, DECODERS, Tagger
 from ..training import (
     Asset,
+    Bound,
     Fit,
     LoopConfig,
     OptimConfig,
@@ -275,6 +277,18 @@ def predict(
         out += [[vocabs.tags[k] for k in ids[i, : len(s)].tolist()] for i, s in enumerate(chunk)]
     model.train(was_training)
     return out
+
+
+def nll_per_word(model: Tagger, sentences: list[EncodedSentence], batch_size: int = 64) -> float:
+    """The model's loss (cross-entropy, or the CRF's -log p(tags)) per word of ``sentences``, in
+    nats: ln K for a uniform guess over K tags (0.0 for no sentences)."""
+    device, total, words = model_device(model), 0.0, 0
+    for start in range(0, len(sentences), batch_size):
+        (w, c, lengths), tags = pad_sentences(sentences[start : start + batch_size])
+        w, c, lengths, tags = to_device((w, c, lengths, tags), device)
+        n = int(lengths.sum())
+        total, words = total + float(model.loss(model(w, c, lengths), tags, lengths)) * n, words + n
+    return total / max(words, 1)
 
 
 def evaluate(model: Tagger, vocabs: Vocabs, sentences: list[Sentence], known: set[str]) -> dict[str, Any]:
@@ -511,15 +525,20 @@ class Tag(Task):
             words, chars, lengths = x
             return m.loss(m(words, chars, lengths), y, lengths), None, words.size(0)  # sentences
 
+        scored = [v.encode(s.words, s.tags) for s in data.val if all(t in v.tag_index for t in s.tags)]
+
         def validate(m: nn.Module) -> dict[str, float]:
             r = evaluate(m, v, data.val, known)
             return {
                 "val_loss": 1.0 - r["accuracy"],
                 "val_accuracy": r["accuracy"],
                 "val_oov_accuracy": r["oov_accuracy"] or 0.0,
+                "val_nll": nll_per_word(m, scored),
             }
 
-        return Fit(batches, loss_fn, validate, select=("val_accuracy", "max"))
+        K = len(v.tags)
+        bound = Bound("val_nll", math.log(K), f"ln {K} (a uniform guess over the {K} tags)", factor=10.0)
+        return Fit(batches, loss_fn, validate, select=("val_accuracy", "max"), bound=bound)
 
     def finish(self, run: Run, state: TrainerState, prepared: Prepared) -> dict[str, Any]:
         data = prepared.data

@@ -380,6 +380,9 @@ class Trainer:
             st.elapsed = elapsed0 + (time.perf_counter() - t0)
             if last_eval_step != st.step:
                 self._validate_and_save()
+        except Diverged as e:  # the record says why the run stopped (unrolled serve shows it)
+            self._log("diverged", {"step": e.step, "problem": e.problem, "last_saved": self._saved_step})
+            raise
         finally:
             if previous_handler is not None:
                 signal.signal(signal.SIGINT, previous_handler)
