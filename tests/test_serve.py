@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import task_data
+from conftest import doc_function, task_data
 
 pytest.importorskip("fastapi", reason="unrolled serve needs the [serve] extra (in the [test] extra)")
 from fastapi.testclient import TestClient  # noqa: E402
@@ -32,7 +32,10 @@ TASKS = ["charlm", "word-lm", "classify", "translate", "tag", "forecast"]
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory) -> Path:
-    """A folder of tiny trained runs, one per task (charlm nested one level down)."""
+    """A folder of tiny trained runs, one per task (charlm nested one level down); or the runs in
+    UNROLLED_SERVE_RUNS, laid out the same way (docs/figures/make_serve.py trains longer ones)."""
+    if os.environ.get("UNROLLED_SERVE_RUNS"):
+        return Path(os.environ["UNROLLED_SERVE_RUNS"])
     base = tmp_path_factory.mktemp("serve")
     data = base / "data"
     data.mkdir()
@@ -296,6 +299,17 @@ def serve(root: Path, *extra: str) -> tuple[subprocess.Popen, str]:
             time.sleep(0.05)
 
 
+def test_the_real_server_answers_the_example_of_the_docs(root) -> None:
+    proc, url = serve(root)
+    try:
+        run_id, text = doc_function("serve.md", "first_sample")(url.rstrip("/"))
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        proc.stderr.close()
+    assert run_id == "lm/charlm" and text == unrolled.load(root / run_id).sample("the", 80, seed=1)
+
+
 # ---- the page, in headless Chromium ----------------------------------------------------------
 def _chromium() -> str | None:
     for name in (os.environ.get("UNROLLED_CHROMIUM"), "chromium", "chromium-browser", "google-chrome"):
@@ -323,13 +337,18 @@ def test_the_page_in_headless_chromium(root) -> None:
             page.goto(url)
             page.wait_for_selector("#runs tbody tr")
             assert page.locator("#runs tbody tr").count() == len(TASKS)
+            if shots:
+                page.screenshot(
+                    path=str(Path(shots) / "serve-runs.png"),
+                    clip={"x": 0, "y": 0, "width": 1100, "height": 330},
+                )
 
             def open_run(run_id: str) -> None:
                 page.click(f"#runs tbody tr[data-id='{run_id}']")
                 page.wait_for_selector("#curves svg circle")  # a dot per validation
                 assert page.locator("#curves svg").count() == 2
 
-            def shot(name: str, panel: str) -> None:
+            def shot(name: str) -> None:
                 if shots:
                     page.locator("#run").screenshot(path=str(Path(shots) / f"serve-{name}.png"))
 
@@ -346,7 +365,7 @@ def test_the_page_in_headless_chromium(root) -> None:
             page.click("#panel-neurons button")
             page.wait_for_selector("#neurons-out span")
             assert page.locator("#neurons-out span").count() == len("the river runs where old mill stood")
-            shot("charlm", "sample")
+            shot("charlm")
 
             open_run("translate")
             assert page.locator("#panel-sample").is_hidden() and page.locator("#panel-translate").is_visible()
@@ -355,7 +374,7 @@ def test_the_page_in_headless_chromium(root) -> None:
             page.wait_for_selector("#attention-out svg rect")
             (t,) = unrolled.load(root / "translate").translate(["twenty one"])
             assert page.locator("#translate-out").text_content() == t
-            shot("translate", "translate")
+            shot("translate")
 
             open_run("tag")
             page.fill("#panel-tag input[name=text]", "the old mill")
@@ -363,7 +382,7 @@ def test_the_page_in_headless_chromium(root) -> None:
             page.wait_for_selector("#tag-out .tag")
             (tagged,) = unrolled.load(root / "tag").tag(["the old mill"])
             assert page.locator("#tag-out .tag").all_text_contents() == [w + t for w, t in tagged]
-            shot("tag", "tag")
+            shot("tag")
 
             open_run("classify")
             page.fill("#panel-predict textarea[name=text]", "old mill calmish")
@@ -376,10 +395,120 @@ def test_the_page_in_headless_chromium(root) -> None:
             page.click("#panel-forecast button")
             page.wait_for_selector("#forecast-out svg path")
             assert page.locator("#forecast-out svg path").count() >= 2  # the history and the forecast
-            shot("forecast", "forecast")
+            shot("forecast")
             assert not errors, errors
             browser.close()
     finally:
         proc.terminate()
         proc.wait(10)
         proc.stderr.close()
+
+
+# ---- a bounded load test (slow) --------------------------------------------------------------
+def _request(url: str, body: dict | None = None) -> tuple[float, int, bytes]:
+    """One request with the standard library: (seconds, status, body)."""
+    import urllib.error
+    import urllib.request
+
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data, {"Content-Type": "application/json"} if data else {})
+    started = time.perf_counter()
+    try:
+        with urllib.request.urlopen(req, timeout=120) as r:
+            status, payload = r.status, r.read()
+    except urllib.error.HTTPError as e:
+        status, payload = e.code, e.read()
+        e.close()
+    return time.perf_counter() - started, status, payload
+
+
+def _percentiles(seconds: list[float]) -> dict[str, float]:
+    ms = np.asarray(seconds) * 1000
+    return {"n": len(ms), "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}
+
+
+WHAT = (
+    "unrolled serve on 127.0.0.1, tiny runs: 200 requests from 20 concurrent clients, then the runs "
+    "list while 4 samples of 5000 characters run"
+)
+
+
+@pytest.mark.slow
+def test_200_requests_from_20_clients_are_all_answered_right(root, tmp_path) -> None:
+    """20 threads send 10 requests each (samples, translations, the runs list) to one server: every
+    answer is the one unrolled.load gives. Then the runs list is timed while 4 long samples run.
+    The latencies go to UNROLLED_BENCH_RESULTS (a folder; benchmarks/results has one) or tmp_path."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    lm, mt = unrolled.load(root / "lm" / "charlm"), unrolled.load(root / "translate")
+    sentences = ["twenty one", "seven", "three hundred and four", "ninety"]
+    expected_sample = {seed: lm.sample("the", 100, 0.8, None, seed) for seed in range(20)}
+    expected_mt = dict(zip(sentences, mt.translate(sentences), strict=True))
+    proc, url = serve(root)
+    try:
+
+        def client(k: int) -> list[tuple[str, float, bool]]:
+            out = []
+            for i in range(10):
+                kind = ("sample", "translate", "runs")[(k + i) % 3]
+                if kind == "sample":
+                    seed = (k * 10 + i) % 20
+                    s, code, payload = _request(
+                        url + "api/runs/lm/charlm/sample", {"prime": "the", "length": 100, "seed": seed}
+                    )
+                    ok = code == 200 and json.loads(payload)["text"] == expected_sample[seed]
+                elif kind == "translate":
+                    text = sentences[(k + i) % len(sentences)]
+                    s, code, payload = _request(url + "api/runs/translate/translate", {"text": text})
+                    ok = (
+                        code == 200
+                        and json.loads(payload)["translations"][0]["translation"] == expected_mt[text]
+                    )
+                else:
+                    s, code, payload = _request(url + "api/runs")
+                    ok = code == 200 and len(json.loads(payload)["runs"]) == len(TASKS)
+                out.append((kind, s, ok))
+            return out
+
+        with ThreadPoolExecutor(20) as pool:
+            answers = [a for client_answers in pool.map(client, range(20)) for a in client_answers]
+        assert len(answers) == 200 and all(ok for _, _, ok in answers), [a for a in answers if not a[2]][:3]
+
+        with ThreadPoolExecutor(4) as pool:  # the runs list while long samples run
+            long = [
+                pool.submit(_request, url + "api/runs/lm/charlm/sample", {"length": 5000, "seed": s})
+                for s in range(4)
+            ]
+            time.sleep(0.5)
+            listed = []
+            while not all(f.done() for f in long) and len(listed) < 50:
+                s, code, _ = _request(url + "api/runs")
+                assert code == 200
+                listed.append(s)
+            assert all(f.result()[1] == 200 for f in long)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        proc.stderr.close()
+    result = {
+        "what": WHAT,
+        "cpus": os.cpu_count(),
+        **{
+            kind: _percentiles([s for k, s, _ in answers if k == kind])
+            for kind in ("sample", "translate", "runs")
+        },
+        "runs_list_during_long_samples": _percentiles(listed),
+    }
+    folder = Path(os.environ.get("UNROLLED_BENCH_RESULTS", tmp_path))
+    stamp = time.strftime("%Y-%m-%d")
+    (folder / f"serve-load-{stamp}-cpu{os.cpu_count()}.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result))
+
+
+def test_the_api_page_is_served_from_the_package(client) -> None:
+    page = client.get("/docs")
+    assert page.status_code == 200 and "/swagger/swagger-ui-bundle.js" in page.text
+    assert "http" not in page.text  # nothing from the network: it works offline
+    assert client.get("/swagger/swagger-ui-bundle.js").status_code == 200
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/api/runs", "/api/runs/{run_id}/sample", "/api/runs/{run_id}/translate"} <= set(paths)

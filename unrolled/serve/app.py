@@ -24,6 +24,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
@@ -127,9 +128,12 @@ def create_app(
         title="unrolled serve",
         summary="The runs of a folder: their curves, and their models' verbs (unrolled.load).",
         version="1",
+        docs_url=None,  # FastAPI's page loads Swagger UI from a CDN: ours is served from the package
+        redoc_url=None,
     )
     app.state.root, app.state.models, app.state.limits = root, models, limits
     _add_errors(app, limits)
+    _add_api_page(app)
 
     def predictor(run_id: str, verb: str) -> Any:
         """The run's predictor (loaded or cached), if its task has ``verb``."""
@@ -321,6 +325,31 @@ def _neurons(p: Any, body: NeuronsBody) -> dict[str, Any]:
             for k, f in ranking.items()
         },
     }
+
+
+def _add_api_page(app: FastAPI) -> None:
+    """``/docs``: the OpenAPI page (Swagger UI from the swagger-ui-bundle package, offline), or,
+    without that package, a line pointing to the schema at ``/openapi.json``."""
+    try:
+        from swagger_ui_bundle import swagger_ui_path
+    except ImportError:
+        swagger_ui_path = None
+    if swagger_ui_path is not None:
+        from fastapi.staticfiles import StaticFiles
+
+        app.mount("/swagger", StaticFiles(directory=str(swagger_ui_path)), name="swagger")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> Response:
+        if swagger_ui_path is None:
+            return HTMLResponse('The API is described by <a href="/openapi.json">/openapi.json</a>.')
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="unrolled serve: API",
+            swagger_js_url="/swagger/swagger-ui-bundle.js",
+            swagger_css_url="/swagger/swagger-ui.css",
+            swagger_favicon_url="data:,",
+        )
 
 
 def error_detail(e: BaseException) -> str:

@@ -154,15 +154,22 @@ def verbs_of(predictor: type[Predictor], config: dict[str, Any]) -> tuple[str, .
     return verbs
 
 
+_metric_names: dict[tuple[Path, Any, Any], str | None] = {}  # (run, best step, best value) -> name
+
+
 def _selected_metric(path: Path, state: dict[str, Any]) -> str | None:
-    """The name of the validation figure that ``best_val`` is (the record of the best step has it)."""
+    """The name of the validation figure that ``best_val`` is (the record of the best step has it;
+    remembered, so that the runs list does not read every metrics.jsonl again)."""
     best, step = state.get("best_val"), state.get("best_step")
-    for record in reversed(metrics(path)):
-        if record.get("kind") == "val" and record.get("step") == step:
-            for key, value in record.items():
-                if key.startswith("val_") and value == best:
-                    return key
-    return None
+    key = (path, step, best)
+    if key not in _metric_names:
+        found = None
+        for record in reversed(metrics(path)):
+            if record.get("kind") == "val" and record.get("step") == step:
+                found = next((k for k, v in record.items() if k.startswith("val_") and v == best), None)
+                break
+        _metric_names[key] = found
+    return _metric_names[key]
 
 
 class Models:

@@ -217,7 +217,7 @@ const panels = {
 function attentionMap(t) {
   const rows = t.output_tokens.concat(["</s>"]).slice(0, t.attention.length);
   const cols = t.source_tokens.concat(["</s>"]);
-  const cell = 22, left = 90, top = 70;
+  const cell = 22, top = 70, left = 12 + 7 * Math.max(...rows.map(r => r.length));
   const root = svg("svg", {width: left + cell * cols.length + 10, height: top + cell * rows.length + 10, class: "attention"});
   cols.forEach((c, j) => {
     svg("text", {x: left + j * cell + cell / 2, y: top - 6, transform: `rotate(-50 ${left + j * cell + cell / 2} ${top - 6})`}, root).textContent = c;
