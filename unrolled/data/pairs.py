@@ -9,8 +9,9 @@ columns (``source`` and ``target`` unless ``--source-column``/``--target-column`
 
 Tokens are words the way d2l prepares them (lower-cased unless ``keep_case``; punctuation at
 the start or end of a word split off, so ``"j'ai"`` and ``"quatre-vingt-dix"`` stay whole and
-``"perdu."`` becomes ``perdu .``) or characters. The source gets ``<eos>`` appended; the decoder
-reads ``<bos> y_1 ... y_n`` and is trained to predict ``y_1 ... y_n <eos>`` (d2l's layout).
+``"perdu."`` becomes ``perdu .``), characters, or subword pieces (:class:`Codec`). The source
+gets ``<eos>`` appended; the decoder reads ``<bos> y_1 ... y_n`` and is trained to predict
+``y_1 ... y_n <eos>`` (d2l's layout).
 Batches pad with ``<pad>`` and carry each sentence's true length: no model reads a pad.
 """
 
@@ -28,10 +29,12 @@ from torch import Tensor
 
 from .batching import GroupedBatches
 from .labelled import _column, pad_batch
+from .subwords import Subwords
 from .text import read_text
 from .words import split_marks
 
-TOKENS = ("word", "char")
+SUBWORDS = ("bpe", "unigram")  # sentencepiece models trained on the training pairs (data/subwords.py)
+TOKENS = ("word", "char", *SUBWORDS)
 SPECIALS = ("<pad>", "<unk>", "<bos>", "<eos>")  # the specials of a translator's vocabularies
 
 
@@ -61,9 +64,9 @@ def char_tokens(text: str, keep_case: bool = False) -> list[str]:
 
 
 def tokenizer(kind: str, keep_case: bool = False) -> Callable[[str], list[str]]:
-    """``--tokens word|char`` -> text -> tokens."""
-    if kind not in TOKENS:
-        raise ValueError(f"unknown --tokens {kind!r}: expected {' or '.join(TOKENS)}")
+    """``--tokens word|char`` -> text -> tokens (subword tokens need their model: :class:`Codec`)."""
+    if kind not in ("word", "char"):
+        raise ValueError(f"unknown --tokens {kind!r}: expected word or char")
     split = word_tokens if kind == "word" else char_tokens
     return lambda text: split(text, keep_case)
 
@@ -75,6 +78,56 @@ def detokenize(tokens: Sequence[str], kind: str) -> str:
     like with like (see :mod:`unrolled.metrics`).
     """
     return (" " if kind == "word" else "").join(tokens)
+
+
+@dataclass(frozen=True)
+class Codec:
+    """How a translator's sentences become tokens and back: words or characters (``--tokens
+    word|char``, :func:`tokenizer`), or the pieces of a sentencepiece model (``--tokens
+    bpe|unigram``: one model for both sides, or one per side).
+
+    A reference is scored as :meth:`reference` gives it: for words and characters tokenised and
+    joined again (so BLEU compares like with like), for subwords the text itself (lower-cased
+    unless ``keep_case``, white space normalised): the output of :meth:`join` is real text, so
+    sacrebleu's own 13a tokenisation applies to both sides.
+    """
+
+    kind: str
+    keep_case: bool = False
+    source_model: Subwords | None = None
+    target_model: Subwords | None = None
+
+    def __post_init__(self) -> None:
+        subword = self.kind in SUBWORDS
+        if self.kind not in TOKENS:
+            raise ValueError(f"unknown --tokens {self.kind!r}: expected {' or '.join(TOKENS)}")
+        if subword != (self.source_model is not None and self.target_model is not None):
+            raise ValueError(f"--tokens {self.kind} {'needs' if subword else 'takes no'} subword models")
+
+    def _case(self, text: str) -> str:
+        return text if self.keep_case else text.lower()
+
+    def source(self, text: str) -> list[str]:
+        if self.source_model is None:
+            return tokenizer(self.kind, self.keep_case)(text)
+        return self.source_model.pieces(self._case(text))
+
+    def target(self, text: str) -> list[str]:
+        if self.target_model is None:
+            return tokenizer(self.kind, self.keep_case)(text)
+        return self.target_model.pieces(self._case(text))
+
+    def join(self, tokens: Sequence[str]) -> str:
+        """Target tokens -> text."""
+        if self.target_model is None:
+            return detokenize(tokens, self.kind)
+        return self.target_model.text(tokens)
+
+    def reference(self, text: str) -> str:
+        """A target text as the outputs are compared with it."""
+        if self.target_model is None:
+            return detokenize(self.target(text), self.kind)
+        return " ".join(self._case(text).split())
 
 
 @dataclass

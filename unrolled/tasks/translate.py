@@ -20,6 +20,7 @@ search loop outside Python calls once per output token (:class:`EncoderGraph`,
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import json
 import logging
@@ -40,7 +41,9 @@ from ..cells.base import state_like, state_tensors
 from ..data import PAD, UNK, WordVocab, pad_batch, read_text
 from ..data.numbers import SOURCE as NUMBERS
 from ..data.numbers import number_splits
-from ..data.pairs import SPECIALS, TOKENS, PairBatches, Pairs, detokenize, read_pairs, tokenizer
+from ..data.pairs import SPECIALS, SUBWORDS, TOKENS, Codec, PairBatches, Pairs, read_pairs
+from ..data.subwords import FILE as SPM_FILE
+from ..data.subwords import Subwords
 from ..export import Graph, state_names
 from ..metrics import corpus_scores
 from ..models.decoding import Hypothesis, beam_search, greedy
@@ -68,6 +71,7 @@ from .base import RecurrentConfig
 log = logging.getLogger(__name__)
 
 SRC_VOCAB, TGT_VOCAB = "source_vocab.json", "target_vocab.json"
+TARGET_SPM_FILE = "spm.target.model"  # --separate-subwords: the target side's model (spm.model: the source's)
 
 
 @dataclass
@@ -106,7 +110,10 @@ class DataConfig:
     source_column: str | None = flag(None, metavar="C")  # source column: header name or 0-based index [0]
     target_column: str | None = flag(None, metavar="C")  # target column: header name or 0-based index [1]
     test_data: str | None = flag(None, metavar="FILE")  # a separate test file (then no test split of --data)
-    tokens: str = flag("word", choices=TOKENS)  # word: d2l's words (punctuation split off); char: characters
+    # word: d2l's words (punctuation split off); char: characters; bpe, unigram: sentencepiece pieces
+    tokens: str = flag("word", choices=TOKENS)
+    vocab_size: int = 8000  # --tokens bpe|unigram: pieces of each sentencepiece model (<unk> included)
+    separate_subwords: bool = False  # --tokens bpe|unigram: one model per side (default: one joint model)
     keep_case: bool = False  # do not lower-case the text
     min_freq: int = 1  # tokens seen fewer times in the training pairs become <unk>
     max_len: int | None = 50  # training pairs with a longer source or target (in tokens) are dropped
@@ -120,7 +127,7 @@ class DataConfig:
     def validate(self) -> None:
         if self.tokens not in TOKENS:
             raise ValueError(f"unknown --tokens {self.tokens!r}: expected {' or '.join(TOKENS)}")
-        positive(self, ("batch_size", "min_freq", "train_numbers", "held_out", "max_len"))
+        positive(self, ("batch_size", "min_freq", "train_numbers", "held_out", "max_len", "vocab_size"))
         split_fractions(self.val_frac, 0.0 if self.test_data else self.test_frac, "pairs")
 
 
@@ -162,7 +169,7 @@ class Split:
     src: list[Tensor]
     tgt: list[Tensor]
     sources: list[str]  # as read
-    references: list[str]  # the targets tokenised and detokenised (what BLEU compares with)
+    references: list[str]  # the targets as outputs are compared with them (Codec.reference)
 
     def __len__(self) -> int:
         return len(self.src)
@@ -172,6 +179,7 @@ class Split:
 class Dataset:
     src_vocab: WordVocab
     tgt_vocab: WordVocab
+    codec: Codec
     train: Split
     val: Split
     test: Split | None
@@ -180,9 +188,14 @@ class Dataset:
     source: str
 
 
-def load_data(cfg: DataConfig, seed: int, vocabs: tuple[WordVocab, WordVocab] | None = None) -> Dataset:
-    """Read (or generate), split, tokenise and limit the pairs; build the vocabularies from the
-    training part (or reuse a run's)."""
+def load_data(
+    cfg: DataConfig,
+    seed: int,
+    vocabs: tuple[WordVocab, WordVocab] | None = None,
+    subwords: tuple[Subwords, Subwords] | None = None,
+) -> Dataset:
+    """Read (or generate), split, tokenise and limit the pairs; learn the subword models and build
+    the vocabularies from the training part (or reuse a run's)."""
     test: Pairs | None
     if cfg.data is None:
         train, val, test = number_splits(cfg.train_numbers, cfg.held_out, cfg.held_out)
@@ -200,8 +213,10 @@ def load_data(cfg: DataConfig, seed: int, vocabs: tuple[WordVocab, WordVocab] | 
         test = pairs.subset(order[n_val : n_val + n_test]) if n_test else None
         if cfg.test_data:
             test = read_pairs(cfg.test_data, cfg.source_column, cfg.target_column)
-    tok = tokenizer(cfg.tokens, cfg.keep_case)
-    src_tok, tgt_tok = [tok(s) for s in train.sources], [tok(t) for t in train.targets]
+    if cfg.tokens in SUBWORDS and subwords is None:
+        subwords = learn_subwords(cfg, train)
+    codec = Codec(cfg.tokens, cfg.keep_case, *(subwords or (None, None)))
+    src_tok, tgt_tok = [codec.source(s) for s in train.sources], [codec.target(t) for t in train.targets]
     kept, cut = [], 0
     for i, (s, t) in enumerate(zip(src_tok, tgt_tok, strict=True)):
         if cfg.max_len is not None and max(len(s), len(t)) > cfg.max_len:
@@ -220,7 +235,10 @@ def load_data(cfg: DataConfig, seed: int, vocabs: tuple[WordVocab, WordVocab] | 
             + "; use more pairs or a smaller --batch-size"
         )
     src_tok, tgt_tok = [src_tok[i] for i in kept], [tgt_tok[i] for i in kept]
-    if vocabs is None:
+    if vocabs is None and subwords is not None:  # every piece of the models, not only those seen
+        pieces = [[*SPECIALS, *m.vocabulary()] for m in subwords]
+        vocabs = tuple(WordVocab(p, specials=SPECIALS) for p in pieces)  # type: ignore[assignment]
+    elif vocabs is None:
         vocabs = tuple(  # type: ignore[assignment]
             WordVocab.from_tokens(t, cfg.min_freq, specials=SPECIALS) for t in (src_tok, tgt_tok)
         )
@@ -236,9 +254,9 @@ def load_data(cfg: DataConfig, seed: int, vocabs: tuple[WordVocab, WordVocab] | 
     def split(
         p: Pairs, src_tokens: list[list[str]] | None = None, tgt_tokens: list[list[str]] | None = None
     ) -> Split:
-        st = src_tokens if src_tokens is not None else [tok(s) for s in p.sources]
-        tt = tgt_tokens if tgt_tokens is not None else [tok(t) for t in p.targets]
-        refs = [detokenize(tok(t), cfg.tokens) for t in p.targets]
+        st = src_tokens if src_tokens is not None else [codec.source(s) for s in p.sources]
+        tt = tgt_tokens if tgt_tokens is not None else [codec.target(t) for t in p.targets]
+        refs = [codec.reference(t) for t in p.targets]
         return Split(
             [encode_source(src_v, s, eos) for s in st], [tgt_v.encode(t) for t in tt], p.sources, refs
         )
@@ -254,8 +272,28 @@ def load_data(cfg: DataConfig, seed: int, vocabs: tuple[WordVocab, WordVocab] | 
         "max_target_len": max(len(t) for t in tgt_tok),
     }
     return Dataset(
-        src_v, tgt_v, train_split, split(val), None if test is None else split(test), info, sha, source
+        src_v, tgt_v, codec, train_split, split(val), None if test is None else split(test), info, sha, source
     )
+
+
+def learn_subwords(cfg: DataConfig, train: Pairs) -> tuple[Subwords, Subwords]:
+    """The sentencepiece models of ``--tokens bpe|unigram``, learnt from the training pairs only:
+    one joint model of both sides (the same object twice), or one per side."""
+    case = (lambda t: t) if cfg.keep_case else str.lower
+    sources, targets = [case(t) for t in train.sources], [case(t) for t in train.targets]
+    if cfg.separate_subwords:
+        return tuple(Subwords.train(side, cfg.tokens, cfg.vocab_size) for side in (sources, targets))  # type: ignore[return-value]
+    joint = Subwords.train(sources + targets, cfg.tokens, cfg.vocab_size)
+    return joint, joint
+
+
+def codec_of(config: Any, assets: dict[str, Any]) -> Codec:
+    """The run's :class:`Codec`, from its config and its subword models (if any)."""
+    d = config.data
+    if d.tokens not in SUBWORDS:
+        return Codec(d.tokens, d.keep_case)
+    source = assets["subwords"]
+    return Codec(d.tokens, d.keep_case, source, assets.get("target_subwords") or source)
 
 
 def encode_source(vocab: WordVocab, tokens: list[str], eos: int) -> Tensor:
@@ -374,22 +412,22 @@ def teacher_forced(
     return {"loss": total / max(count, 1), "token_accuracy": correct / max(count, 1), "tokens": int(count)}
 
 
-def hypothesis_text(h: Hypothesis, vocab: WordVocab, kind: str) -> str:
-    return detokenize(vocab.decode(h.tokens), kind)
+def hypothesis_text(h: Hypothesis, vocab: WordVocab, codec: Codec) -> str:
+    return codec.join(vocab.decode(h.tokens))
 
 
 def score(
     model: Seq2Seq,
     split: Split,
     tgt_vocab: WordVocab,
-    kind: str,
+    codec: Codec,
     max_len: int,
     beam: int = 1,
     alpha: float = 0.0,
 ) -> dict[str, Any]:
     """Corpus BLEU and chrF (sacrebleu), exact match, and the teacher-forced loss and token accuracy."""
     hyps = decode(model, split.src, tgt_vocab, beam=beam, alpha=alpha, max_len=max_len)
-    texts = [hypothesis_text(h, tgt_vocab, kind) for h in hyps]
+    texts = [hypothesis_text(h, tgt_vocab, codec) for h in hyps]
     return {
         **corpus_scores(texts, split.references),
         **teacher_forced(model, split, tgt_vocab),
@@ -464,15 +502,20 @@ class TranslatePredictor(Predictor):
         """Decoding stops after this many tokens unless told: twice the longest training target."""
         return default_max_output(self.run.info)
 
+    @property
+    def codec(self) -> Codec:
+        """How the run's texts become tokens and back (``--tokens``; its subword models)."""
+        return codec_of(self.config, self.run.assets)
+
     def tokenize(self, text: str) -> list[str]:
-        """A source text as the model reads it (``--tokens word|char``, lower-cased unless the run
-        kept the case), before ``<eos>`` is appended."""
-        d = self.config.data
-        return tokenizer(d.tokens, d.keep_case)(text)
+        """A source text as the model reads it (``--tokens word|char|bpe|unigram``, lower-cased
+        unless the run kept the case), before ``<eos>`` is appended."""
+        return self.codec.source(text)
 
     def detokenize(self, tokens: Sequence[str]) -> str:
-        """Output tokens -> text: words joined by single spaces, characters as they are."""
-        return detokenize(tokens, self.config.data.tokens)
+        """Output tokens -> text: words joined by single spaces, characters as they are, subword
+        pieces decoded by their model."""
+        return self.codec.join(tokens)
 
     @overload
     def translate(
@@ -529,21 +572,21 @@ class TranslatePredictor(Predictor):
             tokens.append(self.tokenize(text))
             if not tokens[-1]:
                 raise ValueError(f"text {k + 1} is empty: nothing to translate")
-        src_v, tgt_v = self.source_vocab, self.target_vocab
+        src_v, tgt_v, codec = self.source_vocab, self.target_vocab, self.codec
         eos = src_v.id("<eos>")
         ids = [encode_source(src_v, t, eos) for t in tokens]
         limit = max_len if max_len is not None else self.max_output
         model: Seq2Seq = self.model  # type: ignore[assignment]
         hyps = decode(model, ids, tgt_v, beam=beam, alpha=length_penalty, max_len=limit)
         if not attention:
-            return [hypothesis_text(h, tgt_v, self.config.data.tokens) for h in hyps]
+            return [hypothesis_text(h, tgt_v, codec) for h in hyps]
         return [
             Translation(
                 text,
                 t,
                 [w for w, i in zip(t, x.tolist(), strict=False) if i == UNK],
                 tgt_v.decode(h.tokens),
-                hypothesis_text(h, tgt_v, self.config.data.tokens),
+                hypothesis_text(h, tgt_v, codec),
                 h,
             )
             for text, t, x, h in zip(texts, tokens, ids, hyps, strict=True)
@@ -638,13 +681,24 @@ class TranslatePredictor(Predictor):
         tgt = self.target_vocab
         step = decoder_step_graph(self.model)  # type: ignore[arg-type]
         lower = "" if d.keep_case else "lower-case the text, then "
+        codec, subwords = self.codec, {}  # subwords: how the tokens join, or the models that join them
         if d.tokens == "word":
             how = (
                 lower + "split it on white space; punctuation (Unicode P*/S*) at either end of a piece "
                 "is one token per mark"
             )
-        else:
+            untok, subwords = "join the output tokens (up to <eos>) with 'joiner'", {"joiner": " "}
+        elif d.tokens == "char":
             how = lower + "read runs of white space as one space; every character is a token"
+            untok, subwords = "join the output tokens (up to <eos>) with 'joiner'", {"joiner": ""}
+        else:  # the models themselves, base64: sentencepiece reads them (LoadFromSerializedProto)
+            assert codec.source_model is not None and codec.target_model is not None
+            subwords = {
+                "source_sentencepiece": base64.b64encode(codec.source_model.model).decode("ascii"),
+                "target_sentencepiece": base64.b64encode(codec.target_model.model).decode("ascii"),
+            }
+            how = lower + "cut it into pieces with the source sentencepiece model (EncodeAsPieces)"
+            untok = "decode the output pieces (up to <eos>) with the target sentencepiece model"
         return {
             "source_vocab": self.source_vocab.to_json(),
             "target_vocab": tgt.to_json(),
@@ -652,8 +706,8 @@ class TranslatePredictor(Predictor):
             "tokens": d.tokens,
             "lower_case": not d.keep_case,
             "tokenizer": how + "; tokens outside the source vocabulary are <unk>; append <eos>",
-            "joiner": " " if d.tokens == "word" else "",
-            "detokenizer": "join the output tokens (up to <eos>) with 'joiner'",
+            **subwords,
+            "detokenizer": untok,
             "max_output": self.max_output,
             "attention": self.attention_kind,
             "never_output": [PAD, tgt.id("<bos>")],
@@ -750,6 +804,10 @@ def decoder_step_graph(model: Seq2Seq) -> DecoderStepGraph:
 
 
 # ---- the task ------------------------------------------------------------------------------
+def _model_bytes(model: Subwords) -> bytes:
+    return model.model
+
+
 def _vocab(obj: Any) -> WordVocab:
     v = WordVocab.from_json(obj)
     if v.specials != SPECIALS:
@@ -775,6 +833,9 @@ class Translate(Task):
     assets = {
         "src_vocab": Asset(SRC_VOCAB, _vocab, WordVocab.to_json),
         "tgt_vocab": Asset(TGT_VOCAB, _vocab, WordVocab.to_json),
+        # --tokens bpe|unigram: the (source, or joint) sentencepiece model, and the target's if apart
+        "subwords": Asset(SPM_FILE, Subwords, _model_bytes, binary=True, optional=True),
+        "target_subwords": Asset(TARGET_SPM_FILE, Subwords, _model_bytes, binary=True, optional=True),
     }
     eval_inputs = {"data": "translate runs: TSV/CSV file of sentence pairs (read with the run's columns)"}
     eval_options = {
@@ -794,8 +855,16 @@ class Translate(Task):
 
     def prepare(self, config: TranslateConfig, assets: dict[str, Any] | None) -> Prepared:
         vocabs = None if assets is None else (assets["src_vocab"], assets["tgt_vocab"])
-        data = load_data(config.data, config.loop.seed, vocabs)
-        assets = {"src_vocab": data.src_vocab, "tgt_vocab": data.tgt_vocab}
+        models = None if assets is None or assets["subwords"] is None else codec_of(config, assets)
+        subwords = None if models is None else (models.source_model, models.target_model)
+        data = load_data(config.data, config.loop.seed, vocabs, subwords)  # type: ignore[arg-type]
+        c = data.codec
+        assets = {
+            "src_vocab": data.src_vocab,
+            "tgt_vocab": data.tgt_vocab,
+            "subwords": c.source_model,
+            "target_subwords": c.target_model if c.target_model is not c.source_model else None,
+        }
         return Prepared(assets, data, data.sha256, repr(data.source), data.info)
 
     def build_model(self, config: TranslateConfig, assets: dict[str, Any]) -> nn.Module:
@@ -809,7 +878,7 @@ class Translate(Task):
         max_len = default_max_output(data.info)
 
         def validate(m: nn.Module) -> dict[str, float]:
-            r = score(m, data.val, tgt, config.data.tokens, max_len)  # type: ignore[arg-type]
+            r = score(m, data.val, tgt, data.codec, max_len)  # type: ignore[arg-type]
             return {
                 "val_loss": r["loss"],
                 "val_bleu": r["bleu"],
@@ -826,15 +895,15 @@ class Translate(Task):
     def finish(self, run: Run, state: TrainerState, prepared: Prepared) -> dict[str, Any]:
         data: Dataset = prepared.data
         max_len = default_max_output(data.info)
-        kind = run.config.data.tokens
+        codec = data.codec
         results: dict[str, Any] = {"best_step": state.best_step, "decoding": "greedy"}
         for part in ("val", "test"):
             split = getattr(data, part)
-            results[part] = None if split is None else score(run.model, split, data.tgt_vocab, kind, max_len)
+            results[part] = None if split is None else score(run.model, split, data.tgt_vocab, codec, max_len)
         shown = data.test if data.test is not None else data.val
         hyps = decode(run.model, shown.src[:5], data.tgt_vocab, max_len=max_len)
         results["examples"] = [
-            {"source": s, "translation": hypothesis_text(h, data.tgt_vocab, kind), "reference": r}
+            {"source": s, "translation": hypothesis_text(h, data.tgt_vocab, codec), "reference": r}
             for s, h, r in zip(shown.sources, hyps, shown.references, strict=False)
         ]
         return results
@@ -842,16 +911,16 @@ class Translate(Task):
     def evaluate(self, run: Run, **inputs: Any) -> dict[str, Any]:
         d = run.config.data
         pairs = read_pairs(inputs["data"], d.source_column, d.target_column)
-        tok = tokenizer(d.tokens, d.keep_case)
+        codec = codec_of(run.config, run.assets)
         eos = run.src_vocab.id("<eos>")
         split = Split(
-            [encode_source(run.src_vocab, tok(s), eos) for s in pairs.sources],
-            [run.tgt_vocab.encode(tok(t)) for t in pairs.targets],
+            [encode_source(run.src_vocab, codec.source(s), eos) for s in pairs.sources],
+            [run.tgt_vocab.encode(codec.target(t)) for t in pairs.targets],
             pairs.sources,
-            [detokenize(tok(t), d.tokens) for t in pairs.targets],
+            [codec.reference(t) for t in pairs.targets],
         )
         beam, alpha = inputs.get("beam", 1), inputs.get("length_penalty", 0.0)
-        return score(run.model, split, run.tgt_vocab, d.tokens, default_max_output(run.info), beam, alpha)
+        return score(run.model, split, run.tgt_vocab, codec, default_max_output(run.info), beam, alpha)
 
     def eval_line(self, result: dict[str, Any], **inputs: str) -> str:
         return (

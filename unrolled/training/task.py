@@ -48,11 +48,34 @@ RESULTS = "results.json"  # what Task.finish returns: scores of the best weights
 
 @dataclass(frozen=True)
 class Asset:
-    """A JSON file of a run directory besides config.json, and how to read and write it."""
+    """A file of a run directory besides config.json, and how to read and write it: JSON, or
+    ``binary`` bytes (a sentencepiece model). An ``optional`` asset may be None: then there is no
+    file (a run of word tokens has no subword model)."""
 
     file: str  # e.g. "vocab.json"
-    load: Callable[[Any], Any]  # parsed JSON -> object (raises ValueError on bad content)
-    dump: Callable[[Any], Any]  # object -> JSON-able
+    load: Callable[[Any], Any]  # parsed JSON (or the bytes) -> object (raises ValueError on bad content)
+    dump: Callable[[Any], Any]  # object -> JSON-able (or bytes)
+    binary: bool = False
+    optional: bool = False
+
+    def read(self, folder: Path) -> Any:
+        path = folder / self.file
+        if self.optional and not path.exists():
+            return None
+        if not self.binary:
+            return self.load(ckpt.read_json(path, self.file))
+        try:
+            return self.load(path.read_bytes())
+        except FileNotFoundError:
+            raise ValueError(f"{self.file} is missing: {str(path)!r}") from None
+
+    def write(self, folder: Path, value: Any) -> None:
+        if value is None and self.optional:
+            return
+        if self.binary:
+            ckpt.atomic_write_bytes(folder / self.file, self.dump(value))
+        else:
+            ckpt.atomic_write_json(folder / self.file, self.dump(value))
 
 
 @dataclass
@@ -175,7 +198,7 @@ class Task:
         p = ckpt.check_run_dir(path)
         raw = ckpt.read_json(p / ckpt.CONFIG, "config.json")
         config = self.Config.from_json(raw)
-        assets = {key: a.load(ckpt.read_json(p / a.file, a.file)) for key, a in self.assets.items()}
+        assets = {key: a.read(p) for key, a in self.assets.items()}
         model = self.build_model(config, assets)
         step = None if weights is None else ckpt.load_run_weights(model, p, weights)
         model.to(device).eval()
@@ -257,7 +280,7 @@ class Task:
                     "parameters": sum(p.numel() for p in model.parameters()),
                 }
                 for key, asset in self.assets.items():
-                    ckpt.atomic_write_json(tmp / asset.file, asset.dump(prepared.assets[key]))
+                    asset.write(tmp, prepared.assets[key])
                 ckpt.atomic_write_json(tmp / ckpt.CONFIG, {**cfg.to_json(), "info": info})
                 run = Run(tmp, cfg, model, prepared.assets, info)
                 trainer = self._trainer(run, prepared, on_event)

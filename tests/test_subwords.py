@@ -1,0 +1,132 @@
+"""Subword units (sentencepiece BPE and unigram): exact round trips, one-line errors, and translator
+runs over subwords that train, resume, evaluate, load and export."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import unrolled
+from unrolled.cli import main
+from unrolled.data.pairs import Codec
+from unrolled.data.subwords import Subwords
+from unrolled.training import checkpoint as ckpt
+
+TEXT = [
+    "the river runs where the old mill stood",
+    "every stone remembers rain, and the rain remembers every stone",
+    "an old miller's daughter counts forty-two sacks of flour",
+] * 10
+ALPHABET = sorted(set("".join(TEXT)) - {" "})
+
+
+@pytest.fixture(scope="module", params=["bpe", "unigram"])
+def model(request) -> Subwords:
+    return Subwords.train(TEXT, request.param, 40)
+
+
+@settings(max_examples=100, deadline=None)
+@given(words=st.lists(st.text(alphabet=ALPHABET, min_size=1, max_size=12), min_size=1, max_size=8))
+def test_pieces_round_trip_exactly(words) -> None:
+    for kind in ("bpe", "unigram"):
+        sw = _models[kind]
+        text = " ".join(words)
+        assert sw.text(sw.pieces(text)) == text
+        assert sw.text(sw.pieces("  " + "   ".join(words) + " ")) == text  # white space normalised
+
+
+_models = {kind: Subwords.train(TEXT, kind, 40) for kind in ("bpe", "unigram")}
+
+
+def test_a_model_is_the_same_from_the_same_text_and_reads_back_from_its_bytes(model) -> None:
+    again = Subwords.train(TEXT, model.kind, 40)
+    assert again.model == model.model and len(model) == 40
+    copy = Subwords(model.model)
+    assert copy.pieces("the stone") == model.pieces("the stone") and copy.kind == model.kind
+    assert "<unk>" not in model.vocabulary() and len(model.vocabulary()) == 39
+
+
+def test_sizes_the_text_cannot_give_say_the_bounds() -> None:
+    with pytest.raises(
+        ValueError, match=r"--vocab-size 5 is too small: the training text has \d+ distinct"
+    ) as e:
+        Subwords.train(TEXT, "bpe", 5)
+    least = int(str(e.value).rsplit(" ", 1)[1])
+    assert len(Subwords.train(TEXT, "bpe", least)) == least  # the minimum it names is enough
+    with pytest.raises(ValueError, match=r"--vocab-size 100000 is more than the training text supports") as e:
+        Subwords.train(TEXT, "unigram", 100_000)
+    most = int(str(e.value).rsplit(" ", 1)[1])
+    assert len(Subwords.train(TEXT, "unigram", most)) == most  # and so is the maximum
+    with pytest.raises(ValueError, match="not a sentencepiece model"):
+        Subwords(b"not a model")
+
+
+def test_the_codec_scores_subword_outputs_against_the_raw_reference() -> None:
+    sw = _models["bpe"]
+    codec = Codec("bpe", False, sw, sw)
+    assert codec.source("The River  runs") == sw.pieces("the river runs")
+    assert codec.join(codec.target("The old mill")) == "the old mill"
+    assert codec.reference("  The old   Mill ") == "the old mill"
+    assert Codec("bpe", True, sw, sw).reference("The old Mill") == "The old Mill"
+    with pytest.raises(ValueError, match="needs subword models"):
+        Codec("bpe")
+    assert Codec("word").reference("J'ai perdu.") == "j'ai perdu ."  # the word-level scoring stays
+
+
+# ---- translator runs over subwords ----------------------------------------------------------
+SMALL = [
+    "--train-numbers",
+    "400",
+    "--held-out",
+    "20",
+    "--hidden",
+    "16",
+    "--batch-size",
+    "16",
+    "--no-progress",
+]
+
+
+@pytest.mark.parametrize("separate", [False, True])
+def test_a_subword_translator_trains_resumes_evaluates_loads_and_exports(tmp_path, capsys, separate) -> None:
+    out = tmp_path / "run"
+    argv = ["train", "translate", *SMALL, "--tokens", "bpe", "--vocab-size", "80", "--out", str(out)]
+    argv += ["--separate-subwords"] if separate else []
+    assert main([*argv, "--max-steps", "4", "--eval-every", "2"]) == 0
+    assert (out / "spm.model").is_file() and (out / "spm.target.model").is_file() == separate
+    sides = (
+        json.loads((out / "source_vocab.json").read_text()),
+        json.loads((out / "target_vocab.json").read_text()),
+    )
+    assert all(len(v["tokens"]) == 4 + 79 for v in sides)  # the specials and every piece but <unk>
+    assert main(["train", "translate", "--resume", str(out), "--max-steps", "2", "--no-progress"]) == 0
+    assert ckpt.trainer_state(out)["step"] == 6
+    p = unrolled.load(out)
+    pieces = p.tokenize("Twenty one")
+    assert pieces == Subwords.load(out / "spm.model").pieces("twenty one")
+    (line,) = p.translate(["twenty one"])
+    capsys.readouterr()
+    assert main(["translate", str(out), "--text", "twenty one", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["translation"] == line
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("twenty one\tvingt et un\nseven\tsept\n", encoding="utf-8")
+    assert main(["eval", str(out), "--data", str(pairs), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["pairs"] == 2
+    meta = p.export_meta()
+    target = Subwords(base64.b64decode(meta["target_sentencepiece"]))
+    assert target.model == p.codec.target_model.model and "joiner" not in meta
+
+
+def test_a_vocab_size_the_pairs_cannot_give_is_one_line_and_writes_nothing(tmp_path, capsys) -> None:
+    out = tmp_path / "run"
+    assert (
+        main(["train", "translate", *SMALL, "--tokens", "unigram", "--vocab-size", "3", "--out", str(out)])
+        == 2
+    )
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--vocab-size 3 is too small" in err and "give at least" in err
+    assert not out.exists()
