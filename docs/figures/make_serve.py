@@ -3,11 +3,11 @@
     python docs/figures/make_serve.py            # about 8 minutes on 2 cores
 
 Trains one small run per task into a temporary folder (the char-LM on the default Shakespeare,
-the translator on the default number names, the forecaster on the Mauna Loa CO2 series, the word-LM,
-classifier and tagger on small made-up data), then runs the browser test of tests/test_serve.py
-on them with ``UNROLLED_SCREENSHOTS`` set: the same headless Chromium clicks through the page and
-writes serve-runs.png, serve-charlm.png, serve-translate.png, serve-tag.png and
-serve-forecast.png next to this script.
+the translator on the default number names, the forecaster with a Gaussian head (for its bands)
+on the yearly sunspots, the word-LM, classifier and tagger on small made-up data), then runs
+the browser test of tests/test_serve.py on them with ``UNROLLED_SCREENSHOTS`` set: the same
+headless Chromium clicks through the page and writes serve-runs.png, serve-charlm.png,
+serve-translate.png, serve-tag.png and serve-forecast.png next to this script.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ def main() -> int:
         argv = task_data(data)
         argv["charlm"] = ["lm", "--hidden", "128", "--max-minutes", "2.5"]
         argv["translate"] = ["translate", "--max-minutes", "2.5"]
-        argv["forecast"] = ["forecast", "--series", "co2", "--max-minutes", "1"]
-        for task in ("charlm", "word-lm", "classify", "translate", "tag", "forecast"):
+        argv["forecast"] = ["forecast", "--series", "sunspots", "--loss", "gaussian", "--max-minutes", "1"]
+        for task in ("forecast", "charlm", "word-lm", "classify", "translate", "tag"):
             out = runs / ("lm" if task == "charlm" else "") / task
             limit = [] if "--max-minutes" in argv[task] else ["--max-steps", "300"]
             cmd = [sys.executable, "-m", "unrolled", "train", *argv[task], *limit, "--out", str(out)]
