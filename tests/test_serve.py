@@ -393,7 +393,7 @@ def test_the_page_in_headless_chromium(root) -> None:
 
             open_run("forecast")
             page.click("#panel-forecast button")
-            page.wait_for_selector("#forecast-out svg path")
+            page.wait_for_selector("#forecast-out svg circle")  # a dot per forecast step
             assert page.locator("#forecast-out svg path").count() >= 2  # the history and the forecast
             shot("forecast")
             assert not errors, errors

@@ -1,6 +1,7 @@
 """Regenerate the pictures of docs/serve.md: the page of ``unrolled serve`` with each panel.
 
     python docs/figures/make_serve.py            # about 8 minutes on 2 cores
+    python docs/figures/make_serve.py KEEP       # keep the runs in KEEP/runs (and reuse them next time)
 
 Trains one small run per task into a temporary folder (the char-LM on the default Shakespeare,
 the translator on the default number names, the forecaster with a Gaussian head (for its bands)
@@ -26,15 +27,19 @@ def main() -> int:
     sys.path.insert(0, str(TESTS))
     from conftest import task_data
 
+    keep = Path(sys.argv[1]) if len(sys.argv) > 1 else None  # a folder to keep (and reuse) the runs in
     with tempfile.TemporaryDirectory() as tmp:
-        runs, data = Path(tmp) / "runs", Path(tmp) / "data"
-        data.mkdir()
+        runs, data = (keep or Path(tmp)) / "runs", (keep or Path(tmp)) / "data"
+        data.mkdir(parents=True, exist_ok=True)
         argv = task_data(data)
         argv["charlm"] = ["lm", "--hidden", "128", "--max-minutes", "2.5"]
         argv["translate"] = ["translate", "--max-minutes", "2.5"]
-        argv["forecast"] = ["forecast", "--series", "sunspots", "--loss", "gaussian", "--max-minutes", "1"]
+        argv["forecast"] = ["forecast", "--series", "sunspots", "--horizon", "10", "--loss", "gaussian"]
+        argv["forecast"] += ["--max-minutes", "1"]
         for task in ("forecast", "charlm", "word-lm", "classify", "translate", "tag"):
             out = runs / ("lm" if task == "charlm" else "") / task
+            if (out / "checkpoint.json").exists():
+                continue  # kept from an earlier call
             limit = [] if "--max-minutes" in argv[task] else ["--max-steps", "300"]
             cmd = [sys.executable, "-m", "unrolled", "train", *argv[task], *limit, "--out", str(out)]
             subprocess.run([*cmd, "--no-progress"], check=True, stdout=subprocess.DEVNULL)

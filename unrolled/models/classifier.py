@@ -20,13 +20,14 @@ backward: after the first), and a linear layer.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from ..layers import Conv1d, Recurrent
 
-POOLS = ("max", "mean", "last")
+POOLS = ("max", "mean", "last", "concat")  # concat: [last; max; mean] (ULMFiT's concat pooling)
 
 
 def _time_mask(lengths: Tensor, steps: int) -> Tensor:
@@ -107,8 +108,9 @@ class RecurrentClassifier(nn.Module):
         num_classes: K.
         rnn: a batch-first :class:`unrolled.Recurrent` whose input size is ``embedding_dim``.
         embedding_dim: E.
-        pool: ``"max"`` or ``"mean"`` of the outputs over each text's own steps, or ``"last"``:
-            the final hidden state of the top layer (both directions, concatenated).
+        pool: ``"max"`` or ``"mean"`` of the outputs over each text's own steps, ``"last"``:
+            the final hidden state of the top layer (both directions, concatenated), or
+            ``"concat"``: the three side by side, ``[last; max; mean]`` (Howard & Ruder 2018).
         dropout: on the embeddings and on the pooled features.
 
     Shapes: ``tokens`` (B, T) int64, ``lengths`` (B,) with every length >= 1 -> (B, K).
@@ -137,19 +139,22 @@ class RecurrentClassifier(nn.Module):
         self.embed = word_embedding(vocab_size, embedding_dim)
         self.rnn = rnn
         self.drop = nn.Dropout(dropout)
-        self.out = nn.Linear(rnn.output_size, num_classes)
+        self.out = nn.Linear(rnn.output_size * (3 if pool == "concat" else 1), num_classes)
 
     def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
         x = self.drop(self.embed(tokens))  # (B, T, E)
         out, state = self.rnn(x, lengths=lengths)  # (B, T, D*H), zero past each length
-        if self.pool == "last":
+        pools = ("last", "max", "mean") if self.pool == "concat" else (self.pool,)
+        feats = torch.cat([self._pool(kind, out, state, lengths) for kind in pools], dim=1)
+        return self.out(self.drop(feats))  # (B, K)
+
+    def _pool(self, kind: str, out: Tensor, state: Any, lengths: Tensor) -> Tensor:
+        """(B, D*H) features of the outputs (B, T, D*H) or the final state."""
+        if kind == "last":
             h = state if isinstance(state, Tensor) else state[0]  # (D*L, B, H): LSTM states lead with h
             D = 2 if self.rnn.bidirectional else 1
-            feats = h[-D:].transpose(0, 1).reshape(tokens.size(0), -1)  # (B, D*H)
-        else:
+            return h[-D:].transpose(0, 1).reshape(out.size(0), -1)
+        if kind == "max":
             valid = _time_mask(lengths.to(out.device), out.size(1)).unsqueeze(2)  # (B, T, 1)
-            if self.pool == "max":
-                feats = out.masked_fill(~valid, float("-inf")).amax(dim=1)  # (B, D*H)
-            else:
-                feats = out.sum(dim=1) / lengths.to(out).unsqueeze(1)  # the pads are zero
-        return self.out(self.drop(feats))  # (B, K)
+            return out.masked_fill(~valid, float("-inf")).amax(dim=1)
+        return out.sum(dim=1) / lengths.to(out).unsqueeze(1)  # the pads are zero

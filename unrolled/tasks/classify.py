@@ -19,8 +19,8 @@ import hashlib
 import json
 import math
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -44,6 +44,8 @@ from ..data import (
 )
 from ..data import tokenize as _tokenize
 from ..data.labelled import _TOKEN
+from ..data.words import NEWLINE
+from ..data.words import tokenize as word_tokens
 from ..export import Graph
 from ..layers import Recurrent
 from ..models import RecurrentClassifier, TextCNN
@@ -65,6 +67,7 @@ from ..training import (
 from ..training import checkpoint as ckpt
 from ..training.config import positive, split_fractions
 from ..training.device import model_device, to_device
+from .base import RecurrentConfig
 
 LABELS = "labels.json"  # the class names, in output order
 
@@ -75,7 +78,8 @@ RECURRENT: dict[str, tuple[type[nn.Module], bool]] = {
     "gru": (GRUCell, False),
     "bilstm": (LSTMCell, True),
 }
-ARCHS = ("cnn", *RECURRENT)
+ARCHS = ("cnn", *RECURRENT, "lm")  # lm: the recurrent encoder of a language model (--init-from)
+ENCODER_FIELDS = tuple(f.name for f in fields(RecurrentConfig))  # what rebuilds an LM's encoder
 
 
 @dataclass
@@ -88,12 +92,27 @@ class ModelConfig:
     channels: int = 100  # cnn: feature maps per width
     hidden: int = 128  # recurrent: units per layer and direction
     layers: int = 1  # recurrent: stacked layers
-    pool: str = flag("max", choices=POOLS)  # recurrent: max or mean over each text's steps, or its last state
+    # recurrent: max or mean over each text's steps, its last state, or concat: the three side by side
+    pool: str = flag("max", choices=POOLS)
     dropout: float = 0.5  # on the pooled features (and the embeddings, recurrent): small data overfit
+    # a word-LM run whose embedding and recurrent encoder start the classifier (ULMFiT); the
+    # architecture, vocabulary and tokeniser follow the LM
+    init_from: str | None = flag(None, metavar="LM_RUN", fixed=True)
+    # --init-from: gradual unfreezing: epoch e < K trains only the top e + 1 layer groups (the output
+    # layer alone in epoch 0); from epoch K on, every group trains
+    freeze_epochs: int = 0
+    lr_decay_per_layer: float = 1.0  # --init-from: each layer group's rate is this times the one above
+    encoder: dict[str, Any] | None = flag(None, hidden=True)  # the LM's recurrent config (set by --init-from)
 
     def validate(self) -> None:
         if self.arch not in ARCHS:
             raise ValueError(f"unknown --arch {self.arch!r}: expected one of {', '.join(ARCHS)}")
+        if (self.arch == "lm") != (self.encoder is not None):
+            raise ValueError("--arch lm is the encoder of a language model: give --init-from LM_RUN instead")
+        if self.freeze_epochs < 0:
+            raise ValueError(f"--freeze-epochs must be >= 0, got {self.freeze_epochs}")
+        if not 0.0 < self.lr_decay_per_layer <= 1.0:
+            raise ValueError(f"--lr-decay-per-layer must be in (0, 1], got {self.lr_decay_per_layer}")
         if self.pool not in POOLS:
             raise ValueError(f"unknown --pool {self.pool!r}: expected one of {', '.join(POOLS)}")
         positive(self, ("embedding_dim", "channels", "hidden", "layers"))
@@ -119,6 +138,8 @@ class DataConfig:
     max_tokens: int = 400  # longer texts are cut to their first max_tokens words
     min_count: int = 1  # words seen fewer times in the training split become <unk>
     max_vocab: int = 50_000  # the most frequent words kept
+    # --init-from: the texts are read as the word-LM reads them (its tokeniser; lower-cased or not)
+    lm_lower: bool | None = flag(None, hidden=True)
 
     def validate(self) -> None:
         if self.data is None:
@@ -161,6 +182,7 @@ class Dataset:
     test: Split | None
     sources: list[str]
     sha256: str  # of the file(s): a resumed run needs the same data
+    init: dict[str, Tensor] | None = None  # --init-from (a new run): the LM's embedding and encoder
 
 
 def load_data(
@@ -179,7 +201,8 @@ def load_data(
         val_i, test_i, train_i = split_indices(rows.labels, [cfg.val_frac, cfg.test_frac], seed)
     else:
         (val_i, train_i), test_i = split_indices(rows.labels, [cfg.val_frac], seed), []
-    tokens = [_tokenize(t)[: cfg.max_tokens] for t in rows.texts]
+    tok = tokenizer_of(cfg)
+    tokens = [tok(t)[: cfg.max_tokens] for t in rows.texts]
     vocab = vocab or WordVocab.from_tokens((tokens[i] for i in train_i), cfg.min_count, cfg.max_vocab)
 
     def encode(source: LabelledTexts, toks: list[list[str]], rows_i: list[int]) -> Split:
@@ -188,7 +211,7 @@ def load_data(
 
     test = None
     if test_rows is not None:
-        test_tokens = [_tokenize(t)[: cfg.max_tokens] for t in test_rows.texts]
+        test_tokens = [tok(t)[: cfg.max_tokens] for t in test_rows.texts]
         test = encode(test_rows, test_tokens, list(range(len(test_rows))))
     elif test_i:
         test = encode(rows, tokens, test_i)
@@ -197,6 +220,14 @@ def load_data(
     return Dataset(
         classes, vocab, encode(rows, tokens, train_i), encode(rows, tokens, val_i), test, sources, sha
     )
+
+
+def tokenizer_of(cfg: DataConfig) -> Callable[[str], list[str]]:
+    """The run's tokeniser: the classifier's own, or (``--init-from``) the word-LM's."""
+    if cfg.lm_lower is None:
+        return _tokenize
+    lower = cfg.lm_lower
+    return lambda text: [t for t in word_tokens(text, lower) if t != NEWLINE]
 
 
 def class_ids(labels: list[str], classes: list[str], source: str) -> Tensor:
@@ -211,9 +242,78 @@ def class_ids(labels: list[str], classes: list[str], source: str) -> Tensor:
     return torch.tensor([index[c] for c in labels], dtype=torch.long)
 
 
+# ---- transfer from a language model (ULMFiT) -------------------------------------------------
+def adopt_language_model(config: ClassifyConfig) -> tuple[WordVocab, dict[str, Tensor]]:
+    """``--init-from LM_RUN``: check the LM, make ``config`` follow it (encoder, embedding size,
+    tokeniser), and return its vocabulary and the weights to start from (embedding, encoder)."""
+    from ..api import load
+
+    m, path = config.model, config.model.init_from
+    lm = load(path, which=ckpt.BEST)
+    if lm.task != "lm" or getattr(lm, "unit", None) != "word":
+        what = f"a {lm.task} run" if lm.task != "lm" else f"a language model over {lm.unit}s"
+        raise ValueError(
+            f"--init-from {path!r} is {what}: it must be a word-level language model "
+            "(unrolled train lm --unit word) whose vocabulary and tokeniser the classifier adopts"
+        )
+    encoder = lm.config.model
+    lm_model = lm.model
+    if lm_model.embed is None:
+        raise ValueError(f"--init-from {path!r} reads one-hot tokens: the classifier needs its embedding")
+    follows = {
+        "arch": "cnn",
+        "hidden": encoder.hidden,
+        "layers": encoder.layers,
+        "embedding_dim": encoder.embedding_dim,
+    }
+    defaults = ModelConfig()
+    for name, lm_value in follows.items():
+        given = getattr(m, name)
+        if given != getattr(defaults, name) and given != lm_value:
+            option = "--" + name.replace("_", "-")
+            theirs = lm_value if name != "arch" else f"a {encoder.cell} encoder"
+            raise ValueError(
+                f"{option} {given} differs from the language model's ({theirs}): drop {option}, "
+                "the architecture follows the LM"
+            )
+    m.arch, m.hidden, m.layers, m.embedding_dim = "lm", encoder.hidden, encoder.layers, encoder.embedding_dim
+    m.encoder = {name: getattr(encoder, name) for name in ENCODER_FIELDS}
+    config.data.lm_lower = bool(lm.config.data.lower)
+    init = {"embed.weight": lm_model.embed.weight.detach().cpu().clone()}
+    init |= {f"rnn.{k}": v.detach().cpu().clone() for k, v in lm_model.rnn.state_dict().items()}
+    return lm.vocab, init
+
+
+def layer_groups(model: RecurrentClassifier) -> list[list[nn.Parameter]]:
+    """The layer groups of gradual unfreezing and discriminative rates, from the bottom: the
+    embedding, each recurrent layer (both directions), the output layer."""
+    D = 2 if model.rnn.bidirectional else 1
+    layers: list[list[nn.Parameter]] = [[] for _ in range(model.rnn.num_layers)]
+    for name, param in model.rnn.named_parameters():
+        layers[int(name.split(".")[1]) // D].append(param)
+    return [list(model.embed.parameters()), *layers, list(model.out.parameters())]
+
+
+def lr_scales(groups: int, freeze_epochs: int, decay: float, epoch: int) -> list[float]:
+    """Each group's multiple of the learning rate in ``epoch``: ``decay`` per group below the top
+    (Howard & Ruder's discriminative rates, who use 1/2.6), and 0 for the groups still frozen:
+    in epoch e < ``freeze_epochs`` only the top e + 1 groups train (the output layer first).
+
+        >>> lr_scales(4, 2, 0.5, 0), lr_scales(4, 2, 0.5, 1), lr_scales(4, 2, 0.5, 2)
+        ([0.0, 0.0, 0.0, 1.0], [0.0, 0.0, 0.5, 1.0], [0.125, 0.25, 0.5, 1.0])
+    """
+    scales = [decay ** (groups - 1 - i) for i in range(groups)]
+    if epoch < freeze_epochs:
+        scales = [0.0 if i < groups - 1 - epoch else x for i, x in enumerate(scales)]
+    return scales
+
+
 # ---- model, loss, metrics ------------------------------------------------------------------
 def build_model(cfg: ModelConfig, vocab_size: int, num_classes: int) -> TextCNN | RecurrentClassifier:
     cfg.validate()
+    if cfg.encoder is not None:  # a language model's encoder, as that model built it (--init-from)
+        rnn = RecurrentConfig(**cfg.encoder).build_recurrent(cfg.embedding_dim, dropout=cfg.dropout)
+        return RecurrentClassifier(vocab_size, num_classes, rnn, cfg.embedding_dim, cfg.pool, cfg.dropout)
     if cfg.arch == "cnn":
         return TextCNN(vocab_size, num_classes, cfg.embedding_dim, cfg.widths, cfg.channels, cfg.dropout)
     cell, bidirectional = RECURRENT[cfg.arch]
@@ -335,7 +435,7 @@ class ClassifyPredictor(Predictor):
         for k, text in enumerate(texts):
             if not isinstance(text, str):
                 raise TypeError(f"text {k + 1} is a {type(text).__name__}, expected a str")
-            words = _tokenize(text)[: self.config.data.max_tokens]
+            words = tokenizer_of(self.config.data)(text)[: self.config.data.max_tokens]
             if not words:
                 raise ValueError(f"text {k + 1} has no words to classify: {text!r}")
             ids.append(self.vocab.encode(words))
@@ -435,7 +535,11 @@ class Classify(Task):
     eval_inputs = {"data": "classifier runs: labelled CSV/TSV file to score (read with the run's columns)"}
 
     def prepare(self, config: ClassifyConfig, assets: dict[str, Any] | None) -> Prepared:
-        if assets is None:
+        if assets is None and config.model.init_from is not None:
+            vocab, init = adopt_language_model(config)
+            data = load_data(config.data, config.loop.seed, vocab)
+            data.init = init
+        elif assets is None:
             data = load_data(config.data, config.loop.seed)
         else:
             data = load_data(config.data, config.loop.seed, assets["vocab"], assets["classes"])
@@ -466,7 +570,17 @@ class Classify(Task):
 
         # 10 x ln K: an overfitted classifier's validation loss can pass 3 x ln 2 without diverging
         bound = Bound("val_loss", math.log(K), f"ln {K} (a uniform guess over the {K} classes)", factor=10.0)
-        return Fit(batches, class_loss, validate, bound=bound)
+        if config.model.encoder is None:
+            return Fit(batches, class_loss, validate, bound=bound)
+        if data.init is not None:  # a new run: start from the language model's weights
+            with torch.no_grad():
+                model.embed.weight.copy_(data.init["embed.weight"])
+                model.rnn.load_state_dict({k[4:]: v for k, v in data.init.items() if k.startswith("rnn.")})
+        groups = layer_groups(model)
+        scales = functools.partial(
+            lr_scales, len(groups), config.model.freeze_epochs, config.model.lr_decay_per_layer
+        )
+        return Fit(batches, class_loss, validate, bound=bound, groups=groups, lr_scales=scales)
 
     def finish(self, run: Run, state: TrainerState, prepared: Prepared) -> dict[str, Any]:
         data, K = prepared.data, len(prepared.data.classes)
@@ -555,5 +669,6 @@ def evaluate_file(run: Run, path: str | Path) -> dict[str, Any]:
     d = run.config.data
     rows = read_labelled(path, d.text_column, d.label_column)
     labels = class_ids(rows.labels, run.classes, rows.source)
-    ids = [run.vocab.encode(_tokenize(t)[: d.max_tokens]) for t in rows.texts]
+    tok = tokenizer_of(d)
+    ids = [run.vocab.encode(tok(t)[: d.max_tokens]) for t in rows.texts]
     return evaluate(run.model, Split(ids, labels), len(run.classes))

@@ -76,11 +76,20 @@ class TrainerState:
 MAX_SKIPS_IN_A_ROW = 100  # past this many non-finite steps in a row, even "skip" stops the run
 
 
-def make_optimizer(model: nn.Module, optim: OptimConfig) -> torch.optim.Optimizer:
-    """``--optimizer``: AdamW (decoupled weight decay) or plain SGD (weight decay as L2)."""
+def make_optimizer(
+    model: nn.Module, optim: OptimConfig, groups: Sequence[Sequence[nn.Parameter]] | None = None
+) -> torch.optim.Optimizer:
+    """``--optimizer``: AdamW (decoupled weight decay) or plain SGD (weight decay as L2); with
+    ``groups`` (every parameter of ``model`` in exactly one), one parameter group each."""
+    params: Any = model.parameters()
+    if groups is not None:
+        seen = [id(p) for g in groups for p in g]
+        if sorted(seen) != sorted(id(p) for p in model.parameters()):
+            raise ValueError("the parameter groups must hold every parameter of the model exactly once")
+        params = [{"params": list(g)} for g in groups]
     if optim.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=optim.lr, weight_decay=optim.weight_decay)
-    return torch.optim.AdamW(model.parameters(), lr=optim.lr, weight_decay=optim.weight_decay)
+        return torch.optim.SGD(params, lr=optim.lr, weight_decay=optim.weight_decay)
+    return torch.optim.AdamW(params, lr=optim.lr, weight_decay=optim.weight_decay)
 
 
 @dataclass(frozen=True)
@@ -125,6 +134,8 @@ class Trainer:
         make_state: Callable[[list[Tensor]], Any] | None = None,
         select: tuple[str, str] = ("val_loss", "min"),
         bound: Bound | None = None,
+        groups: Sequence[Sequence[nn.Parameter]] | None = None,
+        lr_scales: Callable[[int], Sequence[float]] | None = None,
     ) -> None:
         if len(data) == 0:
             raise ValueError("no training chunks: the training text is too short for one batch")
@@ -147,7 +158,9 @@ class Trainer:
         # loss so that small gradients survive, and its scaler skips steps whose gradients overflow
         self.amp_dtype = autocast_dtype(optim.precision, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type) if optim.precision == "fp16" else None
-        self.optimizer = make_optimizer(model, optim)
+        self.optimizer = make_optimizer(model, optim, groups)
+        # epoch -> each parameter group's multiple of the learning rate (0: frozen that epoch)
+        self.lr_scales = lr_scales or (lambda epoch: [1.0] * len(self.optimizer.param_groups))
         # torchrun: each rank trains a DistributedDataParallel copy on its rows of every batch
         self.world = distributed.current()
         self.main = self.world is None or self.world.main  # rank 0 writes, logs and decides to stop
@@ -429,8 +442,9 @@ class Trainer:
         # fp16: an overflowing gradient is the scaler's business (it skips the step, lowers the scale)
         finite = math.isfinite(loss_value) and (math.isfinite(norm_value) or self.scaler is not None)
         if finite:
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
+            scales = self.lr_scales(st.epoch)
+            for group, scale in zip(self.optimizer.param_groups, scales, strict=True):
+                group["lr"] = lr * scale
             try:
                 if self.scaler is None:
                     self.optimizer.step()

@@ -121,6 +121,10 @@ class Fit:
     make_state: Callable[[list[Any]], Any] | None = None  # saved carried tensors -> the cells' state
     select: tuple[str, str] = ("val_loss", "min")  # the metric of `evaluate` that picks the best weights
     bound: Bound | None = None  # the validation figure of knowing nothing: far beyond it = diverged
+    # parameter groups of the optimizer (every parameter in one), and epoch -> each group's multiple
+    # of the learning rate: discriminative rates, and gradual unfreezing (a multiple of 0 freezes)
+    groups: Sequence[Sequence[nn.Parameter]] | None = None
+    lr_scales: Callable[[int], Sequence[float]] | None = None
 
 
 class Task:
@@ -306,6 +310,8 @@ class Task:
             make_state=f.make_state,
             select=f.select,
             bound=f.bound,
+            groups=f.groups,
+            lr_scales=f.lr_scales,
         )
 
     def _run(self, run: Run, trainer: Trainer, prepared: Prepared) -> tuple[Run, TrainerState, Any]:

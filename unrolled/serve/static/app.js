@@ -210,7 +210,7 @@ const panels = {
     const out = $("#forecast-out");
     out.innerHTML = "";
     const title = `forecast of ${f.mean.length} steps after ${f.history.time[n - 1]}`;
-    out.appendChild(chart(title, [{points: hist, color: "#5b8bd6", label: "history"}, {points: mean, color: "#d1743b", label: "forecast", width: 2}], bands, 700, 260));
+    out.appendChild(chart(title, [{points: hist, color: "#5b8bd6", label: "history"}, {points: mean, color: "#d1743b", label: "forecast", width: 2, dots: true}], bands, 700, 260));
   },
 };
 
