@@ -6,11 +6,12 @@ Needs Debian's SWORD modules and the ``pysword`` reader (``pip install -e '.[ben
 
 What it measures
     Corpus BLEU and chrF (sacrebleu, defaults: 13a tokenisation, exponential smoothing) and the
-    exact-match rate of ``unrolled train translate`` with ``--attention bahdanau`` and with
-    ``--attention none``, each trained for the same wall-clock budget (``--minutes``) on the same
-    verse pairs, and of a copy-the-source baseline (the English verse offered as its own Spanish
-    translation: what a model gets for names, numbers and punctuation alone), all scored on the
-    same test verses, greedy and with beam search (``--beam``).
+    exact-match rate of ``unrolled train translate`` models (``--models``: word tokens or joint
+    sentencepiece subwords of K thousand pieces, each with an attention), each trained for the
+    same wall-clock budget (``--minutes``) on the same verse pairs, and of a copy-the-source
+    baseline (the English verse offered as its own Spanish translation: what a model gets for
+    names, numbers and punctuation alone), all scored on the same test verses, greedy and with
+    beam search (``--beam``).
 
 The data
     The King James Version (module ``engKJV2006eb``, Debian's ``sword-text-kjv``) and the
@@ -29,7 +30,10 @@ The protocol
     subprocess per model (word tokens, lower-cased, punctuation split off; training verses
     longer than L tokens dropped, which the run's config.json counts); then
     ``unrolled eval DIR --data test.tsv --json`` for greedy and beam scores of the best weights.
-    The baseline is scored with the same tokenisation (``detokenize(tokenize(text))``).
+    The baseline is scored with the same tokenisation (``detokenize(tokenize(text))``). Word runs
+    are scored on word tokens rejoined; subword runs output real text, scored against the raw
+    (lower-cased) reference with sacrebleu's 13a tokenisation (``copy-source-raw`` is the
+    baseline scored that way).
     Time-limited training depends on the machine's load: the load average is recorded.
 
 Output
@@ -108,6 +112,15 @@ def main() -> int:
     p.add_argument("--min-freq", type=int, default=3, help="rarer words become <unk> [3]")
     p.add_argument("--beam", type=int, default=5, help="beam size of the beam-search scores [5]")
     p.add_argument("--seed", type=int, default=1337)
+    p.add_argument(
+        "--models",
+        default="word-bahdanau,word-none",
+        help="NAME[,NAME...]: word-ATTENTION, or bpeK-ATTENTION / unigramK-ATTENTION (K thousand "
+        "joint sentencepiece pieces, e.g. bpe8-bahdanau) [word-bahdanau,word-none]",
+    )
+    p.add_argument(
+        "--subword-max-len", type=int, default=64, help="--max-len of the subword models, in pieces [64]"
+    )
     p.add_argument("--workdir", help="keep the data and runs here (default: a temporary folder)")
     p.add_argument("--json", help="result file [benchmarks/results/translation-<date>-cpu<threads>.json]")
     p.add_argument("--smoke", action="store_true", help="a few seconds on a few books, to test the script")
@@ -132,14 +145,24 @@ def main() -> int:
         tok = tokenizer("word")
         refs_text = [detokenize(tok(t), "word") for _, t in test]
         copy = corpus_scores([detokenize(tok(s), "word") for s, _ in test], refs_text)
-        results: dict[str, dict] = {"copy-source": {"greedy": copy}}
+        # scored as subword runs are: the raw (lower-cased) text against the raw reference, 13a
+        raw = corpus_scores(
+            [" ".join(s.lower().split()) for s, _ in test], [" ".join(t.lower().split()) for _, t in test]
+        )
+        results: dict[str, dict] = {"copy-source": {"greedy": copy}, "copy-source-raw": {"greedy": raw}}
         load_before = os.getloadavg()
         minutes = 0.1 if args.smoke else args.minutes
-        for attention in ("bahdanau", "none"):
-            out = work / f"run-{attention}"
+        for name in args.models.split(","):
+            tokens, attention = name.split("-")
+            out = work / f"run-{name}"
             cmd = [sys.executable, "-m", "unrolled", "train", "translate", "--data", str(work / "train.tsv")]
-            cmd += ["--test-data", str(work / "test.tsv"), "--max-len", str(args.max_len)]
-            cmd += ["--min-freq", str(args.min_freq), "--attention", attention, "--seed", str(args.seed)]
+            cmd += ["--test-data", str(work / "test.tsv"), "--attention", attention, "--seed", str(args.seed)]
+            if tokens == "word":
+                cmd += ["--max-len", str(args.max_len), "--min-freq", str(args.min_freq)]
+            else:  # bpe8 -> --tokens bpe --vocab-size 8000 (one joint model)
+                kind, thousands = tokens.rstrip("0123456789"), tokens[len(tokens.rstrip("0123456789")) :]
+                cmd += ["--tokens", kind, "--vocab-size", str(int(thousands) * 1000)]
+                cmd += ["--max-len", str(args.subword_max_len)]
             cmd += ["--max-minutes", str(minutes), "--eval-every", "50" if args.smoke else "500"]
             cmd += ["--out", str(out), "--no-progress"]
             started = time.time()
@@ -154,16 +177,16 @@ def main() -> int:
                 "steps": last["step"],
                 "info": config["info"],
             }
-            for name, beam in (("greedy", 1), (f"beam{args.beam}", args.beam)):
+            for decoding, beam in (("greedy", 1), (f"beam{args.beam}", args.beam)):
                 scored = json.loads(
                     run([sys.executable, "-m", "unrolled", "eval", str(out), "--data", str(work / "test.tsv"),
                          "--beam", str(beam), "--length-penalty", "0.6" if beam > 1 else "0", "--json"])
                 )  # fmt: skip
-                entry[name] = {
+                entry[decoding] = {
                     k: scored[k] for k in ("bleu", "chrf", "exact_match", "token_accuracy", "loss")
                 }
-            results[f"attention-{attention}"] = entry
-            print(f"  {attention}: {entry['steps']} steps in {entry['train_s']:.0f} s", file=sys.stderr)
+            results[name] = entry
+            print(f"  {name}: {entry['steps']} steps in {entry['train_s']:.0f} s", file=sys.stderr)
 
     print(f"\n{'model':<22} {'decoding':<8} {'BLEU':>6} {'chrF':>6} {'exact':>6}")
     for name, entry in results.items():

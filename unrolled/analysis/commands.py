@@ -202,7 +202,7 @@ def _plot_spectrum(blocks: dict[str, dict[str, Any]], title: str) -> Any:
     conv.set_title("power iteration |lambda_k - lambda_1|", fontsize=9)
     conv.set_xlabel("iteration")
     if conv.get_legend_handles_labels()[0]:
-        conv.legend(fontsize=8)
+        conv.legend(fontsize=8, loc="upper right")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
@@ -290,7 +290,7 @@ def _plot_gradients(results: dict[str, dict[str, Any]]) -> Any:
                             ls="--", alpha=1.0 - 0.25 * k, label=f"{tag}: |ds_T/ds_t|")  # fmt: skip
     ax.set_xlabel("steps back from the loss (T - t)")
     ax.set_ylabel("norm (log scale)")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
     return fig
 

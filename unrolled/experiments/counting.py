@@ -283,7 +283,7 @@ def plot(config: CountingConfig, runs: dict[str, dict[str, Any]], summary: dict[
     left.set_xlabel("n")
     left.set_ylabel("share of seeds that recognise a^n b^n")
     left.set_ylim(-0.05, 1.1)
-    left.legend(fontsize=8)
+    left.legend(fontsize=8, loc="upper right")
     n_test = config.test_factor * N
     right.axvline(n_test - 0.5, color="grey", ls=":", lw=0.8)
     right.set_xlabel(f"position in a^{n_test} b^{n_test + 1} (the b's start at the dotted line)")

@@ -1005,7 +1005,7 @@ def save_plot(run: Run, data: Data, bt: Backtest, path: Path) -> None:
     bands = " (bands, bars: 95% intervals)" if bt.intervals else ""
     ax.set_title(f"{data.series.name}: the test part, {H}-step forecasts {every}{bands}", fontsize=9)
     ax.set_xlabel("time" if axis is not None else "time index")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left")  # "best" warns when placing it takes >1 s (a busy CPU)
     fig.tight_layout()
     save_png(fig, path)
 
@@ -1032,6 +1032,6 @@ def save_future_plot(series: Series, rows: list[dict[str, Any]], path: Path) -> 
             steps, [r["lo80"] for r in rows], [r["hi80"] for r in rows], color="C0", alpha=0.25, label="80%"
         )
     ax.set_title(f"{series.name}: forecast of the next {len(rows)} values", fontsize=9)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     save_png(fig, path)
