@@ -369,10 +369,10 @@ def test_the_page_in_headless_chromium(root) -> None:
 
             open_run("translate")
             assert page.locator("#panel-sample").is_hidden() and page.locator("#panel-translate").is_visible()
-            page.fill("#panel-translate input[name=text]", "twenty one")
+            page.fill("#panel-translate input[name=text]", "three hundred and twelve")
             page.click("#panel-translate button")
             page.wait_for_selector("#attention-out svg rect")
-            (t,) = unrolled.load(root / "translate").translate(["twenty one"])
+            (t,) = unrolled.load(root / "translate").translate(["three hundred and twelve"])
             assert page.locator("#translate-out").text_content() == t
             shot("translate")
 
