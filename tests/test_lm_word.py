@@ -229,7 +229,10 @@ def test_a_vocabulary_that_leaves_most_validation_words_unk_is_refused(tmp_path,
         (["--unit", "word", "--min-count", "0"], "--min-count must be positive"),
         (["--unit", "word", "--test-frac", "0.95"], "--test-frac (0.95)"),
         (["--unit", "sentence"], "invalid choice: 'sentence'"),
-        (["--lower", "--max-vocab", "100"], "--lower, --max-vocab applies to --unit word"),
+        (["--lower", "--max-vocab", "100"], "--lower applies to --unit word or subword, not to --unit char"),
+        (["--unit", "subword", "--max-vocab", "100"], "--max-vocab applies to --unit word, not to --unit subword"),
+        (["--unit", "word", "--vocab-size", "100"], "--vocab-size applies to --unit subword, not to --unit word"),
+        (["--unit", "subword", "--vocab-size", "0"], "--vocab-size must be positive"),
     ],
 )
 def test_bad_model_and_data_flags(tiny_text_file, tmp_path, capsys, flags, pattern) -> None:

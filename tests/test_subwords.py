@@ -1,5 +1,5 @@
-"""Subword units (sentencepiece BPE and unigram): exact round trips, one-line errors, and translator
-runs over subwords that train, resume, evaluate, load and export."""
+"""Subword units (sentencepiece BPE and unigram): exact round trips, one-line errors, and translator,
+language-model and classifier runs over subwords that train, resume, evaluate, load and export."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 import unrolled
 from unrolled.cli import main
 from unrolled.data.pairs import Codec
-from unrolled.data.subwords import Subwords
+from unrolled.data.subwords import NEWLINE, PieceJoiner, Subwords
+from unrolled.tasks.lm import subword_parts
 from unrolled.training import checkpoint as ckpt
 
 TEXT = [
@@ -40,6 +41,28 @@ def test_pieces_round_trip_exactly(words) -> None:
 
 
 _models = {kind: Subwords.train(TEXT, kind, 40) for kind in ("bpe", "unigram")}
+
+LINE = st.lists(st.text(alphabet=ALPHABET, min_size=1, max_size=8), max_size=5).map(" ".join)
+
+
+@settings(max_examples=50, deadline=None)
+@given(lines=st.lists(LINE, min_size=1, max_size=4))
+def test_a_stream_of_lines_joins_back_piece_by_piece(lines) -> None:
+    text = "\n".join(lines)
+    for sw in _models.values():
+        stream = sw.stream(text)
+        assert stream.count(NEWLINE) == len(lines) - 1
+        for pieces in (stream, sw.stream(" " + text.replace(" ", "  "))):  # white space normalised
+            joiner = PieceJoiner()  # one piece at a time, as a sample is written
+            assert "".join(joiner.push(p) for p in pieces) == text
+
+
+def test_a_subword_lm_splits_its_text_at_line_breaks() -> None:
+    text = "".join(f"line {i:02d}\n" for i in range(10))  # 80 characters, 8 per line
+    train, val, test = subword_parts(text, 0.25, 0.15)
+    assert train + val + test == text and all(p.endswith("\n") for p in (train, val, test))
+    assert (len(train), len(val), len(test)) == (48, 16, 16)  # 80 - 20 - 12 = 48, then 80 - 12 = 68 -> 64
+    assert subword_parts("one line, no break", 0.5, 0.0) == ("one line,", " no break", "")
 
 
 def test_a_model_is_the_same_from_the_same_text_and_reads_back_from_its_bytes(model) -> None:
@@ -130,3 +153,53 @@ def test_a_vocab_size_the_pairs_cannot_give_is_one_line_and_writes_nothing(tmp_p
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "--vocab-size 3 is too small" in err and "give at least" in err
     assert not out.exists()
+
+
+# ---- language models and classifiers over subwords -----------------------------------------
+def test_a_subword_lm_trains_resumes_evaluates_samples_loads_and_exports(tmp_path, capsys) -> None:
+    text = tmp_path / "text.txt"
+    text.write_text("\n".join(TEXT), encoding="utf-8")
+    out = tmp_path / "lm"
+    small = ["--hidden", "16", "--batch-size", "4", "--seq-len", "8", "--no-progress", "--sample-length", "0"]
+    argv = ["train", "lm", "--unit", "subword", "--tokens", "unigram", "--vocab-size", "40", "--lower"]
+    assert main([*argv, "--text", str(text), "--out", str(out), *small, "--max-steps", "4"]) == 0
+    sw = Subwords.load(out / "spm.model")
+    assert sw.kind == "unigram" and len(sw) == 40
+    train, _, _ = subword_parts("\n".join(TEXT), 0.1, 0.1)  # learnt from the training part alone
+    assert sw.model == Subwords.train(train.split("\n"), "unigram", 40).model
+    vocab = json.loads((out / ckpt.VOCAB).read_text())["tokens"]
+    assert vocab == ["<pad>", "<unk>", NEWLINE, *sw.vocabulary()]
+    assert main(["train", "lm", "--resume", str(out), "--max-steps", "2", "--no-progress"]) == 0
+    assert ckpt.trainer_state(out)["step"] == 6
+    capsys.readouterr()
+    assert main(["eval", str(out), "--text", str(text)]) == 0
+    assert "nats/piece" in capsys.readouterr().out
+    p = unrolled.load(out)
+    assert p.unit == "subword" and p.tokens("The River\nruns") == sw.stream("the river\nruns")
+    result = p.score("the river runs where the old mill stood")
+    assert result["tokens"] == len(sw.pieces("the river runs where the old mill stood"))
+    sample = p.sample("the old", length=30, seed=3)
+    assert sample == p.sample("the old", length=30, seed=3) and set(sample) <= set("".join(TEXT)) | {"\n"}
+    assert main(["sample", str(out), "--prime", "the old", "--length", "30", "--seed", "3"]) == 0
+    assert capsys.readouterr().out == "the old" + sample + "\n"
+    meta = p.export_meta()
+    assert base64.b64decode(meta["sentencepiece"]) == sw.model and meta["unit"] == "subword"
+
+
+def test_a_subword_classifier_trains_resumes_evaluates_and_loads(tmp_path, capsys) -> None:
+    data = tmp_path / "moods.csv"
+    data.write_text("label,text\n" + "".join(f"{k % 2},{t}\n" for k, t in enumerate(TEXT)), encoding="utf-8")
+    out = tmp_path / "run"
+    argv = ["train", "classify", "--data", str(data), "--tokens", "bpe", "--vocab-size", "40"]
+    argv += ["--arch", "gru"]
+    small = ["--hidden", "16", "--batch-size", "4", "--no-progress"]
+    assert main([*argv, *small, "--out", str(out), "--max-steps", "3"]) == 0
+    sw = Subwords.load(out / "spm.model")
+    assert json.loads((out / ckpt.VOCAB).read_text())["tokens"] == ["<pad>", "<unk>", *sw.vocabulary()]
+    assert main(["train", "classify", "--resume", str(out), "--max-steps", "2", "--no-progress"]) == 0
+    assert ckpt.trainer_state(out)["step"] == 5
+    p = unrolled.load(out)
+    assert p.encode("The Old mill")[0].tolist() == p.vocab.encode(sw.pieces("the old mill")).tolist()
+    ((label, _),) = p.predict(["the old mill"])
+    assert label in ("0", "1") and base64.b64decode(p.export_meta()["sentencepiece"]) == sw.model
+    assert main(["eval", str(out), "--data", str(data)]) == 0

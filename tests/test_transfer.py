@@ -1,6 +1,6 @@
 """Transfer from a language model (ULMFiT): ``unrolled train classify --init-from LM_RUN`` starts the
-classifier from the LM's embedding and encoder, exactly; frozen layer groups do not move; the run
-resumes, evaluates and loads; bad combinations are one line."""
+classifier from the LM's embedding and encoder (words or subwords), exactly; frozen layer groups do
+not move; the run resumes, evaluates and loads; bad combinations are one line."""
 
 from __future__ import annotations
 
@@ -97,7 +97,31 @@ def test_init_from_a_run_that_is_no_word_lm(lm_run, tmp_path, capsys) -> None:
     assert main(["train", "lm", "--text", str(folder / "text.txt"), "--out", str(chars), *small]) == 0
     capsys.readouterr()
     assert main([*_classify(folder, chars, tmp_path / "run"), "--max-steps", "2"]) == 2
-    assert "is a language model over chars: it must be a word-level language model" in capsys.readouterr().err
+    assert "is a language model over chars: it must be a word- or subword-level" in capsys.readouterr().err
     data = ["--data", str(folder / "moods.csv"), "--no-progress", "--max-steps", "2"]
     assert main(["train", "classify", *data, "--arch", "lm", "--out", str(tmp_path / "x")]) == 2
     assert "--arch lm is the encoder of a language model: give --init-from LM_RUN" in capsys.readouterr().err
+
+
+def test_a_classifier_starts_from_a_subword_lm_and_reads_text_as_it_does(lm_run, tmp_path, capsys) -> None:
+    folder, _ = lm_run
+    lm, out = tmp_path / "lm", tmp_path / "run"
+    small = ["--hidden", "16", "--batch-size", "4", "--seq-len", "8", "--no-progress", "--sample-length", "0"]
+    argv = ["train", "lm", "--unit", "subword", "--vocab-size", "30", "--text", str(folder / "text.txt")]
+    assert main([*argv, *small, "--out", str(lm), "--max-steps", "3"]) == 0
+    # one epoch, frozen below the output layer: the LM's weights come through bit for bit
+    assert main([*_classify(folder, lm, out, "--freeze-epochs", "1", "--max-epochs", "1")]) == 0
+    source, kept = _weights(lm, ckpt.BEST), _weights(out)
+    lm_keys = {"embed.weight"} | {k for k in source if k.startswith("rnn.")}
+    assert all(torch.equal(kept[k], source[k]) for k in lm_keys)
+    assert (out / "spm.model").read_bytes() == (lm / "spm.model").read_bytes()
+    assert (out / ckpt.VOCAB).read_text() == (lm / ckpt.VOCAB).read_text()
+    p = unrolled.load(out)
+    assert p.config.data.tokens == "bpe"
+    pieces = p.run.subwords.pieces("The old mill")  # the LM kept the case, and so does the classifier
+    assert p.encode("The old mill")[0].tolist() == p.vocab.encode(pieces).tolist()
+    assert "sentencepiece" in p.export_meta()
+    capsys.readouterr()
+    assert main([*_classify(folder, lm, tmp_path / "x", "--tokens", "word"), "--max-steps", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--tokens word differs from the language model's tokens (bpe)" in err

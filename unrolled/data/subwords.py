@@ -24,6 +24,8 @@ from pathlib import Path
 
 KINDS = ("bpe", "unigram")
 FILE = "spm.model"
+NEWLINE = "\n"  # the line-break token of a stream of lines (a language model's text)
+SPACE = "\u2581"  # sentencepiece's word-boundary mark
 
 
 class Subwords:
@@ -102,7 +104,45 @@ class Subwords:
     def text(self, pieces: Sequence[str]) -> str:
         """Pieces -> text, exactly: the inverse of :meth:`pieces` (specials other than pieces are
         left out)."""
-        return self.sp.DecodePieces([p for p in pieces if not (p.startswith("<") and p.endswith(">"))])
+        return self.sp.DecodePieces([p for p in pieces if not _special(p)])
+
+    def stream(self, text: str) -> list[str]:
+        """A text of many lines as one stream of pieces: each line's :meth:`pieces`, and
+        :data:`NEWLINE` for every line break (a language model learns where lines end).
+        :class:`PieceJoiner` turns the stream back into the text, line by line."""
+        out: list[str] = []
+        lines = text.split("\n")
+        for k, line in enumerate(lines):
+            out.extend(self.pieces(line))
+            if k + 1 < len(lines):
+                out.append(NEWLINE)
+        return out
+
+
+class PieceJoiner:
+    """Joins a stream of pieces (:meth:`Subwords.stream`) into text one piece at a time, for
+    generated samples: ``push(piece)`` returns the text to append. A line's text is that of
+    :meth:`Subwords.text`: the word-boundary mark is a space, but not at the start of a line;
+    specials (``<unk>``) are left out."""
+
+    def __init__(self) -> None:
+        self._line_start = True
+
+    def push(self, piece: str) -> str:
+        if piece == NEWLINE:
+            self._line_start = True
+            return NEWLINE
+        if _special(piece):
+            return ""
+        text = piece.replace(SPACE, " ")
+        if self._line_start:
+            text = text.lstrip(" ")
+            self._line_start = not text
+        return text
+
+
+def _special(piece: str) -> bool:
+    return piece.startswith("<") and piece.endswith(">")
 
 
 def _why(message: str, vocab_size: int) -> str:

@@ -14,6 +14,7 @@ the best weights, and written to ``results.json`` next to the validation scores.
 from __future__ import annotations
 
 import argparse
+import base64
 import functools
 import hashlib
 import json
@@ -44,6 +45,10 @@ from ..data import (
 )
 from ..data import tokenize as _tokenize
 from ..data.labelled import _TOKEN
+from ..data.subwords import FILE as SPM_FILE
+from ..data.subwords import KINDS as SUBWORDS
+from ..data.subwords import Subwords
+from ..data.vocab import SPECIALS
 from ..data.words import NEWLINE
 from ..data.words import tokenize as word_tokens
 from ..export import Graph
@@ -70,6 +75,8 @@ from ..training.device import model_device, to_device
 from .base import RecurrentConfig
 
 LABELS = "labels.json"  # the class names, in output order
+TOKENS = ("word", *SUBWORDS)
+TOKEN_UNITS = ("word", "subword")  # the language models whose encoder a classifier can start from
 
 # --arch NAME -> (cell class, bidirectional); "cnn" is the TextCNN
 RECURRENT: dict[str, tuple[type[nn.Module], bool]] = {
@@ -95,8 +102,8 @@ class ModelConfig:
     # recurrent: max or mean over each text's steps, its last state, or concat: the three side by side
     pool: str = flag("max", choices=POOLS)
     dropout: float = 0.5  # on the pooled features (and the embeddings, recurrent): small data overfit
-    # a word-LM run whose embedding and recurrent encoder start the classifier (ULMFiT); the
-    # architecture, vocabulary and tokeniser follow the LM
+    # a word- or subword-LM run whose embedding and recurrent encoder start the classifier (ULMFiT);
+    # the architecture, vocabulary and tokeniser follow the LM
     init_from: str | None = flag(None, metavar="LM_RUN", fixed=True)
     # --init-from: gradual unfreezing: epoch e < K trains only the top e + 1 layer groups (the output
     # layer alone in epoch 0); from epoch K on, every group trains
@@ -135,16 +142,22 @@ class DataConfig:
     val_frac: float = 0.1  # validation fraction: held out to pick the best weights
     test_frac: float = 0.1  # test fraction, 0 = none: held out and scored once, at the end
     batch_size: int = 50  # texts per step
-    max_tokens: int = 400  # longer texts are cut to their first max_tokens words
-    min_count: int = 1  # words seen fewer times in the training split become <unk>
-    max_vocab: int = 50_000  # the most frequent words kept
-    # --init-from: the texts are read as the word-LM reads them (its tokeniser; lower-cased or not)
+    max_tokens: int = 400  # longer texts are cut to their first max_tokens tokens
+    # words (lower-cased), or the pieces of a sentencepiece model learnt from the training split
+    # (bpe or unigram, --vocab-size pieces) [word; with --init-from, the LM's]
+    tokens: str | None = flag(None, choices=TOKENS)
+    vocab_size: int = 8000  # --tokens bpe|unigram: pieces of the sentencepiece model (<unk> included)
+    min_count: int = 1  # words seen fewer times in the training split become <unk> (--tokens word)
+    max_vocab: int = 50_000  # the most frequent words kept (--tokens word)
+    # --init-from: the texts are read as the LM reads them (its tokeniser; lower-cased or not)
     lm_lower: bool | None = flag(None, hidden=True)
 
     def validate(self) -> None:
         if self.data is None:
             raise ValueError("--data FILE is required: a CSV or TSV file of labelled texts")
-        positive(self, ("batch_size", "max_tokens", "min_count", "max_vocab"))
+        if self.tokens is not None and self.tokens not in TOKENS:
+            raise ValueError(f"unknown --tokens {self.tokens!r}: expected {' or '.join(TOKENS)}")
+        positive(self, ("batch_size", "max_tokens", "min_count", "max_vocab", "vocab_size"))
         split_fractions(self.val_frac, 0.0 if self.test_data else self.test_frac)
 
 
@@ -182,13 +195,19 @@ class Dataset:
     test: Split | None
     sources: list[str]
     sha256: str  # of the file(s): a resumed run needs the same data
+    subwords: Subwords | None = None  # --tokens bpe|unigram: the sentencepiece model
     init: dict[str, Tensor] | None = None  # --init-from (a new run): the LM's embedding and encoder
 
 
 def load_data(
-    cfg: DataConfig, seed: int, vocab: WordVocab | None = None, classes: list[str] | None = None
+    cfg: DataConfig,
+    seed: int,
+    vocab: WordVocab | None = None,
+    classes: list[str] | None = None,
+    subwords: Subwords | None = None,
 ) -> Dataset:
-    """Read, check and split the data; build the vocabulary from the training split (or reuse one)."""
+    """Read, check and split the data; learn the subword model and build the vocabulary from the
+    training split (or reuse a run's)."""
     assert cfg.data is not None  # validate() says so to the user
     rows = read_labelled(cfg.data, cfg.text_column, cfg.label_column)
     classes = classes or check_classes(rows)
@@ -201,8 +220,12 @@ def load_data(
         val_i, test_i, train_i = split_indices(rows.labels, [cfg.val_frac, cfg.test_frac], seed)
     else:
         (val_i, train_i), test_i = split_indices(rows.labels, [cfg.val_frac], seed), []
-    tok = tokenizer_of(cfg)
+    if cfg.tokens in SUBWORDS and subwords is None:
+        subwords = Subwords.train((rows.texts[i].lower() for i in train_i), cfg.tokens, cfg.vocab_size)
+    tok = tokenizer_of(cfg, subwords)
     tokens = [tok(t)[: cfg.max_tokens] for t in rows.texts]
+    if vocab is None and subwords is not None:  # every piece of the model, not only those seen
+        vocab = WordVocab([*SPECIALS, *subwords.vocabulary()])
     vocab = vocab or WordVocab.from_tokens((tokens[i] for i in train_i), cfg.min_count, cfg.max_vocab)
 
     def encode(source: LabelledTexts, toks: list[list[str]], rows_i: list[int]) -> Split:
@@ -217,16 +240,19 @@ def load_data(
         test = encode(rows, tokens, test_i)
     sources = [rows.source] + ([test_rows.source] if test_rows else [])
     sha = hashlib.sha256((rows.sha256 + (test_rows.sha256 if test_rows else "")).encode()).hexdigest()
-    return Dataset(
-        classes, vocab, encode(rows, tokens, train_i), encode(rows, tokens, val_i), test, sources, sha
-    )
+    train, val = encode(rows, tokens, train_i), encode(rows, tokens, val_i)
+    return Dataset(classes, vocab, train, val, test, sources, sha, subwords)
 
 
-def tokenizer_of(cfg: DataConfig) -> Callable[[str], list[str]]:
-    """The run's tokeniser: the classifier's own, or (``--init-from``) the word-LM's."""
+def tokenizer_of(cfg: DataConfig, subwords: Subwords | None = None) -> Callable[[str], list[str]]:
+    """The run's tokeniser: the classifier's own (lower-cased words, or the pieces of its
+    sentencepiece model ``subwords``), or (``--init-from``) the LM's, line breaks left out."""
+    lower = True if cfg.lm_lower is None else cfg.lm_lower
+    if subwords is not None:
+        model = subwords
+        return lambda text: [p for p in model.stream(text.lower() if lower else text) if p != NEWLINE]
     if cfg.lm_lower is None:
         return _tokenize
-    lower = cfg.lm_lower
     return lambda text: [t for t in word_tokens(text, lower) if t != NEWLINE]
 
 
@@ -243,18 +269,25 @@ def class_ids(labels: list[str], classes: list[str], source: str) -> Tensor:
 
 
 # ---- transfer from a language model (ULMFiT) -------------------------------------------------
-def adopt_language_model(config: ClassifyConfig) -> tuple[WordVocab, dict[str, Tensor]]:
+def adopt_language_model(config: ClassifyConfig) -> tuple[WordVocab, Subwords | None, dict[str, Tensor]]:
     """``--init-from LM_RUN``: check the LM, make ``config`` follow it (encoder, embedding size,
-    tokeniser), and return its vocabulary and the weights to start from (embedding, encoder)."""
+    tokeniser), and return its vocabulary, its sentencepiece model (subwords) and the weights to
+    start from (embedding, encoder)."""
     from ..api import load
 
-    m, path = config.model, config.model.init_from
+    m, d, path = config.model, config.data, config.model.init_from
     lm = load(path, which=ckpt.BEST)
-    if lm.task != "lm" or getattr(lm, "unit", None) != "word":
+    if lm.task != "lm" or getattr(lm, "unit", None) not in TOKEN_UNITS:
         what = f"a {lm.task} run" if lm.task != "lm" else f"a language model over {lm.unit}s"
         raise ValueError(
-            f"--init-from {path!r} is {what}: it must be a word-level language model "
-            "(unrolled train lm --unit word) whose vocabulary and tokeniser the classifier adopts"
+            f"--init-from {path!r} is {what}: it must be a word- or subword-level language model "
+            "(unrolled train lm --unit word|subword) whose vocabulary and tokeniser the classifier adopts"
+        )
+    tokens = "word" if lm.unit == "word" else lm.config.data.tokens
+    if d.tokens is not None and d.tokens != tokens:
+        raise ValueError(
+            f"--tokens {d.tokens} differs from the language model's tokens ({tokens}): drop --tokens "
+            "(the classifier reads text as its LM does), or train an LM of those tokens"
         )
     encoder = lm.config.model
     lm_model = lm.model
@@ -278,10 +311,10 @@ def adopt_language_model(config: ClassifyConfig) -> tuple[WordVocab, dict[str, T
             )
     m.arch, m.hidden, m.layers, m.embedding_dim = "lm", encoder.hidden, encoder.layers, encoder.embedding_dim
     m.encoder = {name: getattr(encoder, name) for name in ENCODER_FIELDS}
-    config.data.lm_lower = bool(lm.config.data.lower)
+    d.tokens, d.lm_lower = tokens, bool(lm.config.data.lower)
     init = {"embed.weight": lm_model.embed.weight.detach().cpu().clone()}
     init |= {f"rnn.{k}": v.detach().cpu().clone() for k, v in lm_model.rnn.state_dict().items()}
-    return lm.vocab, init
+    return lm.vocab, lm.run.subwords, init
 
 
 def layer_groups(model: RecurrentClassifier) -> list[list[nn.Parameter]]:
@@ -435,7 +468,7 @@ class ClassifyPredictor(Predictor):
         for k, text in enumerate(texts):
             if not isinstance(text, str):
                 raise TypeError(f"text {k + 1} is a {type(text).__name__}, expected a str")
-            words = tokenizer_of(self.config.data)(text)[: self.config.data.max_tokens]
+            words = tokenizer_of(self.config.data, self.run.subwords)(text)[: self.config.data.max_tokens]
             if not words:
                 raise ValueError(f"text {k + 1} has no words to classify: {text!r}")
             ids.append(self.vocab.encode(words))
@@ -492,16 +525,31 @@ class ClassifyPredictor(Predictor):
 
     def export_meta(self) -> dict[str, Any]:
         d = self.config.data
-        return {
+        meta = {
             "labels": self.labels,
             "vocab": self.vocab.to_json(),
             "pad_id": PAD,
             "unk_id": UNK,
             "max_tokens": d.max_tokens,
-            "token_pattern": TOKEN_PATTERN,
-            "tokenizer": TOKENIZER.format(pattern=TOKEN_PATTERN, max_tokens=d.max_tokens),
             "min_time": 1,
         }
+        lower = "lower-case the text (Python's str.lower), then " if d.lm_lower in (None, True) else ""
+        keep = f"; keep the first {d.max_tokens} tokens; a token not in the vocabulary is <unk> (id 1)"
+        if self.run.subwords is not None:
+            meta["sentencepiece"] = base64.b64encode(self.run.subwords.model).decode("ascii")
+            meta["tokenizer"] = (
+                f"{lower}cut each line into pieces with the sentencepiece model 'sentencepiece' (base64; "
+                f"LoadFromSerializedProto, EncodeAsPieces){keep}"
+            )
+        elif d.lm_lower is not None:  # a word-LM's tokeniser (--init-from)
+            meta["tokenizer"] = (
+                f"{lower}split the text on white space; punctuation (Unicode P*/S*) at either end of a "
+                f"piece is one token per mark{keep}"
+            )
+        else:
+            meta["token_pattern"] = TOKEN_PATTERN
+            meta["tokenizer"] = TOKENIZER.format(pattern=TOKEN_PATTERN, max_tokens=d.max_tokens)
+        return meta
 
 
 # ---- the task ------------------------------------------------------------------------------
@@ -530,25 +578,28 @@ class Classify(Task):
     assets = {
         "vocab": Asset(ckpt.VOCAB, WordVocab.from_json, WordVocab.to_json),
         "classes": Asset(LABELS, _classes, list),
+        "subwords": Asset(SPM_FILE, Subwords, lambda m: m.model, binary=True, optional=True),
     }
     default_limits = {"max_minutes": 10.0, "max_epochs": 10.0}
     eval_inputs = {"data": "classifier runs: labelled CSV/TSV file to score (read with the run's columns)"}
 
     def prepare(self, config: ClassifyConfig, assets: dict[str, Any] | None) -> Prepared:
         if assets is None and config.model.init_from is not None:
-            vocab, init = adopt_language_model(config)
-            data = load_data(config.data, config.loop.seed, vocab)
+            vocab, subwords, init = adopt_language_model(config)
+            data = load_data(config.data, config.loop.seed, vocab, subwords=subwords)
             data.init = init
         elif assets is None:
             data = load_data(config.data, config.loop.seed)
         else:
-            data = load_data(config.data, config.loop.seed, assets["vocab"], assets["classes"])
+            data = load_data(
+                config.data, config.loop.seed, assets["vocab"], assets["classes"], assets["subwords"]
+            )
         info = {
             "sources": data.sources,
             "rows": {"train": len(data.train), "val": len(data.val), "test": len(data.test or [])},
             "vocab_size": len(data.vocab),
         }
-        assets = {"vocab": data.vocab, "classes": data.classes}
+        assets = {"vocab": data.vocab, "classes": data.classes, "subwords": data.subwords}
         return Prepared(assets, data, data.sha256, ", ".join(map(repr, data.sources)), info)
 
     def build_model(self, config: ClassifyConfig, assets: dict[str, Any]) -> nn.Module:
@@ -669,6 +720,6 @@ def evaluate_file(run: Run, path: str | Path) -> dict[str, Any]:
     d = run.config.data
     rows = read_labelled(path, d.text_column, d.label_column)
     labels = class_ids(rows.labels, run.classes, rows.source)
-    tok = tokenizer_of(d)
+    tok = tokenizer_of(d, run.subwords)
     ids = [run.vocab.encode(tok(t)[: d.max_tokens]) for t in rows.texts]
     return evaluate(run.model, Split(ids, labels), len(run.classes))

