@@ -97,7 +97,10 @@ def test_init_from_a_run_that_is_no_word_lm(lm_run, tmp_path, capsys) -> None:
     assert main(["train", "lm", "--text", str(folder / "text.txt"), "--out", str(chars), *small]) == 0
     capsys.readouterr()
     assert main([*_classify(folder, chars, tmp_path / "run"), "--max-steps", "2"]) == 2
-    assert "is a language model over chars: it must be a word- or subword-level" in capsys.readouterr().err
+    assert (
+        "is a language model over chars: it must be a language model over words or subwords"
+        in capsys.readouterr().err
+    )
     data = ["--data", str(folder / "moods.csv"), "--no-progress", "--max-steps", "2"]
     assert main(["train", "classify", *data, "--arch", "lm", "--out", str(tmp_path / "x")]) == 2
     assert "--arch lm is the encoder of a language model: give --init-from LM_RUN" in capsys.readouterr().err

@@ -1,23 +1,25 @@
-"""The ``--cell`` flags shared by every task that builds a recurrent stack (not a task itself).
+"""What several tasks share (not a task itself): the ``--cell`` flags, and ``--init-from LM_RUN``.
 
 :class:`RecurrentConfig` is a config section's base: a task's model config subclasses it (and
 may redeclare a field to change its default), so that ``--cell``, ``--hidden``, ``--layers`` and
 the cell options read the same in ``unrolled train charlm`` and ``unrolled train translate``.
+:func:`load_pretrained` reads what a classifier or a tagger takes from a language-model run.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
 from typing import Any
 
-from torch import nn
+from torch import Tensor, nn
 
 from ..cells import GRUCell, LSTMCell, MinGRUCell, MinLSTMCell, MUTCell, RNNCell
 from ..cells.init import SCHEMES, init_recurrent_
 from ..cells.lstm import VARIANTS, resolve_variant
 from ..layers import Recurrent
+from ..training import checkpoint as ckpt
 from ..training import flag
 from ..training.config import positive
 
@@ -110,3 +112,74 @@ class RecurrentConfig:
         if self.init != "uniform":  # uniform is what the cells start with; keep seeds reproducible
             init_recurrent_(rnn, self.init, forget_bias=self.forget_bias)
         return rnn
+
+
+# ---- --init-from LM_RUN: transfer from a language model (ULMFiT) -----------------------------
+@dataclass
+class Pretrained:
+    """What a task takes from a language-model run: its vocabulary and tokeniser, the config of its
+    recurrent encoder, and the weights to start from (``embed.weight`` and ``rnn.*``, on the CPU)."""
+
+    vocab: Any  # the LM's WordVocab (words or pieces)
+    subwords: Any  # its sentencepiece model (unrolled.data.subwords.Subwords), or None for words
+    tokens: str  # "word", "bpe" or "unigram"
+    lower: bool  # the LM read its text lower-cased
+    encoder: dict[str, Any]  # the LM's RecurrentConfig fields: RecurrentConfig(**encoder) rebuilds it
+    embedding_dim: int
+    weights: dict[str, Tensor]
+
+
+def load_pretrained(path: str, units: tuple[str, ...], who: str) -> Pretrained:
+    """Read the language-model run at ``path`` (its best weights) for ``who`` (``"the classifier"``);
+    ``ValueError`` unless it is an LM over one of ``units`` with a learned embedding."""
+    from ..api import load  # the registry: a task never imports another task module
+
+    lm = load(path, which=ckpt.BEST)
+    if lm.task != "lm" or getattr(lm, "unit", None) not in units:
+        what = f"a {lm.task} run" if lm.task != "lm" else f"a language model over {lm.unit}s"
+        need = " or ".join(units)
+        raise ValueError(
+            f"--init-from {path!r} is {what}: it must be a language model over {need}s (unrolled train lm "
+            f"--unit {'|'.join(units)}) whose vocabulary and tokeniser {who} adopts"
+        )
+    model, config = lm.model, lm.config
+    if model.embed is None:
+        raise ValueError(f"--init-from {path!r} reads one-hot tokens: {who} needs its embedding")
+    weights = {"embed.weight": model.embed.weight.detach().cpu().clone()}
+    weights |= {f"rnn.{k}": v.detach().cpu().clone() for k, v in model.rnn.state_dict().items()}
+    return Pretrained(
+        vocab=lm.vocab,
+        subwords=lm.run.subwords,
+        tokens="word" if lm.unit == "word" else config.data.tokens,
+        lower=bool(config.data.lower),
+        encoder={f.name: getattr(config.model, f.name) for f in fields(RecurrentConfig)},
+        embedding_dim=config.model.embedding_dim,
+        weights=weights,
+    )
+
+
+def follow(
+    section: Any, defaults: Any, lm_values: Mapping[str, Any], shown: Mapping[str, Any] | None = None
+) -> None:
+    """Set ``section``'s fields to the language model's ``lm_values``; ``ValueError`` for a field
+    the user set (other than its default) to something else: the architecture follows the LM.
+    ``shown``: how to name an LM value in the message (default: the value itself)."""
+    for name, lm_value in lm_values.items():
+        given = getattr(section, name)
+        if given != getattr(defaults, name) and given != lm_value:
+            option, theirs = "--" + name.replace("_", "-"), (shown or {}).get(name, lm_value)
+            raise ValueError(
+                f"{option} {given} differs from the language model's ({theirs}): drop {option}, the "
+                "architecture follows the LM"
+            )
+        setattr(section, name, lm_value)
+
+
+def start_from(model: nn.Module, weights: Mapping[str, Tensor]) -> None:
+    """Copy a language model's embedding and encoder (:attr:`Pretrained.weights`) into ``model``'s
+    ``embed`` and ``rnn``, exactly."""
+    import torch
+
+    with torch.no_grad():
+        model.embed.weight.copy_(weights["embed.weight"])
+        model.rnn.load_state_dict({k[4:]: v for k, v in weights.items() if k.startswith("rnn.")})

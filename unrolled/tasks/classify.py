@@ -21,7 +21,7 @@ import json
 import math
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -72,7 +72,7 @@ from ..training import (
 from ..training import checkpoint as ckpt
 from ..training.config import positive, split_fractions
 from ..training.device import model_device, to_device
-from .base import RecurrentConfig
+from .base import Pretrained, RecurrentConfig, follow, load_pretrained, start_from
 
 LABELS = "labels.json"  # the class names, in output order
 TOKENS = ("word", *SUBWORDS)
@@ -86,7 +86,6 @@ RECURRENT: dict[str, tuple[type[nn.Module], bool]] = {
     "bilstm": (LSTMCell, True),
 }
 ARCHS = ("cnn", *RECURRENT, "lm")  # lm: the recurrent encoder of a language model (--init-from)
-ENCODER_FIELDS = tuple(f.name for f in fields(RecurrentConfig))  # what rebuilds an LM's encoder
 
 
 @dataclass
@@ -269,52 +268,24 @@ def class_ids(labels: list[str], classes: list[str], source: str) -> Tensor:
 
 
 # ---- transfer from a language model (ULMFiT) -------------------------------------------------
-def adopt_language_model(config: ClassifyConfig) -> tuple[WordVocab, Subwords | None, dict[str, Tensor]]:
-    """``--init-from LM_RUN``: check the LM, make ``config`` follow it (encoder, embedding size,
-    tokeniser), and return its vocabulary, its sentencepiece model (subwords) and the weights to
-    start from (embedding, encoder)."""
-    from ..api import load
-
-    m, d, path = config.model, config.data, config.model.init_from
-    lm = load(path, which=ckpt.BEST)
-    if lm.task != "lm" or getattr(lm, "unit", None) not in TOKEN_UNITS:
-        what = f"a {lm.task} run" if lm.task != "lm" else f"a language model over {lm.unit}s"
+def adopt_language_model(config: ClassifyConfig) -> Pretrained:
+    """``--init-from LM_RUN``: check the LM and make ``config`` follow it (encoder, embedding size,
+    tokeniser); its vocabulary, sentencepiece model and weights come back to start from."""
+    m, d = config.model, config.data
+    assert m.init_from is not None
+    lm = load_pretrained(m.init_from, TOKEN_UNITS, "the classifier")
+    if d.tokens is not None and d.tokens != lm.tokens:
         raise ValueError(
-            f"--init-from {path!r} is {what}: it must be a word- or subword-level language model "
-            "(unrolled train lm --unit word|subword) whose vocabulary and tokeniser the classifier adopts"
-        )
-    tokens = "word" if lm.unit == "word" else lm.config.data.tokens
-    if d.tokens is not None and d.tokens != tokens:
-        raise ValueError(
-            f"--tokens {d.tokens} differs from the language model's tokens ({tokens}): drop --tokens "
+            f"--tokens {d.tokens} differs from the language model's tokens ({lm.tokens}): drop --tokens "
             "(the classifier reads text as its LM does), or train an LM of those tokens"
         )
-    encoder = lm.config.model
-    lm_model = lm.model
-    if lm_model.embed is None:
-        raise ValueError(f"--init-from {path!r} reads one-hot tokens: the classifier needs its embedding")
-    follows = {
-        "arch": "cnn",
-        "hidden": encoder.hidden,
-        "layers": encoder.layers,
-        "embedding_dim": encoder.embedding_dim,
-    }
-    defaults = ModelConfig()
-    for name, lm_value in follows.items():
-        given = getattr(m, name)
-        if given != getattr(defaults, name) and given != lm_value:
-            option = "--" + name.replace("_", "-")
-            theirs = lm_value if name != "arch" else f"a {encoder.cell} encoder"
-            raise ValueError(
-                f"{option} {given} differs from the language model's ({theirs}): drop {option}, "
-                "the architecture follows the LM"
-            )
-    m.arch, m.hidden, m.layers, m.embedding_dim = "lm", encoder.hidden, encoder.layers, encoder.embedding_dim
-    m.encoder = {name: getattr(encoder, name) for name in ENCODER_FIELDS}
-    d.tokens, d.lm_lower = tokens, bool(lm.config.data.lower)
-    init = {"embed.weight": lm_model.embed.weight.detach().cpu().clone()}
-    init |= {f"rnn.{k}": v.detach().cpu().clone() for k, v in lm_model.rnn.state_dict().items()}
-    return lm.vocab, lm.run.subwords, init
+    encoder = RecurrentConfig(**lm.encoder)
+    follows = {"arch": "lm", "hidden": encoder.hidden, "layers": encoder.layers}
+    follows["embedding_dim"] = lm.embedding_dim
+    follow(m, ModelConfig(), follows, {"arch": f"a {encoder.cell} encoder"})
+    m.encoder = lm.encoder
+    d.tokens, d.lm_lower = lm.tokens, lm.lower
+    return lm
 
 
 def layer_groups(model: RecurrentClassifier) -> list[list[nn.Parameter]]:
@@ -585,9 +556,9 @@ class Classify(Task):
 
     def prepare(self, config: ClassifyConfig, assets: dict[str, Any] | None) -> Prepared:
         if assets is None and config.model.init_from is not None:
-            vocab, subwords, init = adopt_language_model(config)
-            data = load_data(config.data, config.loop.seed, vocab, subwords=subwords)
-            data.init = init
+            lm = adopt_language_model(config)
+            data = load_data(config.data, config.loop.seed, lm.vocab, subwords=lm.subwords)
+            data.init = lm.weights
         elif assets is None:
             data = load_data(config.data, config.loop.seed)
         else:
@@ -624,9 +595,7 @@ class Classify(Task):
         if config.model.encoder is None:
             return Fit(batches, class_loss, validate, bound=bound)
         if data.init is not None:  # a new run: start from the language model's weights
-            with torch.no_grad():
-                model.embed.weight.copy_(data.init["embed.weight"])
-                model.rnn.load_state_dict({k[4:]: v for k, v in data.init.items() if k.startswith("rnn.")})
+            start_from(model, data.init)
         groups = layer_groups(model)
         scales = functools.partial(
             lr_scales, len(groups), config.model.freeze_epochs, config.model.lr_decay_per_layer
