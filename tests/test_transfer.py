@@ -128,3 +128,34 @@ def test_a_classifier_starts_from_a_subword_lm_and_reads_text_as_it_does(lm_run,
     assert main([*_classify(folder, lm, tmp_path / "x", "--tokens", "word"), "--max-steps", "1"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "--tokens word differs from the language model's tokens (bpe)" in err
+
+
+def test_a_tagger_starts_from_a_word_lm(lm_run, tmp_path, capsys) -> None:
+    from unrolled.tasks import tag
+
+    folder, lm = lm_run
+    config = tag.TagConfig()
+    config.data.data, config.model.init_from = str(folder / "tags.txt"), str(lm)
+    config.data.batch_size = 4
+    prepared = tag.TASK.prepare(config, None)
+    model = tag.TASK.build_model(config, prepared.assets)
+    tag.TASK.fit(config, model, prepared)  # a new run starts from the LM's weights here
+    source = _weights(lm, ckpt.BEST)
+    ours = {f"embed.{k}": v for k, v in model.embed.state_dict().items()}
+    ours |= {f"rnn.{k}": v for k, v in model.rnn.state_dict().items()}
+    assert ours.keys() == {"embed.weight"} | {k for k in source if k.startswith("rnn.")}
+    assert all(torch.equal(ours[k], source[k]) for k in ours)
+    m = config.model  # the architecture follows the LM: left to right, its embedding alone
+    assert (m.cell, m.hidden, m.layers, m.bidirectional, m.char_encoder) == ("lstm", 16, 2, False, "none")
+    assert prepared.assets["vocab"].tokens == unrolled.load(lm).vocab.tokens
+
+    out = tmp_path / "tagger"
+    argv = ["train", "tag", "--data", str(folder / "tags.txt"), "--batch-size", "4", "--no-progress"]
+    assert main([*argv, "--init-from", str(lm), "--out", str(out), "--max-steps", "3"]) == 0
+    assert main(["train", "tag", "--resume", str(out), "--max-steps", "2", "--no-progress"]) == 0
+    assert ckpt.trainer_state(out)["step"] == 5
+    assert len(unrolled.load(out).tag(["the old mill"])[0]) == 3
+    capsys.readouterr()
+    assert main([*argv, "--init-from", str(lm), "--char-encoder", "cnn", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--char-encoder cnn differs from the language model's (none)" in err and err.count("\n") == 0

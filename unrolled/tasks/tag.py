@@ -62,7 +62,7 @@ from ..training import (
 from ..training import checkpoint as ckpt
 from ..training.config import positive, split_fractions
 from ..training.device import model_device, to_device
-from .base import CELLS, RecurrentConfig
+from .base import CELLS, Pretrained, RecurrentConfig, follow, load_pretrained, start_from
 
 log = logging.getLogger(__name__)
 TAGS = "tags.json"  # the tag names, in output order
@@ -84,6 +84,9 @@ class ModelConfig(RecurrentConfig):
     decoder: str = flag("softmax", choices=DECODERS)  # softmax per word, or a linear-chain CRF
     dropout: float = 0.5  # on the word features and the recurrent outputs
     lower: bool = False  # look words up lower-cased (the character encoder still sees the case)
+    # a word-LM run whose vocabulary, embedding and recurrent encoder start the tagger; the
+    # architecture follows the LM: its cell, sizes and case, left to right, no character encoder
+    init_from: str | None = flag(None, metavar="LM_RUN", fixed=True)
 
     def validate(self) -> None:
         super().validate()
@@ -182,6 +185,7 @@ class Dataset:
     test: list[Sentence] | None
     sources: list[str]
     sha256: str
+    init: dict[str, Tensor] | None = None  # --init-from (a new run): the LM's embedding and encoder
 
 
 def _format(cfg: DataConfig, path: str) -> str:
@@ -197,8 +201,15 @@ def _read(cfg: DataConfig, path: str) -> list[Sentence]:
     return read_tagged(path, _format(cfg, path), cfg.tag_column).sentences
 
 
-def load_data(cfg: DataConfig, model: ModelConfig, seed: int, vocabs: Vocabs | None = None) -> Dataset:
-    """Read and split the sentences; build the vocabularies from the training part (or reuse them)."""
+def load_data(
+    cfg: DataConfig,
+    model: ModelConfig,
+    seed: int,
+    vocabs: Vocabs | None = None,
+    words: WordVocab | None = None,
+) -> Dataset:
+    """Read and split the sentences; build the vocabularies from the training part (or reuse them;
+    ``words``: a language model's, for ``--init-from``)."""
     assert cfg.data is not None  # validate() says so to the user
     main = read_tagged(cfg.data, _format(cfg, cfg.data), cfg.tag_column)
     sentences = main.sentences
@@ -221,7 +232,7 @@ def load_data(cfg: DataConfig, model: ModelConfig, seed: int, vocabs: Vocabs | N
             f"{cfg.batch_size}): give more sentences or a smaller --batch-size"
         )
     if vocabs is None:
-        words = WordVocab.from_tokens(
+        words = words or WordVocab.from_tokens(
             ([w.lower() if model.lower else w for w in s.words] for s in train), cfg.min_count
         )
         chars = WordVocab.from_tokens("".join(s.words) for s in train)
@@ -236,6 +247,17 @@ def load_data(cfg: DataConfig, model: ModelConfig, seed: int, vocabs: Vocabs | N
     sources = [main.source] + ([test_file.source] if test_file else [])
     sha = main.sha256 + (test_file.sha256 if test_file else "")
     return Dataset(vocabs, train, [sentences[i] for i in val_i], test, sources, sha)
+
+
+def adopt_language_model(model: ModelConfig) -> Pretrained:
+    """``--init-from LM_RUN``: check the word LM and make ``model`` follow it (its encoder's cell and
+    sizes, its embedding size and case, left to right, no character encoder: the LM's encoder
+    reads the embeddings alone); the LM's vocabulary and weights come back to start from."""
+    assert model.init_from is not None
+    lm = load_pretrained(model.init_from, ("word",), "the tagger")
+    lm_values = lm.encoder | {"embedding_dim": lm.embedding_dim, "lower": lm.lower}
+    follow(model, ModelConfig(), lm_values | {"bidirectional": False, "char_encoder": "none"})
+    return lm
 
 
 # ---- the baseline and prediction -------------------------------------------------------------
@@ -479,10 +501,13 @@ class Tag(Task):
     eval_inputs = {"data": "tagger runs: a tagged file to score (read in the run's format)"}
 
     def prepare(self, config: TagConfig, assets: dict[str, Any] | None) -> Prepared:
-        vocabs = None
+        vocabs, lm = None, None
         if assets is not None:
             vocabs = Vocabs(assets["vocab"], assets["chars"], assets["tags"], config.model.lower)
-        data = load_data(config.data, config.model, config.loop.seed, vocabs)
+        elif config.model.init_from is not None:
+            lm = adopt_language_model(config.model)
+        data = load_data(config.data, config.model, config.loop.seed, vocabs, lm and lm.vocab)
+        data.init = lm and lm.weights
         unseen = {part: data.vocabs.unseen_tags(sentences, f"the {part} part") for part, sentences in
                   (("validation", data.val), ("test", data.test or []))}  # fmt: skip
         info = {
@@ -514,6 +539,8 @@ class Tag(Task):
 
     def fit(self, config: TagConfig, model: nn.Module, prepared: Prepared) -> Fit:
         data = prepared.data
+        if data.init is not None:  # a new run: start from the language model's weights
+            start_from(model, data.init)
         v = data.vocabs
         encoded = [v.encode(s.words, s.tags) for s in data.train]
         batches = SentenceBatches(encoded, config.data.batch_size, seed=config.loop.seed)
