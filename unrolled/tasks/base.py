@@ -137,9 +137,9 @@ def load_pretrained(path: str, units: tuple[str, ...], who: str) -> Pretrained:
     lm = load(path, which=ckpt.BEST)
     if lm.task != "lm" or getattr(lm, "unit", None) not in units:
         what = f"a {lm.task} run" if lm.task != "lm" else f"a language model over {lm.unit}s"
-        need = " or ".join(units)
+        need = " or ".join(f"{unit}s" for unit in units)
         raise ValueError(
-            f"--init-from {path!r} is {what}: it must be a language model over {need}s (unrolled train lm "
+            f"--init-from {path!r} is {what}: it must be a language model over {need} (unrolled train lm "
             f"--unit {'|'.join(units)}) whose vocabulary and tokeniser {who} adopts"
         )
     model, config = lm.model, lm.config

@@ -160,6 +160,25 @@ class DataConfig:
         split_fractions(self.val_frac, 0.0 if self.test_data else self.test_frac)
 
 
+SELECT = ("accuracy", "loss")
+
+
+@dataclass
+class ClassifyLoopConfig(LoopConfig):
+    """:class:`LoopConfig` and which validation figure picks the best weights."""
+
+    # the validation figure that picks the best weights (and that --patience waits on): the
+    # highest accuracy (ties: the lower loss), or the lowest loss (a classifier's accuracy often
+    # still rises for a while after its loss, which grows with its confidence, has turned; older
+    # runs: the loss)
+    select: str = flag("accuracy", choices=SELECT, fixed=True)
+
+    def validate(self) -> None:
+        super().validate()
+        if self.select not in SELECT:
+            raise ValueError(f"unknown --select {self.select!r}: expected {' or '.join(SELECT)}")
+
+
 @dataclass
 class ClassifyConfig(RunConfig):
     """Everything needed to rebuild and continue a classifier run; saved as config.json."""
@@ -170,7 +189,14 @@ class ClassifyConfig(RunConfig):
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3))
     # small data sets overfit within a few epochs: stop 5 validations after the best one
-    loop: LoopConfig = field(default_factory=lambda: LoopConfig(eval_every=100, patience=5))
+    loop: ClassifyLoopConfig = field(default_factory=lambda: ClassifyLoopConfig(eval_every=100, patience=5))
+
+    @classmethod
+    def from_json(cls, obj: Any) -> Any:
+        """A run's config.json; one written before ``--select`` picked its weights by the loss."""
+        if isinstance(obj, dict) and isinstance(obj.get("loop"), dict):
+            obj = {**obj, "loop": {"select": "loss", **obj["loop"]}}
+        return super().from_json(obj)
 
 
 # ---- data ----------------------------------------------------------------------------------
@@ -592,15 +618,17 @@ class Classify(Task):
 
         # 10 x ln K: an overfitted classifier's validation loss can pass 3 x ln 2 without diverging
         bound = Bound("val_loss", math.log(K), f"ln {K} (a uniform guess over the {K} classes)", factor=10.0)
+        accuracy = ("val_accuracy", "max", "val_loss")  # of two checkpoints as accurate, the surer one
+        select = accuracy if config.loop.select == "accuracy" else ("val_loss", "min")
         if config.model.encoder is None:
-            return Fit(batches, class_loss, validate, bound=bound)
+            return Fit(batches, class_loss, validate, select=select, bound=bound)
         if data.init is not None:  # a new run: start from the language model's weights
             start_from(model, data.init)
         groups = layer_groups(model)
         scales = functools.partial(
             lr_scales, len(groups), config.model.freeze_epochs, config.model.lr_decay_per_layer
         )
-        return Fit(batches, class_loss, validate, bound=bound, groups=groups, lr_scales=scales)
+        return Fit(batches, class_loss, validate, select=select, bound=bound, groups=groups, lr_scales=scales)
 
     def finish(self, run: Run, state: TrainerState, prepared: Prepared) -> dict[str, Any]:
         data, K = prepared.data, len(prepared.data.classes)

@@ -68,6 +68,7 @@ class TrainerState:
     elapsed: float = 0.0  # seconds spent training, over all invocations
     best_val: float | None = None  # the best value of the selecting metric (val_loss unless a task says)
     best_step: int | None = None
+    best_tie: float | None = None  # the best's tie-breaking metric, if the task names one
     last_val: float | None = None
     skipped: int = 0  # steps skipped for a non-finite loss or gradient norm (on_nonfinite="skip")
     world_size: int = 1  # processes that trained the run (torchrun); a resume needs as many
@@ -132,7 +133,7 @@ class Trainer:
         carry_state: bool = True,
         on_event: EventFn | None = None,
         make_state: Callable[[list[Tensor]], Any] | None = None,
-        select: tuple[str, str] = ("val_loss", "min"),
+        select: tuple[str, ...] = ("val_loss", "min"),
         bound: Bound | None = None,
         groups: Sequence[Sequence[nn.Parameter]] | None = None,
         lr_scales: Callable[[int], Sequence[float]] | None = None,
@@ -147,10 +148,12 @@ class Trainer:
         self.loop = loop
         self.run_dir = Path(run_dir)
         self.carry_state = carry_state
-        self.select = select  # (metric of evaluate(), "min" or "max"): which weights are the best
+        # (metric of evaluate(), "min" or "max"[, a metric whose lowest value breaks ties]): which
+        # weights are the best
+        self.select = select
         self.bound = bound  # a validation beyond it is divergence (see Bound)
-        if select[1] not in ("min", "max"):
-            raise ValueError(f"select must be (metric, 'min' or 'max'), got {select}")
+        if len(select) not in (2, 3) or select[1] not in ("min", "max"):
+            raise ValueError(f"select must be (metric, 'min' or 'max'[, tie-break metric]), got {select}")
         self.on_event = on_event or (lambda kind, record: None)
         self.make_state = make_state or (lambda parts: parts[0] if len(parts) == 1 else tuple(parts))
         self.device = model_device(model)  # batches and the carried state go where the model is
@@ -528,12 +531,15 @@ class Trainer:
         if not math.isfinite(loss):  # the weights are finite, yet the model has diverged: stop
             raise Diverged(st.step, f"the validation loss is {loss}", self._saved_step)
         self._check_bound(metrics)
-        key, mode = self.select
+        key, mode, *tie = self.select
         val = float(metrics[key])
+        tie_val = float(metrics[tie[0]]) if tie else None
         st.last_val = val
         improved = st.best_val is None or (val > st.best_val if mode == "max" else val < st.best_val)
+        if tie_val is not None and val == st.best_val and st.best_tie is not None:
+            improved = tie_val < st.best_tie  # as good: the lower tie-breaking metric wins
         if improved:
-            st.best_val, st.best_step = val, st.step
+            st.best_val, st.best_step, st.best_tie = val, st.step, tie_val
         self.save(best=improved)
         self._eval_seconds = time.perf_counter() - started
         self._log(

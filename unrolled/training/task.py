@@ -119,7 +119,9 @@ class Fit:
     evaluate: EvalFn  # model -> {"val_loss": ..., other "val_*" metrics}
     carry_state: bool = False  # truncated BPTT: carry the recurrent state from batch to batch
     make_state: Callable[[list[Any]], Any] | None = None  # saved carried tensors -> the cells' state
-    select: tuple[str, str] = ("val_loss", "min")  # the metric of `evaluate` that picks the best weights
+    # the metric of `evaluate` that picks the best weights, "min" or "max", and optionally one whose
+    # lowest value breaks ties (e.g. the loss, between checkpoints of the same accuracy)
+    select: tuple[str, ...] = ("val_loss", "min")
     bound: Bound | None = None  # the validation figure of knowing nothing: far beyond it = diverged
     # parameter groups of the optimizer (every parameter in one), and epoch -> each group's multiple
     # of the learning rate: discriminative rates, and gradual unfreezing (a multiple of 0 freezes)
