@@ -79,6 +79,7 @@ import os
 import platform
 import resource
 import shlex
+import statistics
 import subprocess
 import sys
 import tarfile
@@ -114,6 +115,7 @@ LICENCE_NOTE = (
     "sample). Not redistributed here: fetched from PyPI at run time."
 )
 BASELINE = "bow-logreg"
+LM_METHOD = "lm-lstm"  # a language model on the training text, then the classifier --init-from it
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
@@ -303,33 +305,76 @@ def training_log(out: Path) -> tuple[float | None, dict[str, Any]]:
     return (float(timed[-1]) if timed else None), (records[-1] if records else {})
 
 
+def run_lm(
+    args: argparse.Namespace, work: Path, train: list[tuple[str, str]], seed: int, minutes: float
+) -> tuple[Path, dict[str, Any]]:
+    """The language model of ``lm-lstm``: ``unrolled train lm`` on the training sentences' text
+    alone (one sentence per line; the test sentences are never read), for ``minutes``."""
+    text = work / "train-text.txt"
+    text.write_text("".join(t + "\n" for _, t in train), encoding="utf-8")
+    out = work / f"run-lm-seed{seed}"
+    cmd = unrolled_cmd("train", "lm", "--text", str(text), "--test-frac", "0", "--no-progress")
+    cmd += ["--sample-length", "0", "--max-minutes", f"{minutes:g}", "--seed", str(seed), "--out", str(out)]
+    if args.smoke:
+        cmd += ["--max-steps", str(args.smoke_steps)]
+    cmd += shlex.split(args.lm_args)
+    code, wall, cpu_s = run_logged(cmd, work / f"train-lm-seed{seed}.log", f"lm seed {seed}")
+    if code != 0:
+        tail = (work / f"train-lm-seed{seed}.log").read_text().strip().splitlines()[-3:]
+        raise RuntimeError(f"unrolled train lm exited with {code}: " + " | ".join(tail))
+    secs, last = training_log(out)
+    vals = [json.loads(ln) for ln in (out / "metrics.jsonl").read_text().splitlines() if '"val"' in ln]
+    return out, {
+        "command": shlex.join(cmd),
+        "train_seconds": secs,
+        "wall_seconds": wall,
+        "cpu_seconds": cpu_s,
+        "steps": last.get("step"),
+        "best_val_loss": min((r["val_loss"] for r in vals if r.get("kind") == "val"), default=None),
+        "run_config": json.loads((out / "config.json").read_text()),
+    }
+
+
 def run_neural(
-    arch: str,
+    method: str,
     args: argparse.Namespace,
     work: Path,
     train_csv: Path,
     test_csv: Path,
+    train: list[tuple[str, str]],
     test: list[tuple[str, str]],
+    seed: int,
 ) -> dict[str, Any]:
-    out = work / f"run-{arch}"
+    """One neural method for one seed: ``unrolled train classify --arch METHOD``, or for ``lm-lstm``
+    a language model first and the classifier ``--init-from`` it, in the same total ``--minutes``."""
+    minutes, lm_info, extra = args.minutes, None, ["--arch", method]
+    if method == LM_METHOD:
+        lm_minutes = args.minutes * args.lm_share
+        lm_out, lm_info = run_lm(args, work, train, seed, lm_minutes)
+        used = (lm_info["wall_seconds"] or 0.0) / 60
+        minutes = max(args.minutes - used, 0.1)  # the classifier gets what the LM left of the budget
+        extra = ["--init-from", str(lm_out), *shlex.split(args.transfer_args)]
+    out = work / f"run-{method}-seed{seed}"
     cmd = unrolled_cmd("train", "classify", "--data", str(train_csv), "--test-data", str(test_csv))
-    cmd += ["--text-column", "text", "--label-column", "label", "--arch", arch, "--no-progress"]
-    cmd += ["--max-minutes", f"{args.minutes:g}", "--seed", str(args.seed), "--out", str(out)]
+    cmd += ["--text-column", "text", "--label-column", "label", *extra, "--no-progress"]
+    cmd += ["--max-minutes", f"{minutes:g}", "--seed", str(seed), "--out", str(out)]
     steps = args.smoke_steps if args.smoke else args.max_steps
     if steps is not None:
         cmd += ["--max-steps", str(steps)]
     if args.max_epochs is not None:
         cmd += ["--max-epochs", str(args.max_epochs)]
     cmd += shlex.split(args.classifier_args)
-    code, wall, cpu_s = run_logged(cmd, work / f"train-{arch}.log", arch)
+    log = work / f"train-{method}-seed{seed}.log"
+    code, wall, cpu_s = run_logged(cmd, log, f"{method} seed {seed}")
     if code != 0:
-        tail = (work / f"train-{arch}.log").read_text().strip().splitlines()[-3:]
-        raise RuntimeError(f"unrolled train classify --arch {arch} exited with {code}: " + " | ".join(tail))
+        tail = log.read_text().strip().splitlines()[-3:]
+        raise RuntimeError(f"unrolled train classify ({method}) exited with {code}: " + " | ".join(tail))
     res = json.loads((out / "results.json").read_text())
     test_m = res["test"]
     secs, last = training_log(out)
     result: dict[str, Any] = {
-        "method": f"unrolled {arch}",
+        "method": method,
+        "seed": seed,
         "test": {
             "accuracy": float(test_m["accuracy"]),
             "macro_f1": float(test_m["macro_f1"]),
@@ -344,6 +389,12 @@ def run_neural(
         "command": shlex.join(cmd),
         "results_json": res,
     }
+    if lm_info is not None:  # the budget is the LM's and the classifier's together
+        result["lm"] = lm_info
+        result["classifier_train_seconds"] = secs
+        result["train_seconds"] = (lm_info["train_seconds"] or 0.0) + (secs or 0.0)
+        result["wall_seconds"] = lm_info["wall_seconds"] + wall
+        result["cpu_seconds"] = lm_info["cpu_seconds"] + cpu_s
     cfg_file = out / "config.json"
     if cfg_file.is_file():
         result["run_config"] = json.loads(cfg_file.read_text())
@@ -369,6 +420,27 @@ def run_neural(
 
 
 # --------------------------------------------------------------------------------------- output
+
+
+def summarise(results: list[dict[str, Any]], base: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """Per method over its seeds: test accuracies, their mean and sample sd, the mean macro-F1 and
+    training seconds, the mean minus the baseline's accuracy, and the per-seed McNemar p-values."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in dict.fromkeys(r["method"] for r in results):
+        rows = [r for r in results if r["method"] == name]
+        acc = [r["test"]["accuracy"] for r in rows]
+        mean = statistics.fmean(acc)
+        out[name] = {
+            "seeds": len(rows),
+            "accuracy": acc,
+            "accuracy_mean": mean,
+            "accuracy_sd": statistics.stdev(acc) if len(acc) > 1 else 0.0,
+            "macro_f1_mean": statistics.fmean(r["test"]["macro_f1"] for r in rows),
+            "train_seconds_mean": statistics.fmean(r["train_seconds"] or 0.0 for r in rows),
+            "minus_baseline": None if base is None or name == BASELINE else mean - base["test"]["accuracy"],
+            "mcnemar_p": [r["mcnemar_vs_baseline"]["p_value"] for r in rows if "mcnemar_vs_baseline" in r],
+        }
+    return out
 
 
 def default_json(threads: int) -> Path:
@@ -409,13 +481,32 @@ def main() -> int:
     p.add_argument(
         "--minutes", type=float, default=4.0, help="wall-clock budget per neural model (default 4)"
     )
+    p.add_argument("--seed", type=int, default=0, help="seed of the split and the CV folds (default 0)")
     p.add_argument(
-        "--seed", type=int, default=0, help="seed of the split, the CV folds and the models (default 0)"
+        "--seeds", default="0,1,2", help="comma-separated seeds of the neural models (default %(default)s)"
     )
     p.add_argument(
         "--methods",
-        default=f"{BASELINE},cnn,bilstm",
-        help=f"comma-separated: {BASELINE} and/or classifier --arch values (default: %(default)s)",
+        default=f"{BASELINE},cnn,bilstm,{LM_METHOD}",
+        help=f"comma-separated: {BASELINE}, classifier --arch values, and {LM_METHOD} (a language model on "
+        "the training text, then the classifier --init-from it) (default: %(default)s)",
+    )
+    p.add_argument(
+        "--lm-share",
+        type=float,
+        default=0.5,
+        help=f"{LM_METHOD}: the share of --minutes the language model gets; the classifier gets what the "
+        "LM's subprocess left (default %(default)s)",
+    )
+    p.add_argument(
+        "--lm-args",
+        default="--unit word --lower --cell lstm --layers 1 --hidden 256",
+        help=f"{LM_METHOD}: arguments for `unrolled train lm` (default: %(default)s)",
+    )
+    p.add_argument(
+        "--transfer-args",
+        default="--pool concat --freeze-epochs 1 --eval-every 50 --patience 10",
+        help=f"{LM_METHOD}: arguments for `unrolled train classify --init-from` (default: %(default)s)",
     )
     p.add_argument("--test-frac", type=float, default=0.2, help="stratified test fraction (default 0.2)")
     p.add_argument(
@@ -444,6 +535,12 @@ def main() -> int:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     if not methods:
         p.error("--methods is empty")
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        p.error(f"--seeds must be comma-separated integers, got {args.seeds!r}")
+    if not seeds or not 0 < args.lm_share < 1:
+        p.error("--seeds needs at least one seed, and --lm-share must be in (0, 1)")
     if args.smoke:
         args.minutes = min(args.minutes, 1.0)
     threads = torch.get_num_threads()
@@ -491,16 +588,17 @@ def main() -> int:
         results: list[dict[str, Any]] = []
         failures = []
         for m in methods:
-            print(f"--- {m}", flush=True)
-            try:
-                if m == BASELINE:
-                    grid = [0.1, 1.0, 10.0] if args.smoke else [10 ** (e / 2) for e in range(-4, 5)]  # C
-                    results.append(run_baseline(train, test, grid, 3 if args.smoke else 5, args.seed))
-                else:
-                    results.append(run_neural(m, args, work, train_csv, test_csv, test))
-            except (RuntimeError, OSError, KeyError, ValueError) as e:
-                print(f"{m}: FAILED: {e}", file=sys.stderr)
-                failures.append({"method": m, "error": str(e)})
+            for seed in [args.seed] if m == BASELINE else seeds:  # the baseline is deterministic
+                print(f"--- {m} (seed {seed})", flush=True)
+                try:
+                    if m == BASELINE:
+                        grid = [0.1, 1.0, 10.0] if args.smoke else [10 ** (e / 2) for e in range(-4, 5)]  # C
+                        results.append(run_baseline(train, test, grid, 3 if args.smoke else 5, args.seed))
+                    else:
+                        results.append(run_neural(m, args, work, train_csv, test_csv, train, test, seed))
+                except (RuntimeError, OSError, KeyError, ValueError) as e:
+                    print(f"{m} (seed {seed}): FAILED: {e}", file=sys.stderr)
+                    failures.append({"method": m, "seed": seed, "error": str(e)})
 
         gold = [y for y, _ in test]
         base = next((r for r in results if r["method"] == BASELINE), None)
@@ -508,9 +606,10 @@ def main() -> int:
             if base is not None and r is not base and "predictions" in r:
                 r["mcnemar_vs_baseline"] = mcnemar(gold, r["predictions"], base["predictions"])
 
+        summary = summarise(results, base)
         print()
         print(
-            f"{'method':16s} {'accuracy':>9s} {'95% CI':>15s} {'macro-F1':>9s} {'train s':>8s} "
+            f"{'method':16s} {'seed':>4s} {'accuracy':>9s} {'95% CI':>15s} {'macro-F1':>9s} {'train s':>8s} "
             f"{'cpu/wall':>8s}  note"
         )
         for r in results:
@@ -534,9 +633,19 @@ def main() -> int:
                 note.append(f"McNemar vs baseline p={r['mcnemar_vs_baseline']['p_value']:.3g}")
             if r["method"] == BASELINE:
                 note.append(f"C={r['config']['C']:.3g}, {r['config']['n_features']} features")
+            if "lm" in r:
+                note.append(f"LM {r['lm']['train_seconds']:.0f} s ({r['lm']['steps']} steps)")
             print(
-                f"{r['method']:16s} {t['accuracy']:9.4f} [{lo:.3f}, {hi:.3f}] {t['macro_f1']:9.4f} "
-                f"{secs:8.1f} {busy:8.2f}  " + "; ".join(note)
+                f"{r['method']:16s} {r.get('seed', '-')!s:>4s} {t['accuracy']:9.4f} [{lo:.3f}, {hi:.3f}] "
+                f"{t['macro_f1']:9.4f} {secs:8.1f} {busy:8.2f}  " + "; ".join(note)
+            )
+        head = f"{'method':16s} {'seeds':>5s} {'accuracy mean':>13s} {'sd':>6s} {'vs baseline':>11s}"
+        print(f"\n{head}  per seed")
+        for name, s in summary.items():
+            diff = "" if s["minus_baseline"] is None else f"{s['minus_baseline']:+.4f}"
+            print(
+                f"{name:16s} {s['seeds']:5d} {s['accuracy_mean']:13.4f} {s['accuracy_sd']:6.4f} {diff:>11s}  "
+                + ", ".join(f"{a:.4f}" for a in s["accuracy"])
             )
         for f in failures:
             print(f"{f['method']:16s} FAILED: {f['error']}")
@@ -582,6 +691,7 @@ def main() -> int:
                 "smoke": args.smoke,
                 "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
             },
+            "summary": summary,
             "results": [{k: v for k, v in r.items() if k != "predictions"} for r in results],
             "failures": failures,
         }
