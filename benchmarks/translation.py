@@ -6,8 +6,9 @@ Needs Debian's SWORD modules and the ``pysword`` reader (``pip install -e '.[ben
 
 What it measures
     Corpus BLEU and chrF (sacrebleu, defaults: 13a tokenisation, exponential smoothing) and the
-    exact-match rate of ``unrolled train translate`` models (``--models``: word tokens or joint
-    sentencepiece subwords of K thousand pieces, each with an attention), each trained for the
+    exact-match rate of ``unrolled train translate`` models (``--models``: word tokens, or
+    sentencepiece subwords of K thousand pieces, joint or one model per side, each with an
+    attention), each trained for the
     same wall-clock budget (``--minutes``) on the same verse pairs, and of a copy-the-source
     baseline (the English verse offered as its own Spanish translation: what a model gets for
     names, numbers and punctuation alone), all scored on the same test verses, greedy and with
@@ -116,7 +117,8 @@ def main() -> int:
         "--models",
         default="word-bahdanau,word-none",
         help="NAME[,NAME...]: word-ATTENTION, or bpeK-ATTENTION / unigramK-ATTENTION (K thousand "
-        "joint sentencepiece pieces, e.g. bpe8-bahdanau) [word-bahdanau,word-none]",
+        "joint sentencepiece pieces, e.g. bpe8-bahdanau; bpe8sep-bahdanau: one model of K thousand "
+        "per side) [word-bahdanau,word-none]",
     )
     p.add_argument(
         "--subword-max-len", type=int, default=64, help="--max-len of the subword models, in pieces [64]"
@@ -159,9 +161,12 @@ def main() -> int:
             cmd += ["--test-data", str(work / "test.tsv"), "--attention", attention, "--seed", str(args.seed)]
             if tokens == "word":
                 cmd += ["--max-len", str(args.max_len), "--min-freq", str(args.min_freq)]
-            else:  # bpe8 -> --tokens bpe --vocab-size 8000 (one joint model)
+            else:  # bpe8 -> --tokens bpe --vocab-size 8000 (one joint model); bpe8sep: one per side
+                separate = tokens.endswith("sep")
+                tokens = tokens.removesuffix("sep")
                 kind, thousands = tokens.rstrip("0123456789"), tokens[len(tokens.rstrip("0123456789")) :]
                 cmd += ["--tokens", kind, "--vocab-size", str(int(thousands) * 1000)]
+                cmd += ["--separate-subwords"] if separate else []
                 cmd += ["--max-len", str(args.subword_max_len)]
             cmd += ["--max-minutes", str(minutes), "--eval-every", "50" if args.smoke else "500"]
             cmd += ["--out", str(out), "--no-progress"]

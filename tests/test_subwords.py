@@ -203,3 +203,25 @@ def test_a_subword_classifier_trains_resumes_evaluates_and_loads(tmp_path, capsy
     ((label, _),) = p.predict(["the old mill"])
     assert label in ("0", "1") and base64.b64decode(p.export_meta()["sentencepiece"]) == sw.model
     assert main(["eval", str(out), "--data", str(data)]) == 0
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        (["--tokens", "bpe", "--min-count", "2"], "--min-count apply to --tokens word"),
+        (["--tokens", "word", "--vocab-size", "100"], "--vocab-size applies to --tokens bpe or unigram"),
+        (["--tokens", "unigram", "--vocab-size", "3"], "--vocab-size 3 is too small"),
+    ],
+)
+def test_bad_subword_flags_of_a_classifier_are_one_line_and_write_nothing(
+    tmp_path, capsys, extra, says
+) -> None:
+    data = tmp_path / "moods.csv"
+    data.write_text("label,text\n" + "".join(f"{k % 2},{t}\n" for k, t in enumerate(TEXT)), encoding="utf-8")
+    out = tmp_path / "run"
+    assert (
+        main(["train", "classify", "--data", str(data), *extra, "--out", str(out), "--max-steps", "1"]) == 2
+    )
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and says in err, err
+    assert not out.exists()

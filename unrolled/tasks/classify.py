@@ -157,6 +157,18 @@ class DataConfig:
         if self.tokens is not None and self.tokens not in TOKENS:
             raise ValueError(f"unknown --tokens {self.tokens!r}: expected {' or '.join(TOKENS)}")
         positive(self, ("batch_size", "max_tokens", "min_count", "max_vocab", "vocab_size"))
+        word_only = [
+            o
+            for o, v in (("--min-count", self.min_count != 1), ("--max-vocab", self.max_vocab != 50_000))
+            if v
+        ]
+        if self.tokens in SUBWORDS and word_only:
+            raise ValueError(
+                f"{' and '.join(word_only)} apply to --tokens word: the vocabulary of --tokens "
+                f"{self.tokens} is every piece of its model (--vocab-size)"
+            )
+        if self.tokens == "word" and self.vocab_size != 8000:
+            raise ValueError("--vocab-size applies to --tokens bpe or unigram, not to --tokens word")
         split_fractions(self.val_frac, 0.0 if self.test_data else self.test_frac)
 
 

@@ -77,7 +77,6 @@ from ..training.device import model_device
 from .base import CELLS, RecurrentConfig
 
 UNITS = ("char", "word", "subword")
-TOKEN_UNITS = ("word", "subword")  # the units with a vocabulary of tokens, <pad> and <unk> first
 MAX_UNK_SHARE = 0.5  # a vocabulary that leaves more of the validation part <unk> is refused
 
 # What a setting left at None means, per unit. The char values are those of unrolled train charlm
@@ -301,7 +300,8 @@ def unk_share(ids: Tensor, vocab: Vocab) -> float:
 
 
 def load_corpus(cfg: DataConfig, vocab: Vocab | None = None, subwords: Subwords | None = None) -> Corpus:
-    """Read the text, cut it into tokens, split it train | val | test (by token position), and
+    """Read the text, cut it into tokens, split it train | val | test (by token position; subwords:
+    by characters, at line breaks, :func:`subword_parts`), and
     build the vocabulary (characters: the whole text's; words: the training part's; subwords: the
     pieces of a sentencepiece model learnt from the training part) or reuse a run's."""
     cfg.resolve()
