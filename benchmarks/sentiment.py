@@ -342,9 +342,9 @@ def run_lm(
     out = work / f"run-{name}-seed{seed}"
     cmd = unrolled_cmd("train", "lm", "--text", str(text), "--test-frac", "0", "--no-progress")
     cmd += ["--sample-length", "0", "--max-minutes", f"{minutes:g}", "--seed", str(seed), "--out", str(out)]
-    if args.smoke:
-        cmd += ["--max-steps", str(args.smoke_steps)]
     cmd += shlex.split(args.lm_args)
+    if args.smoke:  # a few sentences support a few hundred pieces at most
+        cmd += ["--max-steps", str(args.smoke_steps)] + (["--vocab-size", "300"] if "subword" in cmd else [])
     log = work / f"train-{name}-seed{seed}.log"
     code, wall, cpu_s = run_logged(cmd, log, f"{name} seed {seed}")
     if code != 0:
@@ -533,7 +533,8 @@ def main() -> int:
     )
     p.add_argument(
         "--lm-args",
-        default="--unit word --lower --cell lstm --layers 1 --hidden 256",
+        default="--unit subword --tokens unigram --vocab-size 2000 --lower --cell lstm --layers 1 "
+        "--hidden 256 --dropout 0.5",
         help=f"{LM_METHOD}: arguments for `unrolled train lm` (default: %(default)s)",
     )
     p.add_argument(
