@@ -184,6 +184,10 @@ def test_a_subword_lm_trains_resumes_evaluates_samples_loads_and_exports(tmp_pat
     assert capsys.readouterr().out == "the old" + sample + "\n"
     meta = p.export_meta()
     assert base64.b64decode(meta["sentencepiece"]) == sw.model and meta["unit"] == "subword"
+    with pytest.raises(ValueError, match="has fewer than 2 pieces: nothing to score"):
+        p.score("")
+    with pytest.raises(ValueError, match="has no pieces"):
+        p.sample(" ", length=3)
 
 
 def test_a_subword_classifier_trains_resumes_evaluates_and_loads(tmp_path, capsys) -> None:

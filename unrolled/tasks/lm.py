@@ -180,6 +180,8 @@ class DataConfig:
     def validate(self) -> None:
         if self.unit not in UNITS:
             raise ValueError(f"unknown --unit {self.unit!r}: expected {' or '.join(UNITS)}")
+        if self.tokens not in SUBWORDS:
+            raise ValueError(f"unknown --tokens {self.tokens!r}: expected {' or '.join(SUBWORDS)}")
         positive(self, ("seq_len", "batch_size", "min_count", "max_vocab", "vocab_size"))
         options = {
             "--lower": (self.lower, "word or subword"),
@@ -191,8 +193,6 @@ class DataConfig:
         for option, (given, units) in options.items():
             if given and self.unit not in units.split(" or "):
                 raise ValueError(f"{option} applies to --unit {units}, not to --unit {self.unit}")
-        if self.tokens not in SUBWORDS:
-            raise ValueError(f"unknown --tokens {self.tokens!r}: expected {' or '.join(SUBWORDS)}")
         split_fractions(self.val_frac, self.test_frac or 0.0, "text")
 
     def resolve(self) -> None:
