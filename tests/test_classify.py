@@ -409,3 +409,21 @@ def test_patience_stops_after_validations_without_a_new_best(labelled_csv, tmp_p
     # validation, before the process ended, would otherwise train one step more than an unbroken run)
     assert main(["train", "classify", "--resume", str(out), "--max-steps", "10", "--no-progress"]) == 0
     assert ckpt.trainer_state(out)["step"] == state["step"]
+
+
+@pytest.mark.parametrize("select", ["accuracy", "loss"])
+def test_the_best_weights_are_those_of_the_selected_figure(select, labelled_csv, tmp_path) -> None:
+    out = tmp_path / select
+    argv = ["--max-steps", "40", "--eval-every", "2", "--patience", "100", "--select", select]
+    assert _train(labelled_csv, out, *argv) == 0
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    vals = [r for r in records if r["kind"] == "val"]
+    if select == "accuracy":  # the highest accuracy; of equals, the lowest loss; of those, the first
+        best = min(vals, key=lambda r: (-r["val_accuracy"], r["val_loss"], r["step"]))
+    else:
+        best = min(vals, key=lambda r: (r["val_loss"], r["step"]))
+    assert ckpt.trainer_state(out)["best_step"] == best["step"]
+    assert [r["step"] for r in vals if r["best"]][-1] == best["step"]
+    if select == "accuracy":  # the tie-break decided: the first of the most accurate is not the best
+        first = next(r for r in vals if r["val_accuracy"] == best["val_accuracy"])
+        assert first["step"] != best["step"]
