@@ -3,10 +3,14 @@
 Needs scikit-learn (the baseline and the metrics): ``pip install -e '.[bench]'``.
 
 What it measures
-    Test accuracy and macro-F1 of ``unrolled train classify`` (by default ``--arch cnn`` and
-    ``--arch bilstm``, each with the same wall-clock budget, ``--minutes``, or the same number
-    of steps, ``--max-steps``) and of a bag-of-words logistic regression, all trained on the
-    same ``train.csv`` and scored on the same ``test.csv``, and the seconds each took to train.
+    Test accuracy and macro-F1 of ``unrolled train classify`` (by default ``--arch cnn``,
+    ``--arch bilstm`` and ``lm-lstm``: a language model trained on the training sentences' text
+    alone, then the classifier ``--init-from`` it (ULMFiT), the two sharing one budget, split by
+    ``--lm-share``; each with the same wall-clock budget, ``--minutes``, or the same number of
+    steps, ``--max-steps``; each over ``--seeds``, with the mean and sd) and of a bag-of-words
+    logistic regression, all trained on the same ``train.csv`` and scored on the same
+    ``test.csv``, and the seconds each took to train. ``lm-lstm-reviews`` lets the language model
+    also read the 1,500 whole movie reviews of the same sdist (unlabelled, from another source).
     With a time budget the number of steps, and so the learning-rate schedule and the result,
     depends on the machine's load; ``--max-steps`` gives load-independent numbers.
 
@@ -171,15 +175,20 @@ def fetch_sdist(cache: Path) -> Path:
     return target
 
 
-def read_polarity(archive: Path) -> list[tuple[str, str]]:
-    """(label, text) rows of the sentence-polarity CSV inside the sdist, read without extracting."""
+def read_member(archive: Path, member: str) -> str:
+    """The text of one file of the sdist, read without extracting."""
     with tarfile.open(archive, "r:gz") as tar:
-        names = [m for m in tar.getmembers() if m.isfile() and m.name.endswith("/" + MEMBER)]
+        names = [m for m in tar.getmembers() if m.isfile() and m.name.endswith("/" + member)]
         if len(names) != 1:
-            sys.exit(f"{archive} holds no single {MEMBER!r} (found {len(names)})")
+            sys.exit(f"{archive} holds no single {member!r} (found {len(names)})")
         f = tar.extractfile(names[0])
         assert f is not None
-        raw = f.read().decode("utf-8-sig")
+        return f.read().decode("utf-8-sig")
+
+
+def read_polarity(archive: Path) -> list[tuple[str, str]]:
+    """(label, text) rows of the sentence-polarity CSV inside the sdist."""
+    raw = read_member(archive, MEMBER)
     rows = []
     for i, r in enumerate(csv.reader(io.StringIO(raw, newline=""))):
         if not r:
@@ -197,15 +206,8 @@ def read_polarity(archive: Path) -> list[tuple[str, str]]:
 def read_reviews(archive: Path) -> list[str]:
     """The lines of the 1,500 whole movie reviews in the sdist (polarity data v2.0, from IMDb: not
     the Rotten Tomatoes snippets of the sentence data), labels dropped: unlabelled in-domain text."""
-    with tarfile.open(archive, "r:gz") as tar:
-        names = [m for m in tar.getmembers() if m.isfile() and m.name.endswith("/" + REVIEWS)]
-        if len(names) != 1:
-            sys.exit(f"{archive} holds no single {REVIEWS!r} (found {len(names)})")
-        f = tar.extractfile(names[0])
-        assert f is not None
-        raw = f.read().decode("utf-8-sig")
     lines = []
-    for row in csv.reader(io.StringIO(raw, newline="")):
+    for row in csv.reader(io.StringIO(read_member(archive, REVIEWS), newline="")):
         if len(row) == 2:
             lines += [" ".join(line.split()) for line in row[1].split("\n") if line.strip()]
     return lines
