@@ -473,11 +473,11 @@ class ClassifyPredictor(Predictor):
         """Each text's token ids, as the model reads them; ``ValueError`` for a text with no words."""
         if isinstance(texts, str):
             texts = [texts]
-        ids = []
+        ids, tok = [], tokenizer_of(self.config.data, self.run.subwords)  # built once, not per text
         for k, text in enumerate(texts):
             if not isinstance(text, str):
                 raise TypeError(f"text {k + 1} is a {type(text).__name__}, expected a str")
-            words = tokenizer_of(self.config.data, self.run.subwords)(text)[: self.config.data.max_tokens]
+            words = tok(text)[: self.config.data.max_tokens]
             if not words:
                 raise ValueError(f"text {k + 1} has no words to classify: {text!r}")
             ids.append(self.vocab.encode(words))
