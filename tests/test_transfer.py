@@ -58,7 +58,17 @@ def test_a_transferred_classifier_resumes_evaluates_and_loads(lm_run, tmp_path, 
     folder, lm = lm_run
     out = tmp_path / "run"
     argv = _classify(
-        folder, lm, out, "--freeze-epochs", "1", "--lr-decay-per-layer", "0.38", "--pool", "concat"
+        folder,
+        lm,
+        out,
+        "--freeze-epochs",
+        "1",
+        "--lr-decay-per-layer",
+        "0.38",
+        "--pool",
+        "concat",
+        "--arch",
+        "lm",  # naming the architecture the LM gives is allowed, not required
     )
     assert main([*argv, "--max-steps", "10"]) == 0
     assert main(["train", "classify", "--resume", str(out), "--max-steps", "5", "--no-progress"]) == 0

@@ -113,7 +113,7 @@ class ModelConfig:
     def validate(self) -> None:
         if self.arch not in ARCHS:
             raise ValueError(f"unknown --arch {self.arch!r}: expected one of {', '.join(ARCHS)}")
-        if (self.arch == "lm") != (self.encoder is not None):
+        if self.arch == "lm" and self.encoder is None and self.init_from is None:
             raise ValueError("--arch lm is the encoder of a language model: give --init-from LM_RUN instead")
         if self.freeze_epochs < 0:
             raise ValueError(f"--freeze-epochs must be >= 0, got {self.freeze_epochs}")
