@@ -94,13 +94,20 @@ def step_order(steps: int, reverse: bool) -> range:
     return range(steps - 1, -1, -1) if reverse else range(steps)
 
 
-def input_projection(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-    """``x W^T + b`` for all steps at once: (T, B, I) -> (T, B, rows), a new tensor, which the
-    loop overwrites with the gates."""
+def input_projection(x: Tensor, weight: Tensor, bias: Tensor | None, out: Tensor | None = None) -> Tensor:
+    """``x W^T + b`` for all steps at once: (T, B, I) -> (T, B, rows), which the loop overwrites
+    with the gates; into ``out`` (T, B, rows) if given, else a new tensor."""
     T, B, I = x.shape
     flat = x.reshape(T * B, I)
-    out = flat @ weight.t() if bias is None else torch.addmm(bias, flat, weight.t())
-    return out.view(T, B, -1)
+    if out is None:
+        out = flat @ weight.t() if bias is None else torch.addmm(bias, flat, weight.t())
+        return out.view(T, B, -1)
+    rows = out.view(T * B, -1)
+    if bias is None:
+        torch.mm(flat, weight.t(), out=rows)
+    else:
+        torch.addmm(bias, flat, weight.t(), out=rows)
+    return out
 
 
 def input_grads(

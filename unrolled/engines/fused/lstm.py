@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .arena import inference, reusing, scratch
 from .common import (
     StepNoise,
     draw_noise,
@@ -100,18 +101,20 @@ class FusedLSTM(torch.autograd.Function):
         G, H = len(spec.gates), c0.size(1)
         R = h0.size(1)
         bias = None if b_ih is None else b_ih + b_hh
-        if ln_ih is None:
-            acts = input_projection(x, w_ih, bias)  # (T, B, G*H), overwritten in place with the gates
+        # every buffer but the output is scratch: reused across calls in inference (see .arena)
+        if ln_ih is None:  # (T, B, G*H), overwritten in place with the gates
+            acts = input_projection(x, w_ih, bias, out=scratch("acts", (T, B, G * H), x))
             ih_stats = None
         else:  # x is x W_ih^T: LN(x) ln_ih + b
             acts, *ih_stats = norm(x, ln_ih, bias)
-        h_in, c_in, c_out = x.new_empty(T, B, R), x.new_empty(T, B, H), x.new_empty(T, B, H)
-        m_all = x.new_empty(T, B, H) if w_hr is not None else None
-        a_in = x.new_empty(T, B, a0.size(1)) if w_gate is not None else None
+        h_in, c_in = scratch("h_in", (T, B, R), x), scratch("c_in", (T, B, H), x)
+        c_out = scratch("c_out", (T, B, H), x)
+        m_all = scratch("m_all", (T, B, H), x) if w_hr is not None else None
+        a_in = scratch("a_in", (T, B, a0.size(1)), x) if w_gate is not None else None
         out = x.new_empty(T, B, R)
-        q_raw = x.new_empty(T, B, G * H) if ln_hh is not None else None  # h W_hh^T before its LN
-        c_norm = x.new_empty(T, B, H) if ln_c_w is not None else None  # LN(c_t)
-        stats = x.new_empty(4, T, B, 1)  # mean and rstd of the recurrent LN, then of the cell LN
+        q_raw = scratch("q_raw", (T, B, G * H), x) if ln_hh is not None else None  # h W_hh^T before its LN
+        c_norm = scratch("c_norm", (T, B, H), x) if ln_c_w is not None else None  # LN(c_t)
+        stats = scratch("stats", (4, T, B, 1), x)  # mean and rstd of the recurrent LN, then of the cell LN
         steps = steps or STEPS  # Python, or the compiled engine's C++ (unrolled.engines.compiled)
         h, c, a = steps.forward(
             spec, reverse, mask, noise, acts, h0, c0, a0, w_hh, w_peep, w_hr, w_gate, ln_hh, ln_c_w, ln_c_b,
@@ -416,26 +419,30 @@ def run_lstm(
     w_ih, b_ih, b_hh = cell.weight_ih, cell.bias_ih, cell.bias_hh
     if cell.layer_norm:  # x W_ih^T for all steps, differentiated by autograd; its LN and biases inside
         x, w_ih = F.linear(x, w_ih), None
-    out, h, c, a = FusedLSTM.apply(
-        steps,
-        lstm_spec(cell),
-        reverse,
-        mask,
-        noise,
-        x,
-        state[0],
-        state[1],
-        a0,
-        w_ih,
-        cell.weight_hh,
-        b_ih,
-        b_hh,
-        cell.weight_peephole,
-        cell.weight_hr,
-        cell.weight_gate_hh,
-        cell.ln_hh_weight,
-        cell.ln_c_weight,
-        cell.ln_c_bias,
-        cell.ln_ih_weight,
-    )
+    weights = (w_ih, cell.weight_hh, b_ih, b_hh, cell.weight_peephole, cell.weight_hr, cell.weight_gate_hh)
+    norms = (cell.ln_hh_weight, cell.ln_c_weight, cell.ln_c_bias, cell.ln_ih_weight)
+    # the C++ loops return fresh states, so with them nothing returned is scratch
+    with reusing(steps is not None and inference((x, *state, a0, *weights, *norms))):
+        out, h, c, a = FusedLSTM.apply(
+            steps,
+            lstm_spec(cell),
+            reverse,
+            mask,
+            noise,
+            x,
+            state[0],
+            state[1],
+            a0,
+            w_ih,
+            cell.weight_hh,
+            b_ih,
+            b_hh,
+            cell.weight_peephole,
+            cell.weight_hr,
+            cell.weight_gate_hh,
+            cell.ln_hh_weight,
+            cell.ln_c_weight,
+            cell.ln_c_bias,
+            cell.ln_ih_weight,
+        )
     return out, (state._make((h, c, a)) if fgr else state._make((h, c)))

@@ -84,6 +84,13 @@ void forward_impl(const Spec& s, bool reverse, Tensor acts, Tensor h, Tensor c, 
     T* cn0 = c_out.data_ptr<T>() + t * B * H;
     T* m0 = w_hr.has_value() ? m_all->data_ptr<T>() + t * B * H : m_buf.data_ptr<T>();
     T* cnorm0 = c_norm.has_value() ? c_norm->data_ptr<T>() + t * B * H : nullptr;
+    const bool* live = mask_p == nullptr ? nullptr : mask_p + t * B;
+    // without a projection or FGR's carried gates, each row ends its step inside the parallel
+    // loop (its state, output and cell), not in a serial pass after it
+    const bool row_ends = !w_hr.has_value() && S == 0;
+    T* out_t = out.data_ptr<T>() + t * B * R;
+    const T* zh_t = at_step(zh, t, B, R);
+    const T* zc_t = at_step(zc, t, B, H);
     for_rows(B, GH, [&](int64_t b) {
       // i, f, g and c_t
       T* v = v0 + b * GH;
@@ -150,17 +157,23 @@ void forward_impl(const Spec& s, bool reverse, Tensor acts, Tensor h, Tensor c, 
         sigmoid_rows(go, H);
         for (int64_t j = 0; j < H; ++j) m[j] *= go[j];
       }
+      if (row_ends) {
+        const bool* live_b = live == nullptr ? nullptr : live + b;
+        finish_step(m, h_p + b * R, out_t + b * R, zh_t == nullptr ? nullptr : zh_t + b * R, live_b, 1, R);
+        finish_step<T>(cn, c_p + b * H, nullptr, zc_t == nullptr ? nullptr : zc_t + b * H, live_b, 1, H);
+      }
     });
-    const T* hn;
-    if (w_hr.has_value()) {
-      (*proj_gemm)(h_new, (*m_all)[t]);
-      hn = h_new.data_ptr<T>();
-    } else {
-      hn = m_buf.data_ptr<T>();
+    if (!row_ends) {
+      const T* hn;
+      if (w_hr.has_value()) {
+        (*proj_gemm)(h_new, (*m_all)[t]);
+        hn = h_new.data_ptr<T>();
+      } else {
+        hn = m_buf.data_ptr<T>();
+      }
+      finish_step(hn, h_p, out_t, zh_t, live, B, R);
+      finish_step<T>(cn0, c_p, nullptr, zc_t, live, B, H);
     }
-    const bool* live = mask_p == nullptr ? nullptr : mask_p + t * B;
-    finish_step(hn, h_p, out.data_ptr<T>() + t * B * R, at_step(zh, t, B, R), live, B, R);
-    finish_step<T>(cn0, c_p, nullptr, at_step(zc, t, B, H), live, B, H);
     if (S > 0) {  // FGR carries the sigmoid gates' activations
       for (int64_t b = 0; b < B; ++b) {
         if (live != nullptr && !live[b]) continue;
