@@ -19,7 +19,7 @@ from unrolled.engines import compiled
 
 pytestmark = NEEDS_COMPILED
 
-KERNELS = ["aten", "onednn", "rows", "packed"]
+KERNELS = ["aten", "onednn", "rows", "packed", "mkl-packed"]
 
 
 @pytest.fixture
@@ -135,12 +135,13 @@ def test_the_environment_forces_a_kernel_for_the_process() -> None:
     env = {**os.environ, "UNROLLED_GEMM": "fast"}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False)
     assert done.returncode != 0
-    assert "UNROLLED_GEMM='fast': expected one of auto, aten, onednn, rows, packed" in done.stderr
+    assert "UNROLLED_GEMM='fast': expected one of auto, aten, onednn, rows, packed, mkl-packed" in done.stderr
 
 
 def test_set_gemm_kernel_rejects_unknown_names() -> None:
     with pytest.raises(
-        ValueError, match="unknown GEMM kernel 'mkl': expected one of auto, aten, onednn, rows, packed"
+        ValueError,
+        match="unknown GEMM kernel 'mkl': expected one of auto, aten, onednn, rows, packed, mkl-packed",
     ):
         compiled.set_gemm_kernel("mkl")
 

@@ -290,15 +290,17 @@ def note_fallback() -> None:
         )
 
 
-GEMM_KERNELS = ("auto", "aten", "onednn", "rows", "packed")
+GEMM_KERNELS = ("auto", "aten", "onednn", "rows", "packed", "mkl-packed")
 
 
 def set_gemm_kernel(name: str) -> str:
     """Run the compiled loops' per-step GEMMs (float32) through one kernel, and return the
     previous setting. ``"auto"`` (the default) measures, at the first loop of each shape, ATen's
-    GEMM (MKL on x86), oneDNN's matmul, oneDNN on weights packed once per loop and, for up to 8
-    rows, plain vectorised loops, and keeps the fastest (``csrc/gemm.cpp`` says why); the others
-    force one kernel for every shape, for tests and measurement. Other dtypes always use ATen's.
+    GEMM (MKL on x86), oneDNN's matmul, oneDNN on weights packed once per loop, MKL on weights
+    packed once per loop (``"mkl-packed"``, where torch carries MKL; elsewhere forcing it runs
+    ATen's) and, for up to 8 rows, plain vectorised loops, and keeps the fastest
+    (``csrc/gemm.cpp`` says why); the others force one kernel for every shape, for tests and
+    measurement. Other dtypes always use ATen's.
 
     The kernels round differently (in float32's last bits). ``"auto"`` measures a shape once per
     machine and keeps the choice in :func:`gemm_choice_file`, so every process computes with the

@@ -163,9 +163,9 @@ inline void end_grad(const T* prev, const T* drop, const T* kept, const bool* li
 }
 
 // The per-step GEMM (gemm.cpp): through ATen, oneDNN (plain, or on weights packed once per
-// loop) or plain loops for a few rows, whichever was measured fastest for the shape (kAuto), or
+// loop), MKL on weights packed once per loop, or plain loops for a few rows, whichever was measured fastest for the shape (kAuto), or
 // as set_gemm_backend forces.
-enum class GemmBackend : int64_t { kAuto = 0, kAten = 1, kOneDnn = 2, kRows = 3, kPacked = 4 };
+enum class GemmBackend : int64_t { kAuto = 0, kAten = 1, kOneDnn = 2, kRows = 3, kPacked = 4, kMklPacked = 5 };
 
 // A loop's product with one matrix b (k, n) at every step, out (rows, n) (+)= a (rows, k) b:
 // the kernel chosen once for the loop (and b packed once if the packed kernel is chosen).
@@ -179,8 +179,9 @@ class StepGemm {
  private:
   void apply(const Tensor& out, const Tensor& a, bool accumulate) const;
 
-  Tensor b_, packed_;
+  Tensor b_, packed_;  // packed_: b in oneDNN's or MKL's packed layout, for those kernels
   GemmBackend kernel_;
+  int64_t rows_;  // the rows the loop's products have (MKL's packing is for them)
   bool accumulate_;
 };
 

@@ -5,6 +5,9 @@
 //   onednn  oneDNN's matmul primitive, the library torch's own fused RNN kernel runs on;
 //   packed  oneDNN's inner product on a copy of the weights packed once per loop into its
 //           blocked layout (what torch's RNN kernel does), saving the packing at every step;
+//   mkl-packed  MKL's GEMM on the weights packed once per loop by cblas_sgemm_pack (the API MKL
+//           offers for this very case), writing (or adding) into the output in place: ATen's
+//           GEMM repacks the weights at every call, and oneDNN's returns a new tensor to add;
 //   rows    the plain loops below, for a few rows (batch 1 to kSmallRows).
 //
 // Why four: a time loop's GEMM is small in one dimension (the batch) and reuses one weight
@@ -43,6 +46,16 @@ namespace at::native {
 TORCH_API void mkldnn_matmul(const Tensor& mat1, const Tensor& mat2, const Tensor& result, float beta,
                              float alpha);
 }  // namespace at::native
+
+// MKL's packed GEMM (mkl_cblas.h; LP64 ints, the interface torch links), declared weak: where
+// torch carries no MKL (not x86) they stay null and the mkl-packed kernel is never a candidate.
+extern "C" {
+size_t cblas_sgemm_pack_get_size(int identifier, int m, int n, int k) __attribute__((weak));
+void cblas_sgemm_pack(int layout, int identifier, int trans, int m, int n, int k, float alpha, const float* src,
+                      int ld, float* dest) __attribute__((weak));
+void cblas_sgemm_compute(int layout, int transa, int transb, int m, int n, int k, const float* a, int lda,
+                         const float* b, int ldb, float beta, float* c, int ldc) __attribute__((weak));
+}
 
 namespace unrolled {
 
@@ -125,6 +138,39 @@ bool packed_gemm(const Tensor& out, const Tensor& a, const Tensor& packed, bool 
     remember(&g_packed_error, e);
     return false;
   }
+}
+
+// CBLAS's constants: row-major layout, no transpose / transpose / packed, the B operand.
+constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112, kPackedOperand = 151, kBMatrix = 162;
+
+bool mkl_packed_available() {
+  return cblas_sgemm_pack_get_size != nullptr && cblas_sgemm_pack != nullptr && cblas_sgemm_compute != nullptr &&
+         at::globalContext().userEnabledMkldnn();
+}
+
+// Sizes MKL's 32-bit interface takes.
+bool fits_int(int64_t v) { return v > 0 && v <= int64_t(1) << 30; }
+
+// b (k, n), row-major or the transpose of a row-major (n, k), packed by MKL for products with
+// `rows` rows; undefined if MKL is absent or the sizes do not fit.
+Tensor mkl_pack(const Tensor& b, int64_t rows) {
+  const int64_t K = b.size(0), N = b.size(1);
+  if (!mkl_packed_available() || !fits_int(rows) || !fits_int(K) || !fits_int(N)) return Tensor();
+  const bool trans = !b.is_contiguous();  // plain(b): then b = w^T with w (n, k) row-major
+  const size_t bytes = cblas_sgemm_pack_get_size(kBMatrix, int(rows), int(N), int(K));
+  Tensor dest = at::empty({int64_t(bytes / sizeof(float)) + 16}, b.options());
+  cblas_sgemm_pack(kRowMajor, kBMatrix, trans ? kTrans : kNoTrans, int(rows), int(N), int(K), 1.0f,
+                   b.data_ptr<float>(), trans ? int(K) : int(N), dest.data_ptr<float>());
+  return dest;
+}
+
+// out (+)= a b with b packed by mkl_pack for a.size(0) rows; false where a's layout does not suit.
+bool mkl_packed_gemm(const Tensor& out, const Tensor& a, const Tensor& packed, int64_t n, bool accumulate) {
+  if (!a.is_contiguous() || !packed.defined()) return false;
+  const int64_t M = a.size(0), K = a.size(1);
+  cblas_sgemm_compute(kRowMajor, kNoTrans, kPackedOperand, int(M), int(n), int(K), a.data_ptr<float>(), int(K),
+                      packed.data_ptr<float>(), int(n), accumulate ? 1.0f : 0.0f, out.data_ptr<float>(), int(n));
+  return true;
 }
 
 void aten_gemm(const Tensor& out, const Tensor& a, const Tensor& b, bool accumulate) {
@@ -242,6 +288,10 @@ bool run(GemmBackend kernel, const Tensor& out, const Tensor& a, const Tensor& b
       const Tensor p = packed.defined() ? packed : pack(b, a.size(0));
       return p.defined() && packed_gemm(out, a, p, accumulate);
     }
+    case GemmBackend::kMklPacked: {
+      const Tensor p = packed.defined() ? packed : mkl_pack(b, a.size(0));
+      return mkl_packed_gemm(out, a, p, b.size(1), accumulate);
+    }
     case GemmBackend::kRows:
       rows_gemm(out, a, b, accumulate);
       return true;
@@ -264,6 +314,7 @@ GemmBackend measure(const Tensor& out, const Tensor& a, const Tensor& b, bool ac
   std::vector<GemmBackend> candidates{GemmBackend::kAten};
   if (onednn_enabled()) candidates.push_back(GemmBackend::kOneDnn);
   if (packed_enabled()) candidates.push_back(GemmBackend::kPacked);
+  if (mkl_packed_available() && a.is_contiguous()) candidates.push_back(GemmBackend::kMklPacked);
   if (a.size(0) <= kSmallRows) candidates.push_back(GemmBackend::kRows);
   // constant operands: the values do not change the time, and drawing them would move the
   // caller's random state (dropout masks, sampling) by a measurement that only the first loop of
@@ -273,17 +324,18 @@ GemmBackend measure(const Tensor& out, const Tensor& a, const Tensor& b, bool ac
   };
   const Tensor x = like(a), w = like(b);
   Tensor scratch = at::zeros_like(out);
-  Tensor packed;
-  double pack_cost = 0;
+  std::vector<Tensor> packed(candidates.size());  // each packing kernel's copy of w
+  std::vector<double> pack_cost(candidates.size(), 0.0);
   std::vector<double> best(candidates.size(), 1e30);
   for (size_t i = 0; i < candidates.size(); ++i) {
-    if (candidates[i] == GemmBackend::kPacked) {
+    const bool packs = candidates[i] == GemmBackend::kPacked || candidates[i] == GemmBackend::kMklPacked;
+    if (packs) {
       const auto start = std::chrono::steady_clock::now();
-      packed = pack(w, a.size(0));
-      pack_cost = since(start);
-      if (!packed.defined()) best[i] = 2e30;
+      packed[i] = candidates[i] == GemmBackend::kPacked ? pack(w, a.size(0)) : mkl_pack(w, a.size(0));
+      pack_cost[i] = since(start);
+      if (!packed[i].defined()) best[i] = 2e30;
     }
-    if (best[i] < 1.5e30 && !run(candidates[i], scratch, x, w, packed, accumulate)) best[i] = 2e30;  // refused
+    if (best[i] < 1.5e30 && !run(candidates[i], scratch, x, w, packed[i], accumulate)) best[i] = 2e30;  // refused
   }
   const int64_t work = a.size(0) * a.size(1) * b.size(1);
   const int64_t calls = std::clamp<int64_t>((int64_t(1) << 25) / work, 1, 1024);
@@ -291,12 +343,12 @@ GemmBackend measure(const Tensor& out, const Tensor& a, const Tensor& b, bool ac
     for (size_t i = 0; i < candidates.size(); ++i) {
       if (best[i] > 1.5e30) continue;
       const auto start = std::chrono::steady_clock::now();
-      for (int64_t c = 0; c < calls; ++c) run(candidates[i], scratch, x, w, packed, accumulate);
+      for (int64_t c = 0; c < calls; ++c) run(candidates[i], scratch, x, w, packed[i], accumulate);
       best[i] = std::min(best[i], since(start));
     }
   }
   for (size_t i = 0; i < candidates.size(); ++i) {
-    if (candidates[i] == GemmBackend::kPacked) best[i] += pack_cost * double(calls) / double(std::max<int64_t>(steps, 1));
+    best[i] += pack_cost[i] * double(calls) / double(std::max<int64_t>(steps, 1));
   }
   size_t pick = 0;
   for (size_t i = 1; i < candidates.size(); ++i) {
@@ -327,7 +379,7 @@ class ChoiceFile {
       std::istringstream fields(line);
       int64_t m, k, n, a_t, b_t, acc, threads, many, kernel;
       if (!(fields >> m >> k >> n >> a_t >> b_t >> acc >> threads >> many >> kernel)) continue;
-      if (kernel < 1 || kernel > 4) continue;
+      if (kernel < 1 || kernel > 5) continue;
       g_choice.emplace(Key{m, k, n, a_t != 0, b_t != 0, acc != 0, static_cast<int>(threads), many != 0},
                        static_cast<GemmBackend>(kernel));
     }
@@ -392,12 +444,16 @@ GemmBackend choose(const Tensor& out, const Tensor& a, const Tensor& b, bool acc
 }  // namespace
 
 StepGemm::StepGemm(const Tensor& b, int64_t rows, bool accumulate, int64_t steps)
-    : b_(b), accumulate_(accumulate) {
+    : b_(b), rows_(rows), accumulate_(accumulate) {
   const Tensor a = at::empty({rows, b.size(0)}, b.options());
   kernel_ = choose(at::empty({rows, b.size(1)}, b.options()), a, b, accumulate, steps);
   if (kernel_ == GemmBackend::kPacked) {
     packed_ = packed_enabled() ? pack(b, rows) : Tensor();
     if (!packed_.defined()) kernel_ = GemmBackend::kOneDnn;
+  }
+  if (kernel_ == GemmBackend::kMklPacked) {
+    packed_ = eligible(at::empty({rows, b.size(1)}, b.options()), a, b) ? mkl_pack(b, rows) : Tensor();
+    if (!packed_.defined()) kernel_ = GemmBackend::kAten;
   }
   if (kernel_ == GemmBackend::kOneDnn && !onednn_enabled()) kernel_ = GemmBackend::kAten;
   // ATen's GEMM on a transposed (or sliced) weight: a row-major copy, made once for a long loop
@@ -411,7 +467,8 @@ StepGemm::StepGemm(const Tensor& b, int64_t rows, bool accumulate, int64_t steps
 }
 
 void StepGemm::apply(const Tensor& out, const Tensor& a, bool accumulate) const {
-  const GemmBackend kernel = eligible(out, a, b_) ? kernel_ : GemmBackend::kAten;  // a view of other strides
+  GemmBackend kernel = eligible(out, a, b_) ? kernel_ : GemmBackend::kAten;  // a view of other strides
+  if (kernel == GemmBackend::kMklPacked && a.size(0) != rows_) kernel = GemmBackend::kAten;
   if (!run(kernel, out, a, b_, packed_, accumulate)) aten_gemm(out, a, b_, accumulate);
 }
 
@@ -434,8 +491,9 @@ void set_gemm_choice_file(const std::string& path) {
 }
 
 int64_t set_gemm_backend(int64_t mode) {
-  TORCH_CHECK(mode >= 0 && mode <= 4,
-              "gemm backend: 0 (auto), 1 (aten), 2 (onednn), 3 (rows) or 4 (packed) expected, got ", mode);
+  TORCH_CHECK(mode >= 0 && mode <= 5,
+              "gemm backend: 0 (auto), 1 (aten), 2 (onednn), 3 (rows), 4 (packed) or 5 (mkl-packed) expected, got ",
+              mode);
   std::lock_guard<std::mutex> lock(g_mutex);
   const auto previous = static_cast<int64_t>(g_mode);
   g_mode = static_cast<GemmBackend>(mode);
