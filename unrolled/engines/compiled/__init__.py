@@ -143,12 +143,14 @@ def _steps(module: ModuleType) -> dict[type[nn.Module], tuple[Any, Any]]:
             mask,
             noise.dropout,
             *_zones(noise, 2),
-            *rest[7:],
+            *rest[7:16],
+            rest[16] if len(rest) > 16 else None,
             *_lstm_args(spec, reverse),
         ),
         backward=lambda spec, reverse, mask, noise, *rest: m.lstm_backward(
             *rest[:13], mask, noise.dropout, *_zones(noise, 2), *rest[13:], *_lstm_args(spec, reverse)
         ),
+        adds_bias=True,  # forward takes the summed bias last (None: already in acts)
     )
     gru = SimpleNamespace(
         forward=lambda reset_after, reverse, mask, noise, *rest: m.gru_forward(

@@ -101,9 +101,16 @@ class FusedLSTM(torch.autograd.Function):
         G, H = len(spec.gates), c0.size(1)
         R = h0.size(1)
         bias = None if b_ih is None else b_ih + b_hh
+        steps = steps or STEPS  # Python, or the compiled engine's C++ (unrolled.engines.compiled)
+        # the C++ loop adds the bias to each step's row, sparing the projection a pass over P
+        loop_bias = (
+            (bias,) if bias is not None and ln_ih is None and getattr(steps, "adds_bias", False) else ()
+        )
         # every buffer but the output is scratch: reused across calls in inference (see .arena)
         if ln_ih is None:  # (T, B, G*H), overwritten in place with the gates
-            acts = input_projection(x, w_ih, bias, out=scratch("acts", (T, B, G * H), x))
+            acts = input_projection(
+                x, w_ih, None if loop_bias else bias, out=scratch("acts", (T, B, G * H), x)
+            )
             ih_stats = None
         else:  # x is x W_ih^T: LN(x) ln_ih + b
             acts, *ih_stats = norm(x, ln_ih, bias)
@@ -115,10 +122,9 @@ class FusedLSTM(torch.autograd.Function):
         q_raw = scratch("q_raw", (T, B, G * H), x) if ln_hh is not None else None  # h W_hh^T before its LN
         c_norm = scratch("c_norm", (T, B, H), x) if ln_c_w is not None else None  # LN(c_t)
         stats = scratch("stats", (4, T, B, 1), x)  # mean and rstd of the recurrent LN, then of the cell LN
-        steps = steps or STEPS  # Python, or the compiled engine's C++ (unrolled.engines.compiled)
         h, c, a = steps.forward(
             spec, reverse, mask, noise, acts, h0, c0, a0, w_hh, w_peep, w_hr, w_gate, ln_hh, ln_c_w, ln_c_b,
-            h_in, c_in, c_out, m_all, a_in, out, q_raw, c_norm, stats,
+            h_in, c_in, c_out, m_all, a_in, out, q_raw, c_norm, stats, *loop_bias,
         )  # fmt: skip
         ctx.steps = steps
         ctx.spec, ctx.reverse, ctx.noise = spec, reverse, noise

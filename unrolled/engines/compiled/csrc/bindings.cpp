@@ -9,7 +9,7 @@ std::vector<Tensor> lstm_forward(Tensor, const Tensor&, const Tensor&, const Ten
                                  const OptTensor&, const OptTensor&, const OptTensor&, const OptTensor&,
                                  const OptTensor&, const OptTensor&, Tensor, Tensor, Tensor, const OptTensor&,
                                  const OptTensor&, Tensor, const OptTensor&, const OptTensor&, Tensor,
-                                 const std::vector<int64_t>&, const std::vector<int64_t>&,
+                                 const OptTensor&, const std::vector<int64_t>&, const std::vector<int64_t>&,
                                  const std::vector<int64_t>&, bool, bool, bool, bool);
 std::vector<Tensor> lstm_backward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
                                   const Tensor&, const Tensor&, const Tensor&, const OptTensor&,

@@ -29,8 +29,9 @@ void forward_impl(const Spec& s, bool reverse, Tensor acts, Tensor h, Tensor c, 
                   const OptTensor& ln_c_b, const OptTensor& mask, const OptTensor& drop,
                   const OptTensor& zone_h, const OptTensor& zone_c, Tensor h_in, Tensor c_in,
                   Tensor c_out, const OptTensor& m_all, const OptTensor& a_in, Tensor out,
-                  const OptTensor& q_raw, const OptTensor& c_norm, Tensor stats) {
+                  const OptTensor& q_raw, const OptTensor& c_norm, Tensor stats, const OptTensor& bias) {
   const int64_t Tn = acts.size(0), B = acts.size(1), GH = acts.size(2);
+  const T* bias_p = ptr<T>(bias);  // b_ih + b_hh, added here when the projection left it out
   const int64_t H = c.size(1), R = h.size(1);
   const int64_t S = w_gate.has_value() ? static_cast<int64_t>(s.sig_cols.size()) : 0;  // FGR only
   const Tensor w_hh_t = w_hh.t();
@@ -94,6 +95,9 @@ void forward_impl(const Spec& s, bool reverse, Tensor acts, Tensor h, Tensor c, 
     for_rows(B, GH, [&](int64_t b) {
       // i, f, g and c_t
       T* v = v0 + b * GH;
+      if (bias_p != nullptr) {
+        for (int64_t j = 0; j < GH; ++j) v[j] += bias_p[j];
+      }
       const T* cp = c_p + b * H;
       T* cn = cn0 + b * H;
       if (S > 0) {
@@ -397,7 +401,7 @@ std::vector<Tensor> lstm_forward(
     const OptTensor& ln_c_w, const OptTensor& ln_c_b, const OptTensor& mask, const OptTensor& drop,
     const OptTensor& zone_h, const OptTensor& zone_c, Tensor h_in, Tensor c_in, Tensor c_out,
     const OptTensor& m_all, const OptTensor& a_in, Tensor out, const OptTensor& q_raw,
-    const OptTensor& c_norm, Tensor stats, const std::vector<int64_t>& cols,
+    const OptTensor& c_norm, Tensor stats, const OptTensor& bias, const std::vector<int64_t>& cols,
     const std::vector<int64_t>& peeps, const std::vector<int64_t>& sig_cols, bool coupled,
     bool in_act, bool out_act, bool reverse) {
   const Spec s = make_spec(cols, peeps, sig_cols, coupled, in_act, out_act);
@@ -406,7 +410,7 @@ std::vector<Tensor> lstm_forward(
   AT_DISPATCH_FLOATING_TYPES(acts.scalar_type(), "lstm_forward", [&] {
     forward_impl<scalar_t>(s, reverse, acts, h, c, a, w_hh, contiguous(w_peep), w_hr, w_gate, contiguous(ln_hh),
                            contiguous(ln_c_w), contiguous(ln_c_b), contiguous(mask), contiguous(drop), contiguous(zone_h), contiguous(zone_c),
-                           h_in, c_in, c_out, m_all, a_in, out, q_raw, c_norm, stats);
+                           h_in, c_in, c_out, m_all, a_in, out, q_raw, c_norm, stats, contiguous(bias));
   });
   return {h, c, a};
 }
