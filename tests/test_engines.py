@@ -143,6 +143,34 @@ def test_auto_decides_per_device(make, cpu_train, cpu_infer, cuda) -> None:
     assert choose(layer.cells, "mps", True) == cuda  # other accelerators: as CUDA
 
 
+@pytest.mark.parametrize(
+    "make, cpu_step",
+    [
+        (lambda: unrolled.LSTM(I, H, num_layers=2), "compiled" if STEP_ENGINE == "compiled" else "native"),
+        (lambda: unrolled.GRU(I, H), "native"),
+        (lambda: unrolled.RNN(I, H), "native"),
+        (lambda: unrolled.GRU(I, H, layer_norm=True), STEP_ENGINE),
+        (lambda: unrolled.LSTM(I, H, variant="CIFG"), STEP_ENGINE),
+    ],
+)
+def test_one_step_per_call_in_inference_has_its_own_choice(make, cpu_step) -> None:
+    """Generation calls a layer one step at a time: on the CPU the compiled LSTM (torch's kernel
+    sets itself up at every call), torch's own GRU and Elman kernels; the steps give what the
+    whole sequence gives."""
+    layer = make()
+    assert layer.engine_for("cpu", training=False, step=True) == cpu_step
+    assert layer.engine_for("cpu", training=True, step=True) == layer.engine_for("cpu")  # training: as ever
+    assert layer.engine_for("cuda", training=False, step=True) == layer.engine_for("cuda", training=False)
+    x = torch.randn(5, 3, I)
+    with torch.no_grad():
+        whole, _ = layer(x)
+        state, steps = None, []
+        for t in range(x.size(0)):
+            out, state = layer(x[t : t + 1], state)
+            steps.append(out)
+    torch.testing.assert_close(torch.cat(steps), whole, atol=1e-5, rtol=0)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_moving_a_layer_to_cuda_decides_again() -> None:
     gru = unrolled.GRU(I, H)

@@ -21,6 +21,12 @@ benchmarks/results/speed-2026-11-30e/f/g-cpu2.json; runs of the same day vary by
   in 1.49-1.58 / 1.19-1.27 / 1.10-1.22x its time), then compiled (the GRU 1.01-1.28 /
   0.82-0.94 / 0.90-1.04x torch's LSTM against torch's GRU kernel 1.18-1.38 / 1.01-1.10 /
   2.2-3.8x; the Elman RNN 0.38-0.53 / 0.31-0.34 / 0.33-0.50), then as in training.
+- CPU, one step per call in inference (generation: ``unrolled sample``, greedy and beam
+  decoding): compiled for the LSTM family, whose per-call cost at batch 1 is a few microseconds
+  where torch's oneDNN kernel sets itself up at every call (2,062-5,836 steps/s against
+  1,055-5,042 in ``speed-2026-12-06a``, at the three sizes), then native where torch has the
+  cells (its GRU and Elman kernels take 10,665-3,033 / 15,156-9,179 steps/s compiled against
+  14,575-3,722 / 19,150-11,862 native), then as in inference.
 - CUDA (and any other accelerator), training and inference: native (cuDNN) wherever torch has
   the cells, then fused, then reference. Measured on an H200 (torch 2.11): at (B,T,I,H) =
   (32,100,256,256) / (64,100,512,512) / (256,200,1024,1024) / (1,200,128,128) the GRU takes
@@ -90,15 +96,23 @@ PREFERENCES: dict[str, dict[str, Preference]] = {
             ("fused", None),
             ("reference", None),
         ),
+        "step": (
+            ("compiled", ("LSTMCell",)),
+            ("native", None),
+            ("compiled", None),
+            ("fused", None),
+            ("reference", None),
+        ),
     },
-    "cuda": {"train": _ACCELERATOR, "infer": _ACCELERATOR},
+    "cuda": {"train": _ACCELERATOR, "infer": _ACCELERATOR, "step": _ACCELERATOR},
 }
 
 
-def choose(cells: Sequence[nn.Module], device_type: str, training: bool) -> str:
-    """The engine ``impl="auto"`` runs ``cells`` with on a device of this type."""
+def choose(cells: Sequence[nn.Module], device_type: str, training: bool, step: bool = False) -> str:
+    """The engine ``impl="auto"`` runs ``cells`` with on a device of this type, in training or
+    in inference (``step``: one step per call, as generation runs)."""
     table = PREFERENCES.get(device_type, PREFERENCES["cuda"])  # other accelerators: as CUDA
-    for name, classes in table["train" if training else "infer"]:
+    for name, classes in table["train" if training else "step" if step else "infer"]:
         if classes is not None and any(type(c).__name__ not in classes for c in cells):
             continue
         if ENGINES[name].runs_on(device_type) and ENGINES[name].supports(cells):

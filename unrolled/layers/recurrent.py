@@ -127,7 +127,8 @@ class Recurrent(nn.Module):
         if impl != "auto" and not ENGINES[impl].supports(self.cells):
             raise ValueError(ENGINES[impl].why_not.format(cell=self.cells[0]))
         self.impl = impl
-        self._chosen: dict[tuple[str, bool], str] = {}  # (device type, training) -> engine, for auto
+        # (device type, training, one step per call) -> engine, for auto
+        self._chosen: dict[tuple[str, bool, bool], str] = {}
         self.register_state_dict_post_hook(_to_torch_keys)
         self.register_load_state_dict_pre_hook(_from_torch_keys)
 
@@ -213,14 +214,15 @@ class Recurrent(nn.Module):
         first = next(self.parameters(), None)
         return self.engine_for("cpu" if first is None else first.device.type)
 
-    def engine_for(self, device_type: str, training: bool = True) -> str:
+    def engine_for(self, device_type: str, training: bool = True, step: bool = False) -> str:
         """The engine this layer runs with on a device of ``device_type``, in training or (with
-        ``training=False``) under ``torch.no_grad()``."""
+        ``training=False``) under ``torch.no_grad()``, there over a sequence or (``step``) one
+        step per call, as generation calls it."""
         if self.impl != "auto":
             return self.impl
-        key = (device_type, training)
+        key = (device_type, training, step and not training)
         if key not in self._chosen:
-            self._chosen[key] = choose(self.cells, device_type, training)
+            self._chosen[key] = choose(self.cells, device_type, training, key[2])
         return self._chosen[key]
 
     def _run(self, x: Tensor, hx: Any, lengths: Tensor | None, unbatched: bool) -> tuple[Tensor, Any]:
@@ -234,7 +236,8 @@ class Recurrent(nn.Module):
             hx = self._check_hx(hx, proto, unbatched)
         # exported or traced (unrolled.export): the reference loop, the one engine written as plain ops
         plain = exporting or torch.jit.is_tracing()
-        name = "reference" if plain else self.engine_for(x.device.type, torch.is_grad_enabled())
+        training = torch.is_grad_enabled()
+        name = "reference" if plain else self.engine_for(x.device.type, training, x.size(0) == 1)
         engine = ENGINES[name]
         if engine.run_stack is not None:
             return engine.run_stack(
