@@ -238,8 +238,11 @@ def test_beam_one_is_greedy(attention) -> None:
     g = greedy(step, model.encode(src, lengths), 6, 2, 3, 8)
     b = beam_search(step, select, model.encode(src, lengths), 6, 2, 3, 8, beam=1)
     assert [h.tokens for h in g] == [h.tokens for h in b]
+    # the same tokens, and the scores to float32's rounding: decoding runs one step per call, on
+    # torch's GRU kernel on a CPU, whose last bits may differ between a state carried as it came
+    # and one gathered by the beam's row selection
     for x, y in zip(g, b, strict=True):
-        assert x.log_prob == pytest.approx(y.log_prob, abs=1e-9) and x.finished == y.finished
+        assert x.log_prob == pytest.approx(y.log_prob, abs=1e-6) and x.finished == y.finished
 
 
 @pytest.mark.parametrize("beam", [1, 3])
