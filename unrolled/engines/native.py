@@ -14,7 +14,7 @@ all without layer norm, recurrent dropout or zoneout.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -78,6 +78,36 @@ def _quiet(kernel: Any) -> Any:
     return call
 
 
+_KERNELS = {"RNN_TANH": _VF.rnn_tanh, "RNN_RELU": _VF.rnn_relu, "LSTM": _VF.lstm, "GRU": _VF.gru}
+
+
+def _zero_state(cells: Sequence[nn.Module], mode: str, x: Tensor) -> Any:
+    """The stacked zero state of the stack for ``x``'s batch, in torch's layout."""
+    protos = [c.init_state(x.size(1), device=x.device, dtype=x.dtype) for c in cells]
+    return LSTMState(*map(torch.stack, zip(*protos, strict=True))) if mode == "LSTM" else torch.stack(protos)
+
+
+def native_stepper(
+    cells: Sequence[nn.Module], *, num_layers: int, bidirectional: bool
+) -> Callable[[Tensor, Any], tuple[Tensor, Any]]:
+    """``run_native`` for inference over full rows, with the kernel and its weight list taken
+    once: ``step(x (T, B, I), hx or None) -> (out, h_n)``, the same results. For generation,
+    which calls the stack once per step, where gathering them per call costs as much as the
+    kernel's own step at batch 1. Valid while the cells keep these parameter tensors."""
+    mode = native_mode(cells[0])
+    assert mode is not None, "native_stepper needs cells torch's kernels run"
+    kernel = _KERNELS[mode]
+    args = (_flat_weights(cells), bool(cells[0].bias), num_layers, 0.0, False, bidirectional, False)
+
+    def step(x: Tensor, hx: Any) -> tuple[Tensor, Any]:
+        if hx is None:
+            hx = _zero_state(cells, mode, x)
+        out, *state = kernel(x, tuple(hx) if mode == "LSTM" else hx, *args)
+        return out, (LSTMState(*state) if mode == "LSTM" else state[0])
+
+    return step
+
+
 def run_native(
     cells: Sequence[nn.Module],
     x: Tensor,
@@ -101,16 +131,13 @@ def run_native(
         ``(out (T, B, D*O), h_n)`` with the semantics of :func:`run_reference` per cell.
     """
     mode = native_mode(cells[0])
-    B = x.size(1)
+    assert mode is not None
     if hx is None:
-        protos = [c.init_state(B, device=x.device, dtype=x.dtype) for c in cells]
-        hx = (
-            LSTMState(*map(torch.stack, zip(*protos, strict=True))) if mode == "LSTM" else torch.stack(protos)
-        )
+        hx = _zero_state(cells, mode, x)
     weights = _flat_weights(cells)
     has_bias = bool(cells[0].bias)
     args = (weights, has_bias, num_layers, float(dropout), training, bidirectional)
-    kernel = {"RNN_TANH": _VF.rnn_tanh, "RNN_RELU": _VF.rnn_relu, "LSTM": _VF.lstm, "GRU": _VF.gru}[mode]
+    kernel = _KERNELS[mode]
     if x.is_cuda:
         kernel = _quiet(kernel)
     state_in = tuple(hx) if mode == "LSTM" else hx

@@ -10,13 +10,15 @@ The preferences, and the measurements behind them (ratios of forward+backward ti
 torch.nn.LSTM of the same size; ``unrolled bench speed``, on a 2-core CPU:
 benchmarks/results/speed-2026-11-30e/f/g-cpu2.json; runs of the same day vary by 10-25%):
 
-- CPU, training: native for torch's LSTM (the compiled LSTM trains in 0.90-1.00 / 0.91-0.93 /
-  0.84-0.98 of its time at (B,T,I,H) = (32,100,256,256) / (64,100,512,512) / (1,200,128,128):
-  close to the runs' spread, and it needs a build); compiled for every other cell of the
-  package (faster than fused everywhere, e.g. the GRU 0.64-0.73 / 0.66-0.69 / 0.72-0.78
-  against torch's GRU kernel 1.00-1.14 / 0.77-0.89 / 7.4-8.7 and the fused engine's 0.95 /
-  0.84 / 7.46 in speed-2026-11-30b); fused where compiled cannot be built; then native (the
-  cells only torch runs), then the reference loop (custom cells).
+- CPU, training: compiled for every cell of the package, torch's LSTM included. With the
+  per-step GEMM on MKL's packed weights the compiled LSTM trains in CMP_TRAIN of torch.nn.LSTM's
+  time at (B,T,I,H) = (32,100,256,256) / (64,100,512,512) / (1,200,128,128), where torch's own
+  kernel run on our cells (native) takes NAT_TRAIN (speed-2026-12-06a/b/c: faster at every size
+  in every run; before, 0.84-1.00, inside the runs' spread, and native was preferred). The
+  other cells: e.g. the GRU 0.64-0.73 / 0.66-0.69 / 0.72-0.78 against torch's GRU kernel
+  1.00-1.14 / 0.77-0.89 / 7.4-8.7 and the fused engine's 0.95 / 0.84 / 7.46 in
+  speed-2026-11-30b. Where compiled cannot be built: native for torch's LSTM, fused for the
+  rest, native for the cells only torch runs, then the reference loop (custom cells).
 - CPU, inference: native for torch's LSTM (oneDNN's fused RNN kernel: the compiled LSTM infers
   in 1.49-1.58 / 1.19-1.27 / 1.10-1.22x its time), then compiled (the GRU 1.01-1.28 /
   0.82-0.94 / 0.90-1.04x torch's LSTM against torch's GRU kernel 1.18-1.38 / 1.01-1.10 /
@@ -83,8 +85,8 @@ _ACCELERATOR: Preference = (("native", None), ("fused", None), ("reference", Non
 PREFERENCES: dict[str, dict[str, Preference]] = {
     "cpu": {
         "train": (
-            ("native", ("LSTMCell",)),
             ("compiled", None),
+            ("native", ("LSTMCell",)),
             ("fused", None),
             ("native", None),
             ("reference", None),

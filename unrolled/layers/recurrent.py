@@ -24,6 +24,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from ..cells.base import map_state, state_like, state_tensors
 from ..engines import ENGINES, choose
+from ..engines.native import native_stepper
 
 _TORCH_KEY = re.compile(r"^(?P<name>.+)_l(?P<layer>\d+)(?P<rev>_reverse)?$")
 
@@ -57,9 +58,10 @@ class Recurrent(nn.Module):
             only), ``"graphed"`` (the fused engine's time loops replayed from CUDA graphs;
             CUDA only), ``"native"`` (torch's fused kernel; only for the cells torch has, without
             options) or ``"auto"`` (the fastest engine that supports the cells on the layer's
-            device, as measured: on CPU native for torch's LSTM, compiled for the other cells
-            of this package (fused where it cannot be built), reference for custom cells;
-            on CUDA native (cuDNN) wherever torch has the cells, then fused; see
+            device and mode, as measured: on CPU compiled for every cell of this package in
+            training (fused where it cannot be built), torch's kernel for its LSTM in inference
+            over a sequence and for its GRU and Elman cells one step per call, reference for
+            custom cells; on CUDA native (cuDNN) wherever torch has the cells, then fused; see
             :mod:`unrolled.engines.registry`).
             Every engine computes the same function.
 
@@ -224,6 +226,28 @@ class Recurrent(nn.Module):
         if key not in self._chosen:
             self._chosen[key] = choose(self.cells, device_type, training, key[2])
         return self._chosen[key]
+
+    def stepper(self) -> Callable[[Tensor, Any], tuple[Tensor, Any]]:
+        """The layer as generation calls it, one step at a time in inference: ``step(input,
+        hx) -> (output, h_n)``, the same results as ``self(input, hx)``, with what every call
+        would decide decided once. Where ``auto`` runs one step on torch's kernels (the GRU and
+        Elman cells on a CPU) that is the kernel and its weight list, which cost as much as the
+        kernel's step itself at batch 1; elsewhere it is the layer itself. For batched input
+        without lengths, in evaluation mode; ask again after moving the layer or replacing its
+        parameters."""
+        first = next(self.parameters(), None)
+        device_type = "cpu" if first is None else first.device.type
+        if self.training or self.engine_for(device_type, training=False, step=True) != "native":
+            return self.__call__
+        run = native_stepper(self.cells, num_layers=self.num_layers, bidirectional=self.bidirectional)
+        if not self.batch_first:
+            return run
+
+        def step(x: Tensor, hx: Any) -> tuple[Tensor, Any]:
+            out, h_n = run(x.transpose(0, 1), hx)
+            return out.transpose(0, 1), h_n
+
+        return step
 
     def _run(self, x: Tensor, hx: Any, lengths: Tensor | None, unbatched: bool) -> tuple[Tensor, Any]:
         """Every layer and direction over time-major ``x`` (T, B, I); ``hx`` as given by the user."""

@@ -13,6 +13,7 @@ The recurrent layer is any :class:`unrolled.Recurrent`; the model only adds the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -98,6 +99,25 @@ class LanguageModel(nn.Module):
     @property
     def tied(self) -> bool:
         return isinstance(self.decoder, TiedDecoder)
+
+    def stepper(self) -> Callable[[Tensor, Any], tuple[Tensor, Any]]:
+        """``self(tokens, state)`` as generation calls it, one token per row and call in
+        evaluation mode: the same results, through :meth:`Recurrent.stepper` and without the
+        module calls of the embedding and the (inactive) dropouts. In training mode, the model."""
+        if self.training:
+            return self.__call__
+        rnn, decoder = self.rnn.stepper(), self.decoder
+        embed = self.embed
+
+        def step(tokens: Tensor, state: Any) -> tuple[Tensor, Any]:
+            if embed is not None:
+                x = F.embedding(tokens, embed.weight)  # (B, 1, E)
+            else:
+                x = F.one_hot(tokens, self.vocab_size).to(decoder.weight.dtype)
+            out, state = rnn(x, state)
+            return decoder(out), state
+
+        return step
 
     def forward(self, tokens: Tensor, state: Any = None) -> tuple[Tensor, Any]:
         if self.embed is not None:

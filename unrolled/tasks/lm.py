@@ -873,6 +873,7 @@ def generate(
         return scores
 
     scores = last(logits)
+    step = model.stepper()  # one token per call: what each call would decide, decided once
     for _ in range(length):
         if temperature == 0:
             nxt = int(scores.argmax())
@@ -883,5 +884,5 @@ def generate(
                 scaled = scaled.masked_fill(scaled < kth, float("-inf"))
             nxt = int(torch.multinomial(torch.softmax(scaled, dim=-1), 1, generator=gen))
         yield vocab.chars[nxt] if detok is None else detok.push(vocab.tokens[nxt])
-        logits, state = model(torch.tensor([[nxt]], device=device), state)
+        logits, state = step(torch.tensor([[nxt]], device=device), state)
         scores = last(logits)

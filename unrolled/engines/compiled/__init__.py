@@ -12,7 +12,9 @@ recurrent GEMM: their coefficients and the linear recurrence are one sequential 
 
 The per-step GEMM (``csrc/gemm.cpp``) runs through ATen's GEMM (MKL), oneDNN's matmul (the
 library of torch's own fused RNN kernel), oneDNN's inner product on the weights packed once per
-loop or, for up to 8 rows, plain vectorised loops: whichever the first loop of each shape
+loop, MKL's GEMM on the weights packed once per loop (``cblas_sgemm_pack``/``_compute``, MKL's
+interface for a product repeated with one matrix; ATen's call repacks the weights every step) or,
+for up to 8 rows, plain vectorised loops: whichever the first loop of each shape
 measured fastest on this machine (:func:`gemm_choices` lists the choices;
 :func:`set_gemm_kernel` forces one). On the AMD CPU measured here MKL runs its AVX2 kernel and
 oneDNN its AVX-512 one, 20-30% faster at a batch of 32-64 for weights past a megabyte, packed
