@@ -13,6 +13,7 @@ import unrolled
 from unrolled.engines import ENGINES, choose, compiled
 
 I, H = 5, 6
+LSTM_TRAIN = "compiled" if STEP_ENGINE == "compiled" else "native"  # torch's LSTM, training on a CPU
 
 
 @pytest.mark.parametrize(
@@ -20,7 +21,7 @@ I, H = 5, 6
     [
         (lambda **kw: unrolled.RNN(I, H, nonlinearity="relu", **kw), STEP_ENGINE, True),
         (lambda **kw: unrolled.RNN(I, H, num_layers=2, **kw), STEP_ENGINE, True),
-        (lambda **kw: unrolled.LSTM(I, H, proj_size=3, **kw), "native", True),
+        (lambda **kw: unrolled.LSTM(I, H, proj_size=3, **kw), LSTM_TRAIN, True),
         (lambda **kw: unrolled.GRU(I, H, **kw), STEP_ENGINE, True),
         (lambda **kw: unrolled.LSTM(I, H, variant="CIFG", **kw), STEP_ENGINE, False),
         (lambda **kw: unrolled.LSTM(I, H, layer_norm=True, **kw), STEP_ENGINE, False),
@@ -41,8 +42,8 @@ I, H = 5, 6
     ],
 )
 def test_auto_picks_the_fastest_engine_that_runs_the_cells(make, expected, native) -> None:
-    """auto: native for torch's LSTM, compiled (or fused) for the other cells of the package,
-    else the reference."""
+    """auto, training on a CPU: compiled for every cell of the package (where it cannot be built,
+    native for torch's LSTM and fused for the rest), else the reference."""
     assert make().engine == expected
     assert make(impl="reference").engine == "reference"
     if native:
@@ -118,7 +119,6 @@ def test_without_the_compiled_engine_auto_trains_fused_and_infers_native(make, m
 
 
 STEP_INFER = "compiled" if STEP_ENGINE == "compiled" else "native"  # GRU and Elman under no_grad
-LSTM_TRAIN = "compiled" if STEP_ENGINE == "compiled" else "native"  # torch's LSTM, training on a CPU
 
 
 @pytest.mark.parametrize(
