@@ -3,32 +3,35 @@
 An engine declares what it runs (``supports(cells)``) and how: ``run_cell`` (one cell over the
 whole sequence, as the reference loop and the fused kernels do) or ``run_stack`` (every layer and
 direction at once, as torch's kernels do). ``impl="auto"`` takes the first engine in the
-preference list of the layer's device type and mode (training, or inference under
-``torch.no_grad()``) that supports the cells; a preference may be narrowed to some cell classes.
+preference list of the layer's device type and mode (training; inference under
+``torch.no_grad()`` over a sequence; or inference one step per call, as generation runs) that
+supports the cells; a preference may be narrowed to some cell classes.
 
 The preferences, and the measurements behind them (ratios of forward+backward time to
-torch.nn.LSTM of the same size; ``unrolled bench speed``, on a 2-core CPU:
-benchmarks/results/speed-2026-11-30e/f/g-cpu2.json; runs of the same day vary by 10-25%):
+torch.nn.LSTM of the same size; ``unrolled bench speed``, on a 2-core CPU, at (B,T,I,H) =
+(32,100,256,256) / (64,100,512,512) / (1,200,128,128): benchmarks/results/speed-2026-12-06a/b/c,
+and 2026-11-30e/f/g before the compiled engine's inference path; runs of a day vary by 10-25%):
 
-- CPU, training: compiled for every cell of the package, torch's LSTM included. With the
-  per-step GEMM on MKL's packed weights the compiled LSTM trains in CMP_TRAIN of torch.nn.LSTM's
-  time at (B,T,I,H) = (32,100,256,256) / (64,100,512,512) / (1,200,128,128), where torch's own
-  kernel run on our cells (native) takes NAT_TRAIN (speed-2026-12-06a/b/c: faster at every size
-  in every run; before, 0.84-1.00, inside the runs' spread, and native was preferred). The
-  other cells: e.g. the GRU 0.64-0.73 / 0.66-0.69 / 0.72-0.78 against torch's GRU kernel
-  1.00-1.14 / 0.77-0.89 / 7.4-8.7 and the fused engine's 0.95 / 0.84 / 7.46 in
-  speed-2026-11-30b. Where compiled cannot be built: native for torch's LSTM, fused for the
-  rest, native for the cells only torch runs, then the reference loop (custom cells).
-- CPU, inference: native for torch's LSTM (oneDNN's fused RNN kernel: the compiled LSTM infers
-  in 1.49-1.58 / 1.19-1.27 / 1.10-1.22x its time), then compiled (the GRU 1.01-1.28 /
-  0.82-0.94 / 0.90-1.04x torch's LSTM against torch's GRU kernel 1.18-1.38 / 1.01-1.10 /
-  2.2-3.8x; the Elman RNN 0.38-0.53 / 0.31-0.34 / 0.33-0.50), then as in training.
+- CPU, training: compiled for every cell of the package, torch's LSTM included. With its
+  per-step GEMM on MKL's packed weights the compiled LSTM trains in 0.91-0.93 / 0.83-0.90 /
+  0.90-0.93 of torch.nn.LSTM's time, where torch's kernel run on our cells (native) takes
+  0.99-1.03 / 0.97-1.04 / 1.04-1.11: faster at every size in each of three runs (before, 0.84-1.00:
+  inside the runs' spread, and native was preferred). The other cells, e.g. the GRU, 0.61-0.64 /
+  0.61-0.66 / 0.72-0.74, against torch's GRU kernel 1.00-1.14 / 0.77-0.89 / 7.4-8.7 and the
+  fused engine's 0.95 / 0.84 / 7.46 (speed-2026-11-30b). Where compiled cannot be built: native
+  for torch's LSTM, fused for the rest, native for the cells only torch runs, then the
+  reference loop (custom cells).
+- CPU, inference over a sequence: native for torch's LSTM (oneDNN's fused RNN kernel, its
+  pointwise math inside the GEMM: the compiled LSTM, with its inference path, infers in
+  1.14-1.19 / 1.05-1.13 / 1.08-1.17x its time, 1.49-1.58 / 1.19-1.27 / 1.10-1.22x before), then
+  compiled (the GRU in 0.70-0.78 / 0.71-0.79 / 0.23-0.26 of torch's GRU kernel's time, the Elman
+  RNN in 0.85-0.88 / 0.89-0.93 / 0.23-0.28 of torch's RNN's), then as in training.
 - CPU, one step per call in inference (generation: ``unrolled sample``, greedy and beam
-  decoding): compiled for the LSTM family, whose per-call cost at batch 1 is a few microseconds
-  where torch's oneDNN kernel sets itself up at every call (2,062-5,836 steps/s against
-  1,055-5,042 in ``speed-2026-12-06a``, at the three sizes), then native where torch has the
-  cells (its GRU and Elman kernels take 10,665-3,033 / 15,156-9,179 steps/s compiled against
-  14,575-3,722 / 19,150-11,862 native), then as in inference.
+  decoding): compiled for the LSTM family, where torch's oneDNN kernel sets itself up at every
+  call (4,765-5,433 / 2,048-2,205 / 6,389-6,815 steps/s against 2,686-3,122 / 1,052-1,106 /
+  5,264-6,326 native), then native where torch has the cells (its GRU: 10,999-13,996 /
+  3,644-4,003 / 15,854-19,226 steps/s against 8,490-9,722 / 2,948-3,160 / 10,699-11,125
+  compiled), then as in inference.
 - CUDA (and any other accelerator), training and inference: native (cuDNN) wherever torch has
   the cells, then fused, then reference. Measured on an H200 (torch 2.11): at (B,T,I,H) =
   (32,100,256,256) / (64,100,512,512) / (256,200,1024,1024) / (1,200,128,128) the GRU takes

@@ -34,9 +34,17 @@ and 1.32 in a run whose every round ran slower than the one before) and at (64,1
 step does 47 H^2 multiply-adds per row where the LSTM does 20 H^2, a floor of 2.35x for GEMMs
 of equal speed; it is under that only because its per-step GEMMs run on oneDNN at 190-210
 GFLOP/s, near this CPU's peak. minGRU trains 15-16x faster than its step-by-step loop at
-T = 4096 (the parallel scan: 3.8-4.6x). Under ``torch.no_grad()`` torch's LSTM runs oneDNN's fused RNN
-kernel (its weights packed once per call, the pointwise math inside its GEMM kernels), so
-inference of the gated cells at batch 32-64 takes 0.8-1.7x torch's LSTM's time (FGR 2.6-3.2x).
+T = 4096 (the parallel scan: 3.8-4.6x).
+
+Inference (nothing to differentiate: grad mode off, or nothing that requires grad) keeps nothing
+for a backward pass that will not come: the buffers of all steps are scratch reused from call to
+call (:mod:`unrolled.engines.fused.arena`: the page faults of fresh memory were about a tenth of a
+call), the input projection is written into them, and the LSTM's summed bias joins each step's
+rows in the pointwise loop instead of a pass over the projection. Against torch's LSTM under
+``torch.no_grad()`` (oneDNN's fused RNN kernel: weights packed once per call, the pointwise math
+inside its GEMM) every LSTM of Greff et al.'s variants infers in 0.80-1.23x its time at the three
+sizes (speed-2026-12-06a/b/c; 1.2-1.6x before), the LSTM with layer norm in 1.24-1.39x (its two
+norms per step are work torch's LSTM does not do) and FGR in 2.0-2.4x (the floor above).
 
 Why C++ and not ``torch.compile`` of the step: measured here (benchmarks/torch_compile_step.py),
 the compiled pointwise step of the peephole LSTM alone takes 17 us a call at batch 1 (eager:
