@@ -163,8 +163,8 @@ inline void end_grad(const T* prev, const T* drop, const T* kept, const bool* li
 }
 
 // The per-step GEMM (gemm.cpp): through ATen, oneDNN (plain, or on weights packed once per
-// loop), MKL on weights packed once per loop, or plain loops for a few rows, whichever was measured fastest for the shape (kAuto), or
-// as set_gemm_backend forces.
+// loop), MKL on weights packed once per loop, or plain loops for a few rows, whichever was
+// measured fastest for the shape (kAuto), or as set_gemm_backend forces.
 enum class GemmBackend : int64_t { kAuto = 0, kAten = 1, kOneDnn = 2, kRows = 3, kPacked = 4, kMklPacked = 5 };
 
 // A loop's product with one matrix b (k, n) at every step, out (rows, n) (+)= a (rows, k) b:

@@ -10,7 +10,7 @@
 //           GEMM repacks the weights at every call, and oneDNN's returns a new tensor to add;
 //   rows    the plain loops below, for a few rows (batch 1 to kSmallRows).
 //
-// Why four: a time loop's GEMM is small in one dimension (the batch) and reuses one weight
+// Why several: a time loop's GEMM is small in one dimension (the batch) and reuses one weight
 // matrix at every step. On the AMD CPU this project measures on, MKL runs its AVX2 kernel and
 // oneDNN its AVX-512 one: oneDNN is 20-30% faster once the weights pass about a megabyte, packed
 // 10-40% faster again, and both 1.5-3x slower for small ones (they cost about 15 us a call). At
@@ -445,14 +445,14 @@ GemmBackend choose(const Tensor& out, const Tensor& a, const Tensor& b, bool acc
 
 StepGemm::StepGemm(const Tensor& b, int64_t rows, bool accumulate, int64_t steps)
     : b_(b), rows_(rows), accumulate_(accumulate) {
-  const Tensor a = at::empty({rows, b.size(0)}, b.options());
-  kernel_ = choose(at::empty({rows, b.size(1)}, b.options()), a, b, accumulate, steps);
+  const Tensor a = at::empty({rows, b.size(0)}, b.options()), out = at::empty({rows, b.size(1)}, b.options());
+  kernel_ = choose(out, a, b, accumulate, steps);
   if (kernel_ == GemmBackend::kPacked) {
     packed_ = packed_enabled() ? pack(b, rows) : Tensor();
     if (!packed_.defined()) kernel_ = GemmBackend::kOneDnn;
   }
   if (kernel_ == GemmBackend::kMklPacked) {
-    packed_ = eligible(at::empty({rows, b.size(1)}, b.options()), a, b) ? mkl_pack(b, rows) : Tensor();
+    packed_ = eligible(out, a, b) ? mkl_pack(b, rows) : Tensor();
     if (!packed_.defined()) kernel_ = GemmBackend::kAten;
   }
   if (kernel_ == GemmBackend::kOneDnn && !onednn_enabled()) kernel_ = GemmBackend::kAten;

@@ -58,6 +58,9 @@ void forward_impl(const Spec& s, bool reverse, Tensor acts, Tensor h, Tensor c, 
       S > 0 ? std::optional<StepGemm>(std::in_place, *w_gate_t, B, false, Tn) : std::nullopt;
   const std::optional<StepGemm> proj_gemm =
       w_hr.has_value() ? std::optional<StepGemm>(std::in_place, *w_hr_t, B, false, Tn) : std::nullopt;
+  // without a projection or FGR's carried gates, each row ends its step inside the parallel
+  // loop (its state, output and cell), not in a serial pass after it
+  const bool row_ends = !w_hr.has_value() && S == 0;
   for (int64_t step = 0; step < Tn; ++step) {
     const int64_t t = reverse ? Tn - 1 - step : step;
     Tensor hin_t = h_in[t];
@@ -86,9 +89,6 @@ void forward_impl(const Spec& s, bool reverse, Tensor acts, Tensor h, Tensor c, 
     T* m0 = w_hr.has_value() ? m_all->data_ptr<T>() + t * B * H : m_buf.data_ptr<T>();
     T* cnorm0 = c_norm.has_value() ? c_norm->data_ptr<T>() + t * B * H : nullptr;
     const bool* live = mask_p == nullptr ? nullptr : mask_p + t * B;
-    // without a projection or FGR's carried gates, each row ends its step inside the parallel
-    // loop (its state, output and cell), not in a serial pass after it
-    const bool row_ends = !w_hr.has_value() && S == 0;
     T* out_t = out.data_ptr<T>() + t * B * R;
     const T* zh_t = at_step(zh, t, B, R);
     const T* zc_t = at_step(zc, t, B, H);
