@@ -172,6 +172,42 @@ def test_one_step_per_call_in_inference_has_its_own_choice(make, cpu_step) -> No
     torch.testing.assert_close(torch.cat(steps), whole, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize(
+    "make, cpu_autocast",
+    [
+        (lambda: unrolled.LSTM(I, H, num_layers=2), "native"),
+        (lambda: unrolled.GRU(I, H), STEP_ENGINE),
+        (lambda: unrolled.LSTM(I, H, variant="CIFG"), STEP_ENGINE),
+    ],
+)
+def test_autocast_on_the_cpu_has_its_own_choice(make, cpu_autocast, monkeypatch) -> None:
+    """Inside ``torch.autocast`` on the CPU, torch's LSTM runs on its own kernel (bf16 on the
+    CPU's matrix units; the compiled engine computes in fp32 there), in training and inference;
+    the other cells keep their training choice. The layer decides per call, from the autocast
+    state it is called in."""
+    layer = make()
+    assert layer.engine_for("cpu", training=True, autocast=True) == cpu_autocast
+    assert layer.engine_for("cpu", training=False, autocast=True) == cpu_autocast
+    assert layer.engine_for("cuda", autocast=True) == layer.engine_for("cuda")
+    ran = []
+    for name, engine in list(ENGINES.items()):
+        run = engine.run_stack or engine.run_cell
+
+        def record(*args, _name=name, _run=run, **kwargs):
+            ran.append(_name)
+            return _run(*args, **kwargs)
+
+        field = "run_stack" if engine.run_stack is not None else "run_cell"
+        monkeypatch.setitem(ENGINES, name, dataclasses.replace(engine, **{field: record}))
+    x = torch.randn(5, 3, I)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, _ = layer(x)
+    assert ran and set(ran) == {cpu_autocast}
+    ran.clear()
+    layer(x)
+    assert set(ran) == {layer.engine_for("cpu")}
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_moving_a_layer_to_cuda_decides_again() -> None:
     gru = unrolled.GRU(I, H)

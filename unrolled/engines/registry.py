@@ -32,6 +32,13 @@ and 2026-11-30e/f/g before the compiled engine's inference path; runs of a day v
   5,264-6,326 native), then native where torch has the cells (its GRU: 10,999-13,996 /
   3,644-4,003 / 15,854-19,226 steps/s against 8,490-9,722 / 2,948-3,160 / 10,699-11,125
   compiled), then as in inference.
+- CPU, under ``torch.autocast`` (``--precision bf16``), training or inference: native for
+  torch's LSTM, whose oneDNN kernel computes in bf16 on the CPU's matrix units, where the
+  compiled and fused engines compute in fp32 inside autocast. The char-LM's training step at
+  batch 64, length 100 (``benchmarks/results/charlm-sweep-2026-12-06-cpu2.json``): 2x256 LSTM
+  56,100 chars/s native in bf16 against 30,300 compiled; 2x512 22,300 against 9,900. Torch's
+  GRU kernel gains less from bf16 (2x256: 34,900 native in bf16 against 38,500 compiled in
+  fp32), so the other cells keep the training order.
 - CUDA (and any other accelerator), training and inference: native (cuDNN) wherever torch has
   the cells, then fused, then reference. Measured on an H200 (torch 2.11): at (B,T,I,H) =
   (32,100,256,256) / (64,100,512,512) / (256,200,1024,1024) / (1,200,128,128) the GRU takes
@@ -108,16 +115,27 @@ PREFERENCES: dict[str, dict[str, Preference]] = {
             ("fused", None),
             ("reference", None),
         ),
+        "autocast": (
+            ("native", ("LSTMCell",)),
+            ("compiled", None),
+            ("fused", None),
+            ("native", None),
+            ("reference", None),
+        ),
     },
-    "cuda": {"train": _ACCELERATOR, "infer": _ACCELERATOR, "step": _ACCELERATOR},
+    "cuda": {"train": _ACCELERATOR, "infer": _ACCELERATOR, "step": _ACCELERATOR, "autocast": _ACCELERATOR},
 }
 
 
-def choose(cells: Sequence[nn.Module], device_type: str, training: bool, step: bool = False) -> str:
+def choose(
+    cells: Sequence[nn.Module], device_type: str, training: bool, step: bool = False, autocast: bool = False
+) -> str:
     """The engine ``impl="auto"`` runs ``cells`` with on a device of this type, in training or
-    in inference (``step``: one step per call, as generation runs)."""
+    in inference (``step``: one step per call, as generation runs), or, whichever of those, under
+    ``torch.autocast`` on that device (``autocast``)."""
     table = PREFERENCES.get(device_type, PREFERENCES["cuda"])  # other accelerators: as CUDA
-    for name, classes in table["train" if training else "step" if step else "infer"]:
+    mode = "autocast" if autocast else "train" if training else "step" if step else "infer"
+    for name, classes in table[mode]:
         if classes is not None and any(type(c).__name__ not in classes for c in cells):
             continue
         if ENGINES[name].runs_on(device_type) and ENGINES[name].supports(cells):

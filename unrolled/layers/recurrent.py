@@ -216,15 +216,17 @@ class Recurrent(nn.Module):
         first = next(self.parameters(), None)
         return self.engine_for("cpu" if first is None else first.device.type)
 
-    def engine_for(self, device_type: str, training: bool = True, step: bool = False) -> str:
+    def engine_for(
+        self, device_type: str, training: bool = True, step: bool = False, autocast: bool = False
+    ) -> str:
         """The engine this layer runs with on a device of ``device_type``, in training or (with
         ``training=False``) under ``torch.no_grad()``, there over a sequence or (``step``) one
-        step per call, as generation calls it."""
+        step per call, as generation calls it; ``autocast``: inside ``torch.autocast`` on it."""
         if self.impl != "auto":
             return self.impl
-        key = (device_type, training, step and not training)
+        key = (device_type, training, step and not training, autocast)
         if key not in self._chosen:
-            self._chosen[key] = choose(self.cells, device_type, training, key[2])
+            self._chosen[key] = choose(self.cells, device_type, training, key[2], autocast)
         return self._chosen[key]
 
     def stepper(self) -> Callable[[Tensor, Any], tuple[Tensor, Any]]:
@@ -261,7 +263,9 @@ class Recurrent(nn.Module):
         # exported or traced (unrolled.export): the reference loop, the one engine written as plain ops
         plain = exporting or torch.jit.is_tracing()
         training = torch.is_grad_enabled()
-        name = "reference" if plain else self.engine_for(x.device.type, training, x.size(0) == 1)
+        device_type = x.device.type
+        autocast = torch.is_autocast_enabled(device_type)
+        name = "reference" if plain else self.engine_for(device_type, training, x.size(0) == 1, autocast)
         engine = ENGINES[name]
         if engine.run_stack is not None:
             return engine.run_stack(
