@@ -7,7 +7,9 @@ Public API (everything else is an implementation detail):
   as a parallel scan), :class:`LSTMState`, :class:`LSTMGateState`
 - :func:`init_recurrent_`: uniform / xavier / orthogonal initialisation, per gate block
 - layers: :class:`Recurrent` (any cell -> multi-layer, bidirectional layer),
-  :class:`RNN`, :class:`LSTM`, :class:`GRU` (drop-in for torch.nn's)
+  :class:`RNN`, :class:`LSTM`, :class:`GRU` (drop-in for torch.nn's); AWD-LSTM's regularisers
+  around them: :class:`LockedDropout`, :func:`embedding_dropout`, :func:`activation_penalty`
+  (and ``Recurrent(weight_drop=, locked_dropout=)``)
 - dense to conv: :class:`Linear`, :class:`LocallyConnected1d`/``2d``, :class:`Conv1d`/``2d``, parameter counts
 - trained runs: :func:`load` (a run directory -> its task's predictor: ``sample``, ``predict``,
   ``translate``, ``tag``, ``forecast``, ``score``, ``export``; docs/python_api.md)
@@ -35,9 +37,12 @@ from .layers import (
     Linear,
     LocallyConnected1d,
     LocallyConnected2d,
+    LockedDropout,
     Recurrent,
+    activation_penalty,
     conv_output_size,
     conv_params,
+    embedding_dropout,
     fully_connected_params,
     locally_connected_params,
 )
@@ -58,14 +63,17 @@ __all__ = [
     "Linear",
     "LocallyConnected1d",
     "LocallyConnected2d",
+    "LockedDropout",
     "MUTCell",
     "MinGRUCell",
     "MinLSTMCell",
     "RNNCell",
     "Recurrent",
     "__version__",
+    "activation_penalty",
     "conv_output_size",
     "conv_params",
+    "embedding_dropout",
     "fully_connected_params",
     "init_recurrent_",
     "load",

@@ -25,6 +25,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 from ..cells.base import map_state, state_like, state_tensors
 from ..engines import ENGINES, choose
 from ..engines.native import native_stepper
+from .dropout import LockedDropout, check_rate, dropped_weights, replaced_weights
 
 _TORCH_KEY = re.compile(r"^(?P<name>.+)_l(?P<layer>\d+)(?P<rev>_reverse)?$")
 
@@ -64,6 +65,11 @@ class Recurrent(nn.Module):
             custom cells; on CUDA native (cuDNN) wherever torch has the cells, then fused; see
             :mod:`unrolled.engines.registry`).
             Every engine computes the same function.
+        locked_dropout: the dropout between layers draws one mask per sequence, the same at
+            every step (variational dropout, Gal & Ghahramani 2016), instead of one per element.
+        weight_drop: DropConnect on every cell's recurrent matrix ``weight_hh`` in training:
+            ``W_hh * M / (1 - p)``, one mask ``M`` per forward call, drawn before the time loop
+            (AWD-LSTM's weight drop; :mod:`unrolled.layers.dropout`).
 
     Shapes (D = 2 if bidirectional else 1, O = the cells' output size):
         input: (T, B, I), (B, T, I) with ``batch_first``, (T, I) unbatched, or a
@@ -100,6 +106,8 @@ class Recurrent(nn.Module):
         batch_first: bool = False,
         *,
         impl: str = "auto",
+        locked_dropout: bool = False,
+        weight_drop: float = 0.0,
     ) -> None:
         super().__init__()
         for name, value in (("input_size", input_size), ("num_layers", num_layers)):
@@ -112,6 +120,8 @@ class Recurrent(nn.Module):
         self.bidirectional = bidirectional
         self.num_directions = 2 if bidirectional else 1
         self.dropout = float(dropout)
+        self.locked_dropout = bool(locked_dropout)
+        self.weight_drop = check_rate("weight_drop", weight_drop)
         self.batch_first = batch_first
         cells: list[nn.Module] = []
         layer_in = input_size
@@ -267,7 +277,19 @@ class Recurrent(nn.Module):
         autocast = torch.is_autocast_enabled(device_type)
         name = "reference" if plain else self.engine_for(device_type, training, x.size(0) == 1, autocast)
         engine = ENGINES[name]
-        if engine.run_stack is not None:
+        if self.training and self.weight_drop:  # one mask per call, before the time loop
+            with replaced_weights(self.cells, dropped_weights(self.cells, self.weight_drop)):
+                return self._layers(engine, x, hx, proto, lengths)
+        return self._layers(engine, x, hx, proto, lengths)
+
+    def _layers(
+        self, engine: Any, x: Tensor, hx: Any, proto: Any, lengths: Tensor | None
+    ) -> tuple[Tensor, Any]:
+        """Every layer over ``x`` (T, B, I) with ``engine``: a whole-stack engine runs the stack in
+        one call unless the dropout between layers is locked (then one call per layer)."""
+        between = self.dropout if self.training and self.num_layers > 1 else 0.0
+        locked = self.locked_dropout and between > 0
+        if engine.run_stack is not None and not locked:
             return engine.run_stack(
                 self.cells,
                 x,
@@ -278,23 +300,41 @@ class Recurrent(nn.Module):
                 training=self.training,
                 lengths=lengths,
             )
-        run = engine.run_cell
+        D, B = self.num_directions, x.size(1)
         finals: list[Any] = []
         for layer in range(self.num_layers):
-            outs = []
-            for d in range(self.num_directions):
-                index = layer * self.num_directions + d
-                cell = self.cells[index]
-                if hx is None:
-                    state = cell.init_state(B, device=x.device, dtype=x.dtype)
-                else:
-                    state = _pick_state(hx, index, proto)
-                out, state = run(cell, x, state, reverse=d == 1, lengths=lengths)
-                outs.append(out)
-                finals.append(state)
-            x = outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)  # (T, B, D*O)
-            if self.dropout and self.training and layer < self.num_layers - 1:
-                x = F.dropout(x, self.dropout, training=True)
+            first = layer * D
+            if engine.run_stack is not None:
+                layer_hx = None if hx is None else map_state(lambda h, f=first: h[f : f + D], hx)
+                x, h_n = engine.run_stack(
+                    self.cells[first : first + D],
+                    x,
+                    layer_hx,
+                    num_layers=1,
+                    bidirectional=self.bidirectional,
+                    dropout=0.0,
+                    training=self.training,
+                    lengths=lengths,
+                )
+                finals += [map_state(lambda h, d=d: h[d], h_n) for d in range(D)]
+            else:
+                outs = []
+                for d in range(D):
+                    cell = self.cells[first + d]
+                    if hx is None:
+                        state = cell.init_state(B, device=x.device, dtype=x.dtype)
+                    else:
+                        state = _pick_state(hx, first + d, proto)
+                    out, state = engine.run_cell(cell, x, state, reverse=d == 1, lengths=lengths)
+                    outs.append(out)
+                    finals.append(state)
+                x = outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)  # (T, B, D*O)
+            if between and layer < self.num_layers - 1:
+                x = (
+                    LockedDropout(between, batch_first=False)(x)
+                    if locked
+                    else F.dropout(x, between, training=True)
+                )
 
         return x, _stack_states(finals)
 

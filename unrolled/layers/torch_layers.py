@@ -8,7 +8,8 @@ torch.nn.RNN/LSTM/GRU, so that weights load both ways::
 
 The cells underneath are plain tensor ops (:mod:`unrolled.cells`) run by :class:`Recurrent`;
 ``impl=`` (keyword only, not in torch) picks the engine that runs them (``"auto"``: torch's own
-kernel where the cell is torch's, see :mod:`unrolled.engines`).
+kernel where the cell is torch's, see :mod:`unrolled.engines`); ``locked_dropout=`` and
+``weight_drop=`` (keyword only) are AWD-LSTM's regularisers (see :class:`Recurrent`).
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ class RNN(Recurrent):
         dtype: torch.dtype | None = None,
         *,
         impl: str = "auto",
+        locked_dropout: bool = False,
+        weight_drop: float = 0.0,
     ) -> None:
         _check_sizes(input_size, hidden_size)
         cell = functools.partial(
@@ -62,7 +65,17 @@ class RNN(Recurrent):
             device=device,
             dtype=dtype,
         )
-        super().__init__(cell, input_size, num_layers, bidirectional, dropout, batch_first, impl=impl)
+        super().__init__(
+            cell,
+            input_size,
+            num_layers,
+            bidirectional,
+            dropout,
+            batch_first,
+            impl=impl,
+            locked_dropout=locked_dropout,
+            weight_drop=weight_drop,
+        )
         self.nonlinearity = nonlinearity
         self.bias = bias
 
@@ -102,6 +115,8 @@ class LSTM(Recurrent):
         recurrent_dropout: float = 0.0,
         zoneout: float = 0.0,
         impl: str = "auto",
+        locked_dropout: bool = False,
+        weight_drop: float = 0.0,
         **cell_flags: bool,
     ) -> None:
         _check_sizes(input_size, hidden_size)
@@ -120,7 +135,17 @@ class LSTM(Recurrent):
             zoneout=zoneout,
             **cell_flags,
         )
-        super().__init__(cell, input_size, num_layers, bidirectional, dropout, batch_first, impl=impl)
+        super().__init__(
+            cell,
+            input_size,
+            num_layers,
+            bidirectional,
+            dropout,
+            batch_first,
+            impl=impl,
+            locked_dropout=locked_dropout,
+            weight_drop=weight_drop,
+        )
         self.bias = bias
         self.proj_size = proj_size
 
@@ -156,6 +181,8 @@ class GRU(Recurrent):
         recurrent_dropout: float = 0.0,
         zoneout: float = 0.0,
         impl: str = "auto",
+        locked_dropout: bool = False,
+        weight_drop: float = 0.0,
     ) -> None:
         _check_sizes(input_size, hidden_size)
         cell = functools.partial(
@@ -169,6 +196,16 @@ class GRU(Recurrent):
             device=device,
             dtype=dtype,
         )
-        super().__init__(cell, input_size, num_layers, bidirectional, dropout, batch_first, impl=impl)
+        super().__init__(
+            cell,
+            input_size,
+            num_layers,
+            bidirectional,
+            dropout,
+            batch_first,
+            impl=impl,
+            locked_dropout=locked_dropout,
+            weight_drop=weight_drop,
+        )
         self.bias = bias
         self.reset_after = reset_after

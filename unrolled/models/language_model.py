@@ -1,8 +1,14 @@
 """A recurrent language model: embedding -> recurrent layer -> linear to the vocabulary.
 
-    e_t = drop_e(E[x_t])               (B, T, E)   or a one-hot vector when embedding_dim = 0
+    e_t = drop_e(E'[x_t])              (B, T, E)   or a one-hot vector when embedding_dim = 0
     h_t, state = Recurrent(e_t, state)  (B, T, H)
     logits_t = W drop(h_t) + b          (B, T, V)
+
+In training, ``E'`` is ``E`` with whole rows (words) dropped with probability ``word_dropout``
+(and the rest scaled by 1 / (1 - p)); the two dropouts draw one mask per sequence when the
+recurrent layer's between-layer dropout is locked (``Recurrent(locked_dropout=True)``); and
+``penalty`` holds AWD-LSTM's ``ar * mean(drop(h)^2) + tar * mean((h_t - h_{t-1})^2)`` of the
+last call, for the loss to add (None outside training or with both weights 0).
 
 With ``tie_weights`` (Press & Wolf 2017; Inan et al. 2017) the decoder's weight *is* the
 embedding matrix, W = E (V x E, so H must equal E): one tensor, read at both ends, trained by
@@ -20,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..layers import Recurrent
+from ..layers import LockedDropout, Recurrent, activation_penalty, embedding_dropout
+from ..layers.dropout import check_rate
 
 
 class TiedDecoder(nn.Module):
@@ -53,6 +60,8 @@ class LanguageModel(nn.Module):
         embedding_dropout: dropout on the embeddings, before the recurrent layer.
         tie_weights: the decoder reuses the embedding matrix (needs ``embedding_dim`` equal to
             the recurrent layer's output size; the embedding then starts uniform in [-0.1, 0.1]).
+        word_dropout: probability of dropping a word's whole embedding row for a batch.
+        ar, tar: weights of the activation and temporal-activation penalties (>= 0).
 
     Shapes: ``tokens`` (B, T) int64 -> ``logits`` (B, T, V) and the final state.
     """
@@ -65,8 +74,15 @@ class LanguageModel(nn.Module):
         dropout: float = 0.0,
         embedding_dropout: float = 0.0,
         tie_weights: bool = False,
+        word_dropout: float = 0.0,
+        ar: float = 0.0,
+        tar: float = 0.0,
     ) -> None:
         super().__init__()
+        if ar < 0 or tar < 0:
+            raise ValueError(f"ar and tar are penalty weights: they must be >= 0, got {ar} and {tar}")
+        if word_dropout and not embedding_dim:
+            raise ValueError("word_dropout drops rows of the embedding: it needs embedding_dim > 0")
         if not rnn.batch_first:
             raise ValueError("LanguageModel needs a batch_first recurrent layer")
         expected = embedding_dim or vocab_size
@@ -85,9 +101,13 @@ class LanguageModel(nn.Module):
         self.vocab_size = vocab_size
         self.embedding_dim = embedding_dim
         self.embed = nn.Embedding(vocab_size, embedding_dim) if embedding_dim else None
-        self.embed_drop = nn.Dropout(embedding_dropout)
+        drop: Callable[[float], nn.Module] = LockedDropout if rnn.locked_dropout else nn.Dropout
+        self.embed_drop = drop(embedding_dropout)
+        self.word_dropout = check_rate("word_dropout", word_dropout)
         self.rnn = rnn
-        self.drop = nn.Dropout(dropout)
+        self.drop = drop(dropout)
+        self.ar, self.tar = float(ar), float(tar)
+        self.penalty: Tensor | None = None
         self.decoder: nn.Module
         if tie_weights:
             assert self.embed is not None
@@ -120,9 +140,15 @@ class LanguageModel(nn.Module):
         return step
 
     def forward(self, tokens: Tensor, state: Any = None) -> tuple[Tensor, Any]:
-        if self.embed is not None:
-            x = self.embed_drop(self.embed(tokens))  # (B, T, E)
-        else:
+        if self.embed is None:
             x = F.one_hot(tokens, self.vocab_size).to(self.decoder.weight.dtype)  # (B, T, V)
+        elif self.training and self.word_dropout:
+            weight = embedding_dropout(self.embed.weight, self.word_dropout, training=True)
+            x = self.embed_drop(F.embedding(tokens, weight))
+        else:
+            x = self.embed_drop(self.embed(tokens))  # (B, T, E)
         out, state = self.rnn(x, state)  # (B, T, H)
-        return self.decoder(self.drop(out)), state  # (B, T, V)
+        dropped = self.drop(out)
+        penalize = self.training and (self.ar or self.tar)
+        self.penalty = activation_penalty(out, dropped, self.ar, self.tar) if penalize else None
+        return self.decoder(dropped), state  # (B, T, V)

@@ -53,6 +53,11 @@ class RecurrentConfig:
     init: str = flag("uniform", choices=tuple(SCHEMES))
     # GRU of Cho et al./d2l: the reset gate on h before the recurrent product (--cell gru)
     reset_after: bool = flag(True, name="reset-before")
+    # the dropout between layers (and a language model's on its input and output) draws one mask
+    # per sequence, the same at every step (variational dropout, Gal & Ghahramani 2016; AWD-LSTM)
+    locked_dropout: bool = False
+    # DropConnect on every layer's recurrent weights W_hh, one mask per batch (AWD-LSTM's weight drop)
+    weight_drop: float = 0.0
 
     def validate(self) -> None:
         if self.cell not in CELLS:
@@ -68,7 +73,9 @@ class RecurrentConfig:
             if getattr(self, name) and self.cell not in ("lstm", "gru"):
                 option = "--" + name.replace("_", "-")
                 raise ValueError(f"{option} applies to --cell lstm or gru, got --cell {self.cell}")
-        for name in ("recurrent_dropout", "zoneout"):
+        if self.weight_drop and self.cell in ("mingru", "minlstm"):
+            raise ValueError(f"--weight-drop drops recurrent weights; --cell {self.cell} has none")
+        for name in ("recurrent_dropout", "zoneout", "weight_drop"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(self, name)}")
         if not self.reset_after and self.cell != "gru":
@@ -108,6 +115,8 @@ class RecurrentConfig:
             bidirectional=bidirectional,
             dropout=dropout if self.layers > 1 else 0.0,
             batch_first=True,
+            locked_dropout=self.locked_dropout,
+            weight_drop=self.weight_drop,
         )
         if self.init != "uniform":  # uniform is what the cells start with; keep seeds reproducible
             init_recurrent_(rnn, self.init, forget_bias=self.forget_bias)

@@ -101,6 +101,8 @@ class ModelConfig:
     # recurrent: max or mean over each text's steps, its last state, or concat: the three side by side
     pool: str = flag("max", choices=POOLS)
     dropout: float = 0.5  # on the pooled features (and the embeddings, recurrent): small data overfit
+    # recurrent: DropConnect on the recurrent weights W_hh, one mask per batch (AWD-LSTM, ULMFiT)
+    weight_drop: float = 0.0
     # a word- or subword-LM run whose embedding and recurrent encoder start the classifier (ULMFiT);
     # the architecture, vocabulary and tokeniser follow the LM
     init_from: str | None = flag(None, metavar="LM_RUN", fixed=True)
@@ -124,8 +126,11 @@ class ModelConfig:
         positive(self, ("embedding_dim", "channels", "hidden", "layers"))
         if not self.widths or any(w <= 0 for w in self.widths):
             raise ValueError(f"--widths must be positive integers, got {self.widths}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"--dropout must be in [0, 1), got {self.dropout}")
+        for name in ("dropout", "weight_drop"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(self, name)}")
+        if self.weight_drop and self.arch == "cnn":
+            raise ValueError("--weight-drop drops recurrent weights: it needs a recurrent --arch, not cnn")
 
 
 @dataclass
@@ -354,7 +359,9 @@ def lr_scales(groups: int, freeze_epochs: int, decay: float, epoch: int) -> list
 def build_model(cfg: ModelConfig, vocab_size: int, num_classes: int) -> TextCNN | RecurrentClassifier:
     cfg.validate()
     if cfg.encoder is not None:  # a language model's encoder, as that model built it (--init-from)
-        rnn = RecurrentConfig(**cfg.encoder).build_recurrent(cfg.embedding_dim, dropout=cfg.dropout)
+        encoder = RecurrentConfig(**cfg.encoder)
+        encoder.weight_drop = cfg.weight_drop  # a regulariser of this run, not the LM's architecture
+        rnn = encoder.build_recurrent(cfg.embedding_dim, dropout=cfg.dropout)
         return RecurrentClassifier(vocab_size, num_classes, rnn, cfg.embedding_dim, cfg.pool, cfg.dropout)
     if cfg.arch == "cnn":
         return TextCNN(vocab_size, num_classes, cfg.embedding_dim, cfg.widths, cfg.channels, cfg.dropout)
@@ -366,6 +373,7 @@ def build_model(cfg: ModelConfig, vocab_size: int, num_classes: int) -> TextCNN 
         bidirectional=bidirectional,
         dropout=cfg.dropout if cfg.layers > 1 else 0.0,
         batch_first=True,
+        weight_drop=cfg.weight_drop,
     )
     return RecurrentClassifier(vocab_size, num_classes, rnn, cfg.embedding_dim, cfg.pool, cfg.dropout)
 

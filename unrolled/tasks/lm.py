@@ -137,12 +137,21 @@ class ModelConfig(RecurrentConfig):
     # the decoder reuses the embedding matrix (Press & Wolf 2017); needs --embedding-dim equal to
     # --hidden [chars off, words on]
     tie_weights: bool | None = None
+    # whole words dropped from the embedding matrix per batch (AWD-LSTM's embedding dropout)
+    word_dropout: float = 0.0
+    ar: float = 0.0  # activation regularisation: + AR x mean(dropped last-layer output^2) (AWD-LSTM)
+    tar: float = 0.0  # temporal activation regularisation: + TAR x mean((h_t - h_{t-1})^2) (AWD-LSTM)
 
     def validate(self) -> None:
         super().validate()
         if self.embedding_dim is not None and self.embedding_dim < 0:
             raise ValueError(f"--embedding-dim must be >= 0, got {self.embedding_dim}")
-        for name in ("dropout", "embedding_dropout"):
+        for name in ("ar", "tar"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name} is a penalty weight: it must be >= 0, got {getattr(self, name)}")
+        if self.word_dropout and self.embedding_dim == 0:
+            raise ValueError("--word-dropout drops rows of the embedding: it needs --embedding-dim above 0")
+        for name in ("dropout", "embedding_dropout", "word_dropout"):
             value = getattr(self, name)
             if value is not None and not 0.0 <= value < 1.0:
                 raise ValueError(f"--{name.replace('_', '-')} must be in [0, 1), got {value}")
@@ -392,6 +401,9 @@ def build_model(cfg: ModelConfig, vocab_size: int, unit: str = "char") -> Langua
         dropout=cfg.dropout,
         embedding_dropout=cfg.embedding_dropout,
         tie_weights=bool(cfg.tie_weights),
+        word_dropout=cfg.word_dropout,
+        ar=cfg.ar,
+        tar=cfg.tar,
     )
 
 
@@ -402,10 +414,12 @@ def make_state(model: LanguageModel) -> Callable[[list[Tensor]], Any]:
 
 
 def lm_loss(model: nn.Module, x: Tensor, y: Tensor, state: Any) -> tuple[Tensor, Any, int]:
-    """Mean cross-entropy (nats per token) of predicting ``y`` from ``x``."""
+    """Mean cross-entropy (nats per token) of predicting ``y`` from ``x``, plus the model's AR/TAR
+    penalty in training (``--ar``, ``--tar``)."""
     logits, state = model(x, state)  # (B, T, V)
     loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
-    return loss, state, y.numel()
+    penalty = getattr(model, "module", model).penalty  # a DistributedDataParallel wrapper holds it in .module
+    return loss if penalty is None else loss + penalty, state, y.numel()
 
 
 @torch.no_grad()
