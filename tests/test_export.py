@@ -43,6 +43,7 @@ FAMILIES = {
     "mut3": functools.partial(unrolled.MUTCell, arch=3),
     "mingru": unrolled.MinGRUCell,
     "minlstm": unrolled.MinLSTMCell,
+    "mogrifier": functools.partial(unrolled.MogrifierLSTMCell, rounds=5, rank=2),
 }
 
 

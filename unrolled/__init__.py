@@ -4,7 +4,8 @@ Public API (everything else is an implementation detail):
 
 - cells: :class:`RNNCell`, :class:`LSTMCell` (and Greff et al.'s variants), :class:`GRUCell`,
   :class:`MUTCell` (MUT1-3), :class:`MinGRUCell` and :class:`MinLSTMCell` (Feng et al. 2024, run
-  as a parallel scan), :class:`LSTMState`, :class:`LSTMGateState`
+  as a parallel scan), :class:`MogrifierLSTMCell` (Melis et al. 2020), :class:`LSTMState`,
+  :class:`LSTMGateState`
 - :func:`init_recurrent_`: uniform / xavier / orthogonal initialisation, per gate block
 - layers: :class:`Recurrent` (any cell -> multi-layer, bidirectional layer),
   :class:`RNN`, :class:`LSTM`, :class:`GRU` (drop-in for torch.nn's); AWD-LSTM's regularisers
@@ -24,6 +25,7 @@ from .cells import (
     LSTMState,
     MinGRUCell,
     MinLSTMCell,
+    MogrifierLSTMCell,
     MUTCell,
     RNNCell,
 )
@@ -67,6 +69,7 @@ __all__ = [
     "MUTCell",
     "MinGRUCell",
     "MinLSTMCell",
+    "MogrifierLSTMCell",
     "RNNCell",
     "Recurrent",
     "__version__",

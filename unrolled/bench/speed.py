@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..cells import GRUCell, LSTMCell, MinGRUCell, MinLSTMCell, MUTCell, RNNCell
+from ..cells import GRUCell, LSTMCell, MinGRUCell, MinLSTMCell, MogrifierLSTMCell, MUTCell, RNNCell
 from ..cells.lstm import VARIANTS
 from ..engines import ENGINES as REGISTERED
 from ..engines import compiled
@@ -58,6 +58,7 @@ CELLS: dict[str, Callable[[int, int], nn.Module]] = {
     **{f"mut{a}": functools.partial(lambda i, h, a: MUTCell(i, h, arch=a), a=a) for a in (1, 2, 3)},
     "mingru": lambda i, h: MinGRUCell(i, h),  # fused = the parallel scan
     "minlstm": lambda i, h: MinLSTMCell(i, h),
+    "mogrifier": lambda i, h: MogrifierLSTMCell(i, h),  # 5 rounds, full matrices, as in the paper
 }
 # auto: what a layer runs by default on the device
 ENGINES = ("auto", "reference", "fused", "compiled", "graphed", "native")  # each where it runs

@@ -5,6 +5,7 @@ from .elman import RNNCell
 from .gru import GRUCell
 from .lstm import LSTMCell
 from .minimal import MinGRUCell, MinLSTMCell
+from .mogrifier import MogrifierLSTMCell
 from .mut import MUTCell
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "MUTCell",
     "MinGRUCell",
     "MinLSTMCell",
+    "MogrifierLSTMCell",
     "RNNCell",
     "probe_gates",
 ]

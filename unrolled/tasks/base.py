@@ -15,7 +15,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from ..cells import GRUCell, LSTMCell, MinGRUCell, MinLSTMCell, MUTCell, RNNCell
+from ..cells import GRUCell, LSTMCell, MinGRUCell, MinLSTMCell, MogrifierLSTMCell, MUTCell, RNNCell
 from ..cells.init import SCHEMES, init_recurrent_
 from ..cells.lstm import VARIANTS, resolve_variant
 from ..layers import Recurrent
@@ -33,6 +33,7 @@ CELLS: dict[str, Callable[..., nn.Module]] = {
     "mut3": functools.partial(MUTCell, arch=3),
     "mingru": MinGRUCell,  # Feng et al. 2024: no recurrent weight, trained with a parallel scan
     "minlstm": MinLSTMCell,
+    "mogrifier": MogrifierLSTMCell,  # Melis et al. 2020: input and state gate each other, then an LSTM step
 }
 
 
@@ -58,6 +59,8 @@ class RecurrentConfig:
     locked_dropout: bool = False
     # DropConnect on every layer's recurrent weights W_hh, one mask per batch (AWD-LSTM's weight drop)
     weight_drop: float = 0.0
+    mogrify_rounds: int = 5  # --cell mogrifier: rounds of mutual gating of x and h (0: a plain LSTM)
+    mogrify_rank: int = 0  # --cell mogrifier: rank of the rounds' matrices (0: full matrices)
 
     def validate(self) -> None:
         if self.cell not in CELLS:
@@ -75,6 +78,12 @@ class RecurrentConfig:
                 raise ValueError(f"{option} applies to --cell lstm or gru, got --cell {self.cell}")
         if self.weight_drop and self.cell in ("mingru", "minlstm"):
             raise ValueError(f"--weight-drop drops recurrent weights; --cell {self.cell} has none")
+        for name, default in (("mogrify_rounds", 5), ("mogrify_rank", 0)):
+            value, option = getattr(self, name), "--" + name.replace("_", "-")
+            if value < 0:
+                raise ValueError(f"{option} must be >= 0, got {value}")
+            if value != default and self.cell != "mogrifier":
+                raise ValueError(f"{option} applies to --cell mogrifier only, got --cell {self.cell}")
         for name in ("recurrent_dropout", "zoneout", "weight_drop"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(self, name)}")
@@ -101,6 +110,8 @@ class RecurrentConfig:
             options |= {"variant": self.variant, "forget_bias": self.forget_bias}
         if self.cell == "gru":
             options["reset_after"] = self.reset_after
+        if self.cell == "mogrifier":
+            options = {"rounds": self.mogrify_rounds, "rank": self.mogrify_rank or None}
         return functools.partial(CELLS[self.cell], hidden_size=hidden or self.hidden, **options)
 
     def build_recurrent(

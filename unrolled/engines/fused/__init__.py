@@ -6,7 +6,8 @@ See :mod:`.common` for the scheme and each family's module for its equations.
 Supported: the Elman cell (tanh, relu), the LSTM family (torch's cell, projections, every Greff
 et al. variant including FGR), both GRU forms and MUT1-3 (any input size), each with or without
 bias, in either direction and with variable lengths; the LSTM and GRU families also with layer
-normalisation, recurrent dropout and zoneout (drawing the same masks as the reference loop).
+normalisation, recurrent dropout and zoneout (drawing the same masks as the reference loop); the
+Mogrifier LSTM (its rounds gate each step's input, so its input GEMMs are made step by step).
 minGRU and minLSTM, whose step is linear in the state, run as a parallel scan instead
 (:mod:`unrolled.engines.scan`: one input GEMM, a log-space scan along time, autograd's backward).
 """
@@ -18,13 +19,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ...cells import GRUCell, LSTMCell, MinGRUCell, MinLSTMCell, MUTCell, RNNCell
+from ...cells import GRUCell, LSTMCell, MinGRUCell, MinLSTMCell, MogrifierLSTMCell, MUTCell, RNNCell
 from ...cells.base import map_state
 from ..reference import step_mask
 from ..scan import run_scan
 from .elman import run_elman
 from .gru import run_gru
 from .lstm import run_lstm
+from .mogrifier import run_mogrifier
 from .mut import run_mut
 
 _RUNNERS = {
@@ -32,6 +34,7 @@ _RUNNERS = {
     LSTMCell: run_lstm,
     GRUCell: run_gru,
     MUTCell: run_mut,
+    MogrifierLSTMCell: run_mogrifier,
     MinGRUCell: run_scan,
     MinLSTMCell: run_scan,
 }
