@@ -241,3 +241,86 @@ def test_the_flags_train_a_language_model_and_bad_values_are_one_line(tmp_path, 
         done = subprocess.run([*common, *flags, *small, "--out", str(bad)], capture_output=True, text=True)
         assert done.returncode == 2 and done.stderr.strip() == f"unrolled: error: {says}", done.stderr
         assert not bad.exists()
+
+
+def _averaging_trainer(tmp_path, val_losses, max_steps, **optim):
+    from unrolled.training import LoopConfig, OptimConfig, Trainer
+
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    data = [(torch.randn(4, 3), torch.randn(4, 2)) for _ in range(3)]
+    losses = iter(val_losses)
+    after_step: dict[int, list[torch.Tensor]] = {}
+
+    def on_event(kind, record):
+        if kind == "train":  # log_every=1: the weights after every step
+            after_step[record["step"]] = [p.detach().clone() for p in model.parameters()]
+
+    trainer = Trainer(
+        model,
+        data,
+        lambda m, x, y, s: (((m(x) - y) ** 2).mean(), None, len(x)),
+        lambda m: {"val_loss": next(losses)},
+        OptimConfig(optimizer="sgd", lr=0.1, schedule="constant", average="nt", **optim),
+        LoopConfig(max_steps=max_steps, log_every=1, eval_every=2),
+        tmp_path,
+        on_event=on_event,
+    )
+    return trainer, model, after_step
+
+
+def test_nt_averaging_starts_at_a_non_monotone_validation_and_saves_the_average(tmp_path) -> None:
+    """Validations every 2 steps; with a window of 2 the fifth (4.5 > min(5, 4)) starts the average
+    at step 10; from then the saved weights are the mean of the weights after steps 10..16, while
+    training goes on from the raw weights."""
+    from unrolled.training import checkpoint as ckpt
+
+    trainer, model, after_step = _averaging_trainer(
+        tmp_path, [5.0, 4.0, 3.0, 2.9, 4.5, 4.4, 4.3, 4.2], max_steps=16, average_window=2
+    )
+    state = trainer.run()
+    assert [
+        json.loads(line)["step"]
+        for line in (tmp_path / ckpt.METRICS).read_text().splitlines()
+        if '"average"' in line
+    ] == [10]
+    assert state.averaged_steps == 7  # steps 10 .. 16
+    expected = [torch.stack([after_step[s][k] for s in range(10, 17)]).mean(0) for k in range(2)]
+    weights, extra, _ = ckpt.load_checkpoint(tmp_path)
+    torch.testing.assert_close(weights["weight"], expected[0])
+    torch.testing.assert_close(weights["bias"], expected[1])
+    torch.testing.assert_close(model.weight.detach(), after_step[16][0])  # training weights: the raw ones
+    torch.testing.assert_close(extra["raw_weights"][0], after_step[16][0])
+
+
+def test_nt_averaging_resumes_with_its_average(tmp_path) -> None:
+    """Stopped after step 12 and resumed to 16: the same average and raw weights as one run."""
+    from unrolled.training import checkpoint as ckpt
+
+    vals = [5.0, 4.0, 3.0, 2.9, 4.5, 4.4, 4.3, 4.2]
+    whole, _, _ = _averaging_trainer(tmp_path / "whole", vals, max_steps=16, average_window=2)
+    whole.run()
+    first, _, _ = _averaging_trainer(tmp_path / "split", vals[:6], max_steps=12, average_window=2)
+    first.run()
+    second, model, _ = _averaging_trainer(tmp_path / "split", vals[6:], max_steps=4, average_window=2)
+    second.load()
+    state = second.run()
+    assert state.step == 16 and state.averaged_steps == 7
+    for name in ("weight", "bias"):
+        torch.testing.assert_close(
+            ckpt.load_checkpoint(tmp_path / "split")[0][name],
+            ckpt.load_checkpoint(tmp_path / "whole")[0][name],
+        )
+    torch.testing.assert_close(model.weight.detach(), whole.model.weight.detach())
+
+
+def test_without_a_stall_nothing_is_averaged(tmp_path) -> None:
+    from unrolled.training import checkpoint as ckpt
+
+    trainer, model, _ = _averaging_trainer(
+        tmp_path, [5.0, 4.0, 3.0, 2.0, 1.0], max_steps=10, average_window=1
+    )
+    assert trainer.run().averaged_steps == 0
+    assert "raw_weights" not in ckpt.load_checkpoint(tmp_path)[1]
+    torch.testing.assert_close(ckpt.load_checkpoint(tmp_path)[0]["weight"], model.weight.detach())

@@ -58,6 +58,8 @@ CASES = [
     ("translate", "data", "tokens", "bytes", "unknown --tokens 'bytes'"),
     ("translate", "optim", "label_smoothing", 1.0, "--label-smoothing must be in [0, 1)"),
     ("lm", "optim", "clip", -1.0, "--clip must be >= 0"),
+    ("lm", "optim", "average", "ema", "unknown --average 'ema'"),
+    ("lm", "optim", "average_window", 0, "--average-window must be >= 1, got 0"),
     ("lm", "optim", "optimizer", "lion", "unknown --optimizer 'lion'"),
     ("lm", "optim", "precision", "fp8", "unknown --precision 'fp8'"),
     ("lm", "optim", "schedule", "linear", "unknown --lr-schedule 'linear'"),

@@ -13,6 +13,7 @@ from .flags import flag
 PRECISIONS = ("fp32", "bf16", "fp16")
 FLOAT32_MAX = 3.4028234663852886e38
 OPTIMIZERS = ("adam", "sgd")
+AVERAGES = ("off", "nt")
 
 
 def _finite(section: Any, names: tuple[str, ...]) -> None:
@@ -40,6 +41,11 @@ class OptimConfig:
     # mixed precision: autocast to bf16 or fp16 (fp16 with a gradient scaler; CUDA only); the
     # weights and the optimizer stay fp32
     precision: str = flag("fp32", choices=PRECISIONS)
+    # nt: weight averaging started by a non-monotone trigger (AWD-LSTM's NT-ASGD with any optimizer):
+    # once a validation is worse than the best before the last --average-window ones, the weights of
+    # every later step are averaged, and the average is what is validated, saved and used
+    average: str = flag("off", choices=AVERAGES)
+    average_window: int = 5  # --average nt: validations a new one is not compared with (AWD-LSTM's n)
 
     def validate(self) -> None:
         _finite(self, ("lr", "clip", "weight_decay", "min_lr_ratio"))
@@ -61,6 +67,10 @@ class OptimConfig:
             raise ValueError(f"unknown --optimizer {self.optimizer!r}: expected {' or '.join(OPTIMIZERS)}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"unknown --precision {self.precision!r}: expected {', '.join(PRECISIONS)}")
+        if self.average not in AVERAGES:
+            raise ValueError(f"unknown --average {self.average!r}: expected {' or '.join(AVERAGES)}")
+        if self.average_window < 1:
+            raise ValueError(f"--average-window must be >= 1, got {self.average_window}")
         if self.schedule not in ("cosine", "constant"):
             raise ValueError(f"unknown --lr-schedule {self.schedule!r}: expected cosine or constant")
         if self.warmup_steps < 0 or self.weight_decay < 0:

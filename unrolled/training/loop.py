@@ -26,6 +26,7 @@ step. Ctrl-C stops at the end of the current step and saves.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -33,7 +34,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,8 @@ class TrainerState:
     last_val: float | None = None
     skipped: int = 0  # steps skipped for a non-finite loss or gradient norm (on_nonfinite="skip")
     world_size: int = 1  # processes that trained the run (torchrun); a resume needs as many
+    val_history: list[float] = field(default_factory=list)  # --average nt: every validation, in order
+    averaged_steps: int = 0  # --average nt: steps in the running average of the weights (0: not started)
 
 
 MAX_SKIPS_IN_A_ROW = 100  # past this many non-finite steps in a row, even "skip" stops the run
@@ -182,6 +185,7 @@ class Trainer:
         self._skips_in_a_row = 0
         self._saved_step: int | None = None  # step of the last committed checkpoint
         self._tensorboard: TensorBoardWriter | None = None
+        self.average: list[Tensor] = []  # --average nt: the running mean of each parameter, once started
 
     # ---- resume ---------------------------------------------------------------------------
     def load(self) -> None:
@@ -197,7 +201,12 @@ class Trainer:
                 f"{self.state.world_size}: resume it with {_launcher(state.world_size)} (the carried "
                 "state and the data order are split that way)"
             )
-        self.model.load_state_dict(weights)
+        self.model.load_state_dict(weights)  # the average, when averaging had started: then ...
+        if "raw_weights" in extra:  # ... training goes on from the training weights
+            self.average = [t.to(self.device) for t in extra["average"]]
+            with torch.no_grad():
+                for p, r in zip(self.model.parameters(), extra["raw_weights"], strict=True):
+                    p.copy_(r)
         self.optimizer.load_state_dict(extra["optimizer"])  # its tensors go to the parameters' device
         rank = 0 if self.world is None else self.world.rank
         rngs, cuda_rngs = (
@@ -243,8 +252,9 @@ class Trainer:
         ckpt.atomic_write_bytes(path, "".join(kept).encode("utf-8"))
 
     # ---- saving ---------------------------------------------------------------------------
-    def save(self, best: bool = False) -> None:
-        """Commit a checkpoint of this step (``best``: its weights are the best so far).
+    def save(self, best: bool = False, raw: list[Tensor] | None = None) -> None:
+        """Commit a checkpoint of this step (``best``: its weights are the best so far; ``raw``: the
+        training weights when the model holds their average, kept for a resume with the average).
 
         Weights that overflowed to Inf/NaN (an update that was finite but too large) are never
         saved: that is :class:`Diverged`, and the previous checkpoint stays.
@@ -276,6 +286,9 @@ class Trainer:
                 resume["cuda_rng_ranks"] = rngs[1]
         if self.scaler is not None:
             resume["scaler"] = self.scaler.state_dict()
+        if raw is not None:
+            resume["raw_weights"] = [t.cpu() for t in raw]
+            resume["average"] = [t.detach().cpu().clone() for t in self.average]
         try:
             ckpt.commit(
                 self.run_dir, self.state.step, self.model.state_dict(), resume, asdict(self.state), best=best
@@ -458,6 +471,8 @@ class Trainer:
                 problem = f"the optimizer's step failed ({' '.join(str(e).split())})"
                 raise Diverged(st.step + 1, problem, self._saved_step) from None
             self._check_updated(st.step + 1)
+            if st.averaged_steps:
+                self._accumulate_average()
             if self.scaler is None or math.isfinite(norm_value):
                 self._skips_in_a_row = 0
             else:
@@ -516,7 +531,52 @@ class Trainer:
         log.warning("step %d: the %s is %s: step skipped (%d so far)", st.step + 1, what, value, st.skipped)
         self._log("nonfinite", {"step": st.step + 1, "loss": loss, "grad_norm": norm, "skipped": st.skipped})
 
+    # ---- weight averaging (--average nt) ------------------------------------------------------
+    def _accumulate_average(self) -> None:
+        """Add this step's weights to the running mean: ``avg += (w - avg) / n``."""
+        st = self.state
+        st.averaged_steps += 1
+        with torch.no_grad():
+            for avg, p in zip(self.average, self.model.parameters(), strict=True):
+                avg.add_(p.detach() - avg, alpha=1.0 / st.averaged_steps)
+
+    def _maybe_start_averaging(self, val: float) -> None:
+        """AWD-LSTM's non-monotone trigger: a validation worse than the best of all but the last
+        ``--average-window`` before it starts the average (from this step's weights)."""
+        st, window = self.state, self.optim_cfg.average_window
+        history = st.val_history[:-1]  # the ones before this validation
+        if st.averaged_steps or len(history) <= window or not val > min(history[:-window]):
+            return
+        self.average = [p.detach().clone() for p in self.model.parameters()]
+        st.averaged_steps = 1
+        self._log("average", {"step": st.step, "val_loss": val, "elapsed": st.elapsed})
+
+    @contextlib.contextmanager
+    def _averaged(self) -> Any:
+        """Within the block the model holds the averaged weights (if averaging has started)."""
+        if not self.state.averaged_steps:
+            yield None
+            return
+        raw = [p.detach().clone() for p in self.model.parameters()]
+        with torch.no_grad():
+            for p, avg in zip(self.model.parameters(), self.average, strict=True):
+                p.copy_(avg)
+        try:
+            yield raw
+        finally:
+            with torch.no_grad():
+                for p, r in zip(self.model.parameters(), raw, strict=True):
+                    p.copy_(r)
+
     def _validate_and_save(self) -> None:
+        with self._averaged() as raw:
+            self._validate_and_save_weights(raw)
+        if self.optim_cfg.average == "nt":
+            self._maybe_start_averaging(self.state.val_history[-1])
+
+    def _validate_and_save_weights(self, raw: list[Tensor] | None) -> None:
+        """Validate the model's weights and save them (``raw``: the training weights, when the model
+        holds the average: saved beside it, for a resume to go on training from)."""
         st = self.state
         started = time.perf_counter()
         self.model.eval()
@@ -540,7 +600,9 @@ class Trainer:
             improved = tie_val < st.best_tie  # as good: the lower tie-breaking metric wins
         if improved:
             st.best_val, st.best_step, st.best_tie = val, st.step, tie_val
-        self.save(best=improved)
+        if self.optim_cfg.average == "nt":
+            st.val_history.append(float(loss))
+        self.save(best=improved, raw=raw)
         self._eval_seconds = time.perf_counter() - started
         self._log(
             "val", {"step": st.step, "epoch": st.epoch, **metrics, "best": improved, "elapsed": st.elapsed}

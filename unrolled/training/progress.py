@@ -42,6 +42,8 @@ class Progress:
             self.val, line = self.describe_val(record)
             if self.bar is not None:
                 self.bar.write(f"step {record['step']}: {line}{' *best*' if record['best'] else ''}")
+        elif kind == "average" and self.bar is not None:
+            self.bar.write(f"step {record['step']}: validation stalled: averaging the weights from here")
         elif kind == "nonfinite" and self.bar is not None:
             self.bar.write(f"step {record['step']}: non-finite loss or gradient norm, skipped")
         elif kind == "end" and self.bar is not None:
