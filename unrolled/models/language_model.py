@@ -19,7 +19,7 @@ The recurrent layer is any :class:`unrolled.Recurrent`; the model only adds the 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -62,8 +62,16 @@ class LanguageModel(nn.Module):
             the recurrent layer's output size; the embedding then starts uniform in [-0.1, 0.1]).
         word_dropout: probability of dropping a word's whole embedding row for a batch.
         ar, tar: weights of the activation and temporal-activation penalties (>= 0).
+        cutoffs: an adaptive softmax (Grave et al. 2017, ``torch.nn.AdaptiveLogSoftmaxWithLoss``)
+            instead of the full one: the ids below ``cutoffs[0]`` (the most frequent words, as a
+            word vocabulary orders them) in the head, each following range in a tail cluster whose
+            projection 4 times narrower than the one before (less where a width would reach 0).
+            None: the full softmax.
 
-    Shapes: ``tokens`` (B, T) int64 -> ``logits`` (B, T, V) and the final state.
+    Shapes: ``tokens`` (B, T) int64 -> ``logits`` (B, T, V) and the final state (with an adaptive
+    softmax the log-probabilities, which serve as logits); with ``targets`` (B, T) the mean
+    negative log-likelihood instead of the logits, computed without the full (B, T, V) scores where
+    the softmax is adaptive.
     """
 
     def __init__(
@@ -77,8 +85,13 @@ class LanguageModel(nn.Module):
         word_dropout: float = 0.0,
         ar: float = 0.0,
         tar: float = 0.0,
+        cutoffs: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
+        if cutoffs is not None:
+            check_cutoffs(cutoffs, vocab_size)
+            if tie_weights:
+                raise ValueError("an adaptive softmax has no one decoder matrix to tie: drop tie_weights")
         if ar < 0 or tar < 0:
             raise ValueError(f"ar and tar are penalty weights: they must be >= 0, got {ar} and {tar}")
         if word_dropout and not embedding_dim:
@@ -109,7 +122,12 @@ class LanguageModel(nn.Module):
         self.ar, self.tar = float(ar), float(tar)
         self.penalty: Tensor | None = None
         self.decoder: nn.Module
-        if tie_weights:
+        self.adaptive = cutoffs is not None
+        if cutoffs is not None:
+            size = rnn.output_size  # each cluster's projection 4x narrower, down to 1 wide at most
+            div = min(4.0, size ** (1 / len(cutoffs)) * (1 - 1e-9))
+            self.decoder = nn.AdaptiveLogSoftmaxWithLoss(size, vocab_size, list(cutoffs), div_value=div)
+        elif tie_weights:
             assert self.embed is not None
             nn.init.uniform_(self.embed.weight, -0.1, 0.1)  # N(0, 1) rows would start with huge logits
             self.decoder = TiedDecoder(self.embed)
@@ -120,28 +138,45 @@ class LanguageModel(nn.Module):
     def tied(self) -> bool:
         return isinstance(self.decoder, TiedDecoder)
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The floating-point type of the weights (what one-hot input is made of)."""
+        return self.rnn.cells[0].weight_ih.dtype
+
+    @property
+    def device(self) -> torch.device:
+        """Where the weights are."""
+        return self.rnn.cells[0].weight_ih.device
+
+    def scores(self, h: Tensor) -> Tensor:
+        """The decoder's scores of outputs ``h`` (..., H): logits (..., V), or with an adaptive
+        softmax log-probabilities (which a softmax leaves as they are)."""
+        if not self.adaptive:
+            return self.decoder(h)
+        return self.decoder.log_prob(h.reshape(-1, h.size(-1))).view(*h.shape[:-1], self.vocab_size)
+
     def stepper(self) -> Callable[[Tensor, Any], tuple[Tensor, Any]]:
         """``self(tokens, state)`` as generation calls it, one token per row and call in
         evaluation mode: the same results, through :meth:`Recurrent.stepper` and without the
         module calls of the embedding and the (inactive) dropouts. In training mode, the model."""
         if self.training:
             return self.__call__
-        rnn, decoder = self.rnn.stepper(), self.decoder
+        rnn, scores = self.rnn.stepper(), self.decoder if not self.adaptive else self.scores
         embed = self.embed
 
         def step(tokens: Tensor, state: Any) -> tuple[Tensor, Any]:
             if embed is not None:
                 x = F.embedding(tokens, embed.weight)  # (B, 1, E)
             else:
-                x = F.one_hot(tokens, self.vocab_size).to(decoder.weight.dtype)
+                x = F.one_hot(tokens, self.vocab_size).to(self.dtype)
             out, state = rnn(x, state)
-            return decoder(out), state
+            return scores(out), state
 
         return step
 
-    def forward(self, tokens: Tensor, state: Any = None) -> tuple[Tensor, Any]:
+    def forward(self, tokens: Tensor, state: Any = None, targets: Tensor | None = None) -> tuple[Tensor, Any]:
         if self.embed is None:
-            x = F.one_hot(tokens, self.vocab_size).to(self.decoder.weight.dtype)  # (B, T, V)
+            x = F.one_hot(tokens, self.vocab_size).to(self.dtype)  # (B, T, V)
         elif self.training and self.word_dropout:
             weight = embedding_dropout(self.embed.weight, self.word_dropout, training=True)
             x = self.embed_drop(F.embedding(tokens, weight))
@@ -151,4 +186,25 @@ class LanguageModel(nn.Module):
         dropped = self.drop(out)
         penalize = self.training and (self.ar or self.tar)
         self.penalty = activation_penalty(out, dropped, self.ar, self.tar) if penalize else None
-        return self.decoder(dropped), state  # (B, T, V)
+        if targets is None:
+            return self.scores(dropped), state  # (B, T, V)
+        if self.adaptive:
+            return self.decoder(dropped.reshape(-1, dropped.size(-1)), targets.reshape(-1)).loss, state
+        logits = self.decoder(dropped)
+        return F.cross_entropy(logits.reshape(-1, self.vocab_size), targets.reshape(-1)), state
+
+
+def check_cutoffs(cutoffs: Sequence[int], vocab_size: int, name: str = "adaptive softmax cut-offs") -> None:
+    """``ValueError`` unless ``cutoffs`` are increasing integers in [1, vocab_size - 1]."""
+    values = list(cutoffs)
+    if (
+        not values
+        or any(not isinstance(c, int) or isinstance(c, bool) for c in values)
+        or any(b <= a for a, b in zip(values, values[1:], strict=False))
+        or values[0] < 1
+        or values[-1] > vocab_size - 1
+    ):
+        raise ValueError(
+            f"{name} must be increasing integers from 1 to the vocabulary size - 1 ({vocab_size - 1}), "
+            f"got {values}"
+        )

@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..cells.base import state_like, state_tensors
@@ -57,6 +56,7 @@ from ..data.words import NEWLINE, Detokenizer, tokenize
 from ..errors import check_logits
 from ..export import Graph, state_names
 from ..models import LanguageModel
+from ..models.language_model import check_cutoffs
 from ..training import (
     Asset,
     Bound,
@@ -77,6 +77,7 @@ from ..training.device import model_device
 from .base import CELLS, RecurrentConfig
 
 UNITS = ("char", "word", "subword")
+SOFTMAXES = ("full", "adaptive")
 MAX_UNK_SHARE = 0.5  # a vocabulary that leaves more of the validation part <unk> is refused
 
 # What a setting left at None means, per unit. The char values are those of unrolled train charlm
@@ -139,6 +140,12 @@ class ModelConfig(RecurrentConfig):
     tie_weights: bool | None = None
     # whole words dropped from the embedding matrix per batch (AWD-LSTM's embedding dropout)
     word_dropout: float = 0.0
+    # the output layer: full softmax, or adaptive (Grave et al. 2017: frequent words in a head, rare
+    # ones in narrower tail clusters; --unit word or subword, untied)
+    softmax: str = flag("full", choices=SOFTMAXES)
+    # --softmax adaptive: where the head and each tail cluster end, as word ids (the vocabulary is by
+    # falling frequency) [the ids that cover 90% and 98% of the training tokens]
+    cutoffs: list[int] | None = flag(None, metavar="C,C,...")
     ar: float = 0.0  # activation regularisation: + AR x mean(dropped last-layer output^2) (AWD-LSTM)
     tar: float = 0.0  # temporal activation regularisation: + TAR x mean((h_t - h_{t-1})^2) (AWD-LSTM)
 
@@ -146,6 +153,12 @@ class ModelConfig(RecurrentConfig):
         super().validate()
         if self.embedding_dim is not None and self.embedding_dim < 0:
             raise ValueError(f"--embedding-dim must be >= 0, got {self.embedding_dim}")
+        if self.softmax not in SOFTMAXES:
+            raise ValueError(f"unknown --softmax {self.softmax!r}: expected {' or '.join(SOFTMAXES)}")
+        if self.softmax == "adaptive" and self.tie_weights:
+            raise ValueError("--softmax adaptive has no one decoder matrix to tie: give --no-tie-weights")
+        if self.cutoffs is not None and self.softmax != "adaptive":
+            raise ValueError("--cutoffs applies to --softmax adaptive")
         for name in ("ar", "tar"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name} is a penalty weight: it must be >= 0, got {getattr(self, name)}")
@@ -164,6 +177,8 @@ class ModelConfig(RecurrentConfig):
 
     def resolve(self, unit: str) -> None:
         """Fill the settings left at None with ``unit``'s defaults."""
+        if self.softmax == "adaptive" and self.tie_weights is None:
+            self.tie_weights = False  # the adaptive softmax has no one matrix to tie
         _fill(self, unit, self.hidden)
 
 
@@ -404,7 +419,21 @@ def build_model(cfg: ModelConfig, vocab_size: int, unit: str = "char") -> Langua
         word_dropout=cfg.word_dropout,
         ar=cfg.ar,
         tar=cfg.tar,
+        cutoffs=cfg.cutoffs if cfg.softmax == "adaptive" else None,
     )
+
+
+def frequency_cutoffs(train: Tensor, vocab_size: int, coverage: tuple[float, ...] = (0.9, 0.98)) -> list[int]:
+    """Adaptive-softmax cut-offs from the training ids: the smallest id counts (a word vocabulary is
+    by falling frequency) whose words cover each ``coverage`` share of the training tokens."""
+    counts = torch.bincount(train, minlength=vocab_size).double()
+    share = counts.cumsum(0) / counts.sum()
+    cutoffs: list[int] = []
+    for c in coverage:
+        cut = min(int(torch.searchsorted(share, c).item()) + 1, vocab_size - 1)
+        if not cutoffs or cut > cutoffs[-1]:
+            cutoffs.append(cut)
+    return cutoffs
 
 
 def make_state(model: LanguageModel) -> Callable[[list[Tensor]], Any]:
@@ -416,8 +445,7 @@ def make_state(model: LanguageModel) -> Callable[[list[Tensor]], Any]:
 def lm_loss(model: nn.Module, x: Tensor, y: Tensor, state: Any) -> tuple[Tensor, Any, int]:
     """Mean cross-entropy (nats per token) of predicting ``y`` from ``x``, plus the model's AR/TAR
     penalty in training (``--ar``, ``--tar``)."""
-    logits, state = model(x, state)  # (B, T, V)
-    loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
+    loss, state = model(x, state, targets=y)
     penalty = getattr(model, "module", model).penalty  # a DistributedDataParallel wrapper holds it in .module
     return loss if penalty is None else loss + penalty, state, y.numel()
 
@@ -438,9 +466,9 @@ def stream_loss(model: nn.Module, ids: Tensor, batch_size: int, seq_len: int) ->
     for i in range(0, rows.size(1) - 1, seq_len):
         x = rows[:, i : min(i + seq_len, rows.size(1) - 1)]
         y = rows[:, i + 1 : i + 1 + x.size(1)]
-        logits, state = model(x, state)
-        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1), reduction="sum")
-        total = loss.double() if total is None else total + loss.double()
+        loss, state = model(x, state, targets=y)  # the mean over the chunk's tokens
+        loss = loss.double() * y.numel()
+        total = loss if total is None else total + loss
         count += y.numel()
     model.train(was_training)
     assert total is not None  # at least one chunk: len(ids) >= 2 is checked by the callers
@@ -658,6 +686,11 @@ class LM(Task):
                     for part, ids in (("train", corpus.train), ("val", corpus.val), ("test", corpus.test))
                 },
             }
+        m = config.model
+        if m.softmax == "adaptive" and m.cutoffs is None:  # a new run: from the training part's counts
+            m.cutoffs = frequency_cutoffs(corpus.train, len(corpus.vocab))
+        if m.cutoffs is not None:
+            check_cutoffs(m.cutoffs, len(corpus.vocab), "--cutoffs")
         assets = {"vocab": corpus.vocab, "subwords": corpus.subwords}
         return Prepared(assets, corpus, corpus.sha256, repr(corpus.source), info)
 
