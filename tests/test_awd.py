@@ -294,16 +294,21 @@ def test_nt_averaging_starts_at_a_non_monotone_validation_and_saves_the_average(
     torch.testing.assert_close(extra["raw_weights"][0], after_step[16][0])
 
 
-def test_nt_averaging_resumes_with_its_average(tmp_path) -> None:
-    """Stopped after step 12 and resumed to 16: the same average and raw weights as one run."""
+@pytest.mark.parametrize("split", [10, 12])  # at the validation that starts the average, and after it
+def test_nt_averaging_resumes_with_its_average(tmp_path, split) -> None:
+    """Stopped after step ``split`` and resumed to 16: the same average and raw weights as one run."""
     from unrolled.training import checkpoint as ckpt
 
     vals = [5.0, 4.0, 3.0, 2.9, 4.5, 4.4, 4.3, 4.2]
     whole, _, _ = _averaging_trainer(tmp_path / "whole", vals, max_steps=16, average_window=2)
     whole.run()
-    first, _, _ = _averaging_trainer(tmp_path / "split", vals[:6], max_steps=12, average_window=2)
+    first, _, _ = _averaging_trainer(
+        tmp_path / "split", vals[: split // 2], max_steps=split, average_window=2
+    )
     first.run()
-    second, model, _ = _averaging_trainer(tmp_path / "split", vals[6:], max_steps=4, average_window=2)
+    second, model, _ = _averaging_trainer(
+        tmp_path / "split", vals[split // 2 :], max_steps=16 - split, average_window=2
+    )
     second.load()
     state = second.run()
     assert state.step == 16 and state.averaged_steps == 7

@@ -38,9 +38,21 @@ def _keep_mask(shape: Sequence[int], p: float, like: Tensor) -> Tensor:
     return torch.empty(tuple(shape), device=like.device, dtype=like.dtype).bernoulli_(1 - p) / (1 - p)
 
 
+def locked_dropout(x: Tensor, p: float, batch_first: bool = True) -> Tensor:
+    """``x`` (B, T, F) with ``batch_first`` (else (T, B, F)) times one dropout mask per sequence,
+    (B, 1, F) (or (1, B, F)), scaled by 1 / (1 - p); ``p = 1`` drops everything."""
+    if p == 0:
+        return x
+    if p >= 1:
+        return torch.zeros_like(x)
+    shape = list(x.shape)
+    shape[1 if batch_first else 0] = 1
+    return x * _keep_mask(shape, p, x)
+
+
 class LockedDropout(nn.Module):
-    """Dropout with one mask per sequence: ``x`` (B, T, F) with ``batch_first`` (else (T, B, F))
-    times a mask of shape (B, 1, F) (or (1, B, F)) drawn at every call in training."""
+    """:func:`locked_dropout` in training, the identity in evaluation: one mask per sequence
+    (drawn at every call), the same at every step."""
 
     def __init__(self, p: float = 0.0, batch_first: bool = True) -> None:
         super().__init__()
@@ -48,11 +60,7 @@ class LockedDropout(nn.Module):
         self.batch_first = batch_first
 
     def forward(self, x: Tensor) -> Tensor:
-        if not self.training or self.p == 0:
-            return x
-        shape = list(x.shape)
-        shape[1 if self.batch_first else 0] = 1
-        return x * _keep_mask(shape, self.p, x)
+        return locked_dropout(x, self.p, self.batch_first) if self.training else x
 
     def extra_repr(self) -> str:
         return f"p={self.p}, batch_first={self.batch_first}"

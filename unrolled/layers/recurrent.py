@@ -25,7 +25,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 from ..cells.base import map_state, state_like, state_tensors
 from ..engines import ENGINES, choose
 from ..engines.native import native_stepper
-from .dropout import LockedDropout, check_rate, dropped_weights, replaced_weights
+from .dropout import check_rate, dropped_weights, locked_dropout, replaced_weights
 
 _TORCH_KEY = re.compile(r"^(?P<name>.+)_l(?P<layer>\d+)(?P<rev>_reverse)?$")
 
@@ -139,8 +139,8 @@ class Recurrent(nn.Module):
         if impl != "auto" and not ENGINES[impl].supports(self.cells):
             raise ValueError(ENGINES[impl].why_not.format(cell=self.cells[0]))
         self.impl = impl
-        # (device type, training, one step per call) -> engine, for auto
-        self._chosen: dict[tuple[str, bool, bool], str] = {}
+        # (device type, training, one step per call, autocast) -> engine, for auto
+        self._chosen: dict[tuple[str, bool, bool, bool], str] = {}
         self.register_state_dict_post_hook(_to_torch_keys)
         self.register_load_state_dict_pre_hook(_from_torch_keys)
 
@@ -330,11 +330,7 @@ class Recurrent(nn.Module):
                     finals.append(state)
                 x = outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)  # (T, B, D*O)
             if between and layer < self.num_layers - 1:
-                x = (
-                    LockedDropout(between, batch_first=False)(x)
-                    if locked
-                    else F.dropout(x, between, training=True)
-                )
+                x = locked_dropout(x, between, batch_first=False) if locked else F.dropout(x, between)
 
         return x, _stack_states(finals)
 

@@ -202,7 +202,7 @@ class Trainer:
                 "state and the data order are split that way)"
             )
         self.model.load_state_dict(weights)  # the average, when averaging had started: then ...
-        if "raw_weights" in extra:  # ... training goes on from the training weights
+        if "average" in extra:  # ... training goes on from the training weights
             self.average = [t.to(self.device) for t in extra["average"]]
             with torch.no_grad():
                 for p, r in zip(self.model.parameters(), extra["raw_weights"], strict=True):
@@ -254,7 +254,8 @@ class Trainer:
     # ---- saving ---------------------------------------------------------------------------
     def save(self, best: bool = False, raw: list[Tensor] | None = None) -> None:
         """Commit a checkpoint of this step (``best``: its weights are the best so far; ``raw``: the
-        training weights when the model holds their average, kept for a resume with the average).
+        training weights when the model holds their average; once averaging has started, both are
+        kept for a resume).
 
         Weights that overflowed to Inf/NaN (an update that was finite but too large) are never
         saved: that is :class:`Diverged`, and the previous checkpoint stays.
@@ -286,8 +287,9 @@ class Trainer:
                 resume["cuda_rng_ranks"] = rngs[1]
         if self.scaler is not None:
             resume["scaler"] = self.scaler.state_dict()
-        if raw is not None:
-            resume["raw_weights"] = [t.cpu() for t in raw]
+        if self.state.averaged_steps:  # the model holds the average (or, just started, equals it)
+            training = raw if raw is not None else [p.detach() for p in self.model.parameters()]
+            resume["raw_weights"] = [t.cpu().clone() for t in training]
             resume["average"] = [t.detach().cpu().clone() for t in self.average]
         try:
             ckpt.commit(
@@ -571,8 +573,6 @@ class Trainer:
     def _validate_and_save(self) -> None:
         with self._averaged() as raw:
             self._validate_and_save_weights(raw)
-        if self.optim_cfg.average == "nt":
-            self._maybe_start_averaging(self.state.val_history[-1])
 
     def _validate_and_save_weights(self, raw: list[Tensor] | None) -> None:
         """Validate the model's weights and save them (``raw``: the training weights, when the model
@@ -602,6 +602,7 @@ class Trainer:
             st.best_val, st.best_step, st.best_tie = val, st.step, tie_val
         if self.optim_cfg.average == "nt":
             st.val_history.append(float(loss))
+            self._maybe_start_averaging(float(loss))  # before the save: a resume sees it started
         self.save(best=improved, raw=raw)
         self._eval_seconds = time.perf_counter() - started
         self._log(
