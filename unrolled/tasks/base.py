@@ -43,7 +43,7 @@ class RecurrentConfig:
 
     # recurrent cell; GRU (3 gates, not 4) trains ~1.3x the chars/s of our LSTM on a CPU
     cell: str = flag("gru", choices=tuple(CELLS))
-    hidden: int = 256  # units per layer (the char-LM: 2x256 is the CPU sweet spot for 10-minute runs)
+    hidden: int = 256  # units per layer
     layers: int = 2  # stacked recurrent layers
     variant: str | None = flag(None, choices=tuple(VARIANTS))  # LSTM variant of Greff et al. (--cell lstm)
     forget_bias: float | None = None  # initial forget-gate bias, 1 per Jozefowicz et al. (--cell lstm)

@@ -85,11 +85,12 @@ MAX_UNK_SHARE = 0.5  # a vocabulary that leaves more of the validation part <unk
 UNIT_DEFAULTS: dict[str, dict[str, Any]] = {
     "char": {
         "cell": "gru",
+        "hidden": 512,
         "seq_len": 100,
         "batch_size": 64,
         "test_frac": 0.0,
         "embedding_dim": 64,
-        "dropout": 0.1,
+        "dropout": 0.25,
         "embedding_dropout": 0.0,
         "tie_weights": False,
         "optimizer": "adam",
@@ -99,6 +100,7 @@ UNIT_DEFAULTS: dict[str, dict[str, Any]] = {
     },
     "word": {
         "cell": "lstm",
+        "hidden": 256,
         "seq_len": 35,
         "batch_size": 32,
         "test_frac": 0.1,
@@ -129,10 +131,11 @@ class ModelConfig(RecurrentConfig):
 
     # recurrent cell [chars gru: ~1.3x the chars/s of our LSTM; words lstm: trains better with SGD]
     cell: str | None = flag(None, choices=tuple(CELLS))
+    hidden: int | None = None  # units per layer [chars 512, words 256]
 
     # learned embedding size, 0 = one-hot (as in the lecture) [chars 64, words --hidden]
     embedding_dim: int | None = None
-    # dropout between layers and before the decoder; narrows the train/val gap [chars 0.1, words 0.3]
+    # dropout between layers and before the decoder; narrows the train/val gap [chars 0.25, words 0.3]
     dropout: float | None = None
     embedding_dropout: float | None = None  # dropout on the embeddings [chars 0, words 0.1]
     # the decoder reuses the embedding matrix (Press & Wolf 2017); needs --embedding-dim equal to
@@ -168,7 +171,8 @@ class ModelConfig(RecurrentConfig):
             value = getattr(self, name)
             if value is not None and not 0.0 <= value < 1.0:
                 raise ValueError(f"--{name.replace('_', '-')} must be in [0, 1), got {value}")
-        if self.tie_weights and self.embedding_dim is not None and self.embedding_dim != self.hidden:
+        sizes = (self.embedding_dim, self.hidden)
+        if self.tie_weights and None not in sizes and self.embedding_dim != self.hidden:
             raise ValueError(
                 f"tied weights (--tie-weights, the default for words) need --embedding-dim equal to "
                 f"--hidden: got {self.embedding_dim} and {self.hidden}; set --embedding-dim "
@@ -179,6 +183,8 @@ class ModelConfig(RecurrentConfig):
         """Fill the settings left at None with ``unit``'s defaults."""
         if self.softmax == "adaptive" and self.tie_weights is None:
             self.tie_weights = False  # the adaptive softmax has no one matrix to tie
+        if self.hidden is None:
+            self.hidden = UNIT_DEFAULTS[unit]["hidden"]  # first: a word embedding's size follows it
         _fill(self, unit, self.hidden)
 
 
