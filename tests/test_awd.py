@@ -329,3 +329,21 @@ def test_without_a_stall_nothing_is_averaged(tmp_path) -> None:
     assert trainer.run().averaged_steps == 0
     assert "raw_weights" not in ckpt.load_checkpoint(tmp_path)[1]
     torch.testing.assert_close(ckpt.load_checkpoint(tmp_path)[0]["weight"], model.weight.detach())
+
+
+def test_bad_options_of_the_layer_and_the_model_are_one_line() -> None:
+    with pytest.raises(ValueError, match=r"weight_drop must be a dropout rate in \[0, 1\), got 1.0"):
+        unrolled.LSTM(3, 4, weight_drop=1.0)
+    with pytest.raises(ValueError, match=r"locked dropout must be a dropout rate in \[0, 1\), got -0.5"):
+        unrolled.LockedDropout(-0.5)
+    with pytest.raises(
+        ValueError, match="ar and tar are penalty weights: they must be >= 0, got -1.0 and 0.0"
+    ):
+        _lm(ar=-1.0)
+    rnn = unrolled.Recurrent(functools.partial(unrolled.GRUCell, hidden_size=4), 30, batch_first=True)
+    with pytest.raises(
+        ValueError, match="word_dropout drops rows of the embedding: it needs embedding_dim > 0"
+    ):
+        LanguageModel(30, rnn, embedding_dim=0, word_dropout=0.1)
+    with pytest.raises(ValueError, match="an adaptive softmax has no one decoder matrix to tie"):
+        _lm(cutoffs=[5, 10], tie_weights=True)

@@ -152,7 +152,12 @@ def test_auto_runs_it_on_the_fused_engine_and_weight_drop_applies() -> None:
     torch.testing.assert_close(fused_out[1], fused_out[0], atol=1e-5, rtol=0)
 
 
-def test_bad_rounds_and_ranks_are_one_line() -> None:
+def test_bad_rounds_ranks_and_states_are_one_line() -> None:
+    cell = unrolled.MogrifierLSTMCell(I, H)
+    with pytest.raises(
+        ValueError, match=r"the Mogrifier LSTM cell's state is \(h, c\): expected 2 tensors, got 3"
+    ):
+        cell(torch.randn(B, I), (torch.zeros(B, H),) * 3)
     with pytest.raises(ValueError, match=r"rounds must be an integer >= 0 \(0 is a plain LSTM\), got -1"):
         unrolled.MogrifierLSTMCell(I, H, rounds=-1)
     with pytest.raises(ValueError, match="rank must be a positive integer"):

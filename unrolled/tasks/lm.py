@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..cells.base import state_like, state_tensors
@@ -451,9 +452,19 @@ def make_state(model: LanguageModel) -> Callable[[list[Tensor]], Any]:
 def lm_loss(model: nn.Module, x: Tensor, y: Tensor, state: Any) -> tuple[Tensor, Any, int]:
     """Mean cross-entropy (nats per token) of predicting ``y`` from ``x``, plus the model's AR/TAR
     penalty in training (``--ar``, ``--tar``)."""
-    loss, state = model(x, state, targets=y)
+    loss, state = _loss(model, x, y, state, "mean")
     penalty = getattr(model, "module", model).penalty  # a DistributedDataParallel wrapper holds it in .module
     return loss if penalty is None else loss + penalty, state, y.numel()
+
+
+def _loss(model: nn.Module, x: Tensor, y: Tensor, state: Any, reduction: str) -> tuple[Tensor, Any]:
+    """Cross-entropy of predicting ``y`` from ``x`` (``reduction`` "mean" or "sum"): from the logits of
+    any model, from the targets alone where the model's softmax is adaptive."""
+    if getattr(getattr(model, "module", model), "adaptive", False):
+        loss, state = model(x, state, targets=y)  # the mean
+        return (loss * y.numel() if reduction == "sum" else loss), state
+    logits, state = model(x, state)  # (B, T, V)
+    return F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1), reduction=reduction), state
 
 
 @torch.no_grad()
@@ -472,9 +483,8 @@ def stream_loss(model: nn.Module, ids: Tensor, batch_size: int, seq_len: int) ->
     for i in range(0, rows.size(1) - 1, seq_len):
         x = rows[:, i : min(i + seq_len, rows.size(1) - 1)]
         y = rows[:, i + 1 : i + 1 + x.size(1)]
-        loss, state = model(x, state, targets=y)  # the mean over the chunk's tokens
-        loss = loss.double() * y.numel()
-        total = loss if total is None else total + loss
+        loss, state = _loss(model, x, y, state, "sum")
+        total = loss.double() if total is None else total + loss.double()
         count += y.numel()
     model.train(was_training)
     assert total is not None  # at least one chunk: len(ids) >= 2 is checked by the callers
