@@ -35,10 +35,11 @@ and 2026-11-30e/f/g before the compiled engine's inference path; runs of a day v
 - CPU, under ``torch.autocast`` (``--precision bf16``), training or inference: native for
   torch's LSTM, whose oneDNN kernel computes in bf16 on the CPU's matrix units, where the
   compiled and fused engines compute in fp32 inside autocast. The char-LM's training step at
-  batch 64, length 100 (``benchmarks/results/charlm-sweep-2026-12-06-cpu2.json``): 2x256 LSTM
-  56,100 chars/s native in bf16 against 30,300 compiled; 2x512 22,300 against 9,900. Torch's
-  GRU kernel gains less from bf16 (2x256: 34,900 native in bf16 against 38,500 compiled in
-  fp32), so the other cells keep the training order.
+  batch 64, length 100 (``benchmarks/charlm_speed.py``; results/charlm-speed-{bf16,fp32}-h{256,
+  512}-2026-12-06-cpu2.json): a 2x256 LSTM trains at 43,000 chars/s native in bf16 against
+  23,100 compiled in fp32, 2x512 at 18,100 against 8,100. The GRU, which torch's kernel does
+  not speed up as much in bf16, keeps the training order (compiled: 28,400 chars/s in bf16,
+  30,900 in fp32 at 2x256).
 - CUDA (and any other accelerator), training and inference: native (cuDNN) wherever torch has
   the cells, then fused, then reference. Measured on an H200 (torch 2.11): at (B,T,I,H) =
   (32,100,256,256) / (64,100,512,512) / (256,200,1024,1024) / (1,200,128,128) the GRU takes
