@@ -1,7 +1,8 @@
 """PyTorch's word_language_model recipe against `unrolled train lm --unit word`, at equal wall-clock.
 
     python benchmarks/wordlm_torch_baseline.py [--text FILE|NAME ...] [--minutes 10]
-        [--which both|baseline|ours] [--out benchmarks/results/wordlm-DATE-cpu2.json]
+        [--which both|baseline|ours] [--variant NAME="FLAGS" ...]
+        [--out benchmarks/results/wordlm-DATE-cpu2.json]
 
 The texts
     ``--text`` may be given several times; each text is a file or one the benchmark builds from
@@ -26,6 +27,8 @@ The baseline
 Ours
     ``unrolled train lm --unit word`` with its defaults (no flag but the text and the budget),
     through the Python API, into ``benchmarks/results/wordlm-DATE-cpu2/runs/`` (not kept in git).
+    Each ``--variant NAME="FLAGS"`` (a sweep) adds a run of ours with those ``train lm`` flags,
+    after the defaults' run (``--which variants``: the variants only), scored the same way.
 
 The same data for both
     The text (default: the char-LM's Shakespeare), its tokens (``unrolled.data.words.tokenize``),
@@ -45,9 +48,11 @@ import copy
 import json
 import math
 import platform
+import shlex
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +62,7 @@ from torch import Tensor, nn
 
 from unrolled.data.shakespeare import all_plays, load_shakespeare
 from unrolled.tasks.lm import TASK, DataConfig, LMConfig, load_corpus, stream_loss
+from unrolled.training.flags import add_config_flags, apply_flags, given_flags
 
 BASELINE = {
     "emsize": 200,
@@ -154,8 +160,17 @@ def run_baseline(corpus: Any, minutes: float, seed: int) -> dict[str, Any]:
     }
 
 
-def run_ours(text: str | None, minutes: float, folder: Path) -> dict[str, Any]:
+def lm_config(flags: str) -> LMConfig:
+    """The config ``unrolled train lm FLAGS`` would build (before the text and the unit are set)."""
     config = LMConfig()
+    parser = argparse.ArgumentParser(prog="train lm", exit_on_error=False)
+    made = add_config_flags(parser, config)
+    apply_flags(config, given_flags(parser.parse_args(shlex.split(flags)), made))
+    return config
+
+
+def run_ours(text: str | None, minutes: float, folder: Path, flags: str = "") -> dict[str, Any]:
+    config = lm_config(flags)
     config.data.text, config.data.unit = text, "word"
     folder.mkdir(parents=True, exist_ok=True)
     out = Path(tempfile.mkdtemp(prefix="lm-word-", dir=folder))
@@ -165,6 +180,7 @@ def run_ours(text: str | None, minutes: float, folder: Path) -> dict[str, Any]:
     test = stream_loss(run.model, load_corpus(run.config.data, run.vocab).test, EVAL_ROWS, EVAL_LEN)
     history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     return {
+        "flags": flags,
         "settings": {
             "model": vars(run.config.model),
             "data": vars(run.config.data),
@@ -213,8 +229,10 @@ def text_file(name: str, folder: Path) -> str | None:
     return str(path)
 
 
-def run_text(text: str | None, a: argparse.Namespace, runs: Path) -> dict[str, Any]:
-    """Both runs on one text, one after the other."""
+def run_text(
+    text: str | None, a: argparse.Namespace, runs: Path, result: dict[str, Any], save: Callable[[], None]
+) -> None:
+    """The runs on one text, one after the other, into ``result`` (saved after each)."""
     data = DataConfig(text=text, unit="word")
     corpus = load_corpus(data)
     print(
@@ -222,30 +240,47 @@ def run_text(text: str | None, a: argparse.Namespace, runs: Path) -> dict[str, A
         f"vocabulary {len(corpus.vocab):,}",
         flush=True,
     )
-    result: dict[str, Any] = {
-        "data": {
-            "source": corpus.source,
-            "tokens": {"train": len(corpus.train), "val": len(corpus.val), "test": len(corpus.test)},
-            "vocabulary": len(corpus.vocab),
-            "min_count": data.min_count,
-        },
+    result["data"] = {
+        "source": corpus.source,
+        "tokens": {"train": len(corpus.train), "val": len(corpus.val), "test": len(corpus.test)},
+        "vocabulary": len(corpus.vocab),
+        "min_count": data.min_count,
     }
     if a.which in ("both", "baseline"):
         result["baseline"] = run_baseline(corpus, a.minutes, a.seed)
+        report("baseline", result["baseline"])
+        save()
     if a.which in ("both", "ours"):
         result["ours"] = run_ours(text, a.minutes, runs)
-    for name in ("baseline", "ours"):
-        if name in result:
-            r = result[name]
-            print(
-                f"{name}: test perplexity {r['test_ppl']:.2f} (best val {r['best_val_ppl']:.2f}), "
-                f"{r['steps']} steps, {r['tokens_per_s']:,.0f} tokens/s",
-                flush=True,
-            )
+        report("ours", result["ours"])
+        save()
+    for name, flags in a.variant or []:
+        result.setdefault("variants", {})[name] = r = run_ours(text, a.minutes, runs, flags)
+        report(name, r)
+        save()
     if "baseline" in result and "ours" in result:
         result["test_ppl_ratio"] = result["ours"]["test_ppl"] / result["baseline"]["test_ppl"]
         print(f"ours / baseline test perplexity: {result['test_ppl_ratio']:.3f}", flush=True)
-    return result
+
+
+def report(name: str, r: dict[str, Any]) -> None:
+    print(
+        f"{name}: test perplexity {r['test_ppl']:.2f} (best val {r['best_val_ppl']:.2f}), "
+        f"{r['steps']} steps, {r['tokens_per_s']:,.0f} tokens/s",
+        flush=True,
+    )
+
+
+def variant(text: str) -> tuple[str, str]:
+    """``NAME=FLAGS`` -> (NAME, FLAGS), the flags checked now (not after an hour of other runs)."""
+    name, sep, flags = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f'expected NAME="FLAGS", got {text!r}')
+    try:
+        lm_config(flags).validate()
+    except (argparse.ArgumentError, ValueError) as e:
+        raise argparse.ArgumentTypeError(f"{name}: {e}") from None
+    return name, flags
 
 
 def main() -> None:
@@ -257,7 +292,19 @@ def main() -> None:
         help=f"a UTF-8 text file or one of {', '.join(TEXTS)}; repeat for several [shakespeare]",
     )
     p.add_argument("--minutes", type=float, default=10.0, help="wall-clock budget of each run [10]")
-    p.add_argument("--which", choices=("both", "baseline", "ours"), default="both")
+    p.add_argument(
+        "--which",
+        choices=("both", "baseline", "ours", "variants"),
+        default="both",
+        help="the runs on each text, besides the variants [both]",
+    )
+    p.add_argument(
+        "--variant",
+        action="append",
+        type=variant,
+        metavar='NAME="FLAGS"',
+        help="also run ours with these `train lm` flags (a sweep); repeat for several",
+    )
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--out", help="results JSON [benchmarks/results/wordlm-DATE-cpu2.json]")
     a = p.parse_args()
@@ -276,10 +323,15 @@ def main() -> None:
         "order": "text by text as given; on each, the baseline, then ours, in this process",
         "texts": {},
     }
-    for name in a.text or ["shakespeare"]:
-        result["texts"][name] = run_text(text_file(name, work / "texts"), a, work)
+
+    def save() -> None:  # after each run: nothing lost on a crash
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2) + "\n")  # after each text: nothing lost on a crash
+        out.write_text(json.dumps(result, indent=2) + "\n")
+
+    for name in a.text or ["shakespeare"]:
+        result["texts"][name] = {}
+        run_text(text_file(name, work / "texts"), a, work, result["texts"][name], save)
+        save()
     print(f"written: {out}")
 
 

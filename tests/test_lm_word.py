@@ -96,8 +96,11 @@ def test_perplexity_is_exp_of_the_mean_nats_per_token() -> None:
 # ---- tied weights --------------------------------------------------------------------------
 def test_tied_weights_are_one_tensor_trained_from_both_ends_and_saved_once() -> None:
     cfg = lm.ModelConfig(cell="lstm", hidden=12, layers=1, tie_weights=True)
-    model = lm.build_model(cfg, 30, "word")
-    untied = lm.build_model(lm.ModelConfig(cell="lstm", hidden=12, layers=1, tie_weights=False), 30, "word")
+    size = lm.DataSize(1000, 30)
+    model = lm.build_model(cfg, 30, "word", size)
+    untied = lm.build_model(
+        lm.ModelConfig(cell="lstm", hidden=12, layers=1, tie_weights=False), 30, "word", size
+    )
     assert model.embed is not None and model.embed.weight.shape == (30, 12)
     assert model.decoder.weight is model.embed.weight
     assert sum(p.numel() for p in untied.parameters()) - sum(p.numel() for p in model.parameters()) == 30 * 12

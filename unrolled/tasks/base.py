@@ -85,8 +85,9 @@ class RecurrentConfig:
             if value != default and self.cell != "mogrifier":
                 raise ValueError(f"{option} applies to --cell mogrifier only, got --cell {self.cell}")
         for name in ("recurrent_dropout", "zoneout", "weight_drop"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(self, name)}")
+            value = getattr(self, name)  # None: a task's default, set later
+            if value is not None and not 0.0 <= value < 1.0:
+                raise ValueError(f"--{name.replace('_', '-')} must be in [0, 1), got {value}")
         if not self.reset_after and self.cell != "gru":
             raise ValueError(f"--reset-before applies to --cell gru only, got --cell {self.cell}")
         for name in ("variant", "forget_bias"):

@@ -73,7 +73,7 @@ from ..training import (
     flag,
 )
 from ..training import checkpoint as ckpt
-from ..training.config import OPTIMIZERS, positive, split_fractions
+from ..training.config import AVERAGES, OPTIMIZERS, PRECISIONS, positive, split_fractions
 from ..training.device import model_device
 from .base import CELLS, RecurrentConfig
 
@@ -83,6 +83,8 @@ MAX_UNK_SHARE = 0.5  # a vocabulary that leaves more of the validation part <unk
 
 # What a setting left at None means, per unit. The char values are those of unrolled train charlm
 # before words came (so its old run directories, which lack the newer settings, mean the same).
+# FROM_DATA: the value follows the training data's size (data_defaults), known once it is read.
+FROM_DATA: Any = type("FromData", (), {"__repr__": lambda self: "FROM_DATA"})()
 UNIT_DEFAULTS: dict[str, dict[str, Any]] = {
     "char": {
         "cell": "gru",
@@ -93,11 +95,18 @@ UNIT_DEFAULTS: dict[str, dict[str, Any]] = {
         "embedding_dim": 64,
         "dropout": 0.25,
         "embedding_dropout": 0.0,
-        "tie_weights": False,
         "optimizer": "adam",
         "lr": 3e-3,
         "clip": 1.0,
         "min_lr_ratio": 0.1,
+        "locked_dropout": False,
+        "weight_drop": 0.0,
+        "word_dropout": 0.0,
+        "ar": 0.0,
+        "tar": 0.0,
+        "softmax": "full",
+        "average": "off",
+        "precision": "fp32",
     },
     "word": {
         "cell": "lstm",
@@ -106,22 +115,101 @@ UNIT_DEFAULTS: dict[str, dict[str, Any]] = {
         "batch_size": 32,
         "test_frac": 0.1,
         "embedding_dim": None,  # = --hidden
-        "dropout": 0.3,
+        "dropout": FROM_DATA,
         "embedding_dropout": 0.1,
-        "tie_weights": True,
         "optimizer": "sgd",
         "lr": 20.0,
         "clip": 0.25,
         "min_lr_ratio": 0.01,
+        "locked_dropout": True,
+        "weight_drop": FROM_DATA,
+        "word_dropout": 0.1,
+        "ar": 2.0,
+        "tar": 1.0,
+        "softmax": FROM_DATA,
+        "average": "nt",
+        "precision": "auto",
     },
 }
-# subwords as words, with longer chunks: a word is 1.2 to 1.5 pieces
-UNIT_DEFAULTS["subword"] = UNIT_DEFAULTS["word"] | {"seq_len": 50}
+# whether the decoder reuses the embedding (unless the softmax is adaptive: nothing to tie)
+TIED = {"char": False, "word": True, "subword": True}
+# The settings of a run directory made before they existed: what they meant then.
+LEGACY = {
+    "model": {
+        "locked_dropout": False,
+        "weight_drop": 0.0,
+        "word_dropout": 0.0,
+        "ar": 0.0,
+        "tar": 0.0,
+        "softmax": "full",
+    },
+    "optim": {"average": "off", "precision": "fp32"},
+}
+# subwords: the word defaults from before the sweep of docs/language_model.md (which did not cover
+# them; the classifier's transfer from a subword LM was measured with these), and longer chunks:
+# a word is 1.2 to 1.5 pieces
+UNIT_DEFAULTS["subword"] = UNIT_DEFAULTS["char"] | {
+    "cell": "lstm",
+    "hidden": 256,
+    "seq_len": 50,
+    "batch_size": 32,
+    "test_frac": 0.1,
+    "embedding_dim": None,  # = --hidden
+    "dropout": 0.3,
+    "embedding_dropout": 0.1,
+    "optimizer": "sgd",
+    "lr": 20.0,
+    "clip": 0.25,
+    "min_lr_ratio": 0.01,
+}
 
 
-def _fill(section: Any, unit: str, hidden: int = 0) -> None:
-    """Set every None field of ``section`` that :data:`UNIT_DEFAULTS` knows to the unit's value."""
-    for name, value in UNIT_DEFAULTS[unit].items():
+@dataclass(frozen=True)
+class DataSize:
+    """What the word defaults marked :data:`FROM_DATA` follow."""
+
+    tokens: int  # in the training part
+    vocabulary: int
+
+
+def data_defaults(size: DataSize) -> dict[str, Any]:
+    """The word settings that follow the data: the rule of ``docs/language_model.md`` ("Defaults from
+    the data"), from the sweep in ``benchmarks/results/wordlm-sweep-2026-12-07-cpu2.json``.
+
+    - A text of under :data:`SMALL_TEXT` training tokens is read about 35 times in a 10-minute run
+      and overfits: dropout 0.3 (between the layers, before the decoder), weight drop 0.15, and
+      the full softmax, tied to the embedding (the adaptive one trains faster but ends worse,
+      being untied). A larger text is read under 10 times: dropout 0.25, weight drop 0.1, and the
+      adaptive softmax, which reads 2 to 4 times the tokens per second.
+    - A vocabulary of :data:`ADAPTIVE_VOCABULARY` words or more gets the adaptive softmax whatever
+      the text's size: the full one's cost grows with it (at 30,000 words the adaptive one reached
+      half the full one's perplexity in the same time).
+    """
+    small = size.tokens < SMALL_TEXT
+    return {
+        "dropout": 0.3 if small else 0.25,
+        "weight_drop": 0.15 if small else 0.1,
+        "softmax": "full" if small and size.vocabulary < ADAPTIVE_VOCABULARY else "adaptive",
+    }
+
+
+SMALL_TEXT = 500_000  # training tokens below which a text is small
+ADAPTIVE_VOCABULARY = 10_000  # the softmax is adaptive from this many words on, whatever the text
+
+
+def unit_defaults(unit: str, size: DataSize | None = None) -> dict[str, Any]:
+    """:data:`UNIT_DEFAULTS` of ``unit``, those :data:`FROM_DATA` by the data's ``size`` (without it:
+    left out)."""
+    defaults = UNIT_DEFAULTS[unit]
+    if FROM_DATA in defaults.values():
+        defaults = defaults | (data_defaults(size) if size is not None else {})
+    return {name: value for name, value in defaults.items() if value is not FROM_DATA}
+
+
+def _fill(section: Any, unit: str, hidden: int | None = None, size: DataSize | None = None) -> None:
+    """Set every None field of ``section`` that :func:`unit_defaults` knows to the unit's value (the
+    value None: ``hidden``)."""
+    for name, value in unit_defaults(unit, size).items():
         if hasattr(section, name) and getattr(section, name) is None:
             setattr(section, name, hidden if value is None else value)
 
@@ -136,36 +224,48 @@ class ModelConfig(RecurrentConfig):
 
     # learned embedding size, 0 = one-hot (as in the lecture) [chars 64, words --hidden]
     embedding_dim: int | None = None
-    # dropout between layers and before the decoder; narrows the train/val gap [chars 0.25, words 0.3]
+    # dropout between layers and before the decoder [chars 0.25, words 0.3 under 500,000 training
+    # tokens, else 0.25]
     dropout: float | None = None
     embedding_dropout: float | None = None  # dropout on the embeddings [chars 0, words 0.1]
     # the decoder reuses the embedding matrix (Press & Wolf 2017); needs --embedding-dim equal to
-    # --hidden [chars off, words on]
+    # --hidden [chars off, words on unless --softmax adaptive]
     tie_weights: bool | None = None
+    # the dropouts draw one mask per sequence, the same at every step (variational dropout, Gal &
+    # Ghahramani 2016; AWD-LSTM) [chars off, words on]
+    locked_dropout: bool | None = None
+    # DropConnect on every layer's recurrent weights W_hh, one mask per batch (AWD-LSTM's weight
+    # drop) [chars 0, words 0.15 under 500,000 training tokens, else 0.1]
+    weight_drop: float | None = None
     # whole words dropped from the embedding matrix per batch (AWD-LSTM's embedding dropout)
-    word_dropout: float = 0.0
+    # [chars 0, words 0.1]
+    word_dropout: float | None = None
     # the output layer: full softmax, or adaptive (Grave et al. 2017: frequent words in a head, rare
-    # ones in narrower tail clusters; --unit word or subword, untied)
-    softmax: str = flag("full", choices=SOFTMAXES)
+    # ones in narrower tail clusters; --unit word or subword, untied) [chars full, words full under
+    # 500,000 training tokens and 10,000 words, else adaptive]
+    softmax: str | None = flag(None, choices=SOFTMAXES)
     # --softmax adaptive: where the head and each tail cluster end, as word ids (the vocabulary is by
     # falling frequency) [the ids that cover 90% and 98% of the training tokens]
     cutoffs: list[int] | None = flag(None, metavar="C,C,...")
-    ar: float = 0.0  # activation regularisation: + AR x mean(dropped last-layer output^2) (AWD-LSTM)
-    tar: float = 0.0  # temporal activation regularisation: + TAR x mean((h_t - h_{t-1})^2) (AWD-LSTM)
+    # activation regularisation: + AR x mean(dropped last-layer output^2) (AWD-LSTM) [chars 0, words 2]
+    ar: float | None = None
+    # temporal activation regularisation: + TAR x mean((h_t - h_{t-1})^2) (AWD-LSTM) [chars 0, words 1]
+    tar: float | None = None
 
     def validate(self) -> None:
         super().validate()
         if self.embedding_dim is not None and self.embedding_dim < 0:
             raise ValueError(f"--embedding-dim must be >= 0, got {self.embedding_dim}")
-        if self.softmax not in SOFTMAXES:
+        if self.softmax is not None and self.softmax not in SOFTMAXES:
             raise ValueError(f"unknown --softmax {self.softmax!r}: expected {' or '.join(SOFTMAXES)}")
         if self.softmax == "adaptive" and self.tie_weights:
             raise ValueError("--softmax adaptive has no one decoder matrix to tie: give --no-tie-weights")
-        if self.cutoffs is not None and self.softmax != "adaptive":
+        if self.cutoffs is not None and self.softmax == "full":
             raise ValueError("--cutoffs applies to --softmax adaptive")
         for name in ("ar", "tar"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"--{name} is a penalty weight: it must be >= 0, got {getattr(self, name)}")
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"--{name} is a penalty weight: it must be >= 0, got {value}")
         if self.word_dropout and self.embedding_dim == 0:
             raise ValueError("--word-dropout drops rows of the embedding: it needs --embedding-dim above 0")
         for name in ("dropout", "embedding_dropout", "word_dropout"):
@@ -180,13 +280,18 @@ class ModelConfig(RecurrentConfig):
                 f"{self.hidden}, or give --no-tie-weights"
             )
 
-    def resolve(self, unit: str) -> None:
-        """Fill the settings left at None with ``unit``'s defaults."""
-        if self.softmax == "adaptive" and self.tie_weights is None:
-            self.tie_weights = False  # the adaptive softmax has no one matrix to tie
-        if self.hidden is None:
-            self.hidden = UNIT_DEFAULTS[unit]["hidden"]  # first: a word embedding's size follows it
-        _fill(self, unit, self.hidden)
+    def resolve(self, unit: str, size: DataSize | None = None) -> None:
+        """Fill the settings left at None with ``unit``'s defaults; those that follow the data
+        (:data:`FROM_DATA`) only with its ``size``."""
+        defaults = unit_defaults(unit, size)
+        for name in ("softmax", "hidden"):  # first: tying follows the softmax, a word embedding the width
+            if getattr(self, name) is None:
+                setattr(self, name, defaults.get(name))
+        if self.tie_weights is None and self.softmax is not None:
+            self.tie_weights = TIED[unit] and self.softmax == "full"
+        if self.word_dropout is None and self.embedding_dim == 0:
+            self.word_dropout = 0.0  # one-hot inputs: no embedding rows to drop
+        _fill(self, unit, self.hidden, size)
 
 
 @dataclass
@@ -242,6 +347,11 @@ class LMOptimConfig(OptimConfig):
     clip: float | None = None  # max global gradient norm, 0 = no clipping [chars 1, words 0.25]
     # floor of the cosine schedule, as a fraction of --lr [chars 0.1, words 0.01]
     min_lr_ratio: float | None = None
+    # mixed precision: autocast to bf16 or fp16 (CUDA only); auto: bf16 where the device multiplies
+    # bf16 in hardware (AMX or AVX512-BF16 CPUs, bf16 GPUs), else fp32 [chars fp32, words auto]
+    precision: str | None = flag(None, choices=PRECISIONS)
+    # weight averaging from a non-monotone trigger (AWD-LSTM's NT-ASGD) [chars off, words nt]
+    average: str | None = flag(None, choices=AVERAGES)
 
     def resolve(self, unit: str) -> None:
         """Fill the settings left at None with ``unit``'s defaults."""
@@ -259,11 +369,12 @@ class LMConfig(RunConfig):
     optim: LMOptimConfig = field(default_factory=LMOptimConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
 
-    def resolve(self) -> LMConfig:
-        """Fill the unit-dependent settings left at None (idempotent); returns ``self``."""
+    def resolve(self, size: DataSize | None = None) -> LMConfig:
+        """Fill the unit-dependent settings left at None (idempotent), those that follow the data
+        only with its ``size``; returns ``self``."""
         if self.data.unit in UNITS:
             self.data.resolve()
-            self.model.resolve(self.data.unit)
+            self.model.resolve(self.data.unit, size)
             self.optim.resolve(self.data.unit)
         return self
 
@@ -274,9 +385,12 @@ class LMConfig(RunConfig):
 
     @classmethod
     def from_json(cls, obj: Any) -> Any:
-        """Either task's config.json (``lm`` or ``charlm``): the same settings under two names."""
+        """Either task's config.json (``lm`` or ``charlm``): the same settings under two names; a
+        setting it lacks (made before the setting was) means what it did then (:data:`LEGACY`)."""
         kind = obj.get("task") if isinstance(obj, dict) else None
         klass = next((c for c in (LMConfig, CharLMConfig) if c.TASK == kind), cls)
+        if kind is not None:
+            obj = {**obj, **{k: LEGACY[k] | obj[k] for k in LEGACY if isinstance(obj.get(k), dict)}}
         return RunConfig.from_json.__func__(klass, obj).resolve()  # type: ignore[attr-defined]
 
 
@@ -411,8 +525,22 @@ def subword_parts(text: str, val_frac: float, test_frac: float) -> tuple[str, st
 
 
 # ---- model, loss, metrics ------------------------------------------------------------------
-def build_model(cfg: ModelConfig, vocab_size: int, unit: str = "char") -> LanguageModel:
-    cfg.resolve(unit)
+def build_model(
+    cfg: ModelConfig, vocab_size: int, unit: str = "char", size: DataSize | None = None
+) -> LanguageModel:
+    """The language model of ``cfg`` (its settings left at None: ``unit``'s defaults, those that
+    follow the data by ``size``; a word model needs it unless they are all given)."""
+    cfg.resolve(unit, size)
+    unset = [
+        name
+        for name, value in UNIT_DEFAULTS[unit].items()
+        if value is FROM_DATA and getattr(cfg, name) is None
+    ]
+    if unset:
+        raise ValueError(
+            f"the {unit} model's default {', '.join(unset)} follow the training text: give them, or "
+            "size=DataSize(training tokens, vocabulary)"
+        )
     cfg.validate()
     assert cfg.embedding_dim is not None and cfg.dropout is not None and cfg.embedding_dropout is not None
     rnn = cfg.build_recurrent(cfg.embedding_dim or vocab_size, dropout=cfg.dropout)
@@ -674,8 +802,9 @@ class LM(Task):
         "the training part, saved as spm.model). "
         "Writes a run directory with config, vocabulary, checkpoints (latest and best weights, "
         "resume data), metrics.jsonl and, with a test part, results.json; prints a "
-        "sample at the end. Settings shown as [chars X, words Y] default by --unit (subwords as "
-        "words, but --seq-len 50)."
+        "sample at the end. Settings shown as [chars X, words Y] default by --unit; some word ones "
+        "by the training text's size and vocabulary. Subwords: a tied 2 x 256 LSTM, dropout 0.3 / 0.1, "
+        "SGD at 20, --seq-len 50, fp32, no AWD-LSTM regulariser."
     )
     Config: ClassVar[type[RunConfig]] = LMConfig
     Predictor = LMPredictor
@@ -702,7 +831,9 @@ class LM(Task):
                     for part, ids in (("train", corpus.train), ("val", corpus.val), ("test", corpus.test))
                 },
             }
+        config.resolve(DataSize(len(corpus.train), len(corpus.vocab)))  # a new run: the data's defaults
         m = config.model
+        m.validate()  # with them
         if m.softmax == "adaptive" and m.cutoffs is None:  # a new run: from the training part's counts
             m.cutoffs = frequency_cutoffs(corpus.train, len(corpus.vocab))
         if m.cutoffs is not None:

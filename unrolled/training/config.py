@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 from .flags import flag
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 FLOAT32_MAX = 3.4028234663852886e38
 OPTIMIZERS = ("adam", "sgd")
 AVERAGES = ("off", "nt")
@@ -38,8 +38,9 @@ class OptimConfig:
     schedule: str = flag("cosine", name="lr-schedule", choices=("cosine", "constant"))
     min_lr_ratio: float = 0.1  # floor of the cosine schedule, as a fraction of --lr
     warmup_steps: int = 0  # linear warm-up from 0 over this many steps
-    # mixed precision: autocast to bf16 or fp16 (fp16 with a gradient scaler; CUDA only); the
-    # weights and the optimizer stay fp32
+    # mixed precision: autocast to bf16 or fp16 (fp16 with a gradient scaler; CUDA only); auto: bf16
+    # where the device multiplies bf16 in hardware (AMX or AVX512-BF16 CPUs, bf16 GPUs), else fp32;
+    # the weights and the optimizer stay fp32
     precision: str = flag("fp32", choices=PRECISIONS)
     # nt: weight averaging started by a non-monotone trigger (AWD-LSTM's NT-ASGD with any optimizer):
     # once a validation is worse than the best before the last --average-window ones, the weights of

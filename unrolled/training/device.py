@@ -8,6 +8,7 @@ the other way round.
 from __future__ import annotations
 
 import argparse
+import functools
 import re
 from typing import Any
 
@@ -68,7 +69,13 @@ def add_device_argument(parser: argparse.ArgumentParser | Any) -> None:
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype of ``--precision`` on ``device`` (None for fp32); fp16 needs CUDA."""
+    """The autocast dtype of ``--precision`` on ``device`` (None for fp32); fp16 needs CUDA.
+
+    ``auto`` is bf16 where ``device`` multiplies bf16 matrices in hardware (:func:`fast_bf16`),
+    else fp32.
+    """
+    if precision == "auto":
+        return torch.bfloat16 if fast_bf16(device) else None
     if precision == "fp32":
         return None
     if precision == "fp16" and device.type != "cuda":
@@ -76,3 +83,28 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
             f"--precision fp16 needs a CUDA device (here: {device}); on the CPU use --precision bf16 or fp32"
         )
     return {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def fast_bf16(device: torch.device) -> bool:
+    """Whether ``device`` has bf16 matrix units: a CUDA GPU that supports bf16 (Ampere on), or a
+    CPU with AMX or AVX512-BF16 instructions (Linux's ``/proc/cpuinfo`` flags ``amx_bf16``,
+    ``avx512_bf16``). Elsewhere bf16 is emulated and slower than fp32."""
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+    return device.type == "cpu" and bool(_CPU_BF16_FLAGS & _cpu_flags())
+
+
+_CPU_BF16_FLAGS = {"amx_bf16", "avx512_bf16"}
+
+
+@functools.cache
+def _cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags from ``/proc/cpuinfo`` (empty where there is none: not Linux)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return frozenset()

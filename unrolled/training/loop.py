@@ -163,6 +163,8 @@ class Trainer:
         # mixed precision: the forward passes (loss and validation) under autocast; fp16 scales the
         # loss so that small gradients survive, and its scaler skips steps whose gradients overflow
         self.amp_dtype = autocast_dtype(optim.precision, self.device)
+        if optim.precision == "auto":
+            log.info("--precision auto on %s: %s", self.device, "bf16" if self.amp_dtype else "fp32")
         self.scaler = torch.amp.GradScaler(self.device.type) if optim.precision == "fp16" else None
         self.optimizer = make_optimizer(model, optim, groups)
         # epoch -> each parameter group's multiple of the learning rate (0: frozen that epoch)
