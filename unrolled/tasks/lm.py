@@ -173,8 +173,8 @@ class DataSize:
 
 
 def data_defaults(size: DataSize) -> dict[str, Any]:
-    """The word settings that follow the data: the rule of ``docs/language_model.md`` ("Defaults from
-    the data"), from the sweep in ``benchmarks/results/wordlm-sweep-2026-12-07-cpu2.json``.
+    """The word settings that follow the data: the rule of ``docs/language_model.md`` ("The word
+    defaults follow the data"), from the sweep in ``benchmarks/results/wordlm-sweep-2026-12-07-cpu2.json``.
 
     - A text of under :data:`SMALL_TEXT` training tokens is read about 35 times in a 10-minute run
       and overfits: dropout 0.3 (between the layers, before the decoder), weight drop 0.15, and
