@@ -133,17 +133,14 @@ UNIT_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 # whether the decoder reuses the embedding (unless the softmax is adaptive: nothing to tie)
 TIED = {"char": False, "word": True, "subword": True}
-# The settings of a run directory made before they existed: what they meant then.
+# The settings of a run directory made before they existed: what they meant then (all off, as
+# they still are for characters).
 LEGACY = {
-    "model": {
-        "locked_dropout": False,
-        "weight_drop": 0.0,
-        "word_dropout": 0.0,
-        "ar": 0.0,
-        "tar": 0.0,
-        "softmax": "full",
-    },
-    "optim": {"average": "off", "precision": "fp32"},
+    section: {name: UNIT_DEFAULTS["char"][name] for name in names}
+    for section, names in (
+        ("model", ("locked_dropout", "weight_drop", "word_dropout", "ar", "tar", "softmax")),
+        ("optim", ("average", "precision")),
+    )
 }
 # subwords: the word defaults from before the sweep of docs/language_model.md (which did not cover
 # them; the classifier's transfer from a subword LM was measured with these), and longer chunks:
