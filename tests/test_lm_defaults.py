@@ -4,6 +4,7 @@ run directory made before a setting existed means by it, and ``--precision auto`
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -22,18 +23,26 @@ def _config(out) -> dict:
 
 
 # ---- the rule ------------------------------------------------------------------------------
-def test_the_rule_turns_on_its_thresholds() -> None:
-    rule = lm.data_defaults
-    small = rule(lm.DataSize(lm.SMALL_TEXT - 1, lm.ADAPTIVE_VOCABULARY - 1))
-    large = rule(lm.DataSize(lm.SMALL_TEXT, lm.ADAPTIVE_VOCABULARY - 1))
-    for name in ("dropout", "weight_drop"):  # a small text is regularised harder
-        assert small[name] > large[name]
-    assert (small["softmax"], large["softmax"]) == ("full", "adaptive")
-    assert rule(lm.DataSize(lm.SMALL_TEXT - 1, lm.ADAPTIVE_VOCABULARY))["softmax"] == "adaptive"
+def test_the_rule_regularises_less_as_the_text_grows_and_turns_adaptive_on_its_thresholds() -> None:
+    rule, words = lm.data_defaults, lm.ADAPTIVE_VOCABULARY - 1
+    small, large = lm.SMALL_TEXT_REGULARISERS, lm.LARGE_TEXT_REGULARISERS
+    for tokens in (1, lm.SMALL_TEXT // 10, lm.SMALL_TEXT):
+        assert rule(lm.DataSize(tokens, words)).items() >= small.items()
+    for tokens in (lm.LARGE_TEXT, lm.LARGE_TEXT * 10):
+        assert rule(lm.DataSize(tokens, words)).items() >= large.items()
+    # between the two: linear in the logarithm of the tokens, falling
+    middle = rule(lm.DataSize(round(math.sqrt(lm.SMALL_TEXT * lm.LARGE_TEXT)), words))
+    steps = [rule(lm.DataSize(t, words)) for t in range(lm.SMALL_TEXT, lm.LARGE_TEXT + 1, 50_000)]
+    for name in small:
+        assert small[name] > large[name]  # a small text is regularised harder
+        assert middle[name] == pytest.approx((small[name] + large[name]) / 2, abs=0.006)
+        values = [step[name] for step in steps]
+        assert values == sorted(values, reverse=True) and values[0] > values[1] and values[-2] > values[-1]
+    assert rule(lm.DataSize(lm.ADAPTIVE_TEXT - 1, words))["softmax"] == "full"
+    assert rule(lm.DataSize(lm.ADAPTIVE_TEXT, words))["softmax"] == "adaptive"
+    assert rule(lm.DataSize(lm.ADAPTIVE_TEXT - 1, lm.ADAPTIVE_VOCABULARY))["softmax"] == "adaptive"
     every = {name for name, value in lm.UNIT_DEFAULTS["word"].items() if value is lm.FROM_DATA}
-    assert (
-        set(small) == set(large) == every
-    )  # the rule sets exactly the settings marked as following the data
+    assert set(middle) == every  # the rule sets exactly the settings marked as following the data
 
 
 def test_until_the_data_is_read_the_data_settings_stay_unset_and_the_rest_is_filled() -> None:

@@ -32,6 +32,11 @@ and 2026-11-30e/f/g before the compiled engine's inference path; runs of a day v
   5,264-6,326 native), then native where torch has the cells (its GRU: 10,999-13,996 /
   3,644-4,003 / 15,854-19,226 steps/s against 8,490-9,722 / 2,948-3,160 / 10,699-11,125
   compiled), then as in inference.
+- CPU, inference of the Mogrifier LSTM (over a sequence or one step per call): the reference
+  loop, where the fused engine, which trains it faster (3.7-3.9x torch.nn.LSTM's time against
+  4.7x), writes every round's products into the buffers its backward would read and infers
+  slower (6.5-6.8x against 5.1x; 2,100 generation steps/s against 3,100):
+  benchmarks/results/speed-mogrifier-2026-12-06-cpu2.json at (32,100,256,256).
 - CPU, under ``torch.autocast`` (``--precision bf16``), training or inference: native for
   torch's LSTM, whose oneDNN kernel computes in bf16 on the CPU's matrix units, where the
   compiled and fused engines compute in fp32 inside autocast. The char-LM's training step at
@@ -106,6 +111,7 @@ PREFERENCES: dict[str, dict[str, Preference]] = {
             ("native", ("LSTMCell",)),
             ("compiled", None),
             ("native", None),
+            ("reference", ("MogrifierLSTMCell",)),
             ("fused", None),
             ("reference", None),
         ),
@@ -113,6 +119,7 @@ PREFERENCES: dict[str, dict[str, Preference]] = {
             ("compiled", ("LSTMCell",)),
             ("native", None),
             ("compiled", None),
+            ("reference", ("MogrifierLSTMCell",)),
             ("fused", None),
             ("reference", None),
         ),

@@ -171,27 +171,35 @@ class DataSize:
 
 def data_defaults(size: DataSize) -> dict[str, Any]:
     """The word settings that follow the data: the rule of ``docs/language_model.md`` ("The word
-    defaults follow the data"), from the sweep in ``benchmarks/results/wordlm-sweep-2026-12-07-cpu2.json``.
+    defaults follow the data"), from the sweeps in ``benchmarks/results/wordlm-sweep-2026-12-07*``.
 
-    - A text of under :data:`SMALL_TEXT` training tokens is read about 35 times in a 10-minute run
-      and overfits: dropout 0.3 (between the layers, before the decoder), weight drop 0.15, and
-      the full softmax, tied to the embedding (the adaptive one trains faster but ends worse,
-      being untied). A larger text is read under 10 times: dropout 0.25, weight drop 0.1, and the
-      adaptive softmax, which reads 2 to 4 times the tokens per second.
-    - A vocabulary of :data:`ADAPTIVE_VOCABULARY` words or more gets the adaptive softmax whatever
-      the text's size: the full one's cost grows with it (at 30,000 words the adaptive one reached
-      half the full one's perplexity in the same time).
+    - Regularisation falls as the text grows: a text of :data:`SMALL_TEXT` training tokens or
+      fewer is read about 35 times in a 10-minute run and overfits (:data:`SMALL_TEXT_REGULARISERS`:
+      dropout 0.3 between the layers and before the decoder, weight drop 0.15); one of
+      :data:`LARGE_TEXT` or more is read under 10 times, and every regulariser then slows the
+      learning more than it saves from overfitting (:data:`LARGE_TEXT_REGULARISERS`). Between the
+      two, each rate moves linearly in the logarithm of the tokens, rounded to 0.01.
+    - The softmax: the full one, tied to the embedding, for a text under :data:`ADAPTIVE_TEXT`
+      tokens and :data:`ADAPTIVE_VOCABULARY` words (it ends better there); else the adaptive one
+      (untied), which reads 2 to 4 times the tokens per second, and whose lead grows with the
+      vocabulary (at 30,000 words it reached half the full one's perplexity in the same time).
     """
-    small = size.tokens < SMALL_TEXT
-    return {
-        "dropout": 0.3 if small else 0.25,
-        "weight_drop": 0.15 if small else 0.1,
-        "softmax": "full" if small and size.vocabulary < ADAPTIVE_VOCABULARY else "adaptive",
+    span = math.log(LARGE_TEXT / SMALL_TEXT)
+    share = min(max(math.log(max(size.tokens, 1) / SMALL_TEXT) / span, 0.0), 1.0)
+    rates = {
+        name: round(small + (LARGE_TEXT_REGULARISERS[name] - small) * share, 2)
+        for name, small in SMALL_TEXT_REGULARISERS.items()
     }
+    full = size.tokens < ADAPTIVE_TEXT and size.vocabulary < ADAPTIVE_VOCABULARY
+    return rates | {"softmax": "full" if full else "adaptive"}
 
 
-SMALL_TEXT = 500_000  # training tokens below which a text is small
-ADAPTIVE_VOCABULARY = 10_000  # the softmax is adaptive from this many words on, whatever the text
+SMALL_TEXT = 250_000  # training tokens up to which a text gets SMALL_TEXT_REGULARISERS
+LARGE_TEXT = 1_000_000  # and from which on LARGE_TEXT_REGULARISERS
+SMALL_TEXT_REGULARISERS = {"dropout": 0.3, "weight_drop": 0.15}
+LARGE_TEXT_REGULARISERS = {"dropout": 0.1, "weight_drop": 0.0}
+ADAPTIVE_TEXT = 500_000  # training tokens from which the softmax is adaptive
+ADAPTIVE_VOCABULARY = 10_000  # words from which the softmax is adaptive, whatever the text
 
 
 def unit_defaults(unit: str, size: DataSize | None = None) -> dict[str, Any]:
