@@ -33,10 +33,11 @@ and 2026-11-30e/f/g before the compiled engine's inference path; runs of a day v
   3,644-4,003 / 15,854-19,226 steps/s against 8,490-9,722 / 2,948-3,160 / 10,699-11,125
   compiled), then as in inference.
 - CPU, inference of the Mogrifier LSTM (over a sequence or one step per call): the reference
-  loop, where the fused engine, which trains it faster (3.7-3.9x torch.nn.LSTM's time against
-  4.7x), writes every round's products into the buffers its backward would read and infers
-  slower (6.5-6.8x against 5.1x; 2,100 generation steps/s against 3,100):
-  benchmarks/results/speed-mogrifier-2026-12-06-cpu2.json at (32,100,256,256).
+  loop. The fused engine, which trains it faster (3.8-3.9x torch.nn.LSTM's time against
+  4.7-5.2x at (32,100,256,256)), writes every round's products into the buffers its backward
+  would read, and infers slower: 6.0-6.8x against 5.1-5.5x, and at (1,200,128,128) 31.5x against
+  27.0x and 2,500 generation steps/s against 3,800 (benchmarks/results/speed-mogrifier-2026-12-06
+  and -07-cpu2.json).
 - CPU, under ``torch.autocast`` (``--precision bf16``), training or inference: native for
   torch's LSTM, whose oneDNN kernel computes in bf16 on the CPU's matrix units, where the
   compiled and fused engines compute in fp32 inside autocast. The char-LM's training step at
