@@ -176,9 +176,10 @@ def data_defaults(size: DataSize) -> dict[str, Any]:
     - Regularisation falls as the text grows: a text of :data:`SMALL_TEXT` training tokens or
       fewer is read about 35 times in a 10-minute run and overfits (:data:`SMALL_TEXT_REGULARISERS`:
       dropout 0.3 between the layers and before the decoder, weight drop 0.15); one of
-      :data:`LARGE_TEXT` or more is read under 10 times, and every regulariser then slows the
-      learning more than it saves from overfitting (:data:`LARGE_TEXT_REGULARISERS`). Between the
-      two, each rate moves linearly in the logarithm of the tokens, rounded to 0.01.
+      :data:`LARGE_TEXT` or more is read under 10 times, and dropout and weight drop then slow
+      the learning more than they save from overfitting (:data:`LARGE_TEXT_REGULARISERS`; word
+      and embedding dropout still pay there). Between the two, each rate moves linearly in the
+      logarithm of the tokens, rounded to 0.01.
     - The softmax: the full one, tied to the embedding, for a text under :data:`ADAPTIVE_TEXT`
       tokens and :data:`ADAPTIVE_VOCABULARY` words (it ends better there); else the adaptive one
       (untied), which reads 2 to 4 times the tokens per second, and whose lead grows with the
@@ -229,8 +230,8 @@ class ModelConfig(RecurrentConfig):
 
     # learned embedding size, 0 = one-hot (as in the lecture) [chars 64, words --hidden]
     embedding_dim: int | None = None
-    # dropout between layers and before the decoder [chars 0.25, words 0.3 under 500,000 training
-    # tokens, else 0.25]
+    # dropout between layers and before the decoder [chars 0.25, words 0.3 up to 250,000 training
+    # tokens, 0.1 from 1,000,000 on, between them by the logarithm of the tokens]
     dropout: float | None = None
     embedding_dropout: float | None = None  # dropout on the embeddings [chars 0, words 0.1]
     # the decoder reuses the embedding matrix (Press & Wolf 2017); needs --embedding-dim equal to
@@ -240,7 +241,8 @@ class ModelConfig(RecurrentConfig):
     # Ghahramani 2016; AWD-LSTM) [chars off, words on]
     locked_dropout: bool | None = None
     # DropConnect on every layer's recurrent weights W_hh, one mask per batch (AWD-LSTM's weight
-    # drop) [chars 0, words 0.15 under 500,000 training tokens, else 0.1]
+    # drop) [chars 0, words 0.15 up to 250,000 training tokens, 0 from 1,000,000 on, between them
+    # by the logarithm of the tokens]
     weight_drop: float | None = None
     # whole words dropped from the embedding matrix per batch (AWD-LSTM's embedding dropout)
     # [chars 0, words 0.1]
